@@ -1,0 +1,266 @@
+// Package appfile owns the YAML form of app specs: it parses a
+// (multi-document) file into api.App values and reports every problem as
+// FILE:LINE: field: what is wrong, so a user can fix the spec without
+// guessing. A file is all or nothing: one bad document rejects the file.
+package appfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/shoal-edge/shoal/api"
+	"gopkg.in/yaml.v3"
+)
+
+// MaxSize bounds a spec file; specs are small and the parser is not a place
+// to spend a device's memory.
+const MaxSize = 4 << 20
+
+// Error is one problem in a spec file.
+type Error struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Parse reads every app of a YAML file; file names the source in errors.
+func Parse(file string, r io.Reader) ([]api.App, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, &Error{File: file, Msg: err.Error()}
+	}
+	if len(data) > MaxSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d bytes", MaxSize)}
+	}
+	docs, err := documents(file, data)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var apps []api.App
+	seen := map[string]int{}
+	for i := 0; ; i++ {
+		var app api.App
+		err := dec.Decode(&app)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if i >= len(docs) {
+			break
+		}
+		doc := docs[i]
+		if err != nil {
+			return nil, decodeError(file, doc, err)
+		}
+		if doc.empty {
+			continue
+		}
+		app.Defaults()
+		if err := app.Validate(); err != nil {
+			var fe *api.FieldError
+			if errors.As(err, &fe) {
+				return nil, &Error{File: file, Line: doc.line(fe.Field), Field: fe.Field, Msg: fe.Msg}
+			}
+			return nil, &Error{File: file, Line: doc.start, Msg: err.Error()}
+		}
+		if prev, dup := seen[app.Name]; dup {
+			return nil, &Error{File: file, Line: doc.line("name"), Field: "name",
+				Msg: fmt.Sprintf("app %q is defined twice (first at line %d)", app.Name, prev)}
+		}
+		seen[app.Name] = doc.line("name")
+		apps = append(apps, app)
+	}
+	if len(apps) == 0 {
+		return nil, &Error{File: file, Msg: "no apps in file"}
+	}
+	return apps, nil
+}
+
+// doc is one YAML document and the line of every field path in it.
+type doc struct {
+	start int
+	empty bool
+	lines map[string]int    // "resources.memory" -> line of its value
+	vals  map[string]string // scalar values by path, to place errors that carry no line
+}
+
+func (d doc) line(field string) int {
+	// "ports[2]" and "placement.arch" resolve to the closest known path.
+	for field != "" {
+		if l, ok := d.lines[field]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(field, ".[")
+		if i < 0 {
+			break
+		}
+		field = field[:i]
+	}
+	return d.start
+}
+
+func documents(file string, data []byte) ([]doc, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []doc
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, syntaxError(file, err)
+		}
+		d := doc{start: n.Line, lines: map[string]int{}, vals: map[string]string{}}
+		root := &n
+		if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+			root = root.Content[0]
+		}
+		switch {
+		case root.Kind == yaml.ScalarNode && root.Tag == "!!null":
+			d.empty = true
+		case root.Kind != yaml.MappingNode:
+			return nil, &Error{File: file, Line: root.Line, Msg: "an app spec must be a mapping of fields (name: ..., image: ...)"}
+		}
+		walk(root, "", d)
+		docs = append(docs, d)
+	}
+}
+
+func walk(n *yaml.Node, path string, d doc) {
+	lines := d.lines
+	switch n.Kind {
+	case yaml.ScalarNode:
+		d.vals[path] = n.Value
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			p := key.Value
+			if path != "" {
+				p = path + "." + key.Value
+			}
+			lines[p] = val.Line
+			walk(val, p, d)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			lines[p] = c.Line
+			walk(c, p, d)
+		}
+	}
+}
+
+var (
+	lineRe    = regexp.MustCompile(`line (\d+): (.*)`)
+	unknownRe = regexp.MustCompile(`field (\S+) not found in type`)
+	quotedRe  = regexp.MustCompile(`"([^"]*)"`)
+	typeRe    = regexp.MustCompile("cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
+)
+
+func syntaxError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Msg: "YAML syntax: " + m[2]}
+	}
+	return &Error{File: file, Msg: "YAML syntax: " + msg}
+}
+
+// decodeError turns yaml.v3's messages into FILE:LINE: field: message.
+func decodeError(file string, d doc, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := lineRe.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return &Error{File: file, Line: line, Field: fieldAt(d, line), Msg: m[2]}
+		}
+		// Errors of our own text types (sizes, durations) carry no line:
+		// find the scalar they quote.
+		if q := quotedRe.FindStringSubmatch(msg); q != nil {
+			for p, v := range d.vals {
+				if v == q[1] {
+					return &Error{File: file, Line: d.lines[p], Field: p, Msg: msg}
+				}
+			}
+		}
+		return &Error{File: file, Line: d.start, Msg: msg}
+	}
+	m := lineRe.FindStringSubmatch(te.Errors[0])
+	if m == nil {
+		return &Error{File: file, Line: d.start, Msg: te.Errors[0]}
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg := m[2]
+	if u := unknownRe.FindStringSubmatch(msg); u != nil {
+		return &Error{File: file, Line: line, Field: u[1], Msg: "unknown field"}
+	}
+	if t := typeRe.FindStringSubmatch(msg); t != nil {
+		msg = fmt.Sprintf("%q is a %s, want %s", t[2], yamlKind(t[1]), goKind(t[3]))
+	}
+	return &Error{File: file, Line: line, Field: fieldAt(d, line), Msg: msg}
+}
+
+func fieldAt(d doc, line int) string {
+	best := ""
+	for p, l := range d.lines {
+		if l == line && (best == "" || len(p) > len(best)) {
+			best = p
+		}
+	}
+	return best
+}
+
+func yamlKind(tag string) string {
+	switch tag {
+	case "str":
+		return "string"
+	case "seq":
+		return "list"
+	case "map":
+		return "mapping"
+	case "int", "float":
+		return "number"
+	}
+	return tag
+}
+
+func goKind(t string) string {
+	switch {
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping"
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	}
+	return "a " + strings.TrimPrefix(t, "api.")
+}

@@ -1,0 +1,90 @@
+package appfile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+func TestParseGood(t *testing.T) {
+	src := `name: web
+image: hello:1
+command: ["/hello", "--port", "8080"]
+env: {GREETING: hi}
+replicas: 2
+resources: {cpu: 0.5, memory: 64Mi, pids: 256}
+restart: on-failure
+ports: ["8080:8080/tcp"]
+health: {http: "http://127.0.0.1:8080/healthz", interval: 5s, timeout: 2s, retries: 3}
+---
+name: agent
+image: agent:2
+mode: global
+network: host
+`
+	apps, err := Parse("app.yaml", strings.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 2 {
+		t.Fatalf("got %d apps, want 2", len(apps))
+	}
+	w := apps[0]
+	if w.Replicas != 2 || w.Resources.Memory != 64<<20 || w.Resources.CPU != 0.5 || w.Restart != "on-failure" ||
+		w.Health.Interval.D().Seconds() != 5 || w.Env["GREETING"] != "hi" || w.Mode != api.ModeReplicated {
+		t.Errorf("web parsed wrong: %+v", w)
+	}
+	if a := apps[1]; a.Mode != api.ModeGlobal || a.Network != api.NetworkHost || a.Restart != api.RestartAlways {
+		t.Errorf("agent parsed wrong: %+v", a)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"unknown field", "name: web\nimage: x\nreplica: 2\n", "f.yaml:3: replica: unknown field"},
+		{"wrong type", "name: web\nimage: x\nreplicas: two\n", `f.yaml:3: replicas: "two" is a string, want a whole number`},
+		{"missing image", "name: web\n", "f.yaml:1: image: required"},
+		{"bad name", "name: Web_1\nimage: x\n", `f.yaml:1: name: "Web_1" is not a DNS label`},
+		{"bad memory", "name: web\nimage: x\nresources:\n  memory: lots\n", `f.yaml:4: resources.memory: invalid size "lots"`},
+		{"bad restart", "name: web\nimage: x\nrestart: sometimes\n", `f.yaml:3: restart: must be always, on-failure or never`},
+		{"bad port", "name: web\nimage: x\nports:\n  - \"8080:99999\"\n", `f.yaml:4: ports[0]: "8080:99999": port "99999"`},
+		{"global replicas", "name: web\nimage: x\nmode: global\nreplicas: 3\n", "f.yaml:4: replicas: not allowed with mode: global"},
+		{"second doc bad", "name: a\nimage: x\n---\nname: b\nimage: y\nmode: sideways\n", `f.yaml:6: mode: must be replicated or global`},
+		{"syntax", "name: web\nimage: [x\n", "f.yaml:"},
+		{"duplicate", "name: a\nimage: x\n---\nname: a\nimage: y\n", `f.yaml:4: name: app "a" is defined twice (first at line 1)`},
+		{"not a mapping", "- a\n- b\n", "f.yaml:1: an app spec must be a mapping"},
+		{"empty", "", "f.yaml: no apps in file"},
+		{"bad duration", "name: web\nimage: x\nhealth:\n  tcp: \":80\"\n  interval: soon\n", `f.yaml:5: health.interval: invalid duration "soon"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", strings.NewReader(tc.src))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("name: web\nimage: hello:1\nreplicas: 2\n")
+	f.Add("name: a\nimage: x\n---\nname: b\nimage: y\nmode: global\n")
+	f.Add("resources: {memory: 1Gi, cpu: 2}\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		apps, err := Parse("fuzz.yaml", strings.NewReader(src))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, a := range apps {
+			if err := a.Validate(); err != nil {
+				t.Fatalf("Parse accepted an invalid app: %v", err)
+			}
+		}
+	})
+}

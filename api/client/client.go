@@ -1,0 +1,182 @@
+// Package client owns the CLI's side of the node API: typed calls over the
+// local unix socket, with the daemon's errors mapped back to api sentinels.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+// Client talks to one node.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// New returns a client of the node serving socket.
+func New(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType string) (*http.Response, error) {
+	u := "http://shoal" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("no shoal node is serving %s: start one with `shoal up` or pass --data-dir", c.socket)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("permission denied on %s: the API socket is for root only", c.socket)
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var we api.WireError
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(data, &we) != nil || we.Message == "" {
+			return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+		}
+		return nil, &we
+	}
+	return resp, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, q url.Values, out any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, q, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (c *Client) sendJSON(ctx context.Context, method, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, method, path, nil, bytes.NewReader(body), "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Status is the node's view of the cluster.
+func (c *Client) Status(ctx context.Context) (api.ClusterStatus, error) {
+	var st api.ClusterStatus
+	return st, c.getJSON(ctx, "/v1/status", nil, &st)
+}
+
+// Nodes lists the cluster's nodes.
+func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
+	var ns []api.Node
+	return ns, c.getJSON(ctx, "/v1/nodes", nil, &ns)
+}
+
+// Apply creates or updates apps.
+func (c *Client) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error) {
+	var res []api.ApplyResult
+	return res, c.sendJSON(ctx, http.MethodPost, "/v1/apps", apps, &res)
+}
+
+// Delete removes apps.
+func (c *Client) Delete(ctx context.Context, names []string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/apps", url.Values{"name": names}, nil, "")
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// PS lists instances, of one app when app is not empty.
+func (c *Client) PS(ctx context.Context, app string) ([]api.InstanceStatus, error) {
+	var q url.Values
+	if app != "" {
+		q = url.Values{"app": {app}}
+	}
+	var out []api.InstanceStatus
+	return out, c.getJSON(ctx, "/v1/ps", q, &out)
+}
+
+// Logs copies an instance's output to w; with follow it returns when ctx ends.
+func (c *Client) Logs(ctx context.Context, app string, index int, follow bool, tail int, w io.Writer) error {
+	q := url.Values{"tail": {strconv.Itoa(tail)}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/logs/"+url.PathEscape(app)+"/"+strconv.Itoa(index), q, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// ImportImage uploads an image tarball.
+func (c *Client) ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/images", nil, r, "application/x-tar")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []api.Image
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// Images lists the node's images.
+func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
+	var out []api.Image
+	return out, c.getJSON(ctx, "/v1/images", nil, &out)
+}
+
+// Run starts a one-off container on the node, copies its output and
+// returns its exit code.
+func (c *Client) Run(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return -1, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/run", nil, bytes.NewReader(body), "application/json")
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	return api.ReadFrames(resp.Body, stdout, stderr)
+}

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Frame kinds of a multiplexed output stream (`shoal run`): stdout and
+// stderr chunks, then exactly one exit or error frame.
+const (
+	FrameStdout byte = 1
+	FrameStderr byte = 2
+	FrameExit   byte = 3
+	FrameError  byte = 4
+)
+
+// maxFrame bounds a frame so a broken peer cannot make us allocate much.
+const maxFrame = 1 << 20
+
+// WriteFrame writes one frame: kind, big-endian uint32 length, data.
+func WriteFrame(w io.Writer, kind byte, data []byte) error {
+	var hdr [5]byte
+	hdr[0] = kind
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(data)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(data)
+	return err
+}
+
+// ReadFrames copies stdout and stderr frames to the writers and returns the
+// exit code of the exit frame, or the error of an error frame.
+func ReadFrames(r io.Reader, stdout, stderr io.Writer) (int, error) {
+	var hdr [5]byte
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return -1, fmt.Errorf("output stream ended early: %w", err)
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > maxFrame {
+			return -1, fmt.Errorf("output stream: frame of %d bytes", n)
+		}
+		if int(n) > len(buf) {
+			buf = make([]byte, n)
+		}
+		data := buf[:n]
+		if _, err := io.ReadFull(r, data); err != nil {
+			return -1, fmt.Errorf("output stream ended early: %w", err)
+		}
+		switch hdr[0] {
+		case FrameStdout:
+			stdout.Write(data)
+		case FrameStderr:
+			stderr.Write(data)
+		case FrameExit:
+			code, err := strconv.Atoi(string(data))
+			if err != nil {
+				return -1, fmt.Errorf("output stream: bad exit code %q", data)
+			}
+			return code, nil
+		case FrameError:
+			return -1, &WireError{Kind: KindInternal, Message: string(data)}
+		default:
+			return -1, fmt.Errorf("output stream: unknown frame kind %d", hdr[0])
+		}
+	}
+}

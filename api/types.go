@@ -1,0 +1,183 @@
+// Package api owns the wire types shared by the CLI and the daemon (App, Node,
+// Allocation, InstanceStatus, ClusterStatus), their validation and the
+// sentinel errors callers branch on. It imports only the standard library.
+package api
+
+import (
+	"strconv"
+	"time"
+)
+
+// Modes of an app.
+const (
+	ModeReplicated = "replicated"
+	ModeGlobal     = "global"
+)
+
+// Restart policies.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+)
+
+// Network modes.
+const (
+	NetworkBridge = "bridge"
+	NetworkHost   = "host"
+)
+
+// Instance states, as `shoal ps` shows them.
+const (
+	StatePending   = "pending"
+	StatePulling   = "pulling"
+	StateStarting  = "starting"
+	StateRunning   = "running"
+	StateUnhealthy = "unhealthy"
+	StateExited    = "exited"
+	StateFailed    = "failed"
+)
+
+// App is the desired state of one application, kept in Raft.
+type App struct {
+	Name            string            `json:"name" yaml:"name"`
+	Image           string            `json:"image" yaml:"image"`
+	Command         []string          `json:"command,omitempty" yaml:"command"`
+	Env             map[string]string `json:"env,omitempty" yaml:"env"`
+	Mode            string            `json:"mode,omitempty" yaml:"mode"`
+	Replicas        int               `json:"replicas,omitempty" yaml:"replicas"`
+	Placement       Placement         `json:"placement,omitempty" yaml:"placement"`
+	Resources       Resources         `json:"resources,omitempty" yaml:"resources"`
+	Restart         string            `json:"restart,omitempty" yaml:"restart"`
+	Ports           []string          `json:"ports,omitempty" yaml:"ports"`
+	Network         string            `json:"network,omitempty" yaml:"network"`
+	Volumes         []string          `json:"volumes,omitempty" yaml:"volumes"`
+	Health          *Health           `json:"health,omitempty" yaml:"health"`
+	Update          *Update           `json:"update,omitempty" yaml:"update"`
+	RescheduleAfter Duration          `json:"reschedule_after,omitempty" yaml:"reschedule_after"`
+
+	// Version is set by the cluster and bumped on every change of the spec.
+	Version uint64 `json:"version,omitempty" yaml:"-"`
+}
+
+// Placement constrains the nodes an app may run on.
+type Placement struct {
+	Labels map[string]string `json:"labels,omitempty" yaml:"labels"`
+	Arch   []string          `json:"arch,omitempty" yaml:"arch"`
+}
+
+// Resources limits one instance of an app.
+type Resources struct {
+	CPU    float64 `json:"cpu,omitempty" yaml:"cpu"`
+	Memory Bytes   `json:"memory,omitempty" yaml:"memory"`
+	Pids   int64   `json:"pids,omitempty" yaml:"pids"`
+}
+
+// Health describes how an instance's health is checked.
+type Health struct {
+	HTTP     string   `json:"http,omitempty" yaml:"http"`
+	TCP      string   `json:"tcp,omitempty" yaml:"tcp"`
+	Exec     []string `json:"exec,omitempty" yaml:"exec"`
+	Interval Duration `json:"interval,omitempty" yaml:"interval"`
+	Timeout  Duration `json:"timeout,omitempty" yaml:"timeout"`
+	Retries  int      `json:"retries,omitempty" yaml:"retries"`
+}
+
+// Update says how a new version of an app is rolled out.
+type Update struct {
+	MaxUnavailable int  `json:"max_unavailable,omitempty" yaml:"max_unavailable"`
+	AutoRevert     bool `json:"auto_revert,omitempty" yaml:"auto_revert"`
+}
+
+// Node is a member of the cluster as the registry in Raft knows it, joined
+// with what gossip says of it now.
+type Node struct {
+	Name     string            `json:"name"`
+	ID       string            `json:"id"`
+	Address  string            `json:"address"`
+	Arch     string            `json:"arch"`
+	OS       string            `json:"os"`
+	Labels   map[string]string `json:"labels"`
+	Role     string            `json:"role"`  // voter | non-voter
+	State    string            `json:"state"` // alive | suspect | dead | left
+	Cordoned bool              `json:"cordoned,omitempty"`
+	// Instances counts the allocations placed on the node.
+	Instances int `json:"instances"`
+}
+
+// Allocation places one instance of an app version on a node. Only the
+// leader's scheduler writes allocations.
+type Allocation struct {
+	App     string `json:"app"`
+	Index   int    `json:"index"`
+	Version uint64 `json:"version"`
+	Node    string `json:"node"`
+	IP      string `json:"ip,omitempty"`
+}
+
+// Instance names the allocation as users see it: app/index.
+func (a Allocation) Instance() string { return InstanceName(a.App, a.Index) }
+
+// InstanceStatus is the observed state of one instance. It is reported by
+// the node that runs it and never written through Raft.
+type InstanceStatus struct {
+	App       string    `json:"app"`
+	Instance  string    `json:"instance"`
+	Node      string    `json:"node"`
+	Version   uint64    `json:"version"`
+	State     string    `json:"state"`
+	Restarts  int       `json:"restarts"`
+	PID       int       `json:"pid,omitempty"`
+	IP        string    `json:"ip"`
+	ExitCode  int       `json:"exit_code"`
+	OOMKilled bool      `json:"oom_killed,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// ClusterStatus answers `shoal status`.
+type ClusterStatus struct {
+	ClusterID   string   `json:"cluster_id"`
+	Leader      string   `json:"leader"`
+	Node        string   `json:"node"`
+	Role        string   `json:"role"`
+	State       string   `json:"state"` // raft state: Leader, Follower, Candidate
+	Term        uint64   `json:"term"`
+	CommitIndex uint64   `json:"commit_index"`
+	AppliedIdx  uint64   `json:"applied_index"`
+	Voters      []string `json:"voters"`
+	Stale       bool     `json:"stale"`
+	Health      string   `json:"health"`
+}
+
+// Image is an image in a node's store.
+type Image struct {
+	Ref      string    `json:"ref"`
+	Digest   string    `json:"digest"`
+	ID       string    `json:"id"`
+	Size     int64     `json:"size"`
+	Platform string    `json:"platform"`
+	Created  time.Time `json:"created,omitzero"`
+}
+
+// RunRequest asks a node for a one-off container outside scheduling.
+type RunRequest struct {
+	Image   string   `json:"image"`
+	Name    string   `json:"name,omitempty"`
+	Command []string `json:"command,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Network string   `json:"network,omitempty"`
+	Remove  bool     `json:"rm"`
+}
+
+// ApplyResult reports what an apply changed.
+type ApplyResult struct {
+	Name    string `json:"name"`
+	Version uint64 `json:"version"`
+	Changed bool   `json:"changed"`
+}
+
+// InstanceName is the user-facing name of an instance: app/index.
+func InstanceName(app string, index int) string {
+	return app + "/" + strconv.Itoa(index)
+}

@@ -1,0 +1,200 @@
+package api
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether s is a DNS label, the rule for app and node names.
+func ValidName(s string) bool { return dnsLabel.MatchString(s) }
+
+// Defaults fills the fields a spec may leave out.
+func (a *App) Defaults() {
+	if a.Mode == "" {
+		a.Mode = ModeReplicated
+	}
+	if a.Mode == ModeReplicated && a.Replicas == 0 {
+		a.Replicas = 1
+	}
+	if a.Restart == "" {
+		a.Restart = RestartAlways
+	}
+	if a.Network == "" {
+		a.Network = NetworkBridge
+	}
+	if a.Mode == ModeReplicated && a.RescheduleAfter == 0 {
+		a.RescheduleAfter = Duration(60e9)
+	}
+}
+
+// Validate checks an app after Defaults and returns the first problem as a
+// *FieldError.
+func (a *App) Validate() error {
+	switch {
+	case a.Name == "":
+		return fieldErr("name", "required")
+	case !ValidName(a.Name):
+		return fieldErr("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", a.Name)
+	case a.Image == "":
+		return fieldErr("image", "required")
+	case strings.ContainsAny(a.Image, " \t\n"):
+		return fieldErr("image", "%q contains white space", a.Image)
+	}
+	switch a.Mode {
+	case ModeReplicated:
+		if a.Replicas < 0 {
+			return fieldErr("replicas", "must be 0 or more, got %d", a.Replicas)
+		}
+		if a.Replicas > 10000 {
+			return fieldErr("replicas", "at most 10000, got %d", a.Replicas)
+		}
+	case ModeGlobal:
+		if a.Replicas != 0 {
+			return fieldErr("replicas", "not allowed with mode: global (one instance runs on every matching node)")
+		}
+		if a.RescheduleAfter != 0 {
+			return fieldErr("reschedule_after", "not allowed with mode: global (global instances stay with their node)")
+		}
+	default:
+		return fieldErr("mode", "must be replicated or global, got %q", a.Mode)
+	}
+	for k := range a.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fieldErr("env", "invalid variable name %q", k)
+		}
+	}
+	for _, arch := range a.Placement.Arch {
+		switch arch {
+		case "amd64", "arm64", "arm", "riscv64", "386":
+		default:
+			return fieldErr("placement.arch", "unknown architecture %q (amd64, arm64, arm, riscv64)", arch)
+		}
+	}
+	if err := a.Resources.validate(); err != nil {
+		return err
+	}
+	switch a.Restart {
+	case RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		return fieldErr("restart", "must be always, on-failure or never, got %q", a.Restart)
+	}
+	switch a.Network {
+	case NetworkBridge, NetworkHost:
+	default:
+		return fieldErr("network", "must be bridge or host, got %q", a.Network)
+	}
+	for i, p := range a.Ports {
+		if _, err := ParsePort(p); err != nil {
+			return fieldErr(fmt.Sprintf("ports[%d]", i), "%v", err)
+		}
+	}
+	for i, v := range a.Volumes {
+		src, dst, ok := strings.Cut(v, ":")
+		if !ok || src == "" || !strings.HasPrefix(dst, "/") {
+			return fieldErr(fmt.Sprintf("volumes[%d]", i), "%q: want NAME:/path or /host/path:/path", v)
+		}
+	}
+	if h := a.Health; h != nil {
+		n := 0
+		for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Exec) > 0} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return fieldErr("health", "set exactly one of http, tcp, exec")
+		}
+		if h.Retries < 0 || h.Interval < 0 || h.Timeout < 0 {
+			return fieldErr("health", "interval, timeout and retries must not be negative")
+		}
+	}
+	if a.Update != nil && a.Update.MaxUnavailable < 0 {
+		return fieldErr("update.max_unavailable", "must not be negative")
+	}
+	if a.RescheduleAfter < 0 {
+		return fieldErr("reschedule_after", "must not be negative")
+	}
+	return nil
+}
+
+func (r Resources) validate() error {
+	switch {
+	case r.CPU < 0:
+		return fieldErr("resources.cpu", "must not be negative, got %v", r.CPU)
+	case r.Memory < 0:
+		return fieldErr("resources.memory", "must not be negative")
+	case r.Memory != 0 && r.Memory < 4<<20:
+		return fieldErr("resources.memory", "%s is too small to start a process (at least 4Mi)", r.Memory)
+	case r.Pids < 0:
+		return fieldErr("resources.pids", "must not be negative, got %d", r.Pids)
+	}
+	return nil
+}
+
+// Port is a published port: node port -> container port.
+type Port struct {
+	Node      int
+	Container int
+	Proto     string
+}
+
+// ParsePort reads "8080:80/tcp", "8080:80" or "80".
+func ParsePort(s string) (Port, error) {
+	p := Port{Proto: "tcp"}
+	spec, proto, hasProto := strings.Cut(s, "/")
+	if hasProto {
+		if proto != "tcp" && proto != "udp" {
+			return p, fmt.Errorf("%q: protocol must be tcp or udp", s)
+		}
+		p.Proto = proto
+	}
+	node, ctr, pair := strings.Cut(spec, ":")
+	if !pair {
+		ctr = node
+	}
+	var err error
+	if p.Container, err = portNum(ctr); err != nil {
+		return p, fmt.Errorf("%q: %v", s, err)
+	}
+	p.Node = p.Container
+	if pair {
+		if p.Node, err = portNum(node); err != nil {
+			return p, fmt.Errorf("%q: %v", s, err)
+		}
+	}
+	return p, nil
+}
+
+func portNum(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
+	}
+	return n, nil
+}
+
+// SanitizeName turns a host name into a valid node name.
+func SanitizeName(s string) string {
+	s = strings.ToLower(s)
+	if i := strings.IndexByte(s, '.'); i > 0 {
+		s = s[:i]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	s = strings.Trim(string(b), "-")
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	if s == "" {
+		return "node"
+	}
+	return s
+}
