@@ -1,0 +1,115 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+// CommandType is the first byte of every Raft log entry. Types are never
+// renumbered: old entries must decode the same way forever.
+type CommandType byte
+
+const (
+	CmdBootstrap   CommandType = 1
+	CmdPutApps     CommandType = 2
+	CmdDeleteApps  CommandType = 3
+	CmdSetAllocs   CommandType = 4
+	CmdPutNode     CommandType = 5
+	CmdDeleteNodes CommandType = 6
+)
+
+// Bootstrap is the first entry of a cluster.
+type Bootstrap struct {
+	ClusterID string `json:"cluster_id"`
+}
+
+// PutApps creates or updates apps; an app whose spec did not change keeps
+// its version.
+type PutApps struct {
+	Apps []api.App `json:"apps"`
+}
+
+// DeleteApps removes apps and their allocations. Unknown names fail the whole
+// command.
+type DeleteApps struct {
+	Names []string `json:"names"`
+}
+
+// SetAllocs is the scheduler's output.
+type SetAllocs struct {
+	Put    []api.Allocation `json:"put,omitempty"`
+	Delete []AllocKey       `json:"delete,omitempty"`
+}
+
+// AllocKey names an allocation.
+type AllocKey struct {
+	App   string `json:"app"`
+	Index int    `json:"index"`
+}
+
+// PutNode registers or updates a node.
+type PutNode struct {
+	Node NodeRecord `json:"node"`
+}
+
+// DeleteNodes drops nodes from the registry.
+type DeleteNodes struct {
+	Names []string `json:"names"`
+}
+
+// Encode turns a command into a log entry.
+func Encode(cmd any) ([]byte, error) {
+	var t CommandType
+	switch cmd.(type) {
+	case Bootstrap, *Bootstrap:
+		t = CmdBootstrap
+	case PutApps, *PutApps:
+		t = CmdPutApps
+	case DeleteApps, *DeleteApps:
+		t = CmdDeleteApps
+	case SetAllocs, *SetAllocs:
+		t = CmdSetAllocs
+	case PutNode, *PutNode:
+		t = CmdPutNode
+	case DeleteNodes, *DeleteNodes:
+		t = CmdDeleteNodes
+	default:
+		return nil, fmt.Errorf("encode command: unknown type %T", cmd)
+	}
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %T: %w", cmd, err)
+	}
+	return append([]byte{byte(t)}, body...), nil
+}
+
+// decode parses a log entry; an unknown type is an error every node reaches
+// the same way.
+func decode(data []byte) (any, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("empty command")
+	}
+	var cmd any
+	switch CommandType(data[0]) {
+	case CmdBootstrap:
+		cmd = &Bootstrap{}
+	case CmdPutApps:
+		cmd = &PutApps{}
+	case CmdDeleteApps:
+		cmd = &DeleteApps{}
+	case CmdSetAllocs:
+		cmd = &SetAllocs{}
+	case CmdPutNode:
+		cmd = &PutNode{}
+	case CmdDeleteNodes:
+		cmd = &DeleteNodes{}
+	default:
+		return nil, fmt.Errorf("unknown command type %d: written by a newer shoal?", data[0])
+	}
+	if err := json.Unmarshal(data[1:], cmd); err != nil {
+		return nil, fmt.Errorf("decode command type %d: %w", data[0], err)
+	}
+	return cmd, nil
+}

@@ -1,0 +1,265 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
+	bolt "go.etcd.io/bbolt"
+)
+
+// FSM returns the Raft state machine writing into this store.
+//
+// Concurrency: raft calls Apply, Snapshot and Restore from one goroutine;
+// readers use their own bbolt read transactions and never block it long.
+func (s *Store) FSM() raft.FSM { return (*fsm)(s) }
+
+type fsm Store
+
+var _ raft.FSM = (*fsm)(nil)
+
+// Apply runs one log entry in one bbolt transaction. The response is the
+// command's result or an error value; a failed command still advances the
+// applied index so that every node skips it the same way.
+func (f *fsm) Apply(l *raft.Log) any {
+	s := (*Store)(f)
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if l.Index <= s.AppliedIndex() {
+		return nil // replayed after a restart: already in the file
+	}
+	var resp any
+	var cmdErr error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		cmd, err := decode(l.Data)
+		if err == nil {
+			resp, err = applyCmd(tx, l.Index, cmd)
+		}
+		cmdErr = err
+		return err // a failed command rolls back all of its writes
+	})
+	if cmdErr != nil {
+		resp = cmdErr
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyApplied, u64(l.Index))
+		})
+	}
+	if err != nil {
+		// bbolt failed (disk full, I/O error): the node cannot follow the
+		// log any more, and raft must not count the entry as applied.
+		panic(fmt.Sprintf("store: apply log %d: %v", l.Index, err))
+	}
+	s.notify(l.Index)
+	return resp
+}
+
+func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
+	var resp any
+	var err error
+	switch c := cmd.(type) {
+	case *Bootstrap:
+		err = tx.Bucket(bucketMeta).Put(keyCluster, []byte(c.ClusterID))
+	case *PutApps:
+		resp, err = putApps(tx, index, c.Apps)
+	case *DeleteApps:
+		err = deleteApps(tx, c.Names)
+	case *SetAllocs:
+		err = setAllocs(tx, c)
+	case *PutNode:
+		err = putJSON(tx.Bucket(bucketNodes), []byte(c.Node.Name), c.Node)
+	case *DeleteNodes:
+		for _, n := range c.Names {
+			if err = tx.Bucket(bucketNodes).Delete([]byte(n)); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
+}
+
+func putApps(tx *bolt.Tx, index uint64, apps []api.App) ([]api.ApplyResult, error) {
+	b := tx.Bucket(bucketApps)
+	out := make([]api.ApplyResult, 0, len(apps))
+	for _, a := range apps {
+		a.Version = 0
+		if err := a.Validate(); err != nil {
+			return nil, fmt.Errorf("app %q: %w", a.Name, err)
+		}
+		res := api.ApplyResult{Name: a.Name, Version: index, Changed: true}
+		if old := b.Get([]byte(a.Name)); old != nil {
+			var prev api.App
+			if err := json.Unmarshal(old, &prev); err != nil {
+				return nil, fmt.Errorf("decode app %q: %w", a.Name, err)
+			}
+			v := prev.Version
+			prev.Version = 0
+			if sameJSON(prev, a) {
+				res.Version, res.Changed = v, false
+			}
+		}
+		a.Version = res.Version
+		if res.Changed {
+			if err := putJSON(b, []byte(a.Name), a); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+func deleteApps(tx *bolt.Tx, names []string) error {
+	apps, allocs := tx.Bucket(bucketApps), tx.Bucket(bucketAllocs)
+	for _, n := range names {
+		if apps.Get([]byte(n)) == nil {
+			return fmt.Errorf("app %q: %w", n, api.ErrNotFound)
+		}
+	}
+	for _, n := range names {
+		if err := apps.Delete([]byte(n)); err != nil {
+			return err
+		}
+		prefix := []byte(n + "/")
+		c := allocs.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func setAllocs(tx *bolt.Tx, c *SetAllocs) error {
+	b := tx.Bucket(bucketAllocs)
+	for _, k := range c.Delete {
+		if err := b.Delete(allocKey(k.App, k.Index)); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.Put {
+		// The scheduler planned against an older state: an allocation of
+		// an app deleted meanwhile must not come back.
+		if tx.Bucket(bucketApps).Get([]byte(a.App)) == nil {
+			continue
+		}
+		if err := putJSON(b, allocKey(a.App, a.Index), a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	// Skip identical values: bbolt would rewrite the page anyway.
+	if bytes.Equal(b.Get(key), data) {
+		return nil
+	}
+	return b.Put(key, data)
+}
+
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// snapshotFile is the portable form of the desired state, used by Raft
+// snapshots and by `shoal snapshot save`.
+type snapshotFile struct {
+	Format    string           `json:"format"`
+	ClusterID string           `json:"cluster_id"`
+	Index     uint64           `json:"index"`
+	Apps      []api.App        `json:"apps"`
+	Allocs    []api.Allocation `json:"allocs"`
+	Nodes     []NodeRecord     `json:"nodes"`
+}
+
+const snapshotFormat = "shoal-state-v1"
+
+// Snapshot captures the state in one read transaction; Persist writes it
+// from raft's snapshot goroutine without blocking Apply.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	s := (*Store)(f)
+	st, err := s.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.ClusterID()
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index,
+		Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}}, nil
+}
+
+type fsmSnapshot struct{ f snapshotFile }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s.f); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// Restore replaces the whole state with a snapshot's.
+func (f *fsm) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	s := (*Store)(f)
+	var sf snapshotFile
+	if err := json.NewDecoder(r).Decode(&sf); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if sf.Format != snapshotFormat {
+		return fmt.Errorf("restore snapshot: format %q is not %q", sf.Format, snapshotFormat)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		for _, a := range sf.Apps {
+			if err := putJSON(tx.Bucket(bucketApps), []byte(a.Name), a); err != nil {
+				return err
+			}
+		}
+		for _, a := range sf.Allocs {
+			if err := putJSON(tx.Bucket(bucketAllocs), allocKey(a.App, a.Index), a); err != nil {
+				return err
+			}
+		}
+		for _, n := range sf.Nodes {
+			if err := putJSON(tx.Bucket(bucketNodes), []byte(n.Name), n); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyCluster, []byte(sf.ClusterID)); err != nil {
+			return err
+		}
+		return meta.Put(keyApplied, u64(sf.Index))
+	})
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	s.notify(sf.Index)
+	return nil
+}

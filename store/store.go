@@ -1,0 +1,260 @@
+// Package store owns shoal's desired state on disk: one bbolt file per node
+// that is the Raft FSM (apps, allocations, the node registry) plus a few
+// node-local values. Reads are typed; writes happen only through Raft log
+// entries applied by the FSM, so every node's file converges to the same
+// content.
+//
+// Bucket tree:
+//
+//	meta/
+//	  applied   uint64 big-endian: index of the last applied log entry
+//	  cluster   cluster id (set by the bootstrap entry)
+//	  schema    uint64: on-disk format version
+//	apps/
+//	  <name>    api.App as JSON; Version is the log index that last changed it
+//	allocs/
+//	  <app>/<index %06d>  api.Allocation as JSON
+//	nodes/
+//	  <name>    NodeRecord as JSON
+//
+// Basics: Open a file, hand FSM() to raft.NewRaft, read with Apps, App,
+// Allocations, Nodes; wait for changes with Changed or WaitIndex.
+//
+// Caveats: the FSM skips entries at or below the stored applied index, so
+// Raft may replay its log after a restart without double effects. Watchers
+// are told after the bbolt transaction commits, never inside it.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+	bolt "go.etcd.io/bbolt"
+)
+
+const schemaVersion = 1
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketApps   = []byte("apps")
+	bucketAllocs = []byte("allocs")
+	bucketNodes  = []byte("nodes")
+
+	keyApplied = []byte("applied")
+	keyCluster = []byte("cluster")
+	keySchema  = []byte("schema")
+)
+
+// NodeRecord is a node as the Raft registry knows it: identity and what an
+// operator set. Liveness comes from gossip and is not stored.
+type NodeRecord struct {
+	Name     string            `json:"name"`
+	ID       string            `json:"id"`
+	Address  string            `json:"address"`
+	Arch     string            `json:"arch"`
+	OS       string            `json:"os"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Cordoned bool              `json:"cordoned,omitempty"`
+}
+
+// Store is an open state file.
+type Store struct {
+	db *bolt.DB
+
+	mu      sync.Mutex // guards following
+	changed chan struct{}
+	applied uint64
+}
+
+// Open opens or creates the state file at path.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: time.Second,
+		// The freelist is rebuilt on open instead of rewritten on every
+		// commit: fewer pages written per apply on flash.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open state %s: locked by another shoal process", path)
+		}
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	s := &Store{db: db, changed: make(chan struct{})}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketApps, bucketAllocs, bucketNodes} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keySchema); v != nil && binary.BigEndian.Uint64(v) > schemaVersion {
+			return fmt.Errorf("state format %d is newer than this shoal understands (%d): upgrade shoal", binary.BigEndian.Uint64(v), schemaVersion)
+		}
+		if err := meta.Put(keySchema, u64(schemaVersion)); err != nil {
+			return err
+		}
+		s.applied = getU64(meta.Get(keyApplied))
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the file's location.
+func (s *Store) Path() string { return s.db.Path() }
+
+// AppliedIndex is the index of the last Raft entry in the file.
+func (s *Store) AppliedIndex() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied
+}
+
+// Changed returns a channel closed at the next commit.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// WaitIndex returns once the file holds the entry at index, or ctx ends.
+func (s *Store) WaitIndex(ctx context.Context, index uint64) error {
+	for {
+		s.mu.Lock()
+		applied, ch := s.applied, s.changed
+		s.mu.Unlock()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d (at %d): %w", index, applied, ctx.Err())
+		}
+	}
+}
+
+func (s *Store) notify(applied uint64) {
+	s.mu.Lock()
+	s.applied = applied
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// ClusterID is the id written by the bootstrap entry, or "".
+func (s *Store) ClusterID() (string, error) {
+	var id string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id = string(tx.Bucket(bucketMeta).Get(keyCluster))
+		return nil
+	})
+	return id, err
+}
+
+// Apps lists the apps by name.
+func (s *Store) Apps() ([]api.App, error) {
+	return list[api.App](s, bucketApps)
+}
+
+// App returns one app or an error wrapping api.ErrNotFound.
+func (s *Store) App(name string) (api.App, error) {
+	var a api.App
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketApps).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("app %q: %w", name, api.ErrNotFound)
+		}
+		return json.Unmarshal(v, &a)
+	})
+	return a, err
+}
+
+// Allocations lists every allocation ordered by app and index.
+func (s *Store) Allocations() ([]api.Allocation, error) {
+	return list[api.Allocation](s, bucketAllocs)
+}
+
+// Nodes lists the node registry by name.
+func (s *Store) Nodes() ([]NodeRecord, error) {
+	return list[NodeRecord](s, bucketNodes)
+}
+
+// State is a consistent read of apps, allocations and nodes.
+type State struct {
+	Index  uint64
+	Apps   []api.App
+	Allocs []api.Allocation
+	Nodes  []NodeRecord
+}
+
+// Snapshot reads the whole desired state in one transaction.
+func (s *Store) Snapshot() (State, error) {
+	var st State
+	err := s.db.View(func(tx *bolt.Tx) error {
+		st.Index = getU64(tx.Bucket(bucketMeta).Get(keyApplied))
+		var err error
+		if st.Apps, err = decodeAll[api.App](tx, bucketApps); err != nil {
+			return err
+		}
+		if st.Allocs, err = decodeAll[api.Allocation](tx, bucketAllocs); err != nil {
+			return err
+		}
+		st.Nodes, err = decodeAll[NodeRecord](tx, bucketNodes)
+		return err
+	})
+	return st, err
+}
+
+func list[T any](s *Store, bucket []byte) ([]T, error) {
+	var out []T
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = decodeAll[T](tx, bucket)
+		return err
+	})
+	return out, err
+}
+
+func decodeAll[T any](tx *bolt.Tx, bucket []byte) ([]T, error) {
+	var out []T
+	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
+func allocKey(app string, index int) []byte {
+	return fmt.Appendf(nil, "%s/%06d", app, index)
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

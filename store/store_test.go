@@ -1,0 +1,184 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func apply(t *testing.T, s *Store, index uint64, cmd any) any {
+	t.Helper()
+	data, err := Encode(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.FSM().Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data})
+}
+
+func app(name, image string) api.App {
+	a := api.App{Name: name, Image: image}
+	a.Defaults()
+	return a
+}
+
+func TestPutAppsVersions(t *testing.T) {
+	s := openTest(t)
+	res := apply(t, s, 1, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	want := []api.ApplyResult{{Name: "web", Version: 1, Changed: true}}
+	if d := cmp.Diff(want, res); d != "" {
+		t.Fatalf("first apply (-want +got):\n%s", d)
+	}
+	// Same spec again: unchanged, version kept.
+	res = apply(t, s, 2, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	if d := cmp.Diff([]api.ApplyResult{{Name: "web", Version: 1}}, res); d != "" {
+		t.Fatalf("same apply (-want +got):\n%s", d)
+	}
+	res = apply(t, s, 3, PutApps{Apps: []api.App{app("web", "hello:2")}})
+	if d := cmp.Diff([]api.ApplyResult{{Name: "web", Version: 3, Changed: true}}, res); d != "" {
+		t.Fatalf("changed apply (-want +got):\n%s", d)
+	}
+	got, err := s.App("web")
+	if err != nil || got.Image != "hello:2" || got.Version != 3 {
+		t.Fatalf("App(web) = %+v, %v", got, err)
+	}
+	if s.AppliedIndex() != 3 {
+		t.Fatalf("applied %d, want 3", s.AppliedIndex())
+	}
+}
+
+func TestReplayIsSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, 1, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	apply(t, s, 2, DeleteApps{Names: []string{"web"}})
+	s.Close()
+
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Raft replays entry 1 after a restart: it must not bring web back.
+	apply(t, s, 1, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	if _, err := s.App("web"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("replayed entry re-applied: App(web) err = %v", err)
+	}
+}
+
+func TestFailedCommandRollsBack(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, PutApps{Apps: []api.App{app("a", "x")}})
+	res := apply(t, s, 2, DeleteApps{Names: []string{"a", "missing"}})
+	if err, ok := res.(error); !ok || !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("delete with unknown name: got %v, want ErrNotFound", res)
+	}
+	if _, err := s.App("a"); err != nil {
+		t.Fatalf("a was deleted by a failed command: %v", err)
+	}
+	if s.AppliedIndex() != 2 {
+		t.Fatalf("failed command did not advance the index: %d", s.AppliedIndex())
+	}
+	if res := apply(t, s, 3, PutApps{Apps: []api.App{{Name: "BAD", Image: "x"}}}); res == nil {
+		t.Fatal("invalid app accepted by the FSM")
+	}
+	if res, ok := s.FSM().Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: []byte{99, '{', '}'}}).(error); !ok {
+		t.Fatalf("unknown command type: got %v, want an error", res)
+	}
+}
+
+func TestAllocsAndDeleteApp(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, PutApps{Apps: []api.App{app("web", "x"), app("db", "y")}})
+	apply(t, s, 2, SetAllocs{Put: []api.Allocation{
+		{App: "web", Index: 0, Version: 1, Node: "n1"},
+		{App: "web", Index: 1, Version: 1, Node: "n1"},
+		{App: "db", Index: 0, Version: 1, Node: "n1"},
+		{App: "gone", Index: 0, Version: 1, Node: "n1"}, // app unknown: dropped
+	}})
+	allocs, _ := s.Allocations()
+	if len(allocs) != 3 {
+		t.Fatalf("got %d allocations, want 3: %+v", len(allocs), allocs)
+	}
+	apply(t, s, 3, DeleteApps{Names: []string{"web"}})
+	allocs, _ = s.Allocations()
+	if len(allocs) != 1 || allocs[0].App != "db" {
+		t.Fatalf("after rm web: %+v", allocs)
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	src := openTest(t)
+	apply(t, src, 1, Bootstrap{ClusterID: "c1"})
+	apply(t, src, 2, PutApps{Apps: []api.App{app("web", "x")}})
+	apply(t, src, 3, PutNode{Node: NodeRecord{Name: "n1", ID: "id1", Labels: map[string]string{"site": "a"}}})
+	apply(t, src, 4, SetAllocs{Put: []api.Allocation{{App: "web", Version: 2, Node: "n1"}}})
+	snap, err := src.FSM().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	dst := openTest(t)
+	apply(t, dst, 1, PutApps{Apps: []api.App{app("stale", "z")}})
+	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := src.Snapshot()
+	b, _ := dst.Snapshot()
+	if d := cmp.Diff(a, b); d != "" {
+		t.Fatalf("restored state differs (-src +dst):\n%s", d)
+	}
+	if id, _ := dst.ClusterID(); id != "c1" {
+		t.Fatalf("cluster id %q", id)
+	}
+	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader([]byte(`{"format":"other"}`)))); err == nil {
+		t.Fatal("foreign snapshot accepted")
+	}
+	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()[:10]))); err == nil {
+		t.Fatal("truncated snapshot accepted")
+	}
+	b2, _ := dst.Snapshot()
+	if d := cmp.Diff(a, b2); d != "" {
+		t.Fatalf("bad restore changed the state (-want +got):\n%s", d)
+	}
+}
+
+type memSink struct{ bytes.Buffer }
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { return nil }
+func (m *memSink) Close() error  { return nil }
+
+func FuzzDecode(f *testing.F) {
+	for _, c := range []any{Bootstrap{ClusterID: "x"}, PutApps{Apps: []api.App{app("a", "b")}}, DeleteApps{Names: []string{"a"}}} {
+		b, _ := Encode(c)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmd, err := decode(data)
+		if err == nil && cmd == nil {
+			t.Fatal("nil command without error")
+		}
+	})
+}
