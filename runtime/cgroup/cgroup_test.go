@@ -1,0 +1,66 @@
+package cgroup
+
+import (
+	"testing"
+)
+
+func TestGroupPath(t *testing.T) {
+	for _, tc := range []struct {
+		parent, id, want string
+		ok               bool
+	}{
+		{"shoal", "web-1", "/shoal/web-1", true},
+		{"shoal/node1", "a.b_c", "/shoal/node1/a.b_c", true},
+		{"shoal", "", "", false},
+		{"shoal", "../etc", "", false},
+		{"shoal", "a/b", "", false},
+		{"", "x", "", false},
+		{"shoal/..", "x", "", false},
+		{"/shoal", "x", "", false},
+	} {
+		got, err := groupPath(tc.parent, tc.id)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("groupPath(%q, %q) = %q, %v; want %q, ok=%v", tc.parent, tc.id, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParseOOM(t *testing.T) {
+	n, ok := parseOOMControl([]byte("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"))
+	if !ok || n != 3 {
+		t.Errorf("parseOOMControl = %d, %v; want 3, true", n, ok)
+	}
+	if _, ok := parseOOMControl([]byte("oom_kill_disable 0\nunder_oom 0\n")); ok {
+		t.Errorf("parseOOMControl without oom_kill line (kernel < 4.13) reported a counter")
+	}
+	if n := parseMemoryEvents([]byte("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")); n != 1 {
+		t.Errorf("parseMemoryEvents = %d, want 1", n)
+	}
+	if n := parseMemoryEvents(nil); n != 0 {
+		t.Errorf("parseMemoryEvents(empty) = %d, want 0", n)
+	}
+}
+
+func TestOOMByFailcnt(t *testing.T) {
+	for _, tc := range []struct {
+		failcnt, max, limit uint64
+		want                bool
+	}{
+		{0, 10, 10, false},
+		{5, 10, 10, true},
+		{5, 9, 10, false},
+		{5, 9, 0, false},
+	} {
+		if got := oomByFailcnt(tc.failcnt, tc.max, tc.limit); got != tc.want {
+			t.Errorf("oomByFailcnt(%d, %d, %d) = %v, want %v", tc.failcnt, tc.max, tc.limit, got, tc.want)
+		}
+	}
+}
+
+func TestCPUQuota(t *testing.T) {
+	for cores, want := range map[float64]int64{0.5: 50000, 2: 200000, 0.001: 1000} {
+		if got := cpuQuota(cores); got != want {
+			t.Errorf("cpuQuota(%v) = %d, want %d", cores, got, want)
+		}
+	}
+}

@@ -1,0 +1,10 @@
+// Package runtime is shoal's native Linux container runtime. It knows nothing
+// of the cluster: callers describe a container with the sub-packages' own
+// types and the cluster agent translates from the app spec.
+//
+//   - runtime/image: content-addressed image store, import and safe unpack
+//   - runtime/rootfs: per-container writable overlay over an image rootfs
+//   - runtime/cgroup: cgroup v1, hybrid and v2 limits (containerd/cgroups/v3)
+//   - runtime/linux: namespaces, the container init and process lifecycle
+//   - runtime/supervise: restart policy decisions and the supervision loop
+package runtime

@@ -1,0 +1,170 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// stager collects the blobs of one import under tmp/, verified, so that
+// nothing reaches blobs/ before the whole archive has been read.
+type stager struct {
+	s      *Store
+	dir    string
+	staged map[v1.Hash]string // digest -> staged file
+	order  []v1.Hash
+}
+
+func (s *Store) newStager() (*stager, error) {
+	dir, err := os.MkdirTemp(s.path("tmp"), "stage-")
+	if err != nil {
+		return nil, fmt.Errorf("create staging dir: %w", err)
+	}
+	return &stager{s: s, dir: dir, staged: map[v1.Hash]string{}}, nil
+}
+
+func (g *stager) cleanup() { os.RemoveAll(g.dir) }
+
+// have reports whether h is already stored or staged, so its content need
+// not be copied again.
+func (g *stager) have(h v1.Hash) bool {
+	if _, ok := g.staged[h]; ok {
+		return true
+	}
+	_, err := os.Stat(g.s.blobPath(h))
+	return err == nil
+}
+
+// path returns where the content of h can be read during the import.
+func (g *stager) path(h v1.Hash) string {
+	if p, ok := g.staged[h]; ok {
+		return p
+	}
+	return g.s.blobPath(h)
+}
+
+func (g *stager) addBytes(ctx context.Context, b []byte) (v1.Hash, error) {
+	h, _, err := g.copyUnknown(ctx, bytes.NewReader(b))
+	return h, err
+}
+
+func (g *stager) record(h v1.Hash, p string) {
+	g.staged[h] = p
+	g.order = append(g.order, h)
+}
+
+// copy stages r, which must have digest want and size wantSize (-1: any).
+func (g *stager) copy(ctx context.Context, r io.Reader, want v1.Hash, wantSize int64) error {
+	if g.have(want) {
+		return nil
+	}
+	got, size, err := g.copyUnknown(ctx, r)
+	if err != nil {
+		return err
+	}
+	if got != want || (wantSize >= 0 && size != wantSize) {
+		g.drop(got)
+		return fmt.Errorf("blob %s: content has digest %s and size %d, want size %d", want, got, size, wantSize)
+	}
+	return nil
+}
+
+// copyUnknown stages r and returns its digest and size.
+func (g *stager) copyUnknown(ctx context.Context, r io.Reader) (v1.Hash, int64, error) {
+	f, err := os.CreateTemp(g.dir, "blob-*")
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("stage blob: %w", err)
+	}
+	defer os.Remove(f.Name()) // no-op once renamed
+	hw := sha256.New()
+	size, err := io.Copy(io.MultiWriter(f, hw), ctxReader{ctx, r})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("stage blob: %w", err)
+	}
+	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(hw.Sum(nil))}
+	if g.have(h) {
+		return h, size, nil
+	}
+	p := filepath.Join(g.dir, h.Hex)
+	if err := os.Rename(f.Name(), p); err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("stage blob %s: %w", h, err)
+	}
+	g.record(h, p)
+	return h, size, nil
+}
+
+func (g *stager) drop(h v1.Hash) {
+	if p, ok := g.staged[h]; ok {
+		os.Remove(p)
+		delete(g.staged, h)
+	}
+}
+
+// commit moves the staged blobs into the store and returns the ones it
+// moved, so a failure after it (writing the index) can take them back.
+// s.mu must be held, so garbage collection cannot race with it.
+func (g *stager) commit() ([]string, error) {
+	var moved []string
+	for _, h := range g.order {
+		src, ok := g.staged[h]
+		if !ok {
+			continue
+		}
+		dst := g.s.blobPath(h)
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		if err := os.Rename(src, dst); err != nil {
+			removeAll(moved)
+			return nil, fmt.Errorf("commit blob %s: %w", h, err)
+		}
+		moved = append(moved, dst)
+	}
+	if err := syncDir(g.s.path("blobs", "sha256")); err != nil {
+		removeAll(moved)
+		return nil, err
+	}
+	return moved, nil
+}
+
+func removeAll(paths []string) {
+	for _, p := range paths {
+		os.Remove(p)
+	}
+}
+
+// verifyDiffID checks that the blob h, once decompressed, has the digest the
+// image config promises for it.
+func (g *stager) verifyDiffID(h, diffID v1.Hash) error {
+	f, err := os.Open(g.path(h))
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", h, err)
+	}
+	defer f.Close()
+	r, done, err := decompress(f)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", h, err)
+	}
+	defer done()
+	hw := sha256.New()
+	if _, err := io.Copy(hw, r); err != nil {
+		return fmt.Errorf("layer %s: decompress: %w", h, err)
+	}
+	if got := hex.EncodeToString(hw.Sum(nil)); got != diffID.Hex {
+		return fmt.Errorf("layer %s: uncompressed digest sha256:%s, config says %s", h, got, diffID)
+	}
+	return nil
+}

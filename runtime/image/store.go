@@ -1,0 +1,307 @@
+package image
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// refNameAnnotation is the OCI annotation that names a manifest in index.json.
+const refNameAnnotation = "org.opencontainers.image.ref.name"
+
+// Config configures a Store.
+type Config struct {
+	// Root is the directory the store owns, e.g. DATA/images. It is created
+	// when missing.
+	Root string
+	// Logger receives debug and warning records; nil discards them.
+	Logger *slog.Logger
+	// Platform selects the manifest taken from a multi-platform index at
+	// import, as "os/arch[/variant]". Empty means linux/GOARCH.
+	Platform string
+}
+
+// Image describes one named image in the store.
+type Image struct {
+	// Ref is the short familiar reference ("hello:1"), or the manifest
+	// digest for an image its archive did not name.
+	Ref string
+	// Digest is the manifest digest, "sha256:...".
+	Digest string
+	// ID is the config digest, which is what Docker calls the image ID.
+	ID string
+	// Size is the stored size of the config and layers in bytes.
+	Size int64
+	// Platform is "os/arch[/variant]", e.g. "linux/arm/v7".
+	Platform string
+	// Created is the creation time recorded in the image config.
+	Created time.Time
+}
+
+// RunConfig is the part of an image config that says how to run it.
+type RunConfig struct {
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+}
+
+// Store is the node's image store. Its methods are safe for concurrent use.
+type Store struct {
+	root     string
+	log      *slog.Logger
+	platform v1.Platform
+
+	mu    sync.Mutex // guards the following
+	index v1.IndexManifest
+	locks map[string]*sync.Mutex // per image ID, serialises unpacking
+}
+
+// New opens the store at cfg.Root, creating its layout when missing and
+// removing leftovers of an interrupted import or unpack.
+func New(cfg Config) (*Store, error) {
+	if cfg.Root == "" {
+		return nil, errors.New("image store: Config.Root is empty")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	plat, err := storePlatform(cfg.Platform)
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("image store root %s: %w", cfg.Root, err)
+	}
+	s := &Store{root: root, log: log, platform: plat, locks: map[string]*sync.Mutex{}}
+	// tmp/ only ever holds work in progress; anything there now was
+	// abandoned by a crash.
+	if err := os.RemoveAll(s.path("tmp")); err != nil {
+		return nil, fmt.Errorf("image store: clean %s: %w", s.path("tmp"), err)
+	}
+	for _, d := range []string{"blobs/sha256", "rootfs", "tmp"} {
+		if err := os.MkdirAll(s.path(d), 0o700); err != nil {
+			return nil, fmt.Errorf("image store: create %s: %w", s.path(d), err)
+		}
+	}
+	if _, err := os.Stat(s.path("oci-layout")); errors.Is(err, fs.ErrNotExist) {
+		if err := writeFileAtomic(s.path("oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+			return nil, fmt.Errorf("image store: %w", err)
+		}
+	}
+	if err := s.loadIndex(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.root}, elem...)...)
+}
+
+func (s *Store) blobPath(h v1.Hash) string {
+	return s.path("blobs", h.Algorithm, h.Hex)
+}
+
+// List returns every named image, sorted by Ref.
+func (s *Store) List() ([]Image, error) {
+	s.mu.Lock()
+	descs := slices.Clone(s.index.Manifests)
+	s.mu.Unlock()
+	imgs := make([]Image, 0, len(descs))
+	for _, d := range descs {
+		img, err := s.describe(d)
+		if err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, img)
+	}
+	slices.SortFunc(imgs, func(a, b Image) int { return cmp.Compare(a.Ref, b.Ref) })
+	return imgs, nil
+}
+
+// Get returns the image named ref: a reference in any spelling ("hello:1",
+// "docker.io/library/hello:1"), or a manifest digest or image ID
+// ("sha256:..."). It returns an error wrapping ErrNotFound for unknown refs.
+func (s *Store) Get(ref string) (Image, error) {
+	d, err := s.lookup(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	return s.describe(d)
+}
+
+// lookup finds the index descriptor for ref.
+func (s *Store) lookup(ref string) (v1.Descriptor, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, ok := parseDigestRef(ref); ok {
+		for _, d := range s.index.Manifests {
+			if d.Digest == h {
+				return d, nil
+			}
+		}
+		// An image ID is the config digest, which only the manifests know.
+		for _, d := range s.index.Manifests {
+			if m, err := s.readManifest(d.Digest); err == nil && m.Config.Digest == h {
+				return d, nil
+			}
+		}
+		return v1.Descriptor{}, fmt.Errorf("image %s: %w", ref, ErrNotFound)
+	}
+	canon, err := canonicalRef(ref)
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("image %s: %w: %w", ref, ErrNotFound, err)
+	}
+	for _, d := range s.index.Manifests {
+		if d.Annotations[refNameAnnotation] == canon {
+			return d, nil
+		}
+	}
+	return v1.Descriptor{}, fmt.Errorf("image %s: %w", ref, ErrNotFound)
+}
+
+// Remove deletes the name ref (or, for a digest, every name of that image)
+// and then the blobs and unpacked rootfs directories no name needs any more.
+func (s *Store) Remove(ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keep []v1.Descriptor
+	if h, ok := parseDigestRef(ref); ok {
+		for _, d := range s.index.Manifests {
+			if d.Digest == h {
+				continue
+			}
+			if m, err := s.readManifest(d.Digest); err == nil && m.Config.Digest == h {
+				continue
+			}
+			keep = append(keep, d)
+		}
+	} else {
+		canon, err := canonicalRef(ref)
+		if err != nil {
+			return fmt.Errorf("remove image %s: %w: %w", ref, ErrNotFound, err)
+		}
+		for _, d := range s.index.Manifests {
+			if d.Annotations[refNameAnnotation] != canon {
+				keep = append(keep, d)
+			}
+		}
+	}
+	if len(keep) == len(s.index.Manifests) {
+		return fmt.Errorf("remove image %s: %w", ref, ErrNotFound)
+	}
+	next := s.index
+	next.Manifests = keep
+	if err := s.writeIndex(next); err != nil {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	s.index = next
+	if err := s.collectGarbage(); err != nil {
+		// The name is gone; leftover blobs only cost space and are
+		// collected by the next Remove.
+		s.log.Warn("image store garbage collection failed", "err", err)
+	}
+	return nil
+}
+
+// collectGarbage deletes blobs and rootfs directories that no indexed
+// manifest refers to. s.mu must be held.
+func (s *Store) collectGarbage() error {
+	live := map[string]bool{}
+	for _, d := range s.index.Manifests {
+		m, err := s.readManifest(d.Digest)
+		if err != nil {
+			return err
+		}
+		live[d.Digest.Hex] = true
+		live[m.Config.Digest.Hex] = true
+		for _, l := range m.Layers {
+			live[l.Digest.Hex] = true
+		}
+	}
+	var errs []error
+	for _, dir := range []string{s.path("blobs", "sha256"), s.path("rootfs")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range ents {
+			if live[e.Name()] {
+				continue
+			}
+			s.log.Debug("image store: removing unreferenced", "path", filepath.Join(dir, e.Name()))
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// describe builds the Image for an index descriptor from its stored
+// manifest and config.
+func (s *Store) describe(d v1.Descriptor) (Image, error) {
+	m, err := s.readManifest(d.Digest)
+	if err != nil {
+		return Image{}, err
+	}
+	cfg, err := s.readConfig(m.Config.Digest)
+	if err != nil {
+		return Image{}, err
+	}
+	img := Image{
+		Ref:      d.Digest.String(),
+		Digest:   d.Digest.String(),
+		ID:       m.Config.Digest.String(),
+		Size:     m.Config.Size,
+		Platform: cfg.Platform().String(),
+		Created:  cfg.Created.Time,
+	}
+	if canon := d.Annotations[refNameAnnotation]; canon != "" {
+		img.Ref = familiarRef(canon)
+	}
+	for _, l := range m.Layers {
+		img.Size += l.Size
+	}
+	return img, nil
+}
+
+func (s *Store) readManifest(h v1.Hash) (*v1.Manifest, error) {
+	f, err := os.Open(s.blobPath(h))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", h, err)
+	}
+	defer f.Close()
+	m, err := v1.ParseManifest(f)
+	if err != nil {
+		return nil, fmt.Errorf("parse manifest %s: %w", h, err)
+	}
+	return m, nil
+}
+
+func (s *Store) readConfig(h v1.Hash) (*v1.ConfigFile, error) {
+	f, err := os.Open(s.blobPath(h))
+	if err != nil {
+		return nil, fmt.Errorf("read image config %s: %w", h, err)
+	}
+	defer f.Close()
+	c, err := v1.ParseConfigFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("parse image config %s: %w", h, err)
+	}
+	return c, nil
+}

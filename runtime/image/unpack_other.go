@@ -1,0 +1,18 @@
+//go:build !linux
+
+package image
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+)
+
+// applyLayer needs Linux: ownership, modes and safe path handling are
+// implemented with Linux system calls only.
+func applyLayer(ctx context.Context, root, layer string, r io.Reader, log *slog.Logger) error {
+	return errors.New("unpack layer " + layer + ": only supported on linux")
+}
+
+func syncFS(string) error { return nil }

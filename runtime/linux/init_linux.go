@@ -1,0 +1,110 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The init's inherited descriptors (ExtraFiles start at 3).
+const (
+	configFD = 3 // read: the initConfig, JSON, until EOF
+	errorFD  = 4 // write: an InitError, JSON; closed by a successful exec
+)
+
+// InitMain is the container init: it prepares the namespaces it was started
+// in and execs the user's program. It never returns; on failure it reports to
+// the parent and exits with 127 (program not found) or 126.
+func InitMain() {
+	// unshare(CLONE_NEWCGROUP) and execve act on the calling thread: keep
+	// them on one so the program inherits the new cgroup namespace.
+	runtime.LockOSThread()
+	// Neither pipe may leak into the program; the error pipe closing at
+	// exec is what tells the parent the exec happened.
+	unix.CloseOnExec(configFD)
+	unix.CloseOnExec(errorFD)
+	err := initContainer(os.NewFile(configFD, "config"))
+	report(os.NewFile(errorFD, "errors"), err)
+	var ie *InitError
+	if errors.As(err, &ie) && ie.Errno == syscall.ENOENT {
+		os.Exit(127)
+	}
+	os.Exit(126)
+}
+
+func report(w *os.File, err error) {
+	ie := &InitError{Msg: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		ie.Errno = errno
+	}
+	var inner *InitError
+	if errors.As(err, &inner) {
+		ie.Errno = inner.Errno
+	}
+	_ = json.NewEncoder(w).Encode(ie)
+	_ = w.Close()
+}
+
+func initContainer(cfgFile *os.File) error {
+	var cfg initConfig
+	// The parent writes this only after placing us in the cgroup.
+	if err := json.NewDecoder(cfgFile).Decode(&cfg); err != nil {
+		return fmt.Errorf("container init: read config: %w", err)
+	}
+	_ = cfgFile.Close()
+	// Modes we create (devices, mount points) must be exactly as asked.
+	unix.Umask(0)
+	if err := prepareRootfs(cfg.Rootfs, cfg.HostNetwork); err != nil {
+		return err
+	}
+	if err := pivotRoot(cfg.Rootfs); err != nil {
+		return err
+	}
+	if err := maskPaths(); err != nil {
+		return err
+	}
+	unix.Umask(0o022)
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("container init: set hostname %q: %w", cfg.Hostname, err)
+	}
+	if !cfg.HostNetwork {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	// A cgroup namespace rooted at the container's own group (we are in it
+	// by now) hides the host's cgroup paths. Kernels without it (< 4.6)
+	// answer EINVAL; the container then just sees full paths.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("container init: new cgroup namespace: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Cwd, 0o755); err != nil {
+		return fmt.Errorf("container init: working directory: %w", err)
+	}
+	if err := unix.Chdir(cfg.Cwd); err != nil {
+		return fmt.Errorf("container init: chdir %s: %w", cfg.Cwd, err)
+	}
+	prog, err := lookPath(cfg.Args[0], pathOf(cfg.Env), os.Stat)
+	if err != nil {
+		return err
+	}
+	err = unix.Exec(prog, cfg.Args, cfg.Env)
+	if errors.Is(err, unix.ENOENT) {
+		// The file exists (lookPath saw it): what is missing is the ELF
+		// interpreter of a dynamically linked program.
+		return &InitError{Msg: fmt.Sprintf("exec %s: no such file or directory in the container (is its dynamic loader or an interpreter missing from the image?)", prog), Errno: syscall.ENOENT}
+	}
+	return &InitError{Msg: fmt.Sprintf("exec %s: %v", prog, err), Errno: errnoOf(err)}
+}
+
+func errnoOf(err error) syscall.Errno {
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	return errno
+}

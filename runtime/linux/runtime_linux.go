@@ -1,0 +1,268 @@
+package linux
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/rootfs"
+)
+
+// Runtime starts containers. Its methods may be called concurrently for
+// different containers.
+type Runtime struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Runtime keeping its state under cfg.StateDir, which it
+// creates.
+func New(cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "shoal"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("linux runtime: state dir: %w", err)
+	}
+	return &Runtime{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// stateDir is the container's directory; its rootfs lives in stateDir/rootfs.
+func (r *Runtime) stateDir(id string) string { return filepath.Join(r.cfg.StateDir, id) }
+
+// waitDelay bounds how long Wait keeps copying a non-file Stdin/Stdout/Stderr
+// after the container exited, so a Stdin that never ends cannot hang it.
+const waitDelay = 2 * time.Second
+
+// Start creates and starts the container s and returns once its program has
+// been exec'd. If that fails, the error says why (an *InitError for failures
+// inside the container) and everything created is removed. ctx bounds the
+// start only, not the container's life.
+func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
+	s, err = s.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	log := r.log.With("container", s.ID)
+	dir := r.stateDir(s.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("start container %s: it already exists (state dir %s); delete it first", s.ID, dir)
+		}
+		return nil, fmt.Errorf("start container %s: state dir: %w", s.ID, err)
+	}
+	// undo holds the cleanups of what exists so far, run in reverse on error.
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				log.Error("clean up after failed start", "err", uerr)
+			}
+		}
+	}()
+	undo = append(undo, func() error { return os.Remove(dir) })
+
+	cg, err := cgroup.New(r.cfg.CgroupParent, s.ID, s.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	undo = append(undo, cg.Delete)
+	fsDir := filepath.Join(dir, "rootfs")
+	merged, err := rootfs.Mount(s.Image, fsDir)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	undo = append(undo, func() error { return rootfs.Unmount(fsDir) })
+
+	cmd, cfgW, errR, err := startInit(s)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	defer errR.Close()
+	undo = append(undo, func() error {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil
+	})
+	// Into the cgroup before the init even reads its config: nothing of
+	// the container runs outside its limits.
+	err = cg.Add(cmd.Process.Pid)
+	if err == nil {
+		err = sendConfig(cfgW, initConfig{
+			Rootfs: merged, Hostname: s.Hostname, Args: s.Args, Env: s.Env, Cwd: s.Cwd, HostNetwork: s.HostNetwork,
+		})
+	} else {
+		_ = cfgW.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := awaitExec(ctx, errR); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	c := &Container{id: s.ID, cmd: cmd, cg: cg, rt: r, log: log, done: make(chan struct{})}
+	go c.reap()
+	log.Info("container started", "pid", cmd.Process.Pid, "image", s.Image, "args", s.Args)
+	return c, nil
+}
+
+// startInit forks the container init in its new namespaces. It returns the
+// parent's ends of the config pipe (to write) and the error pipe (to read).
+func startInit(s Spec) (cmd *exec.Cmd, cfgW, errR *os.File, err error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("config pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		return nil, nil, nil, fmt.Errorf("error pipe: %w", err)
+	}
+	flags := syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC
+	if !s.HostNetwork {
+		flags |= syscall.CLONE_NEWNET
+	}
+	cmd = &exec.Cmd{
+		Path: "/proc/self/exe", // this very binary, even if replaced on disk
+		// The id in argv names the init in ps until it execs.
+		Args:       []string{"shoal", initArg, s.ID},
+		Env:        []string{}, // the program's env travels in the config
+		Stdin:      s.Stdin,
+		Stdout:     s.Stdout,
+		Stderr:     s.Stderr,
+		ExtraFiles: []*os.File{cfgR, errW}, // fds 3 and 4: configFD, errorFD
+		WaitDelay:  waitDelay,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: uintptr(flags),
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	err = cmd.Start()
+	// The child holds its own copies; ours must go, or EOF never comes.
+	cfgR.Close()
+	errW.Close()
+	if err != nil {
+		cfgW.Close()
+		errR.Close()
+		return nil, nil, nil, fmt.Errorf("fork container init: %w", err)
+	}
+	return cmd, cfgW, errR, nil
+}
+
+func sendConfig(w *os.File, cfg initConfig) error {
+	err := json.NewEncoder(w).Encode(cfg)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("send config to container init: %w", err)
+	}
+	return nil
+}
+
+// awaitExec reads the error pipe: EOF without data means the exec closed it,
+// data is the init's InitError. ctx cancels the wait.
+func awaitExec(ctx context.Context, errR *os.File) error {
+	stop := context.AfterFunc(ctx, func() { _ = errR.SetReadDeadline(time.Now()) })
+	defer stop()
+	b, err := io.ReadAll(errR)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for the container init: %w", ctx.Err())
+		}
+		return fmt.Errorf("read container init errors: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	ie := &InitError{}
+	if err := json.Unmarshal(b, ie); err != nil {
+		return fmt.Errorf("container init failed: %s", bytes.TrimSpace(b))
+	}
+	return ie
+}
+
+// Cleanup removes what a previous daemon left behind after dying without
+// deleting its containers: for every container directory in StateDir and
+// every cgroup under CgroupParent, it kills the processes, unmounts the
+// rootfs and removes cgroup and directory. Call it at daemon start, before
+// the first Start.
+func (r *Runtime) Cleanup() error {
+	ids := map[string]bool{}
+	ents, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clean up containers: %w", err)
+	}
+	for _, e := range ents {
+		if e.IsDir() && idRE.MatchString(e.Name()) {
+			ids[e.Name()] = true
+		}
+	}
+	groups, err := cgroup.List(r.cfg.CgroupParent)
+	if err != nil {
+		return fmt.Errorf("clean up containers: %w", err)
+	}
+	for _, id := range groups {
+		ids[id] = true
+	}
+	var errs []error
+	for id := range ids {
+		r.log.Info("removing leftover container", "container", id)
+		if err := r.remove(id, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// remove kills and removes the container id's cgroup, rootfs and state dir;
+// cg is loaded when nil. Missing parts are fine.
+func (r *Runtime) remove(id string, cg *cgroup.Cgroup) error {
+	var errs []error
+	if cg == nil {
+		var err error
+		cg, err = cgroup.Load(r.cfg.CgroupParent, id)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	// Processes first: they keep the mounts busy.
+	if cg != nil {
+		if err := cg.Delete(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	dir := r.stateDir(id)
+	if err := rootfs.Unmount(filepath.Join(dir, "rootfs")); err != nil {
+		// Never RemoveAll over a mount: it would delete through it.
+		return errors.Join(append(errs, fmt.Errorf("remove container %s: %w", id, err))...)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove container %s: %w", id, err))
+	}
+	return errors.Join(errs...)
+}
