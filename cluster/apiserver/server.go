@@ -1,0 +1,234 @@
+// Package apiserver owns the node's HTTP API: JSON over a unix socket that
+// only root can open (mode 0600). Handlers decode, call the node through the
+// small interfaces declared here, and encode; they hold no state of their
+// own.
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+// Cluster is the replicated state as the API needs it.
+type Cluster interface {
+	Status(ctx context.Context) (api.ClusterStatus, error)
+	Nodes(ctx context.Context) ([]api.Node, error)
+	Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error)
+	Delete(ctx context.Context, names []string) error
+}
+
+// Instances are the containers of this node.
+type Instances interface {
+	PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
+	LogPath(ctx context.Context, app string, index int) (string, error)
+	RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error)
+}
+
+// Images is the node's image store.
+type Images interface {
+	ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error)
+	ListImages(ctx context.Context) ([]api.Image, error)
+}
+
+// Config wires a server.
+type Config struct {
+	Socket    string
+	Cluster   Cluster
+	Instances Instances
+	Images    Images
+	Logger    *slog.Logger
+}
+
+// Server serves the API on a unix socket.
+type Server struct {
+	cfg  Config
+	ln   net.Listener
+	http *http.Server
+
+	closeOnce sync.Once
+}
+
+// New listens on the socket, replacing a stale one left by a killed daemon.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c, err := net.DialTimeout("unix", cfg.Socket, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another shoal is serving %s", cfg.Socket)
+	}
+	os.Remove(cfg.Socket)
+	ln, err := net.Listen("unix", cfg.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Socket, err)
+	}
+	if err := os.Chmod(cfg.Socket, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, ln: ln}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/nodes", s.nodes)
+	mux.HandleFunc("POST /v1/apps", s.apply)
+	mux.HandleFunc("DELETE /v1/apps", s.remove)
+	mux.HandleFunc("GET /v1/ps", s.ps)
+	mux.HandleFunc("GET /v1/logs/{app}/{index}", s.logs)
+	mux.HandleFunc("POST /v1/images", s.importImage)
+	mux.HandleFunc("GET /v1/images", s.images)
+	mux.HandleFunc("POST /v1/run", s.run)
+	return mux
+}
+
+// Serve answers requests until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.http.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// Close stops serving and removes the socket.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.http.Close()
+		os.Remove(s.cfg.Socket)
+	})
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	kind := api.KindOf(err)
+	code := map[string]int{api.KindNotFound: 404, api.KindNoLeader: 503, api.KindInvalid: 400, api.KindConflict: 409}[kind]
+	if code == 0 {
+		code = 500
+		s.cfg.Logger.Error("api", "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(api.WireError{Kind: kind, Message: err.Error()})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st, err := s.cfg.Cluster.Status(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, st)
+}
+
+func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
+	ns, err := s.cfg.Cluster.Nodes(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, nonNil(ns))
+}
+
+// maxBody bounds JSON requests; specs are small.
+const maxBody = 8 << 20
+
+func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
+	var apps []api.App
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&apps); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: decode apps: %v", api.ErrInvalid, err))
+		return
+	}
+	res, err := s.cfg.Cluster.Apply(r.Context(), apps)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Cluster.Delete(r.Context(), r.URL.Query()["name"]); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) ps(w http.ResponseWriter, r *http.Request) {
+	st, err := s.cfg.Instances.PS(r.Context(), r.URL.Query().Get("app"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, nonNil(st))
+}
+
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.cfg.Images.ImportImage(r.Context(), r.Body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, imgs)
+}
+
+func (s *Server) images(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.cfg.Images.ListImages(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, nonNil(imgs))
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func atoiParam(r *http.Request, name string, def int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s=%q is not a number", api.ErrInvalid, name, v)
+	}
+	return n, nil
+}

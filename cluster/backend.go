@@ -1,0 +1,229 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// writeTimeout bounds a write: without a leader it fails instead of hanging.
+const writeTimeout = 5 * time.Second
+
+// Status answers `shoal status` from this node's view.
+func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
+	r := n.raft.r
+	st := api.ClusterStatus{Node: n.id.Name, State: r.State().String()}
+	st.ClusterID, _ = n.store.ClusterID()
+	stats := r.Stats()
+	fmt.Sscan(stats["term"], &st.Term)
+	fmt.Sscan(stats["commit_index"], &st.CommitIndex)
+	st.AppliedIdx = n.store.AppliedIndex()
+	names := n.namesByID()
+	_, leaderID := r.LeaderWithID()
+	st.Leader = names[string(leaderID)]
+	st.Role = "non-voter"
+	if f := r.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				name := names[string(s.ID)]
+				if name == "" {
+					name = string(s.ID)
+				}
+				st.Voters = append(st.Voters, name)
+				if string(s.ID) == n.id.ID {
+					st.Role = "voter"
+				}
+			}
+		}
+	}
+	slices.Sort(st.Voters)
+	st.Stale = r.State() != raft.Leader && (leaderID == "" || time.Since(r.LastContact()) > 5*time.Second)
+	switch {
+	case leaderID == "":
+		st.Health = "no leader: writes are refused; running containers keep running"
+	case st.Stale:
+		st.Health = "stale: no contact with the leader"
+	default:
+		st.Health = "healthy"
+	}
+	return st, nil
+}
+
+// namesByID maps Raft server ids (node ids) to node names.
+func (n *Node) namesByID() map[string]string {
+	out := map[string]string{n.id.ID: n.id.Name}
+	recs, _ := n.store.Nodes()
+	for _, r := range recs {
+		out[r.ID] = r.Name
+	}
+	for _, m := range n.members.list() {
+		out[m.Meta.ID] = m.Name
+	}
+	return out
+}
+
+// Nodes answers `shoal nodes`.
+func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
+	st, err := n.store.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	gossip := map[string]member{}
+	for _, m := range n.members.list() {
+		gossip[m.Name] = m
+	}
+	voters := map[string]bool{}
+	if f := n.raft.r.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			voters[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+	}
+	count := map[string]int{}
+	for _, a := range st.Allocs {
+		count[a.Node]++
+	}
+	var out []api.Node
+	seen := map[string]bool{}
+	add := func(rec store.NodeRecord) {
+		seen[rec.Name] = true
+		nd := api.Node{Name: rec.Name, ID: rec.ID, Address: rec.Address, Arch: rec.Arch, OS: rec.OS,
+			Labels: rec.Labels, Cordoned: rec.Cordoned, State: "dead", Role: "non-voter", Instances: count[rec.Name]}
+		if nd.Labels == nil {
+			nd.Labels = map[string]string{}
+		}
+		if m, ok := gossip[rec.Name]; ok {
+			nd.State, nd.Address = m.State, m.Addr
+		}
+		if voters[rec.ID] {
+			nd.Role = "voter"
+		}
+		out = append(out, nd)
+	}
+	for _, rec := range st.Nodes {
+		add(rec)
+	}
+	// Members the leader has not registered yet still show.
+	for _, m := range gossip {
+		if !seen[m.Name] {
+			add(store.NodeRecord{Name: m.Name, ID: m.Meta.ID, Address: m.Addr, Arch: m.Meta.Arch, OS: m.Meta.OS})
+		}
+	}
+	slices.SortFunc(out, func(a, b api.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Apply creates or updates apps.
+func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error) {
+	for i := range apps {
+		apps[i].Defaults()
+		if err := apps[i].Validate(); err != nil {
+			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
+		}
+		if err := supported(apps[i]); err != nil {
+			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
+		}
+	}
+	resp, err := n.apply(store.PutApps{Apps: apps}, writeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	res, ok := resp.([]api.ApplyResult)
+	if !ok {
+		return nil, fmt.Errorf("apply: unexpected response %T", resp)
+	}
+	return res, nil
+}
+
+// Delete removes apps; their containers stop on every node.
+func (n *Node) Delete(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return fmt.Errorf("%w: no app named", api.ErrInvalid)
+	}
+	_, err := n.apply(store.DeleteApps{Names: names}, writeTimeout)
+	return err
+}
+
+// PS lists instances: every allocation, with the observed status where this
+// node knows it.
+func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error) {
+	allocs, err := n.store.Allocations()
+	if err != nil {
+		return nil, err
+	}
+	observed := map[string]api.InstanceStatus{}
+	for _, s := range n.agent.Status() {
+		observed[s.Instance] = s
+	}
+	if app != "" {
+		if _, err := n.store.App(app); err != nil {
+			return nil, err
+		}
+	}
+	var out []api.InstanceStatus
+	for _, a := range allocs {
+		if app != "" && a.App != app {
+			continue
+		}
+		s, ok := observed[a.Instance()]
+		if !ok || s.Node != a.Node {
+			s = api.InstanceStatus{App: a.App, Instance: a.Instance(), Node: a.Node, Version: a.Version, State: api.StatePending}
+		}
+		s.IP = a.IP
+		if s.IP == "" && s.Node == n.id.Name {
+			s.IP = n.instanceIP(a.App)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// instanceIP is the address an instance is reached at until the bridge
+// network gives each its own: host-network instances share the node's.
+func (n *Node) instanceIP(app string) string {
+	a, err := n.store.App(app)
+	if err == nil && a.Network == api.NetworkHost {
+		return n.advertise
+	}
+	return ""
+}
+
+// LogPath finds the log of app/index on this node.
+func (n *Node) LogPath(ctx context.Context, app string, index int) (string, error) {
+	allocs, err := n.store.Allocations()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range allocs {
+		if a.App == app && a.Index == index {
+			if a.Node != n.id.Name {
+				return "", fmt.Errorf("%s runs on node %s: ask that node (shoal --data-dir or --server): %w", a.Instance(), a.Node, api.ErrNotFound)
+			}
+			return n.agent.LogPath(app, index), nil
+		}
+	}
+	if _, err := n.store.App(app); errors.Is(err, api.ErrNotFound) {
+		return "", err
+	}
+	return "", fmt.Errorf("instance %s: %w", api.InstanceName(app, index), api.ErrNotFound)
+}
+
+// supported refuses what the spec allows but this node cannot do yet, so
+// that an app never runs without something its operator asked for.
+func supported(a api.App) error {
+	switch {
+	case len(a.Ports) > 0 && a.Network != api.NetworkHost:
+		return errors.New("ports: publishing ports from the bridge network is not available yet; use network: host and listen on the port directly")
+	case len(a.Volumes) > 0:
+		return errors.New("volumes: not available yet")
+	case a.Health != nil:
+		return errors.New("health: health checks are not available yet")
+	}
+	return nil
+}

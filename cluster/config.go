@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+// Config describes one node.
+type Config struct {
+	DataDir string
+	// Name is this node's name; default the host name.
+	Name string
+	// BindAddr is the IP the node listens on; AdvertiseAddr the one others
+	// dial (default: BindAddr, or the first non-loopback address).
+	BindAddr      string
+	AdvertiseAddr string
+	GossipPort    int
+	Port          int
+	// Voters is how many voters the cluster keeps (odd).
+	Voters int
+	Labels map[string]string
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:    "/var/lib/shoal",
+		Name:       api.SanitizeName(host),
+		BindAddr:   "0.0.0.0",
+		GossipPort: 7946,
+		Port:       7947,
+		Voters:     3,
+	}
+}
+
+// Validate checks a config before anything is created.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir: required"))
+	}
+	// An empty name means: the one in the data dir, or the host name.
+	if c.Name != "" && !api.ValidName(c.Name) {
+		errs = append(errs, fmt.Errorf("name %q: must be a DNS label (lower-case letters, digits, '-')", c.Name))
+	}
+	if net.ParseIP(c.BindAddr) == nil {
+		errs = append(errs, fmt.Errorf("bind %q: not an IP address", c.BindAddr))
+	}
+	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
+		errs = append(errs, fmt.Errorf("advertise %q: not an IP address", c.AdvertiseAddr))
+	}
+	for name, p := range map[string]int{"gossip port": c.GossipPort, "port": c.Port} {
+		if p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d: must be 1-65535", name, p))
+		}
+	}
+	if c.GossipPort == c.Port {
+		errs = append(errs, fmt.Errorf("gossip port and port are both %d", c.Port))
+	}
+	if c.Voters < 1 || c.Voters%2 == 0 {
+		errs = append(errs, fmt.Errorf("voters %d: must be odd and at least 1", c.Voters))
+	}
+	for k := range c.Labels {
+		if k == "" {
+			errs = append(errs, errors.New("label: empty key"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SocketPath is the local API socket of a data dir.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, "shoal.sock") }
+
+// advertise picks the address other nodes dial.
+func (c *Config) advertise() (string, error) {
+	if c.AdvertiseAddr != "" {
+		return c.AdvertiseAddr, nil
+	}
+	if ip := net.ParseIP(c.BindAddr); ip != nil && !ip.IsUnspecified() {
+		return c.BindAddr, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("find an address to advertise: %w", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String(), nil
+		}
+	}
+	return "127.0.0.1", nil
+}

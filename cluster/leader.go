@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/shoal-edge/shoal/cluster/sched"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// watchLeadership starts the leader loop when this node wins an election and
+// stops it when it loses leadership.
+func (n *Node) watchLeadership(ctx context.Context) error {
+	var running *leaderRun
+	defer func() { running.stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case isLeader := <-n.leaderCh:
+			running.stop()
+			running = nil
+			if isLeader {
+				running = n.startLeaderLoop(ctx)
+			}
+		}
+	}
+}
+
+// leaderRun is one term of leadership's loop.
+type leaderRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (n *Node) startLeaderLoop(ctx context.Context) *leaderRun {
+	lctx, cancel := context.WithCancel(ctx)
+	lr := &leaderRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(lr.done)
+		n.leaderLoop(lctx)
+	}()
+	return lr
+}
+
+func (lr *leaderRun) stop() {
+	if lr == nil {
+		return
+	}
+	lr.cancel()
+	<-lr.done
+}
+
+// leaderLoop runs only on the leader: it registers members in the node
+// registry and turns apps into allocations. It starts with a barrier so it
+// plans against everything earlier leaders committed.
+func (n *Node) leaderLoop(ctx context.Context) {
+	log := n.log.With("component", "leader")
+	log.Info("leading the cluster")
+	if err := n.raft.r.Barrier(10 * time.Second).Error(); err != nil {
+		log.Error("barrier", "err", err)
+		return
+	}
+	if id, _ := n.store.ClusterID(); id == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		if _, err := n.apply(store.Bootstrap{ClusterID: hex.EncodeToString(b[:])}, 10*time.Second); err != nil {
+			log.Error("write cluster id", "err", err)
+			return
+		}
+	}
+	// A periodic pass catches deadlines (reschedule_after) no event marks.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		changed := n.store.Changed()
+		if err := n.registerMembers(); err != nil {
+			log.Warn("register nodes", "err", err)
+		}
+		if err := n.schedule(); err != nil {
+			log.Warn("schedule", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-n.members.changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// registerMembers records new nodes and changed addresses in Raft. A known
+// node keeps its labels; only what gossip is the authority on changes.
+func (n *Node) registerMembers() error {
+	recs, err := n.store.Nodes()
+	if err != nil {
+		return err
+	}
+	known := map[string]store.NodeRecord{}
+	for _, r := range recs {
+		known[r.Name] = r
+	}
+	for _, m := range n.members.list() {
+		rec, ok := known[m.Name]
+		want := rec
+		want.Name, want.ID, want.Address, want.Arch, want.OS = m.Name, m.Meta.ID, m.Addr, m.Meta.Arch, m.Meta.OS
+		if m.Name == n.id.Name && !ok && len(n.cfg.Labels) > 0 {
+			want.Labels = maps.Clone(n.cfg.Labels)
+		}
+		if ok && rec.ID == want.ID && rec.Address == want.Address && rec.Arch == want.Arch && rec.OS == want.OS {
+			continue
+		}
+		if _, err := n.apply(store.PutNode{Node: want}, 10*time.Second); err != nil {
+			return fmt.Errorf("register %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// liveness joins the registry with gossip: alive nodes, and since when the
+// others have been gone (as far as this leader knows).
+func (n *Node) liveness(recs []store.NodeRecord) map[string]sched.Node {
+	state := map[string]string{}
+	for _, m := range n.members.list() {
+		state[m.Name] = m.State
+	}
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	now := time.Now()
+	out := map[string]sched.Node{}
+	for _, r := range recs {
+		alive := state[r.Name] == "alive" || state[r.Name] == "suspect"
+		sn := sched.Node{Name: r.Name, Arch: r.Arch, Labels: r.Labels, Alive: alive, Cordoned: r.Cordoned}
+		if alive {
+			delete(n.deadSince, r.Name)
+		} else {
+			if _, ok := n.deadSince[r.Name]; !ok {
+				n.deadSince[r.Name] = now
+			}
+			sn.DeadSince = n.deadSince[r.Name]
+		}
+		out[r.Name] = sn
+	}
+	return out
+}
+
+func (n *Node) schedule() error {
+	st, err := n.store.Snapshot()
+	if err != nil {
+		return err
+	}
+	live := n.liveness(st.Nodes)
+	in := sched.State{Apps: st.Apps, Allocs: st.Allocs, Now: time.Now()}
+	for _, r := range st.Nodes {
+		in.Nodes = append(in.Nodes, live[r.Name])
+	}
+	plan := sched.Compute(in)
+	if plan.Empty() {
+		return nil
+	}
+	cmd := store.SetAllocs{Put: plan.Put}
+	for _, a := range plan.Delete {
+		cmd.Delete = append(cmd.Delete, store.AllocKey{App: a.App, Index: a.Index})
+	}
+	_, err = n.apply(cmd, 10*time.Second)
+	return err
+}

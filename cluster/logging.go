@@ -1,0 +1,54 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// hclogFor adapts slog for raft and raft-wal, which speak hclog.
+func hclogFor(l *slog.Logger, name string) hclog.Logger {
+	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: name, Output: io.Discard, Level: hclog.Off})
+	il.RegisterSink(sink{l})
+	return il
+}
+
+type sink struct{ l *slog.Logger }
+
+func (s sink) Accept(name string, level hclog.Level, msg string, args ...any) {
+	lvl := slog.LevelInfo
+	switch level {
+	case hclog.Trace, hclog.Debug:
+		lvl = slog.LevelDebug
+	case hclog.Warn:
+		lvl = slog.LevelWarn
+	case hclog.Error:
+		lvl = slog.LevelError
+	}
+	s.l.Log(context.Background(), lvl, msg, append([]any{"component", name}, args...)...)
+}
+
+// stdlogFor adapts slog for memberlist, which speaks the standard logger
+// with "[LEVEL] memberlist: ..." prefixes.
+func stdlogFor(l *slog.Logger) *log.Logger {
+	return log.New(levelWriter{l.With("component", "memberlist")}, "", 0)
+}
+
+type levelWriter struct{ l *slog.Logger }
+
+func (w levelWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	lvl := slog.LevelInfo
+	for prefix, l := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError, "[INFO]": slog.LevelInfo} {
+		if strings.HasPrefix(msg, prefix) {
+			lvl, msg = l, strings.TrimSpace(strings.TrimPrefix(msg, prefix))
+		}
+	}
+	msg = strings.TrimPrefix(msg, "memberlist: ")
+	w.l.Log(context.Background(), lvl, msg)
+	return len(p), nil
+}

@@ -1,0 +1,236 @@
+// Package cluster owns the shoal daemon: it wires one node's parts — the
+// state file (store), Raft, gossip membership (memberlist), the leader's
+// scheduler loop, the node agent, the container runtime and the API server —
+// and runs them until its context ends. node.go is the only place that wires
+// parts together.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/shoal-edge/shoal/cluster/agent"
+	"github.com/shoal-edge/shoal/cluster/apiserver"
+	"github.com/shoal-edge/shoal/runtime/image"
+	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// identity is written once at bootstrap or join and never changes: the node
+// is its id, not its address.
+type identity struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+}
+
+// Node is one running shoal daemon.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	id        identity
+	advertise string
+
+	store   *store.Store
+	raft    *raftParts
+	members *members
+	images  *image.Store
+	rt      *linux.Runtime
+	agent   *agent.Agent
+	api     *apiserver.Server
+	started time.Time
+	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
+	leaderCh chan bool
+
+	leaderMu  sync.Mutex // guards following
+	deadSince map[string]time.Time
+}
+
+// New opens the data dir and every part, without starting loops. On error
+// everything opened so far is closed again.
+func New(cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, leaderCh: make(chan bool, 16)}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if n.id, err = loadIdentity(cfg.DataDir, cfg.Name); err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("node", n.id.Name)
+	if n.advertise, err = cfg.advertise(); err != nil {
+		return nil, err
+	}
+	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+		return nil, err
+	}
+	if n.images, err = image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Logger: n.log}); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	if n.rt, err = linux.New(linux.Config{StateDir: filepath.Join(cfg.DataDir, "containers"), CgroupParent: "shoal-" + n.id.Name, Logger: n.log}); err != nil {
+		return nil, fmt.Errorf("container runtime: %w", err)
+	}
+	// Containers die with the daemon; whatever a killed daemon left
+	// behind (mounts, cgroups, state dirs) goes before anything starts.
+	if err := n.rt.Cleanup(); err != nil {
+		n.log.Warn("clean up containers of a previous run", "err", err)
+	}
+	if n.raft, err = n.openRaft(n.id.ID, n.advertise); err != nil {
+		return nil, err
+	}
+	if n.members, err = newMembers(n); err != nil {
+		return nil, err
+	}
+	n.agent, err = agent.New(agent.Config{
+		Node:    n.id.Name,
+		LogDir:  filepath.Join(cfg.DataDir, "logs"),
+		Desired: n.store,
+		Runtime: runtimeAdapter{n},
+		Logger:  n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.api, err = apiserver.New(apiserver.Config{
+		Socket:    SocketPath(cfg.DataDir),
+		Cluster:   n,
+		Instances: n,
+		Images:    n,
+		Logger:    n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func loadIdentity(dir, name string) (identity, error) {
+	path := filepath.Join(dir, "node.json")
+	var id identity
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &id); err != nil || id.ID == "" || id.Name == "" {
+			return id, fmt.Errorf("%s is damaged (%v): move the data dir away to start a new node", path, err)
+		}
+		if name != "" && name != id.Name {
+			return id, fmt.Errorf("data dir %s belongs to node %q, not %q: drop --name or use another --data-dir", dir, id.Name, name)
+		}
+		return id, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return id, err
+	}
+	if name == "" {
+		name = DefaultConfig().Name
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	id = identity{Name: name, ID: hex.EncodeToString(b[:])}
+	data, _ = json.MarshalIndent(id, "", "  ")
+	if err := writeFileAtomic(path, data); err != nil {
+		return id, fmt.Errorf("write %s: %w", path, err)
+	}
+	return id, nil
+}
+
+// Run serves until ctx ends, then shuts every part down in order: the API
+// stops taking requests, the agent stops containers, Raft and gossip stop.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("api", n.api.Serve)
+	run("leadership", n.watchLeadership)
+	run("agent", n.agent.Run)
+	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))
+	<-ctx.Done()
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases everything New opened. Safe after a failed New.
+func (n *Node) Close() error {
+	var errs []error
+	if n.api != nil {
+		errs = append(errs, n.api.Close())
+	}
+	if n.members != nil {
+		errs = append(errs, n.members.close())
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// WaitLeader blocks until the cluster has a leader and an id, or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	for {
+		id, _ := n.store.ClusterID()
+		if addr, _ := n.raft.r.LeaderWithID(); addr != "" && id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,197 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// raftParts are the pieces of Raft this node owns and closes.
+type raftParts struct {
+	r     *raft.Raft
+	wal   *raftwal.WAL
+	meta  *metadb.BoltMetaDB
+	trans *raft.NetworkTransport
+}
+
+func raftConfig(id string, n *Node) *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(id)
+	c.Logger = hclogFor(n.log, "raft")
+	// A single-voter cluster elects itself after one heartbeat timeout;
+	// 500 ms keeps bootstrap well under a second while staying tolerant of
+	// a slow link between voters.
+	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.ElectionTimeout = 500 * time.Millisecond
+	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	// The FSM is durable (bbolt): no need to rebuild it from a snapshot on
+	// every start, and fewer entries between snapshots spare the flash.
+	c.NoSnapshotRestoreOnStart = true
+	c.SnapshotThreshold = 1024
+	c.TrailingLogs = 1024
+	c.SnapshotInterval = 2 * time.Minute
+	c.NotifyCh = n.leaderCh
+	return c
+}
+
+func (n *Node) openRaft(id, advertise string) (*raftParts, error) {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+		return nil, err
+	}
+	// Small segments: raft-wal preallocates each one, and SD cards are small.
+	// raft-wal's Close leaves its meta database open (and locked); we own
+	// it so that a node can be stopped and started in one process.
+	meta := &metadb.BoltMetaDB{}
+	p := &raftParts{meta: meta}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithSegmentSize(4<<20),
+		raftwal.WithLogger(hclogFor(n.log, "raft-wal")), raftwal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
+	}
+	p.wal = wal
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(n.log, "snapshot"))
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
+	}
+	bind := net.JoinHostPort(n.cfg.BindAddr, fmt.Sprint(n.cfg.Port))
+	adv, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(advertise, fmt.Sprint(n.cfg.Port)))
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	trans, err := raft.NewTCPTransportWithLogger(bind, adv, 3, 5*time.Second, hclogFor(n.log, "raft-net"))
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("listen on %s: %w", bind, err)
+	}
+	p.trans = trans
+	conf := raftConfig(id, n)
+	if err := n.catchUpFSM(snaps); err != nil {
+		p.close()
+		return nil, err
+	}
+	existing, err := raft.HasExistingState(wal, wal, snaps)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	if n.singleVoter(existing, wal, snaps, trans) {
+		// Alone, the node need not wait out a timeout meant for a lossy
+		// link to elect itself; joining nodes raise it again.
+		conf.HeartbeatTimeout = 100 * time.Millisecond
+		conf.ElectionTimeout = 100 * time.Millisecond
+		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
+	if !existing {
+		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := raft.BootstrapCluster(conf, wal, wal, snaps, trans, cfg); err != nil {
+			p.close()
+			return nil, fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(conf, n.store.FSM(), wal, wal, snaps, trans)
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	p.r = r
+	return p, nil
+}
+
+// singleVoter reports whether this node is the only voter of its cluster.
+func (n *Node) singleVoter(existing bool, wal *raftwal.WAL, snaps raft.SnapshotStore, trans raft.Transport) bool {
+	if !existing {
+		return true
+	}
+	// GetConfiguration reads the stores without starting Raft; it gets a
+	// config of its own because it marks the one it is given.
+	c, err := raft.GetConfiguration(raftConfig(n.id.ID, n), nopFSM{}, wal, wal, snaps, trans)
+	if err != nil {
+		return false
+	}
+	voters := 0
+	self := false
+	for _, s := range c.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			self = self || string(s.ID) == n.id.ID
+		}
+	}
+	return voters == 1 && self
+}
+
+// nopFSM stands in while only the configuration is read.
+type nopFSM struct{}
+
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
+func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("not a real FSM") }
+func (nopFSM) Restore(io.ReadCloser) error         { return errors.New("not a real FSM") }
+
+// catchUpFSM restores the newest snapshot into the state file when the file
+// is older than it (a lost or replaced state file). Raft does not do this
+// itself because NoSnapshotRestoreOnStart trusts the durable FSM.
+func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	if list[0].Index <= n.store.AppliedIndex() {
+		return nil
+	}
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	n.log.Warn("state file is behind the raft snapshot: restoring", "applied", n.store.AppliedIndex(), "snapshot", list[0].Index)
+	return n.store.FSM().Restore(rc)
+}
+
+func (p *raftParts) close() error {
+	var errs []error
+	if p.r != nil {
+		errs = append(errs, p.r.Shutdown().Error())
+	}
+	if p.trans != nil {
+		errs = append(errs, p.trans.Close())
+	}
+	if p.wal != nil {
+		errs = append(errs, p.wal.Close())
+	}
+	if p.meta != nil {
+		errs = append(errs, p.meta.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// apply writes a command through Raft and returns the FSM's response. It
+// fails fast without a leader instead of hanging.
+func (n *Node) apply(cmd any, timeout time.Duration) (any, error) {
+	data, err := store.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	f := n.raft.r.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
+		}
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
