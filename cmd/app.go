@@ -1,0 +1,97 @@
+// Package cmd owns shoal's command line: flag parsing, the one-file-per-
+// command urfave/cli definitions and output as aligned tables or JSON. It
+// holds no logic of its own: commands call the node API through api/client,
+// and `shoal up` hands its flags to cluster.
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/shoal-edge/shoal/api/client"
+	"github.com/shoal-edge/shoal/cluster"
+	"github.com/urfave/cli/v2"
+)
+
+// Set at build time with -ldflags "-X ...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// exitError carries an exit status other than 1 (a container's, for run).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// Main runs the CLI and returns the process exit status.
+func Main(args []string) int {
+	if cluster.IsContainerInit(args) {
+		cluster.ContainerInit() // never returns
+	}
+	return run(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := App()
+	app.Reader, app.Writer, app.ErrWriter = stdin, stdout, stderr
+	if err := app.Run(args); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "shoal:", err)
+		return 1
+	}
+	return 0
+}
+
+var dataDirFlag = &cli.StringFlag{
+	Name:    "data-dir",
+	Usage:   "the node's data directory (its API socket is DIR/shoal.sock)",
+	EnvVars: []string{"SHOAL_DATA_DIR"},
+	Value:   "/var/lib/shoal",
+}
+
+var outputFlag = &cli.StringFlag{
+	Name:    "output",
+	Aliases: []string{"o"},
+	Usage:   "output format: table or json",
+	Value:   "table",
+}
+
+// App builds the command tree.
+func App() *cli.App {
+	return &cli.App{
+		Name:                 "shoal",
+		Usage:                "a self-healing container cluster for edge devices",
+		Version:              version,
+		HideVersion:          true,
+		Flags:                []cli.Flag{dataDirFlag},
+		EnableBashCompletion: true,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			upCommand(),
+			statusCommand(),
+			nodesCommand(),
+			applyCommand(),
+			rmCommand(),
+			psCommand(),
+			logsCommand(),
+			runCommand(),
+			imageCommand(),
+			versionCommand(),
+		},
+	}
+}
+
+func apiClient(c *cli.Context) *client.Client {
+	dir := c.String("data-dir")
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return client.New(cluster.SocketPath(dir))
+}

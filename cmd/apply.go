@@ -1,0 +1,71 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/shoal-edge/shoal/api/appfile"
+	"github.com/urfave/cli/v2"
+)
+
+func applyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "apply",
+		Usage:     "create or update the apps of a (multi-document) YAML file",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "app spec file, - for stdin", Required: true},
+		},
+		Action: func(c *cli.Context) error {
+			name := c.String("file")
+			var r io.Reader = c.App.Reader
+			if name != "-" {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			} else {
+				name = "<stdin>"
+			}
+			apps, err := appfile.Parse(name, r)
+			if err != nil {
+				return err
+			}
+			res, err := apiClient(c).Apply(c.Context, apps)
+			if err != nil {
+				return err
+			}
+			for _, r := range res {
+				what := "unchanged"
+				if r.Changed {
+					what = "applied"
+				}
+				fmt.Fprintf(c.App.Writer, "app %s %s (version %d)\n", r.Name, what, r.Version)
+			}
+			return nil
+		},
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete apps; their containers stop everywhere",
+		ArgsUsage: "APP...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return fmt.Errorf("rm: name at least one app")
+			}
+			if err := apiClient(c).Delete(c.Context, c.Args().Slice()); err != nil {
+				return err
+			}
+			for _, n := range c.Args().Slice() {
+				fmt.Fprintf(c.App.Writer, "app %s removed\n", n)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,59 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/urfave/cli/v2"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "a one-off container on this node, outside scheduling; exits with the container's exit code",
+		ArgsUsage: "IMAGE [-- CMD...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits (always the case for now)"},
+			&cli.StringFlag{Name: "name", Usage: "container name (host name inside it)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
+			&cli.StringFlag{Name: "network", Usage: "bridge (own network namespace) or host", Value: "bridge"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return fmt.Errorf("run: name an image")
+			}
+			req := api.RunRequest{
+				Image:   c.Args().First(),
+				Name:    c.String("name"),
+				Command: command(c.Args().Tail()),
+				Env:     c.StringSlice("env"),
+				Network: c.String("network"),
+				Remove:  true,
+			}
+			// Ctrl-C ends the request; the node then stops the container.
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			code, err := apiClient(c).Run(ctx, req, c.App.Writer, c.App.ErrWriter)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}
+
+// command drops the "--" that separates shoal's flags from the container's
+// command; urfave/cli passes it through once flags have ended.
+func command(args []string) []string {
+	if len(args) > 0 && args[0] == "--" {
+		return args[1:]
+	}
+	return args
+}

@@ -1,0 +1,75 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shoal-edge/shoal/cluster"
+	"github.com/urfave/cli/v2"
+)
+
+func upCommand() *cli.Command {
+	def := cluster.DefaultConfig()
+	return &cli.Command{
+		Name:  "up",
+		Usage: "run this node in the foreground (bootstraps a cluster on an empty data dir, resumes otherwise)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "node name (default: the host name; fixed once the data dir exists)"},
+			&cli.StringFlag{Name: "bind", Usage: "IP address to listen on", Value: def.BindAddr},
+			&cli.StringFlag{Name: "advertise", Usage: "IP address other nodes reach this one at (default: bind, or the first non-loopback address)"},
+			&cli.IntFlag{Name: "gossip-port", Usage: "gossip port (TCP and UDP)", Value: def.GossipPort},
+			&cli.IntFlag{Name: "port", Usage: "cluster port (Raft)", Value: def.Port},
+			&cli.StringSliceFlag{Name: "label", Usage: "node label k=v (repeatable)"},
+			&cli.IntFlag{Name: "voters", Usage: "voters the cluster keeps (odd)", Value: def.Voters},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+		},
+		Action: up,
+	}
+}
+
+func up(c *cli.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := cluster.DefaultConfig()
+	cfg.DataDir = c.String("data-dir")
+	cfg.Name = c.String("name")
+	cfg.BindAddr = c.String("bind")
+	cfg.AdvertiseAddr = c.String("advertise")
+	cfg.GossipPort = c.Int("gossip-port")
+	cfg.Port = c.Int("port")
+	cfg.Voters = c.Int("voters")
+	cfg.Labels = map[string]string{}
+	for _, l := range c.StringSlice("label") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--label %q: want key=value", l)
+		}
+		cfg.Labels[k] = v
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	node, err := cluster.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	done := make(chan error, 1)
+	go func() { done <- node.Run(ctx) }()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := node.WaitLeader(wctx); err == nil {
+		st, _ := node.Status(ctx)
+		fmt.Fprintf(c.App.Writer, "shoal node %s is up: cluster %s, leader %s. Stop with Ctrl-C.\n", st.Node, st.ClusterID, st.Leader)
+	}
+	cancel()
+	return <-done
+}
