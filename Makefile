@@ -1,0 +1,45 @@
+# shoal — build, test and demo. Run as root on Debian: make demo, make test.
+GO       ?= go
+PKG      := github.com/shoal-edge/shoal
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT)
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# Debian packages the tests use: a real image made by other tools, and
+# runtimes to compare against in benchmarks.
+TEST_DEBS := umoci skopeo busybox-static
+
+.PHONY: all build cross test test-deps lint demo demo-stop bench clean
+
+all: build
+
+build:
+	$(GOBUILD) -o bin/shoal .
+
+cross:
+	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/shoal-linux-amd64 .
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/shoal-linux-arm64 .
+	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o bin/shoal-linux-armv7 .
+	GOOS=linux GOARCH=riscv64 $(GOBUILD) -o bin/shoal-linux-riscv64 .
+
+test-deps:
+	@scripts/debs.sh $(TEST_DEBS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: test-deps lint
+	$(GO) test -count=1 -timeout 8m ./...
+
+bench: build test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+
+demo: build
+	@scripts/demo.sh
+
+demo-stop:
+	@scripts/demo.sh stop
+
+clean:
+	rm -rf bin

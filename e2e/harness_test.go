@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// shoalBin builds the binary once per test run.
+func shoalBin(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "shoal-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "shoal")
+		_, self, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// node is one `shoal up` process.
+type node struct {
+	t       *testing.T
+	bin     string
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	done    chan struct{}
+}
+
+func newNode(t *testing.T, name string) *node {
+	testutil.RequireRoot(t)
+	n := &node{t: t, bin: shoalBin(t), dataDir: t.TempDir()}
+	n.args = []string{"--data-dir", n.dataDir, "up", "--name", name, "--bind", "127.0.0.1",
+		"--gossip-port", fmt.Sprint(testutil.FreePort(t)), "--port", fmt.Sprint(testutil.FreePort(t))}
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", name, n.log)
+		}
+	})
+	return n
+}
+
+func (n *node) start() {
+	n.t.Helper()
+	n.log = &bytes.Buffer{}
+	n.cmd = exec.Command(n.bin, n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.done = make(chan struct{})
+	go func() { n.cmd.Wait(); close(n.done) }()
+	testutil.WaitFor(n.t, 10*time.Second, func() error {
+		var st struct {
+			Leader    string `json:"leader"`
+			ClusterID string `json:"cluster_id"`
+		}
+		if err := n.json(&st, "status", "-o", "json"); err != nil {
+			return err
+		}
+		if st.Leader == "" || st.ClusterID == "" {
+			return fmt.Errorf("no leader yet: %+v", st)
+		}
+		return nil
+	})
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (n *node) stop() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(30 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.done
+		n.t.Errorf("shoal up did not exit within 30s of SIGTERM")
+	}
+}
+
+// shoal runs a CLI command against this node.
+func (n *node) shoal(args ...string) (stdout, stderr string, code int) {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, n.bin, append([]string{"--data-dir", n.dataDir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		n.t.Fatalf("shoal %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// must runs a command that has to succeed.
+func (n *node) must(args ...string) string {
+	n.t.Helper()
+	out, errOut, code := n.shoal(args...)
+	if code != 0 {
+		n.t.Fatalf("shoal %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func (n *node) json(v any, args ...string) error {
+	out, errOut, code := n.shoal(args...)
+	if code != 0 {
+		return fmt.Errorf("shoal %v: exit %d: %s", args, code, errOut)
+	}
+	return json.Unmarshal([]byte(out), v)
+}
+
+type instance struct {
+	App      string `json:"app"`
+	Instance string `json:"instance"`
+	Node     string `json:"node"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+	PID      int    `json:"pid"`
+	ExitCode int    `json:"exit_code"`
+	IP       string `json:"ip"`
+}
+
+func (n *node) ps() []instance {
+	n.t.Helper()
+	var out []instance
+	if err := n.json(&out, "ps", "-o", "json"); err != nil {
+		n.t.Fatal(err)
+	}
+	return out
+}
+
+func (n *node) writeFile(name, content string) string {
+	p := filepath.Join(n.t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	return p
+}
+
+// leftovers lists what a container may leave on the host: mounts under the
+// data dir, cgroups named after the node, live processes of an app.
+func leftovers(dataDir, cgroupName string, pids ...int) []string {
+	var out []string
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(mi), "\n") {
+			if strings.Contains(l, dataDir) {
+				out = append(out, "mount: "+l)
+			}
+		}
+	}
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/unified"} {
+		entries, _ := os.ReadDir(filepath.Join(root, cgroupName))
+		for _, e := range entries {
+			if e.IsDir() {
+				out = append(out, "cgroup: "+filepath.Join(root, cgroupName, e.Name()))
+			}
+		}
+	}
+	for _, pid := range pids {
+		if pid > 0 && syscall.Kill(pid, 0) == nil {
+			out = append(out, fmt.Sprintf("process %d still alive", pid))
+		}
+	}
+	return out
+}
