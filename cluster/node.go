@@ -197,6 +197,10 @@ func (n *Node) Close() error {
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
+	// Run has stopped every container by now; the parent cgroup goes last.
+	if n.rt != nil {
+		errs = append(errs, n.rt.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -74,7 +74,11 @@ func newNode(t *testing.T, name string) *node {
 		"--gossip-port", fmt.Sprint(testutil.FreePort(t)), "--port", fmt.Sprint(testutil.FreePort(t))}
 	t.Cleanup(func() {
 		n.stop()
-		if t.Failed() {
+		// After `shoal up` exits nothing of it may remain on the host.
+		if left := leftovers(n.dataDir, "shoal-"+name); len(left) > 0 {
+			t.Errorf("left behind after shoal up exited: %v", left)
+		}
+		if t.Failed() && n.log != nil {
 			t.Logf("log of %s:\n%s", name, n.log)
 		}
 	})
@@ -191,9 +195,18 @@ func (n *node) writeFile(name, content string) string {
 	return p
 }
 
-// leftovers lists what a container may leave on the host: mounts under the
+// leftovers lists what a stopped node may leave on the host: mounts under the
 // data dir, cgroups named after the node, live processes of an app.
 func leftovers(dataDir, cgroupName string, pids ...int) []string {
+	return leftoversOf(dataDir, cgroupName, false, pids...)
+}
+
+// leftoversWhileRunning allows the node's own parent cgroup.
+func leftoversWhileRunning(dataDir, cgroupName string, pids ...int) []string {
+	return leftoversOf(dataDir, cgroupName, true, pids...)
+}
+
+func leftoversOf(dataDir, cgroupName string, running bool, pids ...int) []string {
 	var out []string
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(mi), "\n") {
@@ -210,10 +223,25 @@ func leftovers(dataDir, cgroupName string, pids ...int) []string {
 			}
 		}
 	}
+	if !running {
+		matches, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupName)
+		for _, m := range matches {
+			out = append(out, "cgroup: "+m)
+		}
+	}
 	for _, pid := range pids {
 		if pid > 0 && syscall.Kill(pid, 0) == nil {
 			out = append(out, fmt.Sprintf("process %d still alive", pid))
 		}
 	}
 	return out
+}
+
+func readDirNames(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names, err
 }

@@ -25,6 +25,8 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   exit 1
 }
 
+has_leader() { $SHOAL status -o json | grep -q '"stale": false'; }
+
 http_get() { # a GET without curl: bash's /dev/tcp
   exec 3<>/dev/tcp/127.0.0.1/"$PORT" && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3 | tail -n 1
 }
@@ -40,7 +42,7 @@ go run ./examples/mkimage -ref hello:1 -o $DEMO/hello.tar -entrypoint /hello $DE
 echo "== starting a one-node cluster in $DATA"
 setsid bin/shoal --data-dir "$DATA" up --name demo --bind 127.0.0.1 --gossip-port 17946 --port 17947 >$DEMO/shoal.log 2>&1 < /dev/null &
 echo $! > $DEMO/shoal.pid
-wait_for 20 "the node to elect itself" $SHOAL status
+wait_for 20 "the node to elect itself" has_leader
 $SHOAL status
 
 echo "== importing the image and applying examples/hello.yaml"

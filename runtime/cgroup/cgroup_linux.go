@@ -138,22 +138,9 @@ func (h host) load(parent, id string) (*Cgroup, error) {
 }
 
 func (h host) list(parent string) ([]string, error) {
-	if err := checkParent(parent); err != nil {
+	dirs, err := h.parentDirs(parent)
+	if err != nil {
 		return nil, err
-	}
-	var dirs []string
-	if h.v2Root != "" {
-		dirs = []string{h.v2Root + "/" + parent}
-	} else {
-		subs, err := h.v1()
-		if err != nil {
-			return nil, fmt.Errorf("list cgroups under %s: v1 hierarchies: %w", parent, err)
-		}
-		for _, s := range subs {
-			if p, ok := s.(pather); ok {
-				dirs = append(dirs, p.Path("/"+parent))
-			}
-		}
 	}
 	seen := map[string]bool{}
 	for _, dir := range dirs {
@@ -176,6 +163,49 @@ func (h host) list(parent string) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// RemoveParent removes the parent group once its containers are gone, so a
+// stopped daemon leaves no cgroup behind. It fails while a child group
+// remains; a missing parent is fine.
+func RemoveParent(parent string) error {
+	h, err := detect()
+	if err != nil {
+		return err
+	}
+	dirs, err := h.parentDirs(parent)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parentDirs lists the directories of parent: one on v2, one per hierarchy
+// on v1.
+func (h host) parentDirs(parent string) ([]string, error) {
+	if err := checkParent(parent); err != nil {
+		return nil, err
+	}
+	if h.v2Root != "" {
+		return []string{h.v2Root + "/" + parent}, nil
+	}
+	subs, err := h.v1()
+	if err != nil {
+		return nil, fmt.Errorf("cgroups under %s: v1 hierarchies: %w", parent, err)
+	}
+	var dirs []string
+	for _, s := range subs {
+		if p, ok := s.(pather); ok {
+			dirs = append(dirs, p.Path("/"+parent))
+		}
+	}
+	return dirs, nil
 }
 
 // Path is the group's path inside the cgroup hierarchies, "/<parent>/<id>".

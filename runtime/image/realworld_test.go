@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
 // TestRealWorldImage imports an image built by other tools: umoci builds an
@@ -16,36 +18,7 @@ import (
 // out is confined to this test; CI installs the tools (apt-get install umoci
 // skopeo busybox-static).
 func TestRealWorldImage(t *testing.T) {
-	for _, tool := range []string{"umoci", "skopeo"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("busybox-static not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("umoci unpack needs root to keep ownership")
-	}
-	tmp := t.TempDir()
-	layoutDir, bundle, archive := filepath.Join(tmp, "oci"), filepath.Join(tmp, "bundle"), filepath.Join(tmp, "busybox.tar")
-	run := func(name string, args ...string) {
-		t.Helper()
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-	}
-	run("umoci", "init", "--layout", layoutDir)
-	run("umoci", "new", "--image", layoutDir+":1")
-	run("umoci", "config", "--image", layoutDir+":1", "--config.entrypoint", "/bin/busybox", "--config.cmd", "sh")
-	run("umoci", "unpack", "--image", layoutDir+":1", bundle)
-	if err := os.MkdirAll(filepath.Join(bundle, "rootfs", "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run("cp", "/bin/busybox", filepath.Join(bundle, "rootfs", "bin", "busybox"))
-	run("umoci", "repack", "--image", layoutDir+":1", bundle)
-	run("skopeo", "copy", "--quiet", "oci:"+layoutDir+":1", "docker-archive:"+archive+":busybox:1")
+	archive := testutil.BuildBusyboxImage(t)
 
 	s := newTestStore(t)
 	f, err := os.Open(archive)

@@ -239,6 +239,12 @@ func (r *Runtime) Cleanup() error {
 	return errors.Join(errs...)
 }
 
+// Close removes the runtime's parent cgroup once every container is
+// deleted: after the daemon stops, no cgroup of it remains.
+func (r *Runtime) Close() error {
+	return cgroup.RemoveParent(r.cfg.CgroupParent)
+}
+
 // remove kills and removes the container id's cgroup, rootfs and state dir;
 // cg is loaded when nil. Missing parts are fine.
 func (r *Runtime) remove(id string, cg *cgroup.Cgroup) error {
