@@ -9,11 +9,17 @@ import (
 
 // Frame kinds of a multiplexed output stream (`shoal run`): stdout and
 // stderr chunks, then exactly one exit or error frame.
+//
+// `shoal exec` adds frames from the client: stdin chunks, the end of stdin
+// and terminal size changes.
 const (
-	FrameStdout byte = 1
-	FrameStderr byte = 2
-	FrameExit   byte = 3
-	FrameError  byte = 4
+	FrameStdout   byte = 1
+	FrameStderr   byte = 2
+	FrameExit     byte = 3
+	FrameError    byte = 4
+	FrameStdin    byte = 5
+	FrameStdinEOF byte = 6
+	FrameResize   byte = 7 // 4 bytes: rows, cols as big-endian uint16
 )
 
 // maxFrame bounds a frame so a broken peer cannot make us allocate much.
@@ -34,24 +40,13 @@ func WriteFrame(w io.Writer, kind byte, data []byte) error {
 // ReadFrames copies stdout and stderr frames to the writers and returns the
 // exit code of the exit frame, or the error of an error frame.
 func ReadFrames(r io.Reader, stdout, stderr io.Writer) (int, error) {
-	var hdr [5]byte
 	buf := make([]byte, 32<<10)
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		kind, data, err := ReadFrame(r, buf)
+		if err != nil {
 			return -1, fmt.Errorf("output stream ended early: %w", err)
 		}
-		n := binary.BigEndian.Uint32(hdr[1:])
-		if n > maxFrame {
-			return -1, fmt.Errorf("output stream: frame of %d bytes", n)
-		}
-		if int(n) > len(buf) {
-			buf = make([]byte, n)
-		}
-		data := buf[:n]
-		if _, err := io.ReadFull(r, data); err != nil {
-			return -1, fmt.Errorf("output stream ended early: %w", err)
-		}
-		switch hdr[0] {
+		switch kind {
 		case FrameStdout:
 			stdout.Write(data)
 		case FrameStderr:
@@ -65,7 +60,43 @@ func ReadFrames(r io.Reader, stdout, stderr io.Writer) (int, error) {
 		case FrameError:
 			return -1, &WireError{Kind: KindInternal, Message: string(data)}
 		default:
-			return -1, fmt.Errorf("output stream: unknown frame kind %d", hdr[0])
+			return -1, fmt.Errorf("output stream: unknown frame kind %d", kind)
 		}
 	}
+}
+
+// ReadFrame reads one frame; data is valid until the next call with buf.
+func ReadFrame(r io.Reader, buf []byte) (kind byte, data []byte, err error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("stream: frame of %d bytes", n)
+	}
+	if int(n) > cap(buf) {
+		buf = make([]byte, n)
+	}
+	data = buf[:n]
+	if _, err := io.ReadFull(r, data); err != nil {
+		return 0, nil, fmt.Errorf("stream ended early: %w", err)
+	}
+	return hdr[0], data, nil
+}
+
+// ResizeFrame encodes a terminal size.
+func ResizeFrame(rows, cols uint16) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint16(b, rows)
+	binary.BigEndian.PutUint16(b[2:], cols)
+	return b
+}
+
+// ParseResize decodes a terminal size.
+func ParseResize(b []byte) (rows, cols uint16, ok bool) {
+	if len(b) != 4 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:]), true
 }

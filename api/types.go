@@ -44,6 +44,8 @@ type App struct {
 	Image           string            `json:"image" yaml:"image"`
 	Command         []string          `json:"command,omitempty" yaml:"command"`
 	Env             map[string]string `json:"env,omitempty" yaml:"env"`
+	User            string            `json:"user,omitempty" yaml:"user"`
+	ReadOnly        bool              `json:"read_only,omitempty" yaml:"read_only"`
 	Mode            string            `json:"mode,omitempty" yaml:"mode"`
 	Replicas        int               `json:"replicas,omitempty" yaml:"replicas"`
 	Placement       Placement         `json:"placement,omitempty" yaml:"placement"`
@@ -81,6 +83,8 @@ type Health struct {
 	Interval Duration `json:"interval,omitempty" yaml:"interval"`
 	Timeout  Duration `json:"timeout,omitempty" yaml:"timeout"`
 	Retries  int      `json:"retries,omitempty" yaml:"retries"`
+	// StartPeriod is a grace time after start when failures do not count.
+	StartPeriod Duration `json:"start_period,omitempty" yaml:"start_period"`
 }
 
 // Update says how a new version of an app is rolled out.
@@ -133,6 +137,8 @@ type InstanceStatus struct {
 	OOMKilled bool      `json:"oom_killed,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	Error     string    `json:"error,omitempty"`
+	// Health is the last failing health check's output while unhealthy.
+	Health string `json:"health,omitempty"`
 }
 
 // ClusterStatus answers `shoal status`.
@@ -170,6 +176,18 @@ type RunRequest struct {
 	Remove  bool     `json:"rm"`
 }
 
+// ExecRequest runs a command in a running instance.
+type ExecRequest struct {
+	App      string   `json:"app"`
+	Index    int      `json:"index"`
+	Command  []string `json:"command"`
+	Env      []string `json:"env,omitempty"`
+	TTY      bool     `json:"tty,omitempty"`
+	Rows     uint16   `json:"rows,omitempty"`
+	Cols     uint16   `json:"cols,omitempty"`
+	HasStdin bool     `json:"stdin,omitempty"`
+}
+
 // ApplyResult reports what an apply changed.
 type ApplyResult struct {
 	Name    string `json:"name"`
@@ -180,4 +198,26 @@ type ApplyResult struct {
 // InstanceName is the user-facing name of an instance: app/index.
 func InstanceName(app string, index int) string {
 	return app + "/" + strconv.Itoa(index)
+}
+
+// TermSize is a terminal's size for `shoal exec -t`.
+type TermSize struct {
+	Rows, Cols uint16
+}
+
+// PullRequest asks a node to pull an image from a registry.
+type PullRequest struct {
+	Ref      string `json:"ref"`
+	Insecure bool   `json:"insecure,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// PullProgress is one line of a pull's progress stream; the last line
+// carries Image or Error.
+type PullProgress struct {
+	Done  int64  `json:"done,omitempty"`
+	Total int64  `json:"total,omitempty"`
+	Image *Image `json:"image,omitempty"`
+	Error string `json:"error,omitempty"`
 }

@@ -67,6 +67,9 @@ func (a *App) Validate() error {
 			return fieldErr("env", "invalid variable name %q", k)
 		}
 	}
+	if a.User != "" && !validUser(a.User) {
+		return fieldErr("user", "%q: want uid, uid:gid, name or name:group", a.User)
+	}
 	for _, arch := range a.Placement.Arch {
 		switch arch {
 		case "amd64", "arm64", "arm", "riscv64", "386":
@@ -108,8 +111,11 @@ func (a *App) Validate() error {
 		if n != 1 {
 			return fieldErr("health", "set exactly one of http, tcp, exec")
 		}
-		if h.Retries < 0 || h.Interval < 0 || h.Timeout < 0 {
-			return fieldErr("health", "interval, timeout and retries must not be negative")
+		if h.Retries < 0 || h.Interval < 0 || h.Timeout < 0 || h.StartPeriod < 0 {
+			return fieldErr("health", "interval, timeout, retries and start_period must not be negative")
+		}
+		if h.HTTP != "" && !strings.HasPrefix(h.HTTP, "http://") {
+			return fieldErr("health.http", "%q: want an http:// URL", h.HTTP)
 		}
 	}
 	if a.Update != nil && a.Update.MaxUnavailable < 0 {
@@ -198,3 +204,7 @@ func SanitizeName(s string) string {
 	}
 	return s
 }
+
+var userRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$`)
+
+func validUser(s string) bool { return userRE.MatchString(s) }

@@ -222,8 +222,6 @@ func supported(a api.App) error {
 		return errors.New("ports: publishing ports from the bridge network is not available yet; use network: host and listen on the port directly")
 	case len(a.Volumes) > 0:
 		return errors.New("volumes: not available yet")
-	case a.Health != nil:
-		return errors.New("health: health checks are not available yet")
 	}
 	return nil
 }

@@ -90,7 +90,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	// Containers die with the daemon; whatever a killed daemon left
 	// behind (mounts, cgroups, state dirs) goes before anything starts.
-	if err := n.rt.Cleanup(); err != nil {
+	if err := n.rt.Cleanup(nil); err != nil {
 		n.log.Warn("clean up containers of a previous run", "err", err)
 	}
 	if n.raft, err = n.openRaft(n.id.ID, n.advertise); err != nil {

@@ -35,6 +35,16 @@ type runtimeAdapter struct{ n *Node }
 
 var _ agent.Runtime = runtimeAdapter{}
 
+func (ra runtimeAdapter) HasImage(ref string) bool {
+	_, err := ra.n.images.Get(ref)
+	return err == nil
+}
+
+func (ra runtimeAdapter) Pull(ctx context.Context, ref string) error {
+	_, err := ra.n.images.Pull(ctx, ref, image.PullOptions{})
+	return err
+}
+
 func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervise.Process, error) {
 	app := in.App
 	if err := os.MkdirAll(filepath.Dir(in.LogPath), 0o700); err != nil {
@@ -136,30 +146,4 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, std
 		ex := <-done
 		return ex.Code, ctx.Err()
 	}
-}
-
-// ImportImage loads an image tarball into this node's store.
-func (n *Node) ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error) {
-	imgs, err := n.images.Import(ctx, r)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
-	}
-	return apiImages(imgs), nil
-}
-
-// ListImages lists this node's images.
-func (n *Node) ListImages(ctx context.Context) ([]api.Image, error) {
-	imgs, err := n.images.List()
-	if err != nil {
-		return nil, err
-	}
-	return apiImages(imgs), nil
-}
-
-func apiImages(imgs []image.Image) []api.Image {
-	out := make([]api.Image, 0, len(imgs))
-	for _, im := range imgs {
-		out = append(out, api.Image{Ref: im.Ref, Digest: im.Digest, ID: im.ID, Size: im.Size, Platform: im.Platform, Created: im.Created})
-	}
-	return out
 }

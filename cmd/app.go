@@ -82,6 +82,7 @@ func App() *cli.App {
 			psCommand(),
 			logsCommand(),
 			runCommand(),
+			execCommand(),
 			imageCommand(),
 			versionCommand(),
 		},

@@ -3,8 +3,11 @@ package cmd
 import (
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/shoal-edge/shoal/api"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 func imageCommand() *cli.Command {
@@ -36,6 +39,33 @@ func imageCommand() *cli.Command {
 				},
 			},
 			{
+				Name:      "pull",
+				Usage:     "pull an image from a registry into this node's store",
+				ArgsUsage: "REF",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "insecure", Usage: "plain HTTP / unverified TLS for this registry (automatic for loopback registries)"},
+					&cli.StringFlag{Name: "creds", Usage: "USER:PASSWORD for the registry (default: the node's docker config.json)"},
+				},
+				Action: pullImage,
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove images no instance uses",
+				ArgsUsage: "REF...",
+				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return fmt.Errorf("image rm: name at least one image")
+					}
+					for _, ref := range c.Args().Slice() {
+						if err := apiClient(c).RemoveImage(c.Context, ref); err != nil {
+							return fmt.Errorf("remove %s: %w", ref, err)
+						}
+						fmt.Fprintf(c.App.Writer, "removed %s\n", ref)
+					}
+					return nil
+				},
+			},
+			{
 				Name:  "ls",
 				Usage: "list images",
 				Flags: []cli.Flag{outputFlag},
@@ -59,4 +89,43 @@ func imageCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+func pullImage(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("image pull: want one REF")
+	}
+	req := api.PullRequest{Ref: c.Args().First(), Insecure: c.Bool("insecure")}
+	if creds := c.String("creds"); creds != "" {
+		u, p, ok := strings.Cut(creds, ":")
+		if !ok {
+			return fmt.Errorf("--creds: want USER:PASSWORD")
+		}
+		req.Username, req.Password = u, p
+	}
+	var progress func(done, total int64)
+	tty := false
+	if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tty = true
+		progress = func(done, total int64) { fmt.Fprintf(c.App.ErrWriter, "\r%s", bar(done, total)) }
+	}
+	img, err := apiClient(c).PullImage(c.Context, req, progress)
+	if tty {
+		fmt.Fprintln(c.App.ErrWriter)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "pulled %s (%s, %s)\n", img.Ref, img.Digest, img.Platform)
+	return nil
+}
+
+// bar draws a 30-column progress bar.
+func bar(done, total int64) string {
+	if total <= 0 {
+		return size(done)
+	}
+	n := int(30 * done / total)
+	n = min(max(n, 0), 30)
+	return fmt.Sprintf("[%s%s] %s / %s", strings.Repeat("=", n), strings.Repeat(" ", 30-n), size(done), size(total))
 }

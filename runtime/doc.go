@@ -7,4 +7,6 @@
 //   - runtime/cgroup: cgroup v1, hybrid and v2 limits (containerd/cgroups/v3)
 //   - runtime/linux: namespaces, the container init and process lifecycle
 //   - runtime/supervise: restart policy decisions and the supervision loop
+//   - runtime/health: http, tcp and exec health checks, from inside the
+//     container's network namespace
 package runtime

@@ -180,3 +180,41 @@ func (c *Client) Run(ctx context.Context, req api.RunRequest, stdout, stderr io.
 	defer resp.Body.Close()
 	return api.ReadFrames(resp.Body, stdout, stderr)
 }
+
+// RemoveImage deletes an image no instance uses.
+func (c *Client) RemoveImage(ctx context.Context, ref string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/images", url.Values{"ref": {ref}}, nil, "")
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// PullImage pulls an image into the node's store; progress (may be nil)
+// sees the bytes fetched so far.
+func (c *Client) PullImage(ctx context.Context, req api.PullRequest, progress func(done, total int64)) (api.Image, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return api.Image{}, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/images/pull", nil, bytes.NewReader(body), "application/json")
+	if err != nil {
+		return api.Image{}, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var p api.PullProgress
+		if err := dec.Decode(&p); err != nil {
+			return api.Image{}, fmt.Errorf("pull %s: the node stopped answering: %w", req.Ref, err)
+		}
+		switch {
+		case p.Error != "":
+			return api.Image{}, &api.WireError{Kind: api.KindInternal, Message: p.Error}
+		case p.Image != nil:
+			return *p.Image, nil
+		case progress != nil:
+			progress(p.Done, p.Total)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/runtime/supervise"
@@ -22,22 +23,34 @@ type Instance struct {
 // store and the Linux runtime.
 type Runtime interface {
 	Start(ctx context.Context, in Instance) (supervise.Process, error)
+	// HasImage reports whether ref is in the node's store; Pull fetches it.
+	HasImage(ref string) bool
+	Pull(ctx context.Context, ref string) error
 }
 
 // supervise runs one instance until ctx ends or its restart policy gives up.
 func (a *Agent) supervise(ctx context.Context, al api.Allocation, app api.App) {
+	if !a.ensureImage(ctx, al, app.Image) {
+		return
+	}
+	w := &watch{a: a, al: al, app: app}
+	defer w.stopHealth()
 	cfg := supervise.Config{
 		Start: func(ctx context.Context) (supervise.Process, error) {
-			return a.cfg.Runtime.Start(ctx, Instance{
+			p, err := a.cfg.Runtime.Start(ctx, Instance{
 				ID:       containerID(al),
 				Hostname: fmt.Sprintf("%s-%d", al.App, al.Index),
 				App:      app,
 				LogPath:  a.LogPath(al.App, al.Index),
 			})
+			if err == nil {
+				w.started(p)
+			}
+			return p, err
 		},
 		Policy:  supervise.Policy{Restart: app.Restart},
 		Grace:   a.cfg.Grace,
-		OnEvent: func(ev supervise.Event) { a.record(al, ev) },
+		OnEvent: w.event,
 		Logger:  a.log.With("instance", al.Instance()),
 	}
 	if err := supervise.Run(ctx, cfg); err != nil {
@@ -55,7 +68,7 @@ func (a *Agent) record(al api.Allocation, ev supervise.Event) {
 		if !ev.StartedAt.IsZero() {
 			s.StartedAt = ev.StartedAt
 		}
-		s.Error = ""
+		s.Error, s.Health = "", ""
 		if ev.Err != nil {
 			s.Error = ev.Err.Error()
 		}
@@ -76,4 +89,32 @@ func containerID(al api.Allocation) string {
 	var b [4]byte
 	rand.Read(b[:])
 	return fmt.Sprintf("%s.%d.%s", al.App, al.Index, hex.EncodeToString(b[:]))
+}
+
+// ensureImage pulls a missing image, retrying with backoff while the
+// registry is unreachable (flaky links are the normal case), and reports
+// the instance as pulling meanwhile.
+func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) bool {
+	delay := time.Second
+	for !a.cfg.Runtime.HasImage(ref) {
+		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StatePulling, "" })
+		err := a.cfg.Runtime.Pull(ctx, ref)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		a.log.Warn("pull image", "instance", al.Instance(), "image", ref, "err", err, "retry_in", delay)
+		a.setStatus(al, func(s *api.InstanceStatus) {
+			s.State, s.Error = api.StatePulling, fmt.Sprintf("pull %s: %v (retrying in %v)", ref, err, delay)
+		})
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Minute)
+	}
+	return true
 }

@@ -36,18 +36,13 @@ type Instances interface {
 	RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error)
 }
 
-// Images is the node's image store.
-type Images interface {
-	ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error)
-	ListImages(ctx context.Context) ([]api.Image, error)
-}
-
 // Config wires a server.
 type Config struct {
 	Socket    string
 	Cluster   Cluster
 	Instances Instances
 	Images    Images
+	Exec      Execer
 	Logger    *slog.Logger
 }
 
@@ -93,7 +88,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/logs/{app}/{index}", s.logs)
 	mux.HandleFunc("POST /v1/images", s.importImage)
 	mux.HandleFunc("GET /v1/images", s.images)
+	mux.HandleFunc("DELETE /v1/images", s.removeImage)
+	mux.HandleFunc("POST /v1/images/pull", s.pull)
 	mux.HandleFunc("POST /v1/run", s.run)
+	mux.HandleFunc("POST /v1/exec", s.exec)
 	return mux
 }
 
@@ -194,24 +192,6 @@ func (s *Server) ps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, nonNil(st))
-}
-
-func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
-	imgs, err := s.cfg.Images.ImportImage(r.Context(), r.Body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, imgs)
-}
-
-func (s *Server) images(w http.ResponseWriter, r *http.Request) {
-	imgs, err := s.cfg.Images.ListImages(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, nonNil(imgs))
 }
 
 func nonNil[T any](s []T) []T {

@@ -12,3 +12,23 @@ var ErrUnknownFormat = errors.New("unknown image archive format")
 // ErrUnsafeLayer is returned (wrapped) when a layer tries to write outside
 // the root filesystem it is unpacked into.
 var ErrUnsafeLayer = errors.New("unsafe layer entry")
+
+// ErrInUse is returned (wrapped) by RemoveUnlessUsed when removing a name
+// would delete an image that a container still uses.
+var ErrInUse = errors.New("image in use")
+
+// ErrNoPlatform is returned (wrapped) when an image or index offers nothing
+// for the wanted platform; the message names the platforms it does offer.
+var ErrNoPlatform = errors.New("no image for platform")
+
+// ErrUnauthorized is returned (wrapped) by Pull when the registry refuses
+// the request for lack of valid credentials (HTTP 401 or 403).
+var ErrUnauthorized = errors.New("registry authentication failed")
+
+// ErrManifestUnknown is returned (wrapped) by Pull when the registry has no
+// such repository, tag or digest.
+var ErrManifestUnknown = errors.New("manifest unknown")
+
+// ErrUnreachable is returned (wrapped) by Pull when the registry's host
+// cannot be resolved or connected to.
+var ErrUnreachable = errors.New("registry unreachable")

@@ -33,10 +33,11 @@ type imported struct {
 // so a failed import leaves the store as it was. Importing content already
 // present stores nothing new.
 func (s *Store) Import(ctx context.Context, r io.Reader) ([]Image, error) {
-	f, err := s.spool(ctx, r)
+	f, release, err := s.spool(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("import image: %w", err)
 	}
+	defer release()
 	defer os.Remove(f.Name())
 	defer f.Close()
 	a, err := openArchive(ctx, f)
@@ -70,16 +71,18 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]Image, error) {
 	return s.commit(g, items)
 }
 
-// spool copies r, decompressed, into a temp file under tmp/.
-func (s *Store) spool(ctx context.Context, r io.Reader) (*os.File, error) {
-	f, err := os.CreateTemp(s.path("tmp"), "import-*.tar")
+// spool copies r, decompressed, into a temp file under tmp/; release lets
+// GC have the file's name again.
+func (s *Store) spool(ctx context.Context, r io.Reader) (_ *os.File, release func(), _ error) {
+	f, release, err := s.tempFile("import-*.tar")
 	if err != nil {
-		return nil, fmt.Errorf("spool archive: %w", err)
+		return nil, nil, fmt.Errorf("spool archive: %w", err)
 	}
-	fail := func(err error) (*os.File, error) {
+	fail := func(err error) (*os.File, func(), error) {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("spool archive: %w", err)
+		release()
+		return nil, nil, fmt.Errorf("spool archive: %w", err)
 	}
 	src, done, err := decompress(ctxReader{ctx, r})
 	if err != nil {
@@ -92,7 +95,7 @@ func (s *Store) spool(ctx context.Context, r io.Reader) (*os.File, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fail(err)
 	}
-	return f, nil
+	return f, release, nil
 }
 
 // commit makes the staged import visible: blobs first, then the index.

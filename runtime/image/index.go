@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -85,21 +84,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
-}
-
-// storePlatform parses Config.Platform, defaulting to the platform this
-// binary runs on.
-func storePlatform(s string) (v1.Platform, error) {
-	if s == "" {
-		p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-		if runtime.GOARCH == "arm" {
-			p.Variant = "v7"
-		}
-		return p, nil
-	}
-	p, err := v1.ParsePlatform(s)
-	if err != nil {
-		return v1.Platform{}, fmt.Errorf("image store: platform %q: %w", s, err)
-	}
-	return *p, nil
 }

@@ -117,22 +117,3 @@ func (s *Store) stageOCIManifest(ctx context.Context, a *archive, g *stager, d v
 	}
 	return v1.Descriptor{MediaType: d.MediaType, Size: d.Size, Digest: d.Digest, Platform: cfg.Platform()}, nil
 }
-
-// pickPlatform chooses the manifest for want from an index: an exact
-// os/arch match whose variant agrees (or is unspecified on either side);
-// a lone manifest without platform information is taken as it is.
-func pickPlatform(ms []v1.Descriptor, want v1.Platform) (v1.Descriptor, error) {
-	for _, m := range ms {
-		p := m.Platform
-		if p == nil || p.OS != want.OS || p.Architecture != want.Architecture {
-			continue
-		}
-		if p.Variant == "" || want.Variant == "" || p.Variant == want.Variant {
-			return m, nil
-		}
-	}
-	if len(ms) == 1 && ms[0].Platform == nil {
-		return ms[0], nil
-	}
-	return v1.Descriptor{}, fmt.Errorf("no manifest for platform %s among %d", want.String(), len(ms))
-}

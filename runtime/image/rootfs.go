@@ -63,10 +63,11 @@ func (s *Store) unpackLock(id string) *sync.Mutex {
 // unpackImage applies m's layers in order into a fresh directory and renames
 // it to dir.
 func (s *Store) unpackImage(ctx context.Context, m *v1.Manifest, dir string) error {
-	tmp, err := os.MkdirTemp(s.path("tmp"), "rootfs-")
+	tmp, release, err := s.tempDir("rootfs-")
 	if err != nil {
 		return fmt.Errorf("create unpack dir: %w", err)
 	}
+	defer release()
 	defer os.RemoveAll(tmp) // no-op once renamed
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)

@@ -9,37 +9,59 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// stager collects the blobs of one import under tmp/, verified, so that
+// stager collects the blobs of one import or pull under tmp/, verified, so that
 // nothing reaches blobs/ before the whole archive has been read.
 type stager struct {
-	s      *Store
-	dir    string
-	staged map[v1.Hash]string // digest -> staged file
-	order  []v1.Hash
+	s       *Store
+	dir     string
+	release func()             // lets GC have dir again
+	staged  map[v1.Hash]string // digest -> staged file
+	order   []v1.Hash
+	held    []string // stored blobs this import relies on, held against GC
 }
 
 func (s *Store) newStager() (*stager, error) {
-	dir, err := os.MkdirTemp(s.path("tmp"), "stage-")
+	dir, release, err := s.tempDir("stage-")
 	if err != nil {
 		return nil, fmt.Errorf("create staging dir: %w", err)
 	}
-	return &stager{s: s, dir: dir, staged: map[v1.Hash]string{}}, nil
+	return &stager{s: s, dir: dir, release: release, staged: map[v1.Hash]string{}}, nil
 }
 
-func (g *stager) cleanup() { os.RemoveAll(g.dir) }
+func (g *stager) cleanup() {
+	os.RemoveAll(g.dir)
+	g.release()
+	g.s.mu.Lock()
+	defer g.s.mu.Unlock()
+	for _, rel := range g.held {
+		g.s.unholdLocked(rel)
+	}
+}
 
 // have reports whether h is already stored or staged, so its content need
-// not be copied again.
+// not be copied again. A stored blob is held until cleanup: garbage
+// collection must not delete it between now and the commit that makes an
+// image refer to it.
 func (g *stager) have(h v1.Hash) bool {
 	if _, ok := g.staged[h]; ok {
 		return true
 	}
-	_, err := os.Stat(g.s.blobPath(h))
-	return err == nil
+	rel := blobRel(h)
+	g.s.mu.Lock()
+	defer g.s.mu.Unlock()
+	if _, err := os.Stat(g.s.path(rel)); err != nil {
+		return false
+	}
+	if !slices.Contains(g.held, rel) {
+		g.s.holdLocked(rel)
+		g.held = append(g.held, rel)
+	}
+	return true
 }
 
 // path returns where the content of h can be read during the import.

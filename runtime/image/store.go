@@ -62,9 +62,13 @@ type Store struct {
 	log      *slog.Logger
 	platform v1.Platform
 
-	mu    sync.Mutex // guards the following
+	mu    sync.Mutex // guards the following, and every change under Root
 	index v1.IndexManifest
 	locks map[string]*sync.Mutex // per image ID, serialises unpacking
+	// busy counts the operations in progress that use a path under Root
+	// ("tmp/stage-123", "blobs/sha256/HEX"); GC and Remove leave such
+	// paths alone even when no name refers to them.
+	busy map[string]int
 }
 
 // New opens the store at cfg.Root, creating its layout when missing and
@@ -85,7 +89,7 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image store root %s: %w", cfg.Root, err)
 	}
-	s := &Store{root: root, log: log, platform: plat, locks: map[string]*sync.Mutex{}}
+	s := &Store{root: root, log: log, platform: plat, locks: map[string]*sync.Mutex{}, busy: map[string]int{}}
 	// tmp/ only ever holds work in progress; anything there now was
 	// abandoned by a crash.
 	if err := os.RemoveAll(s.path("tmp")); err != nil {
@@ -171,85 +175,6 @@ func (s *Store) lookup(ref string) (v1.Descriptor, error) {
 		}
 	}
 	return v1.Descriptor{}, fmt.Errorf("image %s: %w", ref, ErrNotFound)
-}
-
-// Remove deletes the name ref (or, for a digest, every name of that image)
-// and then the blobs and unpacked rootfs directories no name needs any more.
-func (s *Store) Remove(ref string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keep []v1.Descriptor
-	if h, ok := parseDigestRef(ref); ok {
-		for _, d := range s.index.Manifests {
-			if d.Digest == h {
-				continue
-			}
-			if m, err := s.readManifest(d.Digest); err == nil && m.Config.Digest == h {
-				continue
-			}
-			keep = append(keep, d)
-		}
-	} else {
-		canon, err := canonicalRef(ref)
-		if err != nil {
-			return fmt.Errorf("remove image %s: %w: %w", ref, ErrNotFound, err)
-		}
-		for _, d := range s.index.Manifests {
-			if d.Annotations[refNameAnnotation] != canon {
-				keep = append(keep, d)
-			}
-		}
-	}
-	if len(keep) == len(s.index.Manifests) {
-		return fmt.Errorf("remove image %s: %w", ref, ErrNotFound)
-	}
-	next := s.index
-	next.Manifests = keep
-	if err := s.writeIndex(next); err != nil {
-		return fmt.Errorf("remove image %s: %w", ref, err)
-	}
-	s.index = next
-	if err := s.collectGarbage(); err != nil {
-		// The name is gone; leftover blobs only cost space and are
-		// collected by the next Remove.
-		s.log.Warn("image store garbage collection failed", "err", err)
-	}
-	return nil
-}
-
-// collectGarbage deletes blobs and rootfs directories that no indexed
-// manifest refers to. s.mu must be held.
-func (s *Store) collectGarbage() error {
-	live := map[string]bool{}
-	for _, d := range s.index.Manifests {
-		m, err := s.readManifest(d.Digest)
-		if err != nil {
-			return err
-		}
-		live[d.Digest.Hex] = true
-		live[m.Config.Digest.Hex] = true
-		for _, l := range m.Layers {
-			live[l.Digest.Hex] = true
-		}
-	}
-	var errs []error
-	for _, dir := range []string{s.path("blobs", "sha256"), s.path("rootfs")} {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, e := range ents {
-			if live[e.Name()] {
-				continue
-			}
-			s.log.Debug("image store: removing unreferenced", "path", filepath.Join(dir, e.Name()))
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // describe builds the Image for an index descriptor from its stored

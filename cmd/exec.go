@@ -1,0 +1,83 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+func execCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "run a command inside a running instance; exits with the command's exit code",
+		ArgsUsage: "APP[/INDEX] -- CMD...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "pass stdin to the command"},
+			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the command a terminal"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 2 {
+				return fmt.Errorf("exec: want APP[/INDEX] -- CMD...")
+			}
+			app, index, err := parseInstance(c.Args().First())
+			if err != nil {
+				return err
+			}
+			req := api.ExecRequest{App: app, Index: index, Command: command(c.Args().Tail()), Env: c.StringSlice("env"), TTY: c.Bool("tty")}
+			if len(req.Command) == 0 {
+				return fmt.Errorf("exec: no command after --")
+			}
+			var stdin io.Reader
+			if c.Bool("interactive") {
+				stdin = c.App.Reader
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+			defer stop()
+			var resize chan api.TermSize
+			if req.TTY {
+				fd := int(os.Stdin.Fd())
+				if !term.IsTerminal(fd) {
+					return fmt.Errorf("exec -t: stdin is not a terminal")
+				}
+				if cols, rows, err := term.GetSize(fd); err == nil {
+					req.Rows, req.Cols = uint16(rows), uint16(cols)
+				}
+				old, err := term.MakeRaw(fd)
+				if err != nil {
+					return fmt.Errorf("exec -t: %w", err)
+				}
+				defer term.Restore(fd, old)
+				resize = make(chan api.TermSize, 1)
+				winch := make(chan os.Signal, 1)
+				signal.Notify(winch, syscall.SIGWINCH)
+				defer signal.Stop(winch)
+				go func() {
+					for range winch {
+						if cols, rows, err := term.GetSize(fd); err == nil {
+							select {
+							case resize <- api.TermSize{Rows: uint16(rows), Cols: uint16(cols)}:
+							default:
+							}
+						}
+					}
+				}()
+			}
+			code, err := apiClient(c).Exec(ctx, req, stdin, c.App.Writer, c.App.ErrWriter, resize)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}
