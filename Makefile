@@ -33,7 +33,11 @@ test: test-deps lint
 	SHOAL_TEST_STRICT=1 $(GO) test -count=1 -timeout 8m ./...
 
 bench: build test-deps
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+	@scripts/debs.sh crun runc
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench 'OneShotStart|CrashToRunning' -benchtime 30x -timeout 20m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench PerContainerOverhead -benchtime 3x -timeout 10m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench DaemonIdle -benchtime 1x -timeout 10m ./bench/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./e2e/
 
 demo: build
 	@scripts/demo.sh

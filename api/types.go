@@ -139,6 +139,9 @@ type InstanceStatus struct {
 	Error     string    `json:"error,omitempty"`
 	// Health is the last failing health check's output while unhealthy.
 	Health string `json:"health,omitempty"`
+	// Usage of a running instance, from its cgroup (node-local answers).
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
 }
 
 // ClusterStatus answers `shoal status`.

@@ -96,9 +96,8 @@ func (a *App) Validate() error {
 		}
 	}
 	for i, v := range a.Volumes {
-		src, dst, ok := strings.Cut(v, ":")
-		if !ok || src == "" || !strings.HasPrefix(dst, "/") {
-			return fieldErr(fmt.Sprintf("volumes[%d]", i), "%q: want NAME:/path or /host/path:/path", v)
+		if _, err := ParseVolume(v); err != nil {
+			return fieldErr(fmt.Sprintf("volumes[%d]", i), "%v", err)
 		}
 	}
 	if h := a.Health; h != nil {
@@ -208,3 +207,35 @@ func SanitizeName(s string) string {
 var userRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$`)
 
 func validUser(s string) bool { return userRE.MatchString(s) }
+
+// Volume is one entry of an app's volumes.
+type Volume struct {
+	Source   string // a volume name, or an absolute host path
+	Target   string
+	HostPath bool
+	ReadOnly bool
+}
+
+// ParseVolume reads "NAME:/path", "/host/path:/path" and either with ":ro"
+// or ":rw" after it.
+func ParseVolume(s string) (Volume, error) {
+	parts := strings.Split(s, ":")
+	var v Volume
+	switch {
+	case len(parts) == 3 && (parts[2] == "ro" || parts[2] == "rw"):
+		v.ReadOnly = parts[2] == "ro"
+	case len(parts) != 2:
+		return v, fmt.Errorf("%q: want NAME:/path or /host/path:/path, optionally with :ro", s)
+	}
+	v.Source, v.Target = parts[0], parts[1]
+	v.HostPath = strings.HasPrefix(v.Source, "/")
+	switch {
+	case !strings.HasPrefix(v.Target, "/"):
+		return v, fmt.Errorf("%q: the container path %q must be absolute", s, v.Target)
+	case v.HostPath && strings.Contains(v.Source, ".."):
+		return v, fmt.Errorf("%q: the host path must not contain ..", s)
+	case !v.HostPath && !ValidName(v.Source):
+		return v, fmt.Errorf("%q: volume name %q must be a DNS label (or give an absolute host path)", s, v.Source)
+	}
+	return v, nil
+}

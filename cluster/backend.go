@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/store"
 )
 
@@ -176,8 +177,11 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 			s = api.InstanceStatus{App: a.App, Instance: a.Instance(), Node: a.Node, Version: a.Version, State: api.StatePending}
 		}
 		s.IP = a.IP
-		if s.IP == "" && s.Node == n.id.Name {
-			s.IP = n.instanceIP(a.App)
+		if s.Node == n.id.Name {
+			if s.IP == "" {
+				s.IP = n.instanceIP(a.App)
+			}
+			n.usage(&s, a)
 		}
 		out = append(out, s)
 	}
@@ -220,8 +224,26 @@ func supported(a api.App) error {
 	switch {
 	case len(a.Ports) > 0 && a.Network != api.NetworkHost:
 		return errors.New("ports: publishing ports from the bridge network is not available yet; use network: host and listen on the port directly")
-	case len(a.Volumes) > 0:
-		return errors.New("volumes: not available yet")
 	}
 	return nil
+}
+
+// usage adds a running instance's CPU time and memory from its cgroup.
+func (n *Node) usage(s *api.InstanceStatus, a api.Allocation) {
+	p, ok := n.agent.Process(a.App, a.Index)
+	if !ok {
+		return
+	}
+	h, ok := p.(interface{ ID() string })
+	if !ok {
+		return
+	}
+	cg, err := cgroup.Load(n.cgroupParent(), h.ID())
+	if err != nil {
+		return
+	}
+	if st, err := cg.Stats(); err == nil {
+		s.CPUSeconds = float64(st.CPUNanos) / 1e9
+		s.MemoryBytes = st.MemoryBytes
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/monitor"
 	"github.com/shoal-edge/shoal/store"
 )
 
@@ -39,14 +40,15 @@ type Node struct {
 	id        identity
 	advertise string
 
-	store   *store.Store
-	raft    *raftParts
-	members *members
-	images  *image.Store
-	rt      *linux.Runtime
-	agent   *agent.Agent
-	api     *apiserver.Server
-	started time.Time
+	store    *store.Store
+	raft     *raftParts
+	members  *members
+	images   *image.Store
+	rt       *linux.Runtime
+	monitors *monitor.Monitors
+	agent    *agent.Agent
+	api      *apiserver.Server
+	started  time.Time
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
 
@@ -85,12 +87,23 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.images, err = image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
-	if n.rt, err = linux.New(linux.Config{StateDir: filepath.Join(cfg.DataDir, "containers"), CgroupParent: "shoal-" + n.id.Name, Logger: n.log}); err != nil {
+	if n.rt, err = linux.New(linux.Config{StateDir: filepath.Join(cfg.DataDir, "containers"), CgroupParent: n.cgroupParent(), Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("container runtime: %w", err)
 	}
-	// Containers die with the daemon; whatever a killed daemon left
-	// behind (mounts, cgroups, state dirs) goes before anything starts.
-	if err := n.rt.Cleanup(nil); err != nil {
+	n.monitors, err = monitor.New(monitor.Config{
+		StateDir:        filepath.Join(cfg.DataDir, "monitors"),
+		RuntimeStateDir: filepath.Join(cfg.DataDir, "containers"),
+		CgroupParent:    n.cgroupParent(),
+		Logger:          n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("container monitors: %w", err)
+	}
+	// Containers outlive the daemon under their monitors: take over the
+	// live ones, then remove whatever no live monitor owns (mounts,
+	// cgroups, state dirs of containers that died with their monitor).
+	adopted := n.adopt()
+	if err := n.rt.Cleanup(n.monitors.Owns); err != nil {
 		n.log.Warn("clean up containers of a previous run", "err", err)
 	}
 	if n.raft, err = n.openRaft(n.id.ID, n.advertise); err != nil {
@@ -105,6 +118,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Desired: n.store,
 		Runtime: runtimeAdapter{n},
 		Logger:  n.log,
+		Adopted: adopted,
 	})
 	if err != nil {
 		return nil, err
@@ -114,6 +128,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Cluster:   n,
 		Instances: n,
 		Images:    n,
+		Exec:      n,
 		Logger:    n.log,
 	})
 	if err != nil {
@@ -197,9 +212,12 @@ func (n *Node) Close() error {
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
-	// Run has stopped every container by now; the parent cgroup goes last.
+	// The parent cgroup goes when no container is left in it; monitored
+	// containers outlive the daemon and keep it.
 	if n.rt != nil {
-		errs = append(errs, n.rt.Close())
+		if err := n.rt.Close(); err != nil {
+			n.log.Debug("keep the containers' parent cgroup", "err", err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -238,3 +256,6 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// cgroupParent names the cgroup under which this node's containers live.
+func (n *Node) cgroupParent() string { return "shoal-" + n.id.Name }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/monitor"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 )
 
@@ -28,6 +30,13 @@ func IsContainerInit(args []string) bool { return linux.IsInit(args) }
 
 // ContainerInit becomes the container's init; it never returns.
 func ContainerInit() { linux.InitMain() }
+
+// IsContainerMonitor reports whether this process was started as a
+// container's monitor.
+func IsContainerMonitor(args []string) bool { return monitor.IsMonitor(args) }
+
+// ContainerMonitor becomes a container's monitor; it never returns.
+func ContainerMonitor() { monitor.Main() }
 
 // runtimeAdapter translates the agent's instances into the Linux runtime's
 // specs: the one place where app spec meets container spec.
@@ -50,12 +59,6 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	if err := os.MkdirAll(filepath.Dir(in.LogPath), 0o700); err != nil {
 		return nil, err
 	}
-	log, err := os.OpenFile(in.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open log: %w", err)
-	}
-	// The child gets its own descriptor; ours is not needed after start.
-	defer log.Close()
 	env := make([]string, 0, len(app.Env))
 	for _, k := range slices.Sorted(maps.Keys(app.Env)) {
 		env = append(env, k+"="+app.Env[k])
@@ -64,13 +67,90 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	if err != nil {
 		return nil, err
 	}
-	spec.Resources = cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids}
-	spec.Stdout, spec.Stderr = log, log
-	c, err := ra.n.rt.Start(ctx, spec)
+	mounts, err := ra.n.volumes(app.Volumes)
 	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	// The container runs under a monitor process of its own, so that it
+	// outlives this daemon; the labels say which allocation it serves.
+	h, err := ra.n.monitors.Start(ctx, monitor.Spec{
+		ID:             spec.ID,
+		Hostname:       spec.Hostname,
+		Image:          spec.Image,
+		Args:           spec.Args,
+		Env:            spec.Env,
+		Cwd:            spec.Cwd,
+		HostNetwork:    spec.HostNetwork,
+		Resources:      cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids},
+		User:           app.User,
+		ReadOnlyRootfs: app.ReadOnly,
+		Mounts:         mounts,
+		LogPath:        in.LogPath,
+		Labels: map[string]string{
+			labelApp:     in.Allocation.App,
+			labelIndex:   strconv.Itoa(in.Allocation.Index),
+			labelVersion: strconv.FormatUint(in.Allocation.Version, 10),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// volumes turns an app's volumes into bind mounts: NAME:/path is the named
+// volume DATA/volumes/NAME (created on first use and kept after the app is
+// removed: it holds the app's data), /host/path:/path a host file,
+// directory or device; a ":ro" suffix makes it read-only.
+func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
+	var out []linux.Mount
+	for _, v := range specs {
+		vol, err := api.ParseVolume(v)
+		if err != nil {
+			return nil, err
+		}
+		src := vol.Source
+		if !vol.HostPath {
+			src = filepath.Join(n.cfg.DataDir, "volumes", vol.Source)
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", vol.Source, err)
+			}
+		} else if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("volume %s: %w on node %s", v, err, n.id.Name)
+		}
+		out = append(out, linux.Mount{Source: src, Target: vol.Target, ReadOnly: vol.ReadOnly})
+	}
+	return out, nil
+}
+
+// Labels a monitor keeps for the agent that adopts its container.
+const (
+	labelApp     = "shoal.app"
+	labelIndex   = "shoal.index"
+	labelVersion = "shoal.version"
+)
+
+// adopt finds the containers a previous daemon left running.
+func (n *Node) adopt() []agent.Adopted {
+	hs, err := n.monitors.Adopt()
+	if err != nil {
+		n.log.Warn("adopt containers", "err", err)
+	}
+	var out []agent.Adopted
+	for _, h := range hs {
+		l := h.Spec().Labels
+		idx, err1 := strconv.Atoi(l[labelIndex])
+		ver, err2 := strconv.ParseUint(l[labelVersion], 10, 64)
+		if l[labelApp] == "" || err1 != nil || err2 != nil {
+			n.log.Warn("container without allocation labels: stopping it", "container", h.ID())
+			h.Stop(2 * time.Second)
+			h.Wait()
+			h.Delete()
+			continue
+		}
+		out = append(out, agent.Adopted{App: l[labelApp], Index: idx, Version: ver, Process: h})
+	}
+	return out
 }
 
 // containerSpec resolves an image and a command into a runtime spec.

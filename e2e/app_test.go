@@ -99,8 +99,9 @@ func TestAppLifecycle(t *testing.T) {
 	})
 }
 
-// A restart of `shoal up` on the same data dir keeps the app and runs it
-// again; stopping the node leaves nothing running.
+// Containers outlive `shoal up`: a restart on the same data dir adopts
+// the running container without restarting it, and learns what happened to
+// one that exited while the node was down.
 func TestRestartKeepsApps(t *testing.T) {
 	n := newNode(t, "e2e-restart")
 	n.start()
@@ -110,8 +111,8 @@ func TestRestartKeepsApps(t *testing.T) {
 	st1 := n.must("status", "-o", "json")
 
 	n.stop()
-	if left := leftovers(n.dataDir, "shoal-e2e-restart", before.PID); len(left) > 0 {
-		t.Fatalf("after shoal up exited: %v", left)
+	if syscall.Kill(before.PID, 0) != nil {
+		t.Fatalf("container %d stopped with the node", before.PID)
 	}
 	if _, err := os.Stat(filepath.Join(n.dataDir, "shoal.sock")); !os.IsNotExist(err) {
 		t.Fatalf("socket left behind after exit")
@@ -119,13 +120,34 @@ func TestRestartKeepsApps(t *testing.T) {
 
 	n.start()
 	after := waitInstance(t, n, running)
-	if after.PID == before.PID {
-		t.Fatalf("same pid after restart: %d", after.PID)
+	if after.PID != before.PID || after.Restarts != 0 {
+		t.Fatalf("after restart: pid %d restarts %d, want the adopted pid %d and no restart", after.PID, after.Restarts, before.PID)
 	}
 	st2 := n.must("status", "-o", "json")
 	if id1, id2 := field(t, st1, "cluster_id"), field(t, st2, "cluster_id"); id1 != id2 {
 		t.Fatalf("cluster id changed across restart: %s -> %s", id1, id2)
 	}
+
+	// The container dies while the node is down: the next node learns the
+	// exit and restarts it per its policy.
+	n.stop()
+	syscall.Kill(after.PID, syscall.SIGKILL)
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if syscall.Kill(after.PID, 0) == nil {
+			return fmt.Errorf("pid %d still alive", after.PID)
+		}
+		return nil
+	})
+	n.start()
+	waitInstance(t, n, func(i instance) error {
+		if err := running(i); err != nil {
+			return err
+		}
+		if i.PID == after.PID || i.Restarts != 1 {
+			return fmt.Errorf("pid %d restarts %d, want a new container and one restart", i.PID, i.Restarts)
+		}
+		return nil
+	})
 }
 
 func TestRunOneOff(t *testing.T) {

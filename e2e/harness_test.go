@@ -73,8 +73,10 @@ func newNode(t *testing.T, name string) *node {
 	n.args = []string{"--data-dir", n.dataDir, "up", "--name", name, "--bind", "127.0.0.1",
 		"--gossip-port", fmt.Sprint(testutil.FreePort(t)), "--port", fmt.Sprint(testutil.FreePort(t))}
 	t.Cleanup(func() {
+		n.removeAllApps()
 		n.stop()
-		// After `shoal up` exits nothing of it may remain on the host.
+		// Containers outlive `shoal up`; with its apps removed first,
+		// nothing of it may remain on the host after it exits.
 		if left := leftovers(n.dataDir, "shoal-"+name); len(left) > 0 {
 			t.Errorf("left behind after shoal up exited: %v", left)
 		}
@@ -106,6 +108,36 @@ func (n *node) start() {
 		}
 		if st.Leader == "" || st.ClusterID == "" {
 			return fmt.Errorf("no leader yet: %+v", st)
+		}
+		return nil
+	})
+}
+
+// removeAllApps deletes every app and waits until their containers and
+// monitors are gone, so that the node can stop leaving nothing behind.
+func (n *node) removeAllApps() {
+	if n.cmd == nil {
+		return
+	}
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	var ps []instance
+	if err := n.json(&ps, "ps", "-o", "json"); err != nil {
+		return
+	}
+	apps := map[string]bool{}
+	for _, i := range ps {
+		apps[i.App] = true
+	}
+	for app := range apps {
+		n.shoal("rm", app)
+	}
+	testutil.Poll(30*time.Second, func() error {
+		if m := monitorsOf(n.dataDir); len(m) > 0 {
+			return fmt.Errorf("monitors still running: %v", m)
 		}
 		return nil
 	})
@@ -232,6 +264,26 @@ func leftoversOf(dataDir, cgroupName string, running bool, pids ...int) []string
 	for _, pid := range pids {
 		if pid > 0 && syscall.Kill(pid, 0) == nil {
 			out = append(out, fmt.Sprintf("process %d still alive", pid))
+		}
+	}
+	for _, m := range monitorsOf(dataDir) {
+		out = append(out, "monitor: "+m)
+	}
+	return out
+}
+
+// monitorsOf lists the monitor processes serving containers of a data dir.
+func monitorsOf(dataDir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cmd, "__shoal_monitor") && strings.Contains(cmd, dataDir) {
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/cmdline")+": "+cmd)
 		}
 	}
 	return out

@@ -9,4 +9,8 @@
 //   - runtime/supervise: restart policy decisions and the supervision loop
 //   - runtime/health: http, tcp and exec health checks, from inside the
 //     container's network namespace
+//   - runtime/monitor: the per-container monitor process that lets
+//     containers outlive the daemon, and their adoption by the next one
+//   - runtime/logs: size-rotated container logs, tail and follow
+//   - runtime/seccomp: the default seccomp filter, per architecture
 package runtime

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: one device running the hello app, end to end.
 #   scripts/demo.sh        start a node in .demo/, import the hello image, apply examples/hello.yaml
-#   scripts/demo.sh stop   stop the node (its containers stop with it)
+#   scripts/demo.sh stop   remove the hello app and stop the node
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=.demo
@@ -11,6 +11,11 @@ PORT=${DEMO_PORT:-8080}
 
 stop() {
   if [ -f $DEMO/shoal.pid ] && kill -0 "$(cat $DEMO/shoal.pid)" 2>/dev/null; then
+    # Containers outlive the node (so that upgrades do not stop them):
+    # remove the app first, then stop the node.
+    $SHOAL rm hello >/dev/null 2>&1 || true
+    for _ in $(seq 100); do $SHOAL ps -o json 2>/dev/null | grep -q '"app"' || break; sleep 0.1; done
+    for _ in $(seq 100); do pgrep -f "__shoal_monitor $DATA" >/dev/null || break; sleep 0.1; done
     kill -TERM "$(cat $DEMO/shoal.pid)"
     for _ in $(seq 100); do kill -0 "$(cat $DEMO/shoal.pid)" 2>/dev/null || break; sleep 0.1; done
     echo "demo node stopped"

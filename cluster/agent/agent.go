@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/runtime/logs"
+	"github.com/shoal-edge/shoal/runtime/supervise"
 )
 
 // Desired is the agent's read-only view of the replicated state.
@@ -39,6 +41,18 @@ type Config struct {
 	Logger  *slog.Logger
 	// Grace is how long a stopped container gets between SIGTERM and SIGKILL.
 	Grace time.Duration
+	// Adopted are containers a previous daemon left running; the agent
+	// takes over those still wanted and stops the others.
+	Adopted []Adopted
+}
+
+// Adopted is a running container found at start, with the allocation it
+// was started for.
+type Adopted struct {
+	App     string
+	Index   int
+	Version uint64
+	Process supervise.Process
 }
 
 // Agent reconciles allocations to containers.
@@ -46,15 +60,21 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 
+	// detach closes when the daemon shuts down: supervision ends and the
+	// containers keep running for the next daemon to adopt.
+	detach chan struct{}
+
 	mu        sync.Mutex // guards following
 	status    map[string]api.InstanceStatus
 	instances map[string]*instance
+	adopted   map[string]Adopted // by instance name, until the first reconcile
 }
 
 type instance struct {
 	alloc  api.Allocation
 	cancel context.CancelFunc
 	done   chan struct{}
+	watch  *watch
 }
 
 // New returns an agent; Run starts it.
@@ -68,17 +88,26 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"),
-		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}}, nil
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}),
+		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}, adopted: map[string]Adopted{}}
+	for _, ad := range cfg.Adopted {
+		a.adopted[api.InstanceName(ad.App, ad.Index)] = ad
+	}
+	return a, nil
 }
 
-// Run reconciles until ctx ends, then stops every instance it started.
+// Run reconciles until ctx ends, then lets go of its containers without
+// stopping them: they outlive the daemon and the next one adopts them.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.stopAll()
+	defer a.detachAll()
+	first := true
 	for {
 		changed := a.cfg.Desired.Changed()
 		if err := a.reconcile(ctx); err != nil {
 			a.log.Error("reconcile", "err", err)
+		} else if first {
+			first = false
+			a.dropUnwantedAdopted()
 		}
 		select {
 		case <-ctx.Done():
@@ -158,8 +187,11 @@ func (a *Agent) start(ctx context.Context, al api.Allocation) {
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StateFailed, err.Error() })
 		return
 	}
-	ictx, cancel := context.WithCancel(ctx)
-	in := &instance{alloc: al, cancel: cancel, done: make(chan struct{})}
+	adopt := a.takeAdopted(al)
+	// Not derived from the daemon's ctx: ending the daemon detaches,
+	// only cancel kills.
+	ictx, cancel := context.WithCancel(context.Background())
+	in := &instance{alloc: al, cancel: cancel, done: make(chan struct{}), watch: &watch{a: a, al: al, app: app}}
 	a.mu.Lock()
 	a.instances[al.Instance()] = in
 	a.mu.Unlock()
@@ -168,8 +200,50 @@ func (a *Agent) start(ctx context.Context, al api.Allocation) {
 	})
 	go func() {
 		defer close(in.done)
-		a.supervise(ictx, al, app)
+		a.supervise(ictx, in.watch, adopt)
 	}()
+}
+
+// takeAdopted returns the adopted container of this allocation, if it runs
+// the same version; an adopted container of another version is stopped.
+func (a *Agent) takeAdopted(al api.Allocation) supervise.Process {
+	a.mu.Lock()
+	ad, ok := a.adopted[al.Instance()]
+	delete(a.adopted, al.Instance())
+	a.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if ad.Version == al.Version {
+		a.log.Info("adopted running container", "instance", al.Instance(), "pid", ad.Process.Pid())
+		return ad.Process
+	}
+	a.log.Info("stop adopted container of an old version", "instance", al.Instance(), "version", ad.Version)
+	a.discard(ad.Process)
+	return nil
+}
+
+// dropUnwantedAdopted stops containers no allocation wants any more.
+func (a *Agent) dropUnwantedAdopted() {
+	a.mu.Lock()
+	left := a.adopted
+	a.adopted = map[string]Adopted{}
+	a.mu.Unlock()
+	for name, ad := range left {
+		a.log.Info("stop adopted container no longer wanted", "instance", name)
+		a.discard(ad.Process)
+		a.forget(api.Allocation{App: ad.App, Index: ad.Index})
+	}
+}
+
+func (a *Agent) discard(p supervise.Process) {
+	if err := p.Stop(a.cfg.Grace); err != nil {
+		a.log.Warn("stop container", "err", err)
+	}
+	p.Wait()
+	if err := p.Delete(); err != nil {
+		a.log.Warn("delete container", "err", err)
+	}
 }
 
 func (a *Agent) stop(name string) {
@@ -184,16 +258,16 @@ func (a *Agent) stop(name string) {
 	<-in.done
 }
 
-func (a *Agent) stopAll() {
+// detachAll ends every supervision loop, leaving the containers running.
+func (a *Agent) detachAll() {
+	close(a.detach)
 	a.mu.Lock()
-	names := slices.Collect(maps.Keys(a.instances))
+	ins := slices.Collect(maps.Values(a.instances))
 	a.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, n := range names {
-		wg.Add(1)
-		go func() { defer wg.Done(); a.stop(n) }()
+	for _, in := range ins {
+		<-in.done
+		in.cancel()
 	}
-	wg.Wait()
 }
 
 // forget drops the status and log of an instance that is no longer wanted:
@@ -202,7 +276,7 @@ func (a *Agent) forget(al api.Allocation) {
 	a.mu.Lock()
 	delete(a.status, al.Instance())
 	a.mu.Unlock()
-	os.Remove(a.LogPath(al.App, al.Index))
+	logs.Remove(a.LogPath(al.App, al.Index))
 	os.Remove(filepath.Join(a.cfg.LogDir, al.App)) // only if empty
 }
 
@@ -224,6 +298,20 @@ func (a *Agent) Status() []api.InstanceStatus {
 		out = append(out, a.status[name])
 	}
 	return out
+}
+
+// Process returns the running container of an instance, if any.
+func (a *Agent) Process(app string, index int) (supervise.Process, bool) {
+	a.mu.Lock()
+	in := a.instances[api.InstanceName(app, index)]
+	st := a.status[api.InstanceName(app, index)]
+	a.mu.Unlock()
+	if in == nil || (st.State != api.StateRunning && st.State != api.StateUnhealthy) {
+		return nil, false
+	}
+	in.watch.mu.Lock()
+	defer in.watch.mu.Unlock()
+	return in.watch.proc, in.watch.proc != nil
 }
 
 // LogPath is where an instance's output is written.

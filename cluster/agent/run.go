@@ -13,10 +13,11 @@ import (
 
 // Instance is what the runtime needs to start one container of an app.
 type Instance struct {
-	ID       string // unique per container start
-	Hostname string
-	App      api.App
-	LogPath  string
+	ID         string // unique per container start
+	Hostname   string
+	App        api.App
+	Allocation api.Allocation
+	LogPath    string
 }
 
 // Runtime starts containers for the agent; the node wires it to the image
@@ -29,25 +30,31 @@ type Runtime interface {
 }
 
 // supervise runs one instance until ctx ends or its restart policy gives up.
-func (a *Agent) supervise(ctx context.Context, al api.Allocation, app api.App) {
-	if !a.ensureImage(ctx, al, app.Image) {
+func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process) {
+	al, app := w.al, w.app
+	if adopt == nil && !a.ensureImage(ctx, al, app.Image) {
 		return
 	}
-	w := &watch{a: a, al: al, app: app}
+	if adopt != nil {
+		w.started(adopt)
+	}
 	defer w.stopHealth()
 	cfg := supervise.Config{
 		Start: func(ctx context.Context) (supervise.Process, error) {
 			p, err := a.cfg.Runtime.Start(ctx, Instance{
-				ID:       containerID(al),
-				Hostname: fmt.Sprintf("%s-%d", al.App, al.Index),
-				App:      app,
-				LogPath:  a.LogPath(al.App, al.Index),
+				ID:         containerID(al),
+				Hostname:   fmt.Sprintf("%s-%d", al.App, al.Index),
+				App:        app,
+				Allocation: al,
+				LogPath:    a.LogPath(al.App, al.Index),
 			})
 			if err == nil {
 				w.started(p)
 			}
 			return p, err
 		},
+		Adopt:   adopt,
+		Detach:  a.detach,
 		Policy:  supervise.Policy{Restart: app.Restart},
 		Grace:   a.cfg.Grace,
 		OnEvent: w.event,
@@ -95,6 +102,16 @@ func containerID(al api.Allocation) string {
 // registry is unreachable (flaky links are the normal case), and reports
 // the instance as pulling meanwhile.
 func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) bool {
+	// A daemon shutting down does not wait for a registry.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.detach:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	delay := time.Second
 	for !a.cfg.Runtime.HasImage(ref) {
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StatePulling, "" })

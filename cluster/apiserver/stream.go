@@ -9,9 +9,9 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/runtime/logs"
 )
 
 // logs streams an instance's log file: the last `tail` lines, then, with
@@ -32,95 +32,37 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		// Not started yet: an empty log, which -f then follows.
-		f = nil
-	} else if err != nil {
+	data, err := logs.Tail(path, tail)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.fail(w, r, err)
 		return
 	}
-	if f != nil {
-		defer f.Close()
-		if tail >= 0 {
-			if err := seekTail(f, tail); err != nil {
-				s.fail(w, r, err)
-				return
-			}
-		}
-	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	copyOut := func() {
-		if f != nil {
-			io.Copy(w, f)
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
-	copyOut()
+	w.Write(data)
 	if r.URL.Query().Get("follow") != "1" {
 		return
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case <-tick.C:
-		}
-		if f == nil {
-			if f, err = os.Open(path); err != nil {
-				f = nil
-				continue
-			}
-			defer f.Close()
-		}
-		copyOut()
+	fw := flushWriter{w: w}
+	if f, ok := w.(http.Flusher); ok {
+		fw.flush = f.Flush
+		f.Flush()
 	}
+	logs.Follow(r.Context(), path, fw)
 }
 
-// seekTail positions f at the start of its last n lines.
-func seekTail(f *os.File, n int) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
+// flushWriter sends followed output as it comes.
+type flushWriter struct {
+	w     io.Writer
+	flush func()
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if f.flush != nil {
+		f.flush()
 	}
-	size := st.Size()
-	if n == 0 {
-		_, err := f.Seek(size, io.SeekStart)
-		return err
-	}
-	const chunk = 8192
-	lines := 0
-	pos := size
-	buf := make([]byte, chunk)
-	for pos > 0 {
-		step := int64(chunk)
-		if pos < step {
-			step = pos
-		}
-		pos -= step
-		if _, err := f.ReadAt(buf[:step], pos); err != nil && err != io.EOF {
-			return err
-		}
-		b := buf[:step]
-		for i := len(b) - 1; i >= 0; i-- {
-			// A trailing newline ends the last line; it does not start one.
-			if b[i] == '\n' && pos+int64(i) != size-1 {
-				lines++
-				if lines == n {
-					_, err := f.Seek(pos+int64(i)+1, io.SeekStart)
-					return err
-				}
-			}
-		}
-	}
-	_, err = f.Seek(0, io.SeekStart)
-	return err
+	return n, err
 }
 
 // run starts a one-off container and streams its output as frames; the

@@ -211,6 +211,15 @@ func (h host) parentDirs(parent string) ([]string, error) {
 // Path is the group's path inside the cgroup hierarchies, "/<parent>/<id>".
 func (c *Cgroup) Path() string { return c.path }
 
+// Procs lists the processes in the group and its sub-groups.
+func (c *Cgroup) Procs() ([]int, error) {
+	pids, err := c.drv.procs()
+	if err != nil {
+		return nil, fmt.Errorf("processes of cgroup %s: %w", c.path, err)
+	}
+	return pids, nil
+}
+
 // Add moves the process pid into the group.
 func (c *Cgroup) Add(pid int) error {
 	if err := c.drv.add(pid); err != nil {

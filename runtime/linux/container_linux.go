@@ -21,6 +21,13 @@ type Container struct {
 	rt  *Runtime
 	log *slog.Logger
 
+	// For Exec: how the container's program runs, whether it has its own
+	// network namespace, and the identity of its mount and pid namespaces
+	// (to tell its PID 1 from a process that later got the same pid).
+	proc        procConfig
+	hostNetwork bool
+	nsIDs       [2]nsID // mnt, pid
+
 	done chan struct{} // closed by reap once PID 1 has been reaped
 	exit Exit          // written by reap before done is closed
 

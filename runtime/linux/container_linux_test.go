@@ -35,6 +35,20 @@ type info struct {
 	DevNull         bool
 	KeysMasked      bool
 	WriteErr        string
+
+	Uid, Gid      int
+	Groups        []int
+	Status        map[string]string
+	Syscalls      map[string]string
+	KcoreBytes    int
+	KcoreErr      string
+	SysWrite      string
+	Writes, Reads map[string]string
+	NofileHard    uint64
+	CoreSoft      uint64
+	CoreHard      uint64
+	IsTTY         bool
+	TTYName       string
 }
 
 func decodeInfo(t *testing.T, out string) info {
@@ -87,8 +101,8 @@ func TestIsolation(t *testing.T) {
 	if in.Cwd != "/work" {
 		t.Errorf("cwd = %q, want /work", in.Cwd)
 	}
-	if !slices.Equal(in.Env, []string{"FOO=bar"}) {
-		t.Errorf("env = %v, want [FOO=bar]", in.Env)
+	if !slices.Equal(in.Env, []string{"FOO=bar", "HOME=/"}) {
+		t.Errorf("env = %v, want [FOO=bar HOME=/]", in.Env)
 	}
 	// In its own cgroup namespace, rooted at its group, every hierarchy
 	// shows "/".
@@ -310,7 +324,7 @@ func TestCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rt2.Cleanup(); err != nil {
+	if err := rt2.Cleanup(nil); err != nil {
 		t.Fatal(err)
 	}
 	if ex := c.Wait(); ex.Signal != syscall.SIGKILL {
@@ -321,7 +335,7 @@ func TestCleanup(t *testing.T) {
 	if ents, _ := os.ReadDir(cfg.StateDir); len(ents) != 0 {
 		t.Errorf("state dir not empty: %v", ents)
 	}
-	if err := rt2.Cleanup(); err != nil {
+	if err := rt2.Cleanup(nil); err != nil {
 		t.Errorf("second Cleanup: %v", err)
 	}
 }

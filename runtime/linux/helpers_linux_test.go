@@ -108,7 +108,7 @@ func newRuntime(t *testing.T) (*Runtime, Config) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := rt.Cleanup(); err != nil {
+		if err := rt.Cleanup(nil); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cfg.CgroupParent)

@@ -17,18 +17,24 @@ const (
 	errorFD  = 4 // write: an InitError, JSON; closed by a successful exec
 )
 
-// InitMain is the container init: it prepares the namespaces it was started
-// in and execs the user's program. It never returns; on failure it reports to
-// the parent and exits with 127 (program not found) or 126.
+// InitMain is the container init, or the helper of an Exec: it prepares the
+// namespaces it was started in (or joins the container's) and execs the
+// user's program. It never returns; on failure it reports to the parent and
+// exits with 127 (program not found) or 126.
 func InitMain() {
-	// unshare(CLONE_NEWCGROUP) and execve act on the calling thread: keep
-	// them on one so the program inherits the new cgroup namespace.
+	// unshare, setns, the capability calls and execve act on the calling
+	// thread: keep them on one so the program inherits what they did.
 	runtime.LockOSThread()
 	// Neither pipe may leak into the program; the error pipe closing at
 	// exec is what tells the parent the exec happened.
 	unix.CloseOnExec(configFD)
 	unix.CloseOnExec(errorFD)
-	err := initContainer(os.NewFile(configFD, "config"))
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == execArg {
+		err = execHelper(os.NewFile(configFD, "config"))
+	} else {
+		err = initContainer(os.NewFile(configFD, "config"))
+	}
 	report(os.NewFile(errorFD, "errors"), err)
 	var ie *InitError
 	if errors.As(err, &ie) && ie.Errno == syscall.ENOENT {
@@ -63,6 +69,11 @@ func initContainer(cfgFile *os.File) error {
 	if err := prepareRootfs(cfg.Rootfs, cfg.HostNetwork); err != nil {
 		return err
 	}
+	for _, m := range cfg.Mounts {
+		if err := bindMount(cfg.Rootfs, m); err != nil {
+			return err
+		}
+	}
 	if err := pivotRoot(cfg.Rootfs); err != nil {
 		return err
 	}
@@ -84,23 +95,20 @@ func initContainer(cfgFile *os.File) error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("container init: new cgroup namespace: %w", err)
 	}
-	if err := os.MkdirAll(cfg.Cwd, 0o755); err != nil {
-		return fmt.Errorf("container init: working directory: %w", err)
-	}
-	if err := unix.Chdir(cfg.Cwd); err != nil {
-		return fmt.Errorf("container init: chdir %s: %w", cfg.Cwd, err)
-	}
-	prog, err := lookPath(cfg.Args[0], pathOf(cfg.Env), os.Stat)
+	u, err := lookupUser(cfg.Proc.User)
 	if err != nil {
 		return err
 	}
-	err = unix.Exec(prog, cfg.Args, cfg.Env)
-	if errors.Is(err, unix.ENOENT) {
-		// The file exists (lookPath saw it): what is missing is the ELF
-		// interpreter of a dynamically linked program.
-		return &InitError{Msg: fmt.Sprintf("exec %s: no such file or directory in the container (is its dynamic loader or an interpreter missing from the image?)", prog), Errno: syscall.ENOENT}
+	if cfg.ReadOnlyRootfs {
+		// The working directory is made while we still can.
+		if err := os.MkdirAll(cfg.Proc.Cwd, 0o755); err != nil {
+			return fmt.Errorf("container init: working directory: %w", err)
+		}
+		if err := remountReadOnly("/", false); err != nil {
+			return fmt.Errorf("container init: read-only rootfs: %w", err)
+		}
 	}
-	return &InitError{Msg: fmt.Sprintf("exec %s: %v", prog, err), Errno: errnoOf(err)}
+	return execProgram(cfg.Proc, u)
 }
 
 func errnoOf(err error) syscall.Errno {

@@ -1,7 +1,9 @@
 // Package linux owns the life of a container process on Linux: its
-// namespaces, the container init that prepares them, and start, wait, signal,
-// stop and delete. It uses runtime/cgroup for limits and runtime/rootfs for
-// the writable root filesystem; it runs no runc, containerd or shell.
+// namespaces, the container init that prepares them, its confinement, and
+// start, exec, wait, signal, stop and delete. It uses runtime/cgroup for
+// limits, runtime/rootfs for the writable root filesystem and
+// runtime/seccomp for the syscall filter; it runs no runc, containerd or
+// shell.
 //
 // # How a container starts
 //
@@ -15,23 +17,63 @@
 //		linux.InitMain() // never returns
 //	}
 //
-// The child waits for its configuration on a pipe, which the parent writes
-// only after moving the child into the cgroup: no user code ever runs outside
-// its limits. The init then builds the container's filesystem (proc, a
-// private /dev, read-only /sys, masked /proc paths), pivots into it, sets the
-// hostname, brings up loopback, enters a new cgroup namespace and execs the
-// user's program, which becomes PID 1 of its pid namespace. Errors before the
-// exec travel back on a close-on-exec pipe: EOF means the exec happened.
+// which also covers Exec's helper ("__shoal_exec"). The child waits for its
+// configuration on a pipe, which the parent writes only after moving the
+// child into the cgroup: no user code ever runs outside its limits. The init
+// then builds the container's filesystem (proc, a private /dev, read-only
+// /sys, the Spec's bind mounts, resolved inside the rootfs), pivots into it,
+// masks /proc paths, sets the hostname, brings up loopback, enters a new
+// cgroup namespace, resolves the user in the image's /etc/passwd and
+// /etc/group and, with ReadOnlyRootfs, remounts / read-only. Last, on its one
+// locked thread, it confines itself and execs the user's program, which
+// becomes PID 1 of its pid namespace:
+//
+//  1. rlimits (RLIMIT_NOFILE defaults to DefaultNofile);
+//  2. the capabilities outside the container's set leave the bounding set;
+//  3. setgroups, setgid, setuid, keeping the permitted set across it;
+//  4. effective and permitted = the set (DefaultCapabilities, changed by
+//     CapAdd/CapDrop), inheritable and ambient empty; a user other than
+//     root loses them all at execve, as in Docker;
+//  5. no_new_privs (unless AllowNewPrivileges), then the seccomp filter
+//     (unless SeccompUnconfined), so nothing before needs a refused call;
+//     without no_new_privs the filter goes in before step 2, while
+//     CAP_SYS_ADMIN still allows it.
+//
+// Errors before the exec travel back on a close-on-exec pipe: EOF means the
+// exec happened.
+//
+// # Exec
+//
+// Exec runs another program in a running container: same namespaces (pid,
+// mount, uts, ipc, net, cgroup), same cgroup, same confinement (steps 1-5),
+// optionally on a terminal of the container's /dev/pts. The exec helper is
+// this binary again, forked from a thread that entered only the container's
+// pid namespace, and so found in the host's filesystem, never in the
+// container's. It joins the other namespaces itself: setns into a mount
+// namespace is refused to a thread sharing its filesystem context, and Go's
+// threads share one, so the helper's locked thread first unshares it
+// (CLONE_FS). With a terminal, the helper opens it in the container's devpts
+// and sends the master back over a socket (SCM_RIGHTS).
 //
 // # Caveats
 //
 //   - Containers are killed with the daemon (parent-death signal). The kernel
 //     ties that signal to the thread that forked, so Start must not be called
-//     from a goroutine that locked its OS thread and may exit.
+//     from a goroutine that locked its OS thread and may exit. Exec'd
+//     programs have no such signal: they die with the container's pid
+//     namespace.
 //   - A program running as PID 1 ignores signals it has no handler for, as in
 //     Docker; Stop therefore escalates to SIGKILL of the whole cgroup.
-//   - No user namespace, capability drop or seccomp filter yet: the process
-//     runs as root with the daemon's capabilities.
+//   - No user namespace: the container's root is the host's root, confined
+//     by capabilities, seccomp and the mounts. No devices cgroup either,
+//     which is why MKNOD is not in the default set; device nodes reach a
+//     container only through Mounts.
+//   - The seccomp filter is a deny list (runtime/seccomp documents it per
+//     architecture), not Docker's allow list.
+//   - A read-only bind mount makes its sub-mounts read-only too only on
+//     Linux 5.12+ (mount_setattr); older kernels make only the top one so.
+//   - Exec needs the *Container of this process (its pid and namespaces):
+//     a container started by another process is not reachable yet.
 package linux
 
 import (
@@ -88,6 +130,53 @@ type Spec struct {
 	// copied through pipes by goroutines that end with the container.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+
+	// User runs the program as "uid", "uid:gid", "name" or "name:group",
+	// names resolved in the container's /etc/passwd and /etc/group;
+	// supplementary groups come from /etc/group. Empty means root (0:0).
+	// A user other than root ends with no effective capabilities.
+	User string
+	// CapAdd and CapDrop change the default capability set
+	// (DefaultCapabilities): names like "NET_ADMIN" or "CAP_NET_ADMIN",
+	// or "ALL". Dropping ALL starts from nothing; adding ALL from every
+	// capability; naming one capability in both is an error.
+	CapAdd, CapDrop []string
+	// AllowNewPrivileges leaves no_new_privs off, so setuid binaries and
+	// file capabilities work in the container. Off by default.
+	AllowNewPrivileges bool
+	// SeccompUnconfined runs without the default seccomp filter
+	// (runtime/seccomp), for debugging.
+	SeccompUnconfined bool
+	// Rlimits set resource limits; RLIMIT_NOFILE defaults to
+	// DefaultNofile, the others are inherited from the daemon.
+	Rlimits []Rlimit
+	// ReadOnlyRootfs makes the container's root filesystem read-only.
+	// /dev (with /dev/shm and /dev/mqueue) stays writable, and so do
+	// writable Mounts; /tmp does not, as in Docker: mount a volume there.
+	ReadOnlyRootfs bool
+	// Mounts are bind mounts of host files, directories or device nodes,
+	// made after the container's own /proc, /dev and /sys, in order.
+	Mounts []Mount
+}
+
+// Mount binds a host path into the container.
+type Mount struct {
+	// Source is an absolute host path: a directory (a named volume is
+	// just one), a file or a device node such as /dev/ttyUSB0.
+	Source string
+	// Target is an absolute path in the container. Symlinks in the image
+	// are resolved inside the container's root, never out of it; missing
+	// parts are created (a file for a non-directory Source).
+	Target string
+	// ReadOnly makes the mount, and the mounts below it, read-only.
+	ReadOnly bool
+}
+
+// Rlimit is a resource limit, setrlimit(2).
+type Rlimit struct {
+	// Type is "RLIMIT_NOFILE" or "nofile" (any case), etc.
+	Type       string
+	Soft, Hard uint64
 }
 
 // defaultPath is the PATH used to find Args[0] when Env has none; it is
@@ -122,7 +211,54 @@ func (s Spec) normalize() (Spec, error) {
 	if len(s.Hostname) > 64 {
 		return s, fmt.Errorf("container %s: hostname %q is longer than 64 bytes", s.ID, s.Hostname)
 	}
+	if err := checkUserSpec(s.User); err != nil {
+		return s, fmt.Errorf("container %s: %w", s.ID, err)
+	}
+	if _, err := capSet(s.CapAdd, s.CapDrop); err != nil {
+		return s, fmt.Errorf("container %s: %w", s.ID, err)
+	}
+	if _, err := rlimits(s.Rlimits); err != nil {
+		return s, fmt.Errorf("container %s: %w", s.ID, err)
+	}
+	for _, m := range s.Mounts {
+		if err := m.check(); err != nil {
+			return s, fmt.Errorf("container %s: %w", s.ID, err)
+		}
+	}
 	return s, nil
+}
+
+func (m Mount) check() error {
+	if !filepath.IsAbs(m.Source) {
+		return fmt.Errorf("mount %s: source %q must be an absolute host path", m.Target, m.Source)
+	}
+	if !filepath.IsAbs(m.Target) || filepath.Clean(m.Target) == "/" {
+		return fmt.Errorf("mount %s: target must be an absolute path other than /", m.Target)
+	}
+	return nil
+}
+
+// procConfig is how the program of a container, or of an Exec, is run: by
+// the init and the exec helper alike.
+type procConfig struct {
+	Args       []string `json:"args"`
+	Env        []string `json:"env"`
+	Cwd        string   `json:"cwd"`
+	User       string   `json:"user"`
+	Caps       uint64   `json:"caps"` // bit n is capability n
+	NoNewPrivs bool     `json:"no_new_privs"`
+	Seccomp    bool     `json:"seccomp"`
+	Rlimits    []rlimit `json:"rlimits"`
+}
+
+// procOf is s's program with its security settings; s is normalized.
+func procOf(s Spec) procConfig {
+	caps, _ := capSet(s.CapAdd, s.CapDrop)
+	rl, _ := rlimits(s.Rlimits)
+	return procConfig{
+		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Caps: caps,
+		NoNewPrivs: !s.AllowNewPrivileges, Seccomp: !s.SeccompUnconfined, Rlimits: rl,
+	}
 }
 
 // Exit is how a container's PID 1 ended.
@@ -138,23 +274,27 @@ type Exit struct {
 	Err error
 }
 
-// initArg is argv[1] of a re-executed container init.
-const initArg = "__shoal_init"
+// argv[1] of a re-executed container init, and of an Exec helper.
+const (
+	initArg = "__shoal_init"
+	execArg = "__shoal_exec"
+)
 
 // IsInit reports whether this process was started by Start as a container
-// init; main must then call InitMain before anything else.
+// init or by Exec as its helper; main must then call InitMain before
+// anything else.
 func IsInit(args []string) bool {
-	return len(args) > 1 && args[1] == initArg
+	return len(args) > 1 && (args[1] == initArg || args[1] == execArg)
 }
 
 // initConfig is what the parent sends the init over the config pipe.
 type initConfig struct {
-	Rootfs      string   `json:"rootfs"`
-	Hostname    string   `json:"hostname"`
-	Args        []string `json:"args"`
-	Env         []string `json:"env"`
-	Cwd         string   `json:"cwd"`
-	HostNetwork bool     `json:"host_network"`
+	Rootfs         string     `json:"rootfs"`
+	Hostname       string     `json:"hostname"`
+	HostNetwork    bool       `json:"host_network"`
+	ReadOnlyRootfs bool       `json:"read_only_rootfs"`
+	Mounts         []Mount    `json:"mounts"`
+	Proc           procConfig `json:"proc"`
 }
 
 // InitError is a failure of the container init before the user's program

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -221,6 +222,109 @@ func loopbackUp() error {
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("container init: loopback: set up: %w", err)
+	}
+	return nil
+}
+
+// bindMount binds m.Source onto m.Target in the rootfs at root, creating
+// the target (a directory, or an empty file for anything else) when
+// missing. The target is resolved inside root, opened without following a
+// final symlink, and mounted through its descriptor, so the mount lands on
+// exactly what was checked.
+func bindMount(root string, m Mount) error {
+	fail := func(err error) error {
+		return fmt.Errorf("container init: mount %s on %s: %w", m.Source, m.Target, err)
+	}
+	src, err := os.Stat(m.Source)
+	if err != nil {
+		return fail(err)
+	}
+	target, err := resolveInRoot(root, m.Target)
+	if err != nil {
+		return fail(err)
+	}
+	if target == root {
+		return fail(errors.New("the target resolves to the container's root"))
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return fail(err)
+	}
+	if src.IsDir() {
+		err = unix.Mkdir(target, 0o755)
+	} else {
+		var fd int
+		fd, err = unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fail(err)
+	}
+	fd, err := unix.Open(target, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fail(err)
+	}
+	if isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR; isDir != src.IsDir() {
+		return fail(fmt.Errorf("the target in the image is %s, the source %s", typeName(isDir), typeName(src.IsDir())))
+	}
+	// The path may have changed under a host directory mounted earlier:
+	// the descriptor must still be at the path that was resolved.
+	fdPath := fmt.Sprintf("/proc/self/fd/%d", fd)
+	if at, err := os.Readlink(fdPath); err != nil || at != target {
+		return fail(fmt.Errorf("the target moved while it was being mounted (now %q)", at))
+	}
+	if err := unix.Mount(m.Source, fdPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fail(err)
+	}
+	if m.ReadOnly {
+		if err := remountReadOnly(target, true); err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+func typeName(dir bool) string {
+	if dir {
+		return "a directory"
+	}
+	return "not a directory"
+}
+
+// remountReadOnly makes the mount at p read-only, with the mounts below it
+// when recursive (mount_setattr, Linux 5.12; older kernels only get the top
+// mount read-only). The flags the mount has (nosuid, nodev, ...) are kept.
+func remountReadOnly(p string, recursive bool) error {
+	if recursive {
+		err := unix.MountSetattr(-1, p, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("read-only %s: %w", p, err)
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return fmt.Errorf("read-only %s: %w", p, err)
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	for _, f := range [][2]uintptr{
+		{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f[0] != 0 {
+			flags |= f[1]
+		}
+	}
+	if err := unix.Mount("", p, "", flags, ""); err != nil {
+		return fmt.Errorf("read-only %s: %w", p, err)
 	}
 	return nil
 }

@@ -96,6 +96,14 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	undo = append(undo, func() error { return rootfs.Unmount(fsDir) })
+	// overlayfs shows its upper dir's mode for /, and rootfs makes that
+	// 0700: a user other than root could not walk the container's /.
+	// Give / the image's mode.
+	if fi, err := os.Stat(s.Image); err == nil {
+		if err := os.Chmod(merged, fi.Mode().Perm()); err != nil {
+			return nil, fmt.Errorf("start container %s: mode of /: %w", s.ID, err)
+		}
+	}
 
 	cmd, cfgW, errR, err := startInit(s)
 	if err != nil {
@@ -107,12 +115,20 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		_ = cmd.Wait()
 		return nil
 	})
+	// The namespaces' identity, for Exec, while the init surely lives: it
+	// waits for its config.
+	ids, err := nsIDsOf(cmd.Process.Pid)
+	if err != nil {
+		_ = cfgW.Close()
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
 	// Into the cgroup before the init even reads its config: nothing of
 	// the container runs outside its limits.
 	err = cg.Add(cmd.Process.Pid)
 	if err == nil {
 		err = sendConfig(cfgW, initConfig{
-			Rootfs: merged, Hostname: s.Hostname, Args: s.Args, Env: s.Env, Cwd: s.Cwd, HostNetwork: s.HostNetwork,
+			Rootfs: merged, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
+			ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts, Proc: procOf(s),
 		})
 	} else {
 		_ = cfgW.Close()
@@ -123,7 +139,10 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if err := awaitExec(ctx, errR); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	c := &Container{id: s.ID, cmd: cmd, cg: cg, rt: r, log: log, done: make(chan struct{})}
+	c := &Container{
+		id: s.ID, cmd: cmd, cg: cg, rt: r, log: log, done: make(chan struct{}),
+		proc: procOf(s), hostNetwork: s.HostNetwork, nsIDs: ids,
+	}
 	go c.reap()
 	log.Info("container started", "pid", cmd.Process.Pid, "image", s.Image, "args", s.Args)
 	return c, nil
@@ -173,7 +192,7 @@ func startInit(s Spec) (cmd *exec.Cmd, cfgW, errR *os.File, err error) {
 	return cmd, cfgW, errR, nil
 }
 
-func sendConfig(w *os.File, cfg initConfig) error {
+func sendConfig(w *os.File, cfg any) error {
 	err := json.NewEncoder(w).Encode(cfg)
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -208,10 +227,12 @@ func awaitExec(ctx context.Context, errR *os.File) error {
 
 // Cleanup removes what a previous daemon left behind after dying without
 // deleting its containers: for every container directory in StateDir and
-// every cgroup under CgroupParent, it kills the processes, unmounts the
-// rootfs and removes cgroup and directory. Call it at daemon start, before
-// the first Start.
-func (r *Runtime) Cleanup() error {
+// every cgroup under CgroupParent whose id keep rejects, it kills the
+// processes, unmounts the rootfs and removes cgroup and directory. keep says
+// which containers still have an owner (a live monitor); nil keeps none.
+// Call it at daemon start, before the first Start; with a keep that rejects
+// one id only, it removes the leftovers of that one container.
+func (r *Runtime) Cleanup(keep func(id string) bool) error {
 	ids := map[string]bool{}
 	ents, err := os.ReadDir(r.cfg.StateDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -231,6 +252,9 @@ func (r *Runtime) Cleanup() error {
 	}
 	var errs []error
 	for id := range ids {
+		if keep != nil && keep(id) {
+			continue
+		}
 		r.log.Info("removing leftover container", "container", id)
 		if err := r.remove(id, nil); err != nil {
 			errs = append(errs, err)

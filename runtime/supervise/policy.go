@@ -3,6 +3,11 @@
 // starts a container, waits for it, reports every change and restarts it
 // with exponential backoff until its context is cancelled or the policy says
 // stop.
+//
+// The loop knows two endings, as Nomad's task runner does: ctx ending kills
+// (the instance is no longer wanted: stop and delete it), Config.Detach
+// closing leaves (the daemon shuts down: the container keeps running, and
+// the next daemon hands it back through Config.Adopt).
 package supervise
 
 import (
@@ -21,8 +26,9 @@ const (
 type Policy struct {
 	// Restart is Always, OnFailure or Never.
 	Restart string
-	// InitialBackoff is the delay before the first restart (100ms when 0);
-	// it doubles with every restart that follows a short run.
+	// InitialBackoff is the delay before the second restart in a row of
+	// short runs (100ms when 0; the first is immediate); it doubles with
+	// every restart that follows.
 	InitialBackoff time.Duration
 	// MaxBackoff caps the delay (30s when 0).
 	MaxBackoff time.Duration
@@ -80,9 +86,12 @@ func (o Outcome) Failed() bool {
 // pass next time. It reads no clock and never sleeps; an unknown policy never
 // restarts.
 //
-// The delay is InitialBackoff * 2^failures, capped at MaxBackoff; a run of at
-// least StableAfter resets failures to 0 first. Quick clean exits under Always
-// back off too: a container that exits 0 at once must not spin.
+// The first restart after a stable run (or the first run) is immediate: a
+// container that crashed once is back within milliseconds. Every further
+// restart without a stable run in between waits InitialBackoff *
+// 2^(failures-1), capped at MaxBackoff; a run of at least StableAfter resets
+// failures to 0 first. Quick clean exits under Always back off too: a
+// container that exits 0 at once must not spin.
 func Decide(p Policy, o Outcome, failures int, ran time.Duration) (restart bool, delay time.Duration, failuresNext int) {
 	p = p.withDefaults()
 	if ran >= p.StableAfter || failures < 0 {
@@ -97,7 +106,10 @@ func Decide(p Policy, o Outcome, failures int, ran time.Duration) (restart bool,
 	default:
 		return false, 0, failures
 	}
-	return true, backoff(p, failures), failures + 1
+	if failures == 0 {
+		return true, 0, 1
+	}
+	return true, backoff(p, failures-1), failures + 1
 }
 
 // backoff is InitialBackoff doubled n times, capped at MaxBackoff (and safe

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -11,7 +12,11 @@ import (
 )
 
 // Process is one started container, as the loop needs it; *linux.Container
-// satisfies it.
+// and *monitor.Handle satisfy it.
+//
+// Optional capabilities, found by type assertion: StartedAt() time.Time (an
+// adopted process's real start, see Config.Adopt) and io.Closer (release
+// the process without stopping it, see Config.Detach).
 type Process interface {
 	Pid() int
 	// Wait blocks until the process exited; it may be called again.
@@ -58,7 +63,19 @@ type Event struct {
 // Config configures Run.
 type Config struct {
 	// Start creates and starts a fresh container each time it is called.
-	Start  func(ctx context.Context) (Process, error)
+	Start func(ctx context.Context) (Process, error)
+	// Adopt, when set, is a process that already runs, found by a new
+	// daemon: the first run supervises it instead of calling Start, with
+	// a "running" event and no "starting" one. Its StartedAt() time.Time
+	// method, when it has one, dates the run; else Run's start does.
+	Adopt Process
+	// Detach, when closed, makes Run return at once leaving the current
+	// process running, without events: the daemon shuts down and the
+	// container outlives it. The process is released with its Close
+	// method, which must make a pending Wait return. A process without
+	// one (io.Closer; *linux.Container dies with the daemon anyway) is
+	// supervised on until ctx ends. nil never detaches.
+	Detach <-chan struct{}
 	Policy Policy
 	// Grace is the stop grace period when ctx is cancelled (10s when 0).
 	Grace time.Duration
@@ -73,7 +90,8 @@ type Config struct {
 // Run keeps a container running by cfg.Policy. It returns when ctx is
 // cancelled, after stopping (with cfg.Grace) and deleting the current
 // container, or when the policy says not to restart, after the final
-// "exited" or "failed" event. Every container it started is deleted by then.
+// "exited" or "failed" event; every container it started is deleted by then.
+// When cfg.Detach closes, it returns leaving the current container running.
 // It returns an error only for an invalid Config.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Start == nil {
@@ -108,13 +126,22 @@ type loop struct {
 
 func (l *loop) run(ctx context.Context) {
 	log := l.cfg.Logger
+	adopt := l.cfg.Adopt
 	for {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || l.detached() {
 			return
 		}
-		l.cfg.OnEvent(Event{State: Starting, Restarts: l.restarts})
-		out, ran, cancelled := l.once(ctx)
-		if cancelled {
+		var out Outcome
+		var ran time.Duration
+		var end ending
+		if adopt != nil {
+			out, ran, end = l.supervise(ctx, adopt)
+			adopt = nil
+		} else {
+			l.cfg.OnEvent(Event{State: Starting, Restarts: l.restarts})
+			out, ran, end = l.once(ctx)
+		}
+		if end != endExited {
 			return
 		}
 		restart, delay, next := Decide(l.cfg.Policy, out, l.failures, ran)
@@ -124,40 +151,84 @@ func (l *loop) run(ctx context.Context) {
 		}
 		l.failures = next
 		log.Info("restarting", "delay", delay, "code", out.Code, "restarts", l.restarts)
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.cfg.Clock.After(delay):
+		// The first restart is immediate: no timer, no scheduling delay.
+		if delay > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.cfg.Detach:
+				return
+			case <-l.cfg.Clock.After(delay):
+			}
 		}
 		l.restarts++
 	}
 }
 
-// once starts the container and supervises it until it exits or ctx is
-// cancelled (then it stops it). It reports how the run ended, how long it
-// lasted and whether ctx ended it.
-func (l *loop) once(ctx context.Context) (Outcome, time.Duration, bool) {
+func (l *loop) detached() bool {
+	select {
+	case <-l.cfg.Detach:
+		return true
+	default:
+		return false
+	}
+}
+
+// ending is how a run ended.
+type ending int
+
+const (
+	endExited    ending = iota // by itself (or failed to start)
+	endCancelled               // ctx ended: stopped and deleted
+	endDetached                // Detach closed: left running
+)
+
+// once starts the container and supervises it. It reports how the run ended
+// and how long it lasted.
+func (l *loop) once(ctx context.Context) (Outcome, time.Duration, ending) {
 	p, err := l.cfg.Start(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return Outcome{}, 0, true
+			return Outcome{}, 0, endCancelled
 		}
 		l.cfg.Logger.Warn("start failed", "err", err, "restarts", l.restarts)
 		l.cfg.OnEvent(Event{State: Failed, Restarts: l.restarts, Err: err})
-		return Outcome{Code: -1, StartErr: err}, 0, false
+		return Outcome{Code: -1, StartErr: err}, 0, endExited
 	}
+	return l.supervise(ctx, p)
+}
+
+// supervise reports p running and waits until it exits, ctx ends (then it
+// stops it) or Detach closes (then it releases it).
+func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration, ending) {
 	startedAt := l.cfg.Clock.Now()
+	if s, ok := p.(interface{ StartedAt() time.Time }); ok && !s.StartedAt().IsZero() {
+		startedAt = s.StartedAt()
+	}
 	l.cfg.OnEvent(Event{State: Running, Pid: p.Pid(), Restarts: l.restarts, StartedAt: startedAt})
 
-	// The waiter ends when the process does; every path below waits for it.
+	// The waiter ends when the process does (or is released); every path
+	// below waits for it.
 	exited := make(chan linux.Exit, 1)
 	go func() { exited <- p.Wait() }()
+	detach := l.cfg.Detach
+	closer, canDetach := p.(io.Closer)
+	if !canDetach {
+		detach = nil
+	}
 	var ex linux.Exit
-	cancelled := false
+	end := endExited
 	select {
 	case ex = <-exited:
+	case <-detach:
+		if err := closer.Close(); err != nil {
+			l.cfg.Logger.Warn("release container", "pid", p.Pid(), "err", err)
+		}
+		<-exited
+		l.cfg.Logger.Info("left running", "pid", p.Pid())
+		return Outcome{}, 0, endDetached
 	case <-ctx.Done():
-		cancelled = true
+		end = endCancelled
 		if err := p.Stop(l.cfg.Grace); err != nil {
 			l.cfg.Logger.Error("stop container", "pid", p.Pid(), "err", err)
 			// Delete kills what Stop could not.
@@ -175,5 +246,5 @@ func (l *loop) once(ctx context.Context) (Outcome, time.Duration, bool) {
 		State: Exited, Pid: p.Pid(), ExitCode: ex.Code, OOMKilled: ex.OOMKilled,
 		Restarts: l.restarts, StartedAt: startedAt, Err: errors.Join(errs...),
 	})
-	return Outcome{Code: ex.Code, OOMKilled: ex.OOMKilled}, ran, cancelled
+	return Outcome{Code: ex.Code, OOMKilled: ex.OOMKilled}, ran, end
 }

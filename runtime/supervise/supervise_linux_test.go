@@ -99,7 +99,7 @@ func containerConfig(t *testing.T, args ...string) (Config, linux.Config, string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := rt.Cleanup(); err != nil {
+		if err := rt.Cleanup(nil); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + lcfg.CgroupParent)

@@ -127,8 +127,8 @@ func TestRunBacksOffAndCountsRestarts(t *testing.T) {
 				OnEvent: r.onEvent,
 			})
 		}()
-		// Runs of 1s, each followed by 100ms, 200ms, 400ms of backoff.
-		time.Sleep(3*time.Second + 700*time.Millisecond + time.Millisecond)
+		// Runs of 1s, each followed by no delay, then 100ms, 200ms.
+		time.Sleep(3*time.Second + 300*time.Millisecond + time.Millisecond)
 		synctest.Wait()
 		cancel()
 		<-done
@@ -148,7 +148,7 @@ func TestRunBacksOffAndCountsRestarts(t *testing.T) {
 				}
 			}
 		}
-		wantStarts := []time.Duration{0, 1100 * time.Millisecond, 2300 * time.Millisecond, 3700 * time.Millisecond}
+		wantStarts := []time.Duration{0, 1000 * time.Millisecond, 2100 * time.Millisecond, 3300 * time.Millisecond}
 		if diff := cmp.Diff(wantStarts, starts); diff != "" {
 			t.Errorf("start times (-want +got):\n%s", diff)
 		}
@@ -180,8 +180,8 @@ func TestRunStableRunResetsBackoff(t *testing.T) {
 				OnEvent: r.onEvent,
 			})
 		}()
-		// 0 + 100ms, 0 + 200ms, 20s + 100ms (reset), then running.
-		time.Sleep(20*time.Second + 400*time.Millisecond + time.Millisecond)
+		// 0 + 0, 0 + 100ms, 20s + 0 (reset), then running.
+		time.Sleep(20*time.Second + 100*time.Millisecond + time.Millisecond)
 		synctest.Wait()
 		cancel()
 		<-done
@@ -191,7 +191,7 @@ func TestRunStableRunResetsBackoff(t *testing.T) {
 				starts = append(starts, r.at[i])
 			}
 		}
-		want := []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 20*time.Second + 400*time.Millisecond}
+		want := []time.Duration{0, 0, 100 * time.Millisecond, 20*time.Second + 100*time.Millisecond}
 		if diff := cmp.Diff(want, starts); diff != "" {
 			t.Errorf("run start times (-want +got):\n%s", diff)
 		}
@@ -316,8 +316,122 @@ func TestRunInjectedClock(t *testing.T) {
 	if err := Run(t.Context(), Config{Start: start, Policy: Policy{Restart: OnFailure}, Clock: clk}); err != nil {
 		t.Fatal(err)
 	}
-	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+	// The first restart is immediate and does not even ask the clock.
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}
 	if diff := cmp.Diff(want, clk.delays); diff != "" {
 		t.Errorf("delays (-want +got):\n%s", diff)
 	}
+}
+
+// adopted is a fake that already ran for a while and can be released.
+type adopted struct {
+	*fake
+	startedAt time.Time
+	closed    bool
+}
+
+func (a *adopted) StartedAt() time.Time { return a.startedAt }
+
+func (a *adopted) Close() error {
+	a.closed = true
+	a.finish(linux.Exit{Code: -1, Err: errors.New("released")})
+	return nil
+}
+
+func TestRunAdopted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{begin: time.Now()}
+		// It has run for an hour (stable), and crashes a second from now.
+		a := &adopted{fake: newFake(7, time.Second, 2, false), startedAt: time.Now().Add(-time.Hour)}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = Run(ctx, Config{
+				Adopt:   a,
+				Start:   r.start([]step{{run: -1}}),
+				Policy:  Policy{Restart: Always},
+				OnEvent: r.onEvent,
+			})
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+		want := []Event{
+			{State: Running, Pid: 7, StartedAt: a.startedAt},
+			{State: Exited, Pid: 7, ExitCode: 2, StartedAt: a.startedAt},
+			// After a stable run, the restart is immediate.
+			{State: Starting, Restarts: 1},
+			{State: Running, Pid: 101, Restarts: 1, StartedAt: r.begin.Add(time.Second)},
+			{State: Exited, Pid: 101, Restarts: 1, ExitCode: 143, StartedAt: r.begin.Add(time.Second)},
+		}
+		if diff := cmp.Diff(want, r.events, cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if r.at[3] != time.Second {
+			t.Errorf("restarted at %v, want at once (1s)", r.at[3])
+		}
+		if a.deleted != 1 {
+			t.Errorf("adopted process deleted %d times, want 1", a.deleted)
+		}
+	})
+}
+
+func TestRunDetachLeavesRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{begin: time.Now()}
+		a := &adopted{fake: newFake(7, -1, 0, false)}
+		detach := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = Run(t.Context(), Config{
+				Adopt:   a,
+				Detach:  detach,
+				Start:   r.start([]step{{run: -1}}),
+				Policy:  Policy{Restart: Always},
+				OnEvent: r.onEvent,
+			})
+		}()
+		time.Sleep(time.Second)
+		close(detach)
+		<-done
+		if a.stopped || a.deleted != 0 || !a.closed {
+			t.Errorf("detached process: stopped %v, deleted %d, closed %v; want only closed", a.stopped, a.deleted, a.closed)
+		}
+		if got := r.states(); got != "running" {
+			t.Errorf("events %s, want only running", got)
+		}
+	})
+}
+
+func TestRunDetachStopsWhatCannotOutlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{begin: time.Now()}
+		detach := make(chan struct{})
+		done := make(chan struct{})
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			defer close(done)
+			_ = Run(ctx, Config{
+				Detach:  detach,
+				Start:   r.start([]step{{run: -1}}),
+				Policy:  Policy{Restart: Always},
+				OnEvent: r.onEvent,
+			})
+		}()
+		time.Sleep(time.Second)
+		close(detach)
+		synctest.Wait()
+		// A plain process is not released: it runs until ctx ends.
+		if r.procs[0].stopped {
+			t.Error("a process without Close was stopped on detach")
+		}
+		cancel()
+		<-done
+		if !r.procs[0].stopped || r.procs[0].deleted != 1 {
+			t.Errorf("stopped %v, deleted %d", r.procs[0].stopped, r.procs[0].deleted)
+		}
+	})
 }

@@ -4,15 +4,18 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Info is what -info prints as one JSON line; the test decodes the same shape.
@@ -31,6 +34,26 @@ type Info struct {
 	DevNull         bool
 	KeysMasked      bool
 	WriteErr        string
+
+	Uid, Gid int
+	Groups   []int
+	// From /proc/self/status: CapInh, CapPrm, CapEff, CapBnd, CapAmb,
+	// NoNewPrivs, Seccomp.
+	Status map[string]string
+	// Syscalls maps a probe to its error ("" when it succeeded).
+	Syscalls map[string]string
+	// KcoreBytes is how much of /proc/kcore could be read; KcoreErr why not.
+	KcoreBytes int
+	KcoreErr   string
+	SysWrite   string // error writing under /sys
+	// Writes and Reads map -try-write / -read paths to an error, or for
+	// reads to the first bytes in hex.
+	Writes, Reads map[string]string
+	NofileHard    uint64
+	CoreSoft      uint64
+	CoreHard      uint64
+	IsTTY         bool
+	TTYName       string
 }
 
 func main() {
@@ -42,13 +65,24 @@ func main() {
 		info       = flag.Bool("info", false, "print an Info as JSON")
 		write      = flag.String("write", "", "write a file at this path")
 		hostFile   = flag.String("hostfile", "", "report whether this path is visible")
+		tryWrite   = flag.String("try-write", "", "comma-separated files to try to write")
+		read       = flag.String("read", "", "comma-separated files to read")
+		cat        = flag.Bool("cat", false, "copy stdin to stdout, then exit")
+		winsize    = flag.Bool("winsize", false, "wait for stdin's terminal to get a size and print it")
 	)
 	flag.Parse()
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
 	}
+	if *cat {
+		io.Copy(os.Stdout, os.Stdin)
+		os.Exit(*exit)
+	}
+	if *winsize {
+		printWinsize()
+	}
 	if *info {
-		printInfo(*write, *hostFile)
+		printInfo(*write, *hostFile, split(*tryWrite), split(*read))
 	}
 	fmt.Println("ready")
 	if *alloc {
@@ -65,7 +99,21 @@ func main() {
 	os.Exit(*exit)
 }
 
-func printInfo(write, hostFile string) {
+func split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func printInfo(write, hostFile string, tryWrite, read []string) {
 	in := Info{Pid: os.Getpid(), Args: os.Args, Env: os.Environ()}
 	in.Hostname, _ = os.Hostname()
 	ents, _ := os.ReadDir("/proc")
@@ -101,5 +149,94 @@ func printInfo(write, hostFile string) {
 			in.WriteErr = err.Error()
 		}
 	}
+	in.Uid, in.Gid = os.Getuid(), os.Getgid()
+	in.Groups, _ = os.Getgroups()
+	in.Status = map[string]string{}
+	if f, err := os.Open("/proc/self/status"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			switch k {
+			case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
+				in.Status[k] = strings.TrimSpace(v)
+			}
+		}
+		f.Close()
+	}
+	in.Syscalls = probes()
+	if f, err := os.Open("/proc/kcore"); err != nil {
+		in.KcoreErr = err.Error()
+	} else {
+		n, err := f.Read(make([]byte, 4096))
+		in.KcoreBytes, in.KcoreErr = n, errString(err)
+		f.Close()
+	}
+	in.SysWrite = errString(os.WriteFile("/sys/kernel/shoal-probe", []byte("x"), 0o644))
+	in.Writes = map[string]string{}
+	for _, p := range tryWrite {
+		in.Writes[p] = errString(os.WriteFile(p, []byte("x"), 0o644))
+	}
+	in.Reads = map[string]string{}
+	for _, p := range read {
+		f, err := os.Open(p)
+		if err != nil {
+			in.Reads[p] = err.Error()
+			continue
+		}
+		buf := make([]byte, 16)
+		n, err := io.ReadFull(f, buf)
+		f.Close()
+		if err != nil && err != io.ErrUnexpectedEOF {
+			in.Reads[p] = err.Error()
+			continue
+		}
+		in.Reads[p] = fmt.Sprintf("%x", buf[:n])
+	}
+	var rl syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	in.NofileHard = rl.Max
+	syscall.Getrlimit(syscall.RLIMIT_CORE, &rl)
+	in.CoreSoft, in.CoreHard = rl.Cur, rl.Max
+	var t syscall.Termios
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	in.IsTTY = errno == 0
+	in.TTYName, _ = os.Readlink("/proc/self/fd/0")
 	json.NewEncoder(os.Stdout).Encode(in)
+}
+
+// probes tries system calls a confined container must not make.
+func probes() map[string]string {
+	out := map[string]string{}
+	out["mount"] = errString(syscall.Mount("tmpfs", "/dev/shm", "tmpfs", 0, ""))
+	// A Go program has threads: without seccomp the kernel refuses a new
+	// user namespace with EINVAL, with it the filter answers EPERM.
+	out["unshare-user"] = errString(syscall.Unshare(syscall.CLONE_NEWUSER))
+	out["ptrace"] = errString(syscall.PtraceAttach(1))
+	// KEYCTL_GET_KEYRING_ID of the session keyring: allowed by the kernel.
+	_, _, e := syscall.Syscall(syscall.SYS_KEYCTL, 0, ^uintptr(2), 0)
+	if e != 0 {
+		out["keyctl"] = e.Error()
+	} else {
+		out["keyctl"] = ""
+	}
+	return out
+}
+
+type winsize struct{ Row, Col, X, Y uint16 }
+
+func printWinsize() {
+	deadline := time.Now().Add(10 * time.Second)
+	var ws winsize
+	for time.Now().Before(deadline) {
+		_, _, e := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
+		if e != 0 {
+			fmt.Println("winsize:", e)
+			return
+		}
+		if ws.Row != 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("winsize %dx%d\n", ws.Row, ws.Col)
 }

@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// BenchmarkCrashToRunning measures how long a crashed container takes to run
+// again: from the SIGKILL of its PID 1 until `ps` (the API, polled every
+// millisecond) shows the instance running with a new pid.
+//
+// The restart backoff only starts over after a run of 10 s, so killing one
+// container again and again would measure the growing backoff, not a crash.
+// Each iteration therefore applies a fresh app (a busybox sleep), kills it
+// once it runs ("crash": the first restart, what a healthy container that
+// crashes sees), kills the restarted container at once ("recrash": the
+// second restart of a crash loop, with whatever backoff the policy gives),
+// and removes the app. It reports the medians and p90s as "crash-ms" and
+// "recrash-ms".
+func BenchmarkCrashToRunning(b *testing.B) {
+	testutil.RequireRoot(b)
+	archive := testutil.BuildBusyboxImage(b)
+	d := startDaemon(b, "bench-crash", "")
+	d.importImage(b, archive)
+
+	logLoad(b, "before")
+	defer logLoad(b, "after")
+	var crash, recrash []time.Duration
+	i := 0
+	for b.Loop() {
+		name := fmt.Sprintf("crash%d", i)
+		d.apply(b, sleeper(name, 1))
+		first := d.waitRunning(b, name, 1)[0]
+		took, second := d.killAndTime(b, name, first)
+		crash = append(crash, took)
+		took, third := d.killAndTime(b, name, second)
+		recrash = append(recrash, took)
+		d.remove(b, name, first.PID, second.PID, third.PID)
+		i++
+	}
+	reportDurations(b, "crash", crash)
+	reportDurations(b, "recrash", recrash)
+}
+
+// killAndTime SIGKILLs the instance's process and polls ps every millisecond
+// until the instance runs again under another pid, returning how long that
+// took and the new status.
+func (d *daemon) killAndTime(b *testing.B, app string, was api.InstanceStatus) (time.Duration, api.InstanceStatus) {
+	b.Helper()
+	start := time.Now()
+	if err := syscall.Kill(was.PID, syscall.SIGKILL); err != nil {
+		b.Fatalf("kill %d (%s): %v", was.PID, was.Instance, err)
+	}
+	deadline := start.Add(30 * time.Second)
+	last := fmt.Errorf("not polled")
+	for {
+		ps, err := d.c.PS(context.Background(), app)
+		now := time.Now()
+		switch {
+		case err != nil:
+			last = err
+		case len(ps) != 1:
+			last = fmt.Errorf("ps shows %d instances of %s", len(ps), app)
+		case ps[0].State != api.StateRunning || ps[0].PID <= 0 || ps[0].PID == was.PID:
+			last = fmt.Errorf("%s is %s with pid %d (was %d)", ps[0].Instance, ps[0].State, ps[0].PID, was.PID)
+		default:
+			if ps[0].Restarts != was.Restarts+1 {
+				b.Fatalf("%s running again after %d restarts, want %d", ps[0].Instance, ps[0].Restarts, was.Restarts+1)
+			}
+			return now.Sub(start), ps[0]
+		}
+		if now.After(deadline) {
+			b.Fatalf("not running again 30s after the kill: %v", last)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// startGap pauses before each start. Back to back (0, the default) is how
+// the reference figures were taken; a pause lets the previous container's
+// asynchronous teardown (the kernel's network namespace cleanup, Docker's
+// removal) finish first, but on this VM it makes every runtime slower
+// (idle vCPUs wake slowly), so it is a sensitivity check, not the default.
+var startGap = flag.Duration("start-gap", 0, "pause before each start in BenchmarkOneShotStart (0: back to back)")
+
+// trueArgs is the container's command everywhere: the image holds only
+// /bin/busybox, whose "true" applet is /bin/true.
+var trueArgs = []string{"/bin/busybox", "true"}
+
+// starter starts one one-off container that runs trueArgs and waits for it
+// to exit, returning the time it measured.
+type starter struct {
+	name  string
+	start func(i int) (time.Duration, []byte, error)
+}
+
+// BenchmarkOneShotStart measures a one-off container, from the command to
+// its exit, with shoal and the other runtimes in one interleaved run: each
+// iteration starts one container with each runtime, the first runtime
+// rotating, so that drift of the machine hits all of them alike.
+//
+//   - shoal: `shoal run --rm busybox:1 -- /bin/busybox true` through a
+//     running `shoal up` (the CLI process, the API call, the container);
+//   - shoal-api: the same request through the API client, without the CLI
+//     process: what the CLI's own start costs is the difference;
+//   - crun, runc: `crun run` / `runc run` of an OCI bundle on the same root
+//     file system (crun through its helper, see crunHelperMain);
+//   - docker: `docker run --rm` when a Docker daemon answers.
+//
+// It reports the median and p90 of each as "<runtime>-ms" and
+// "<runtime>-p90-ms" and the ratios of medians "shoal/crun", "shoal/runc",
+// "shoal/docker". ns/op is the time of one whole rotation.
+func BenchmarkOneShotStart(b *testing.B) {
+	testutil.RequireRoot(b)
+	archive := testutil.BuildBusyboxImage(b)
+	d := startDaemon(b, "bench-start", "")
+	d.importImage(b, archive)
+
+	logLoad(b, "before")
+	defer logLoad(b, "after")
+	shoalArgs := append([]string{"--data-dir", d.dataDir, "run", "--rm", busyboxRef, "--"}, trueArgs...)
+	starters := []starter{
+		{"shoal", func(int) (time.Duration, []byte, error) {
+			return timeRun(exec.Command(d.bin, shoalArgs...))
+		}},
+		{"shoal-api", func(int) (time.Duration, []byte, error) {
+			var out bytes.Buffer
+			start := time.Now()
+			code, err := d.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, &out, &out)
+			el := time.Since(start)
+			if err == nil && code != 0 {
+				err = fmt.Errorf("exit code %d", code)
+			}
+			return el, out.Bytes(), err
+		}},
+	}
+	var rootfs string
+	needRootfs := func() string {
+		if rootfs == "" {
+			rootfs = unpackRootfs(b, archive)
+		}
+		return rootfs
+	}
+	if _, err := exec.LookPath("runc"); err == nil {
+		bundle, root := ociBundle(b, "runc", needRootfs(), trueArgs), b.TempDir()
+		b.Cleanup(func() { ociCleanup(b, "runc", root, "bench-runc-") })
+		starters = append(starters, starter{"runc", func(i int) (time.Duration, []byte, error) {
+			return timeRun(exec.Command("runc", "--root", root, "run", "--bundle", bundle, fmt.Sprintf("bench-runc-%d", i)))
+		}})
+	} else {
+		b.Log("runc is not installed: not compared (apt-get install runc)")
+	}
+	if _, err := exec.LookPath("crun"); err == nil {
+		bundle, root := ociBundle(b, "crun", needRootfs(), trueArgs), b.TempDir()
+		h := startNSHelper(b)
+		// Registered after the helper's own Cleanup, so it runs first: crun
+		// must delete in the helper's namespace, where it works.
+		b.Cleanup(func() {
+			_, out, _ := h.run("crun", "--root", root, "list", "-q")
+			for _, id := range strings.Fields(string(out)) {
+				if strings.HasPrefix(id, "bench-crun-") {
+					h.run("crun", "--root", root, "delete", "-f", id)
+				}
+			}
+			removeCgroups(b, cgroupPrefix+"crun")
+		})
+		starters = append(starters, starter{"crun", func(i int) (time.Duration, []byte, error) {
+			return h.run("crun", "--root", root, "run", "--bundle", bundle, fmt.Sprintf("bench-crun-%d", i))
+		}})
+	} else {
+		b.Log("crun is not installed: not compared (apt-get install crun)")
+	}
+	if dockerReady(b, archive) {
+		starters = append(starters, starter{"docker", func(int) (time.Duration, []byte, error) {
+			return timeRun(exec.Command("docker", "run", "--rm", "--label", dockerLabel, "--entrypoint", trueArgs[0], busyboxRef, trueArgs[1]))
+		}})
+	}
+
+	// One run of each outside the figures: page cache, first-use paths.
+	for _, s := range starters {
+		if _, out, err := s.start(-1); err != nil {
+			b.Fatalf("%s (warm-up): %v\n%s", s.name, err, out)
+		}
+	}
+	samples := make(map[string][]time.Duration)
+	i := 0
+	for b.Loop() {
+		for k := range starters {
+			s := starters[(i+k)%len(starters)]
+			if *startGap > 0 {
+				time.Sleep(*startGap)
+			}
+			took, out, err := s.start(i)
+			if err != nil {
+				b.Fatalf("%s, iteration %d: %v\n%s", s.name, i, err, out)
+			}
+			samples[s.name] = append(samples[s.name], took)
+		}
+		i++
+	}
+	for _, s := range starters {
+		reportDurations(b, s.name, samples[s.name])
+	}
+	shoal := quantile(samples["shoal"], 0.5)
+	for _, other := range []string{"crun", "runc", "docker"} {
+		if o := quantile(samples[other], 0.5); o > 0 {
+			b.ReportMetric(float64(shoal)/float64(o), "shoal/"+other)
+		}
+	}
+}
+
+const dockerLabel = "shoal-bench=1"
+
+// dockerReady says whether a Docker daemon answers; it then loads the
+// busybox archive unless busybox:1 is there already, and Cleanup removes
+// what the benchmark added.
+func dockerReady(b *testing.B, archive string) bool {
+	b.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		b.Log("docker is not installed: not compared")
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		b.Logf("no Docker daemon answers: not compared (%v: %s)", err, bytes.TrimSpace(out))
+		return false
+	}
+	b.Cleanup(func() {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+dockerLabel).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
+	})
+	if exec.Command("docker", "image", "inspect", busyboxRef).Run() != nil {
+		run(b, "docker", "load", "--quiet", "--input", archive)
+		b.Cleanup(func() { exec.Command("docker", "rmi", busyboxRef).Run() })
+	}
+	return true
+}

@@ -1,0 +1,259 @@
+package monitor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/supervise"
+)
+
+var _ supervise.Process = (*Handle)(nil)
+
+// workload is the container program, built static into the test image.
+const workload = `package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	switch os.Args[1] {
+	case "exit":
+		n, _ := strconv.Atoi(os.Args[2])
+		os.Exit(n)
+	case "sleep":
+		fmt.Println("hello stdout")
+		fmt.Fprintln(os.Stderr, "hello stderr")
+		time.Sleep(time.Hour)
+	case "ignore":
+		signal.Ignore(syscall.SIGTERM)
+		time.Sleep(time.Hour)
+	case "term":
+		// As PID 1 it sees SIGTERM only with a handler: exit 7 on it.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("waiting for SIGTERM")
+		<-c
+		os.Exit(7)
+	case "spam":
+		n, _ := strconv.Atoi(os.Args[2])
+		for i := 0; i < n; i++ {
+			if i%2 == 0 {
+				fmt.Printf("line %04d\n", i)
+			} else {
+				fmt.Fprintf(os.Stderr, "line %04d\n", i)
+			}
+		}
+	}
+}
+`
+
+// imageDir is the test image rootfs, with the workload at /app.
+var imageDir string
+
+func TestMain(m *testing.M) {
+	// Monitors.Start re-executes this binary as the monitor, and the
+	// monitor's runtime re-executes it as the container init.
+	if IsMonitor(os.Args) {
+		Main()
+	}
+	if linux.IsInit(os.Args) {
+		linux.InitMain()
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "shoal-monitor-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "src")
+	imageDir = filepath.Join(dir, "image")
+	for _, d := range []string{src, imageDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	files := map[string]string{"go.mod": "module workload\n\ngo 1.22\n", "main.go": workload}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if p, err := exec.LookPath("go"); err == nil {
+		gobin = p
+	}
+	cmd := exec.Command(gobin, "build", "-o", filepath.Join(imageDir, "app"), ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build workload: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// newMonitors returns a Config with state dirs and a cgroup parent of the
+// test's own, and Monitors on it. At the end every monitor left is stopped
+// and nothing of it may remain.
+func newMonitors(t *testing.T) (*Monitors, Config) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	cfg := Config{
+		StateDir:        filepath.Join(dir, "monitors"),
+		RuntimeStateDir: filepath.Join(dir, "containers"),
+		CgroupParent:    fmt.Sprintf("shoal-test-%d", rand.Uint32()),
+		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// A failed test may have left monitors running: stop them.
+		m2, err := New(cfg)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		hs, _ := m2.Adopt()
+		for _, h := range hs {
+			if err := h.Delete(); err != nil {
+				t.Errorf("delete leftover %s: %v", h.ID(), err)
+			}
+		}
+		rt, _ := linux.New(linux.Config{StateDir: cfg.RuntimeStateDir, CgroupParent: cfg.CgroupParent})
+		if err := rt.Cleanup(nil); err != nil {
+			t.Errorf("runtime Cleanup: %v", err)
+		}
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cfg.CgroupParent)
+		for _, d := range append(dirs, "/sys/fs/cgroup/"+cfg.CgroupParent) {
+			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
+				t.Errorf("remove test cgroup parent: %v", err)
+			}
+		}
+	})
+	return m, cfg
+}
+
+func testSpec(t *testing.T, cfg Config, args ...string) Spec {
+	id := fmt.Sprintf("mon-%d", rand.Uint32())
+	return Spec{
+		ID:      id,
+		Image:   imageDir,
+		Args:    append([]string{"/app"}, args...),
+		LogPath: filepath.Join(filepath.Dir(cfg.StateDir), "logs", id+".log"),
+		Labels:  map[string]string{"app": "web", "index": "0"},
+	}
+}
+
+// assertGone checks that nothing of container id is left: no mount, cgroup,
+// container dir or monitor dir.
+func assertGone(t *testing.T, cfg Config, id string) {
+	t.Helper()
+	dir := filepath.Join(cfg.RuntimeStateDir, id)
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(info, []byte(dir)) {
+		t.Errorf("mounts of %s left", dir)
+	}
+	for _, d := range []string{dir, filepath.Join(cfg.StateDir, id)} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left: %v", d, err)
+		}
+	}
+	ids, err := cgroup.List(cfg.CgroupParent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range ids {
+		if got == id {
+			t.Errorf("cgroup %s/%s left", cfg.CgroupParent, id)
+		}
+	}
+}
+
+// alive says whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the ")" that ends the command name.
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
+}
+
+// ppid reads pid's parent.
+func ppid(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// waitFor polls check until it returns nil, failing with its last error
+// after 15s.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	if err := testutil.Poll(15*time.Second, check); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// memKiB reads a "Key:   123 kB" figure of a /proc file.
+func memKiB(t *testing.T, file, key string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == key {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("%s: no %s", file, key)
+	return 0
+}

@@ -1,0 +1,225 @@
+// Package monitor owns the process that keeps one container alive
+// independently of the daemon: a small monitor per container, re-executed
+// from the same binary, that starts the container, copies its output into a
+// rotating log, records its exit and answers the daemon over a unix socket.
+// Stopping, upgrading or crashing the daemon leaves monitors and containers
+// running; the next daemon adopts them (Monitors.Adopt) without a restart and
+// learns the exits of those that ended meanwhile.
+//
+// # Basics
+//
+// The binary's main must begin, next to linux.IsInit, with
+//
+//	if monitor.IsMonitor(os.Args) {
+//		monitor.Main() // never returns
+//	}
+//
+// Monitors.Start writes the spec into the state dir, runs
+// "/proc/self/exe __shoal_monitor DATA/monitors/<id>" in a new session (no
+// parent-death signal, stdio on /dev/null) and waits for the monitor's
+// report on an inherited pipe: the container's pid, or why it did not start
+// (then nothing is left behind). The container is the monitor's child and
+// carries the runtime's parent-death SIGKILL: it dies with its monitor,
+// never with the daemon.
+//
+// # State directory (DATA/monitors/<id>)
+//
+//	spec.json     the container spec and runtime settings, by the daemon
+//	state.json    monitor pid, container pid, start time, by the monitor
+//	sock          the monitor's unix socket
+//	exit.json     how the container ended, by the monitor, before cleanup
+//	monitor.log   the monitor's own log lines (not the container's output)
+//
+// The daemon removes the directory (Handle.Delete) once it has the exit.
+//
+// # Protocol
+//
+// One request per connection, one JSON object per line each way:
+// {"op":"status"}, {"op":"signal","signal":N}, {"op":"stop","grace":ns}
+// (answered once PID 1 has exited) and {"op":"wait"}, answered with the
+// exit once the container has exited and been removed. A connection that
+// closes without an answer means the monitor is gone; exit.json then says
+// what it had learnt. A monitor never depends on a client: it exits after
+// its container whether or not anyone collected the exit.
+//
+// # Caveats
+//
+//   - The monitor stays in the daemon's cgroup (never the container's: it
+//     must not count against the container's limits). A service manager
+//     that kills the daemon's whole cgroup on stop kills the monitors, and
+//     with them the containers: run shoal's unit with KillMode=process, as
+//     containerd's is. A monitor that receives SIGTERM stops its container
+//     (10s grace) and records the exit.
+//   - Adopt must run before the daemon's first Start and before
+//     linux.Runtime.Cleanup, to which it passes Owns.
+package monitor
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/linux"
+)
+
+// Spec describes one monitored container: what linux.Spec needs, where its
+// output goes, and labels the monitor keeps without reading them.
+type Spec struct {
+	// ID is unique on the node; it names the monitor's and the
+	// container's state directories and the container's cgroup.
+	ID          string           `json:"id"`
+	Hostname    string           `json:"hostname,omitempty"`
+	Image       string           `json:"image"` // the image's unpacked rootfs
+	Args        []string         `json:"args"`
+	Env         []string         `json:"env,omitempty"`
+	Cwd         string           `json:"cwd,omitempty"`
+	HostNetwork bool             `json:"host_network,omitempty"`
+	Resources   cgroup.Resources `json:"resources"`
+	// Confinement and filesystem options, as in linux.Spec.
+	User               string         `json:"user,omitempty"`
+	CapAdd             []string       `json:"cap_add,omitempty"`
+	CapDrop            []string       `json:"cap_drop,omitempty"`
+	AllowNewPrivileges bool           `json:"allow_new_privileges,omitempty"`
+	SeccompUnconfined  bool           `json:"seccomp_unconfined,omitempty"`
+	Rlimits            []linux.Rlimit `json:"rlimits,omitempty"`
+	ReadOnlyRootfs     bool           `json:"read_only_rootfs,omitempty"`
+	Mounts             []linux.Mount  `json:"mounts,omitempty"`
+	// LogPath receives stdout and stderr, rotated by size; empty discards
+	// the output.
+	LogPath string `json:"log_path,omitempty"`
+	// LogMaxSize and LogKeep are logs.Open's (0: its defaults).
+	LogMaxSize int64 `json:"log_max_size,omitempty"`
+	LogKeep    int   `json:"log_keep,omitempty"`
+	// Labels are opaque to the monitor; the caller finds them again on
+	// adoption (the agent stores app, index and version there).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// validID is runtime/linux's id rule, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$,
+// without a regexp: compiling that one costs 118 KiB of heap at init, in
+// every monitor.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks what must hold before anything is created; the runtime
+// checks the rest when the monitor starts the container.
+func (s Spec) Validate() error {
+	if !validID(s.ID) {
+		return fmt.Errorf("container id %q: want 1-128 letters, digits, '_', '.', '-' starting with a letter or digit", s.ID)
+	}
+	if len(s.Args) == 0 {
+		return fmt.Errorf("container %s: no command (Args is empty)", s.ID)
+	}
+	return nil
+}
+
+func (s Spec) linux() linux.Spec {
+	return linux.Spec{
+		ID: s.ID, Hostname: s.Hostname, Image: s.Image, Args: s.Args, Env: s.Env,
+		Cwd: s.Cwd, HostNetwork: s.HostNetwork, Resources: s.Resources,
+		User: s.User, CapAdd: s.CapAdd, CapDrop: s.CapDrop, AllowNewPrivileges: s.AllowNewPrivileges,
+		SeccompUnconfined: s.SeccompUnconfined, Rlimits: s.Rlimits, ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts,
+	}
+}
+
+// Linux is the container's spec as the Linux runtime sees it, without
+// stdio: what linux.Runtime.Attach needs to exec into it.
+func (s Spec) Linux() linux.Spec { return s.linux() }
+
+// Names in the state directory.
+const (
+	specFile   = "spec.json"
+	stateFile  = "state.json"
+	exitFile   = "exit.json"
+	sockFile   = "sock"
+	monLogFile = "monitor.log"
+)
+
+// monitorArg is argv[1] of a monitor process.
+const monitorArg = "__shoal_monitor"
+
+// IsMonitor reports whether this process was started by Monitors.Start as a
+// monitor; main must then call Main before anything else.
+func IsMonitor(args []string) bool {
+	return len(args) > 2 && args[1] == monitorArg
+}
+
+// specDoc is spec.json: the spec and the runtime the monitor creates.
+type specDoc struct {
+	Spec            Spec   `json:"spec"`
+	RuntimeStateDir string `json:"runtime_state_dir"`
+	CgroupParent    string `json:"cgroup_parent,omitempty"`
+}
+
+// stateDoc is state.json.
+type stateDoc struct {
+	MonitorPid int       `json:"monitor_pid"`
+	Pid        int       `json:"pid"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+// exitDoc is exit.json and the answer to "wait": linux.Exit on the wire.
+type exitDoc struct {
+	Code      int       `json:"code"`
+	Signal    int       `json:"signal,omitempty"`
+	OOMKilled bool      `json:"oom_killed,omitempty"`
+	Err       string    `json:"err,omitempty"`
+	ExitedAt  time.Time `json:"exited_at"`
+}
+
+func exitDocOf(ex linux.Exit, at time.Time) exitDoc {
+	d := exitDoc{Code: ex.Code, Signal: int(ex.Signal), OOMKilled: ex.OOMKilled, ExitedAt: at}
+	if ex.Err != nil {
+		d.Err = ex.Err.Error()
+	}
+	return d
+}
+
+func (d exitDoc) exit() linux.Exit {
+	ex := linux.Exit{Code: d.Code, Signal: syscall.Signal(d.Signal), OOMKilled: d.OOMKilled}
+	if d.Err != "" {
+		ex.Err = &RemoteError{Msg: d.Err}
+	}
+	return ex
+}
+
+// startReport is what the monitor writes on the report pipe.
+type startReport struct {
+	State     *stateDoc        `json:"state,omitempty"`
+	Err       string           `json:"err,omitempty"`
+	InitError *linux.InitError `json:"init_error,omitempty"`
+}
+
+// request is one client request.
+type request struct {
+	Op     string        `json:"op"` // status, wait, stop, signal
+	Grace  time.Duration `json:"grace,omitempty"`
+	Signal int           `json:"signal,omitempty"`
+}
+
+// response answers a request; Err is set on failure.
+type response struct {
+	Err    string    `json:"err,omitempty"`
+	State  *stateDoc `json:"state,omitempty"`
+	Exited *exitDoc  `json:"exited,omitempty"` // status: the exit, once known
+	Exit   *exitDoc  `json:"exit,omitempty"`   // wait
+}
+
+// RemoteError is an error the monitor reported, as text.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }

@@ -1,0 +1,424 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/runtime/logs"
+	"github.com/shoal-edge/shoal/runtime/supervise"
+)
+
+// TestOutlivesDaemon: the container runs under its monitor, survives the
+// "daemon" letting go of it, is adopted by a new one with the same pid and
+// is stopped through the adopted handle.
+func TestOutlivesDaemon(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "sleep")
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Pid() == 0 || !alive(h.Pid()) || !alive(h.MonitorPid()) {
+		t.Fatalf("pid %d, monitor %d: not running", h.Pid(), h.MonitorPid())
+	}
+	// A grandchild of the "daemon", through its monitor.
+	if got := ppid(t, h.Pid()); got != h.MonitorPid() {
+		t.Errorf("container's parent is %d, want the monitor %d", got, h.MonitorPid())
+	}
+	if got := ppid(t, h.MonitorPid()); got != os.Getpid() {
+		t.Errorf("monitor's parent is %d, want the test %d", got, os.Getpid())
+	}
+	// Both streams land in the log.
+	waitFor(t, "output in the log", func() error {
+		b, err := logs.Tail(spec.LogPath, -1)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), "hello stdout\n") || !strings.Contains(string(b), "hello stderr\n") {
+			return fmt.Errorf("log is %q", b)
+		}
+		return nil
+	})
+
+	// The daemon dies: it lets go of every connection without stopping.
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ex := h.Wait(); !errors.Is(ex.Err, ErrReleased) {
+		t.Errorf("Wait after Close = %+v, want ErrReleased", ex)
+	}
+	if !alive(h.Pid()) || !alive(h.MonitorPid()) {
+		t.Fatal("container or monitor died with the daemon's connection")
+	}
+
+	// A new daemon adopts it.
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m2.Owns(spec.ID) || m2.Owns("other") {
+		t.Error("Owns is wrong")
+	}
+	hs, err := m2.Adopt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 1 {
+		t.Fatalf("adopted %d, want 1", len(hs))
+	}
+	a := hs[0]
+	if a.ID() != spec.ID || a.Pid() != h.Pid() || a.MonitorPid() != h.MonitorPid() || !a.StartedAt().Equal(h.StartedAt()) {
+		t.Errorf("adopted %s pid %d monitor %d started %v; want %s %d %d %v",
+			a.ID(), a.Pid(), a.MonitorPid(), a.StartedAt(), spec.ID, h.Pid(), h.MonitorPid(), h.StartedAt())
+	}
+	if diff := cmp.Diff(spec, a.Spec()); diff != "" {
+		t.Errorf("adopted spec (-want +got):\n%s", diff)
+	}
+	select {
+	case <-a.Done():
+		t.Fatalf("adopted handle done: %+v", a.Wait())
+	default:
+	}
+	if err := a.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ex := a.Wait()
+	if ex.Code != 137 || ex.Signal != syscall.SIGKILL || ex.Err != nil {
+		t.Errorf("exit %+v, want SIGKILL", ex)
+	}
+	if err := a.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	assertGone(t, cfg, spec.ID)
+	waitFor(t, "monitor exits", func() error {
+		if alive(h.MonitorPid()) {
+			return errors.New("still running")
+		}
+		return nil
+	})
+}
+
+func TestStopThroughAdoptedHandle(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "ignore")
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	m2, _ := New(cfg)
+	hs, err := m2.Adopt()
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
+	}
+	// It ignores SIGTERM: killed after the grace.
+	begin := time.Now()
+	if err := hs[0].Stop(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d < 200*time.Millisecond {
+		t.Errorf("Stop returned after %v, before the grace", d)
+	}
+	if ex := hs[0].Wait(); ex.Code != 137 {
+		t.Errorf("exit %+v, want 137", ex)
+	}
+	if err := hs[0].Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, spec.ID)
+}
+
+// TestExitWhileNoDaemon: the container exits while nobody is connected; the
+// monitor records it and exits; the next daemon learns the code.
+func TestExitWhileNoDaemon(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "term")
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "handler installed", func() error {
+		b, _ := os.ReadFile(spec.LogPath)
+		if !strings.Contains(string(b), "waiting") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	h.Close()
+	if err := syscall.Kill(h.Pid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "monitor exits", func() error {
+		if alive(h.MonitorPid()) {
+			return errors.New("monitor still running")
+		}
+		return nil
+	})
+	m2, _ := New(cfg)
+	hs, err := m2.Adopt()
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
+	}
+	select {
+	case <-hs[0].Done():
+	default:
+		t.Fatal("handle of an exited container is not done")
+	}
+	if ex := hs[0].Wait(); ex.Code != 7 || ex.Err != nil {
+		t.Errorf("exit %+v, want code 7", ex)
+	}
+	if hs[0].Pid() != h.Pid() || hs[0].Spec().Labels["app"] != "web" {
+		t.Errorf("adopted pid %d labels %v", hs[0].Pid(), hs[0].Spec().Labels)
+	}
+	if err := hs[0].Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, spec.ID)
+}
+
+// TestAdoptDeadMonitor: a monitor killed outright takes its container with
+// it and records nothing; Adopt removes what they left.
+func TestAdoptDeadMonitor(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "sleep")
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if err := syscall.Kill(h.MonitorPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "container dies with its monitor", func() error {
+		if alive(h.Pid()) {
+			return errors.New("container still running")
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(cfg.RuntimeStateDir, spec.ID)); err != nil {
+		t.Fatalf("expected leftovers of the container: %v", err)
+	}
+	m2, _ := New(cfg)
+	hs, err := m2.Adopt()
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
+	}
+	ex := hs[0].Wait()
+	if ex.Err == nil || ex.Code != -1 {
+		t.Errorf("exit %+v, want an error", ex)
+	}
+	t.Logf("exit of a container whose monitor died: %v", ex.Err)
+	// The container's leftovers are gone at Adopt; the monitor dir stays
+	// for Delete.
+	if _, err := os.Stat(filepath.Join(cfg.RuntimeStateDir, spec.ID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("container dir after Adopt: %v", err)
+	}
+	if err := hs[0].Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, spec.ID)
+}
+
+func TestStartFailureLeavesNothing(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg)
+	spec.Args = []string{"/no/such/program"}
+	_, err := m.Start(t.Context(), spec)
+	if err == nil {
+		t.Fatal("Start of a missing program succeeded")
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %v does not wrap ErrNotExist", err)
+	}
+	t.Logf("start error: %v", err)
+	assertGone(t, cfg, spec.ID)
+
+	// An image that is no rootfs fails before the container init.
+	spec.ID += "-b"
+	spec.Image = "relative"
+	if _, err := m.Start(t.Context(), spec); err == nil {
+		t.Error("Start with a bad image succeeded")
+	}
+	assertGone(t, cfg, spec.ID)
+	if _, err := m.Start(t.Context(), Spec{ID: "../x", Args: []string{"/app"}}); err == nil {
+		t.Error("Start with a bad id succeeded")
+	}
+}
+
+func TestLogsRotate(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "spam", "2000")
+	spec.LogMaxSize, spec.LogKeep = 4096, 2
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := h.Wait(); ex.Code != 0 {
+		t.Fatalf("exit %+v", ex)
+	}
+	if err := h.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{spec.LogPath, spec.LogPath + ".1"} {
+		st, err := os.Stat(name)
+		if err != nil || st.Size() > 4096 {
+			t.Errorf("%s: %v, %v", name, st, err)
+		}
+	}
+	if _, err := os.Stat(spec.LogPath + ".2"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a third log file: %v", err)
+	}
+	b, err := logs.Tail(spec.LogPath, 3)
+	if err != nil || string(b) != "line 1997\nline 1998\nline 1999\n" {
+		t.Errorf("Tail = %q, %v", b, err)
+	}
+	assertGone(t, cfg, spec.ID)
+}
+
+// TestMonitorRSS measures a monitor's memory and guards against regressions.
+// The bounds are for this test binary; see the package doc for the figures
+// of the shoal binary.
+func TestMonitorRSS(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's memory makes RSS figures meaningless")
+	}
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "sleep")
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Delete()
+	proc := fmt.Sprintf("/proc/%d/", h.MonitorPid())
+	var rss, anon, file, pss int
+	measure := func() {
+		rss = memKiB(t, proc+"status", "VmRSS")
+		anon = memKiB(t, proc+"status", "RssAnon")
+		file = memKiB(t, proc+"status", "RssFile")
+		pss = memKiB(t, proc+"smaps_rollup", "Pss")
+	}
+	// The monitor trims its memory once it reported the start; a few
+	// requests exercise the server, and a GC cycle passes.
+	err = testutil.Poll(10*time.Second, func() error {
+		if _, err := request1(h.dir, request{Op: "status"}, 5*time.Second); err != nil {
+			return err
+		}
+		measure()
+		// The private (anonymous) memory is the cost of a container; the
+		// rest is the binary's text and rodata, shared page cache.
+		if rss > 12<<10 || anon > 4<<10 {
+			return fmt.Errorf("VmRSS %d KiB (anon %d KiB): want under 12 MiB (anon under 4 MiB)", rss, anon)
+		}
+		return nil
+	})
+	t.Logf("monitor (this test binary): VmRSS %d KiB (anon %d, file %d), PSS %d KiB", rss, anon, file, pss)
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSuperviseThroughMonitor: the supervision loop on monitors, including
+// adoption, and how fast a crashed container runs again.
+func TestSuperviseThroughMonitor(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "sleep")
+	events := make(chan supervise.Event, 100)
+	n := 0
+	run := func(ctx context.Context, adopt supervise.Process, detach <-chan struct{}) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- supervise.Run(ctx, supervise.Config{
+				Adopt:  adopt,
+				Detach: detach,
+				Start: func(ctx context.Context) (supervise.Process, error) {
+					n++
+					s := spec
+					s.ID = fmt.Sprintf("%s-%d", spec.ID, n)
+					return m.Start(ctx, s)
+				},
+				Policy:  supervise.Policy{Restart: supervise.Always},
+				Grace:   time.Second,
+				OnEvent: func(e supervise.Event) { events <- e },
+			})
+		}()
+		return done
+	}
+	next := func(state string) supervise.Event {
+		t.Helper()
+		select {
+		case e := <-events:
+			if e.State != state {
+				t.Fatalf("event %+v, want %s", e, state)
+			}
+			return e
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no %s event within 15s", state)
+			return supervise.Event{}
+		}
+	}
+	detach := make(chan struct{})
+	done := run(t.Context(), nil, detach)
+	next(supervise.Starting)
+	first := next(supervise.Running)
+	// The daemon shuts down: the loop returns, the container stays.
+	close(detach)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !alive(first.Pid) {
+		t.Fatal("container stopped on detach")
+	}
+	m2, _ := New(cfg)
+	hs, err := m2.Adopt()
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done = run(ctx, hs[0], nil)
+	if e := next(supervise.Running); e.Pid != first.Pid || !e.StartedAt.Equal(first.StartedAt.UTC().Truncate(0)) && !e.StartedAt.Equal(hs[0].StartedAt()) {
+		t.Errorf("adopted run %+v, want pid %d", e, first.Pid)
+	}
+	// Crash it: the first restart is immediate.
+	crashed := time.Now()
+	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(supervise.Exited); e.ExitCode != 137 || e.Err != nil {
+		t.Errorf("exit event %+v", e)
+	}
+	exited := time.Since(crashed)
+	next(supervise.Starting)
+	e := next(supervise.Running)
+	t.Logf("crash to running again through a monitor: %v (exit seen and removed after %v)", time.Since(crashed), exited)
+	cancel()
+	next(supervise.Exited)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, spec.ID+"-1")
+	assertGone(t, cfg, spec.ID+"-2")
+	if alive(e.Pid) {
+		t.Error("container runs after cancel")
+	}
+}

@@ -1,0 +1,284 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/shoal-edge/shoal/runtime/linux"
+)
+
+// Config configures Monitors.
+type Config struct {
+	// StateDir holds one directory per monitor (DATA/monitors).
+	StateDir string
+	// RuntimeStateDir and CgroupParent are the linux.Runtime's settings,
+	// the same as the daemon's own runtime (DATA/containers).
+	RuntimeStateDir string
+	CgroupParent    string
+	// Logger receives the daemon side's logs; discarded when nil.
+	Logger *slog.Logger
+	// Binary is the executable run as the monitor, /proc/self/exe when
+	// empty: this very binary, even if an upgrade replaced it on disk.
+	Binary string
+}
+
+// Validate reports what is wrong with c.
+func (c Config) Validate() error {
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("monitors: StateDir %q must be an absolute path", c.StateDir)
+	}
+	if c.RuntimeStateDir == "" || !filepath.IsAbs(c.RuntimeStateDir) {
+		return fmt.Errorf("monitors: RuntimeStateDir %q must be an absolute path", c.RuntimeStateDir)
+	}
+	return nil
+}
+
+// Monitors starts and adopts container monitors. Its methods may be called
+// concurrently, except Adopt, which runs once before the first Start.
+type Monitors struct {
+	cfg Config
+	log *slog.Logger
+	rt  *linux.Runtime // for removing what a dead monitor left
+}
+
+// New returns Monitors keeping their state under cfg.StateDir, which it
+// creates.
+func New(cfg Config) (*Monitors, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Binary == "" {
+		cfg.Binary = "/proc/self/exe"
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("monitors: state dir: %w", err)
+	}
+	rt, err := linux.New(linux.Config{StateDir: cfg.RuntimeStateDir, CgroupParent: cfg.CgroupParent, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Monitors{cfg: cfg, log: cfg.Logger.With("component", "monitor"), rt: rt}, nil
+}
+
+func (m *Monitors) dir(id string) string { return filepath.Join(m.cfg.StateDir, id) }
+
+// Owns reports whether a monitor (live, or dead with an exit not yet
+// collected) owns container id: pass it to linux.Runtime.Cleanup so that the
+// daemon's start leaves monitored containers alone.
+func (m *Monitors) Owns(id string) bool {
+	_, err := os.Stat(m.dir(id))
+	return err == nil
+}
+
+// reportTimeout bounds how long a monitor whose start failed may take to
+// exit before it is killed.
+const reportTimeout = 5 * time.Second
+
+// Start runs a monitor that starts the container s and returns once the
+// container runs. If it does not start, the error says why (it wraps a
+// *linux.InitError for failures inside the container) and nothing is left
+// behind. ctx bounds the start only.
+func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	dir := m.dir(s.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("start container %s: a monitor for it exists (%s)", s.ID, dir)
+		}
+		return nil, fmt.Errorf("start container %s: monitor dir: %w", s.ID, err)
+	}
+	var cmd *exec.Cmd
+	var reaped chan struct{}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Whatever the monitor did, it is gone or goes now, and so does
+		// its container (parent-death signal); then sweep.
+		if cmd != nil {
+			select {
+			case <-reaped:
+			case <-time.After(reportTimeout):
+				_ = cmd.Process.Kill()
+				<-reaped
+			}
+		}
+		if rerr := m.removeLeftovers(s.ID); rerr != nil {
+			m.log.Error("clean up after failed start", "container", s.ID, "err", rerr)
+		}
+	}()
+	doc := specDoc{Spec: s, RuntimeStateDir: m.cfg.RuntimeStateDir, CgroupParent: m.cfg.CgroupParent}
+	if err := writeJSON(filepath.Join(dir, specFile), doc); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: report pipe: %w", s.ID, err)
+	}
+	defer r.Close()
+	cmd = &exec.Cmd{
+		Path: m.cfg.Binary,
+		// The id in argv names the monitor in ps.
+		Args: []string{"shoal-monitor", monitorArg, dir},
+		// One P is plenty and saves per-P caches; nothing of the
+		// daemon's environment reaches it.
+		Env:        []string{"GOMAXPROCS=1"},
+		Dir:        "/",
+		ExtraFiles: []*os.File{w}, // fd 3: reportFD
+		// Its own session and no parent-death signal: the monitor and
+		// its container outlive the daemon.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		cmd = nil
+		return nil, fmt.Errorf("start container %s: run monitor: %w", s.ID, err)
+	}
+	reaped = make(chan struct{})
+	go func() {
+		// The monitor is our child until we exit: reap it.
+		_ = cmd.Wait()
+		close(reaped)
+	}()
+	rep, err := readReport(ctx, r)
+	if err != nil {
+		if ctx.Err() != nil {
+			_ = cmd.Process.Kill()
+		}
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if rep.State == nil {
+		if rep.InitError != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, rep.InitError)
+		}
+		return nil, fmt.Errorf("start container %s: %w", s.ID, &RemoteError{Msg: rep.Err})
+	}
+	h, err := m.connect(s, *rep.State, reaped)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	m.log.Info("container started", "container", s.ID, "pid", rep.State.Pid, "monitor_pid", rep.State.MonitorPid)
+	return h, nil
+}
+
+// readReport reads the monitor's start report; ctx cancels the wait.
+func readReport(ctx context.Context, r *os.File) (startReport, error) {
+	stop := context.AfterFunc(ctx, func() { _ = r.SetReadDeadline(time.Now()) })
+	defer stop()
+	var rep startReport
+	b, err := io.ReadAll(r)
+	if err != nil {
+		if ctx.Err() != nil {
+			return rep, fmt.Errorf("waiting for the monitor: %w", ctx.Err())
+		}
+		return rep, fmt.Errorf("read monitor report: %w", err)
+	}
+	if len(b) == 0 {
+		return rep, errors.New("the monitor exited without a report")
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return rep, fmt.Errorf("monitor report %q: %w", b, err)
+	}
+	return rep, nil
+}
+
+// removeLeftovers removes monitor id's state dir and what its container may
+// have left (mounts, cgroup, state dir).
+func (m *Monitors) removeLeftovers(id string) error {
+	var errs []error
+	if err := m.rt.Cleanup(func(c string) bool { return c != id }); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(m.dir(id)); err != nil {
+		errs = append(errs, fmt.Errorf("remove monitor dir: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Adopt finds the monitors a previous daemon started. A live monitor yields
+// a Handle connected to it; a dead one that recorded its container's exit a
+// Handle whose Wait returns that exit at once; a dead one without a record
+// has what it left removed and yields a Handle whose exit has Err set. Call
+// it once at daemon start, before Start and before the runtime's Cleanup.
+func (m *Monitors) Adopt() ([]*Handle, error) {
+	ents, err := os.ReadDir(m.cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("adopt monitors: %w", err)
+	}
+	var hs []*Handle
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() || !validID(e.Name()) {
+			continue
+		}
+		h, err := m.adopt(e.Name())
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if h != nil {
+			hs = append(hs, h)
+		}
+	}
+	slices.SortFunc(hs, func(a, b *Handle) int { return cmpString(a.id, b.id) })
+	return hs, errors.Join(errs...)
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (m *Monitors) adopt(id string) (*Handle, error) {
+	dir := m.dir(id)
+	log := m.log.With("container", id)
+	var doc specDoc
+	if err := readJSON(filepath.Join(dir, specFile), &doc); err != nil {
+		// A start that died before it began: nothing to report.
+		log.Warn("monitor dir without spec; removing it", "err", err)
+		return nil, m.removeLeftovers(id)
+	}
+	if resp, err := request1(dir, request{Op: "status"}, 5*time.Second); err == nil && resp.State != nil {
+		h, err := m.connect(doc.Spec, *resp.State, nil)
+		if err == nil {
+			log.Info("adopted running container", "pid", h.pid, "monitor_pid", h.monitorPid)
+			return h, nil
+		}
+		// It went away between the two connections: see below.
+	}
+	var st stateDoc
+	_ = readJSON(filepath.Join(dir, stateFile), &st)
+	var ed exitDoc
+	if err := readJSON(filepath.Join(dir, exitFile), &ed); err == nil {
+		log.Info("container exited while no daemon ran", "code", ed.Code, "exited_at", ed.ExitedAt)
+		return m.exitedHandle(doc.Spec, st, ed.exit()), nil
+	}
+	// The monitor died without recording an exit: its container died with
+	// it (parent-death signal); remove what they left.
+	err := m.rt.Cleanup(func(c string) bool { return c != id })
+	ex := linux.Exit{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit", id, st.MonitorPid)}
+	log.Warn("monitor died", "err", ex.Err)
+	return m.exitedHandle(doc.Spec, st, ex), err
+}
