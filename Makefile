@@ -4,7 +4,10 @@ PKG      := github.com/shoal-edge/shoal
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT)
-GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# urfave_cli_no_docs drops the CLI library's man-page generator (and its
+# markdown parser): every process of the binary pays for package init.
+GOTAGS   := urfave_cli_no_docs
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -tags $(GOTAGS) -ldflags "$(LDFLAGS)"
 # Debian packages the tests use: a real image made by other tools, and
 # runtimes to compare against in benchmarks.
 TEST_DEBS := umoci skopeo busybox-static

@@ -2,15 +2,25 @@ package api
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether s is a DNS label, the rule for app and node names.
-func ValidName(s string) bool { return dnsLabel.MatchString(s) }
+// ValidName reports whether s is a DNS label, the rule for app and node
+// names: 1-63 lower-case letters, digits and '-', not starting or ending
+// with '-'.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Defaults fills the fields a spec may leave out.
 func (a *App) Defaults() {
@@ -204,9 +214,25 @@ func SanitizeName(s string) string {
 	return s
 }
 
-var userRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$`)
+// validUser accepts "user" or "user:group", each a uid/gid or a name of at
+// most 32 letters, digits, '_', '.', '-' not starting with '.' or '-'.
+func validUser(s string) bool {
+	u, g, hasGroup := strings.Cut(s, ":")
+	return validUserPart(u) && (!hasGroup || validUserPart(g))
+}
 
-func validUser(s string) bool { return userRE.MatchString(s) }
+func validUserPart(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Volume is one entry of an app's volumes.
 type Volume struct {

@@ -1,19 +1,10 @@
 package bench
 
 import (
-	"fmt"
+	"github.com/shoal-edge/shoal/internal/testutil"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"testing"
-)
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
 )
 
 // binEnv names a shoal binary to benchmark instead of building one (make
@@ -35,25 +26,7 @@ func shoalBin(tb testing.TB) string {
 		}
 		return abs
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "shoal-bench-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "shoal")
-		_, self, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binPath, ".")
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return binPath
+	return testutil.ShoalBinary(tb)
 }
 
 func TestMain(m *testing.M) {
@@ -63,8 +36,6 @@ func TestMain(m *testing.M) {
 		os.Exit(crunHelperMain())
 	}
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testutil.RemoveShoalBinary()
 	os.Exit(code)
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/shoal-edge/shoal/api"
 	"gopkg.in/yaml.v3"
@@ -172,16 +173,22 @@ func walk(n *yaml.Node, path string, d doc) {
 	}
 }
 
+// The patterns of yaml.v3's messages, compiled on first use: every process
+// of the binary would otherwise pay for them at start.
 var (
-	lineRe    = regexp.MustCompile(`line (\d+): (.*)`)
-	unknownRe = regexp.MustCompile(`field (\S+) not found in type`)
-	quotedRe  = regexp.MustCompile(`"([^"]*)"`)
-	typeRe    = regexp.MustCompile("cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
+	lineRe    = lazyRE(`line (\d+): (.*)`)
+	unknownRe = lazyRE(`field (\S+) not found in type`)
+	quotedRe  = lazyRE(`"([^"]*)"`)
+	typeRe    = lazyRE("cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
 )
+
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 func syntaxError(file string, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := lineRe.FindStringSubmatch(msg); m != nil {
+	if m := lineRe().FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &Error{File: file, Line: line, Msg: "YAML syntax: " + m[2]}
 	}
@@ -193,13 +200,13 @@ func decodeError(file string, d doc, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) || len(te.Errors) == 0 {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if m := lineRe.FindStringSubmatch(msg); m != nil {
+		if m := lineRe().FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
 			return &Error{File: file, Line: line, Field: fieldAt(d, line), Msg: m[2]}
 		}
 		// Errors of our own text types (sizes, durations) carry no line:
 		// find the scalar they quote.
-		if q := quotedRe.FindStringSubmatch(msg); q != nil {
+		if q := quotedRe().FindStringSubmatch(msg); q != nil {
 			for p, v := range d.vals {
 				if v == q[1] {
 					return &Error{File: file, Line: d.lines[p], Field: p, Msg: msg}
@@ -208,16 +215,16 @@ func decodeError(file string, d doc, err error) error {
 		}
 		return &Error{File: file, Line: d.start, Msg: msg}
 	}
-	m := lineRe.FindStringSubmatch(te.Errors[0])
+	m := lineRe().FindStringSubmatch(te.Errors[0])
 	if m == nil {
 		return &Error{File: file, Line: d.start, Msg: te.Errors[0]}
 	}
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
-	if u := unknownRe.FindStringSubmatch(msg); u != nil {
+	if u := unknownRe().FindStringSubmatch(msg); u != nil {
 		return &Error{File: file, Line: line, Field: u[1], Msg: "unknown field"}
 	}
-	if t := typeRe.FindStringSubmatch(msg); t != nil {
+	if t := typeRe().FindStringSubmatch(msg); t != nil {
 		msg = fmt.Sprintf("%q is a %s, want %s", t[2], yamlKind(t[1]), goKind(t[3]))
 	}
 	return &Error{File: file, Line: line, Field: fieldAt(d, line), Msg: msg}

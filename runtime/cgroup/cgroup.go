@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -54,7 +53,23 @@ func cpuQuota(cores float64) int64 {
 	return q
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+// validName is ^[A-Za-z0-9][A-Za-z0-9_.-]*$ without a regexp (compiling one
+// costs every process of the binary at start).
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // groupPath validates parent and id and returns the group's path inside a
 // hierarchy, "/<parent>/<id>". Parent may have several segments ("shoal/n1");
@@ -63,7 +78,7 @@ func groupPath(parent, id string) (string, error) {
 	if err := checkParent(parent); err != nil {
 		return "", err
 	}
-	if !nameRE.MatchString(id) || len(id) > 200 {
+	if !validName(id) || len(id) > 200 {
 		return "", fmt.Errorf("cgroup id %q: want letters, digits, '_', '.', '-' (starting with a letter or digit)", id)
 	}
 	return "/" + parent + "/" + id, nil
@@ -74,7 +89,7 @@ func checkParent(parent string) error {
 		return fmt.Errorf("cgroup parent is empty")
 	}
 	for _, seg := range strings.Split(parent, "/") {
-		if !nameRE.MatchString(seg) {
+		if !validName(seg) {
 			return fmt.Errorf("cgroup parent %q: segment %q: want letters, digits, '_', '.', '-' (starting with a letter or digit)", parent, seg)
 		}
 	}

@@ -152,7 +152,7 @@ func (h host) list(parent string) ([]string, error) {
 			return nil, fmt.Errorf("list cgroups under %s: %w", parent, err)
 		}
 		for _, e := range ents {
-			if e.IsDir() && nameRE.MatchString(e.Name()) {
+			if e.IsDir() && validName(e.Name()) {
 				seen[e.Name()] = true
 			}
 		}
@@ -299,7 +299,9 @@ type pather interface {
 func readProcs(dir string) ([]int, error) {
 	var pids []int
 	b, err := os.ReadFile(dir + "/cgroup.procs")
-	if errors.Is(err, fs.ErrNotExist) {
+	// ENODEV: the group was removed between open and read (its last
+	// process exited and its owner deleted it): as good as gone.
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
 		return nil, nil
 	}
 	if err != nil {
@@ -313,7 +315,7 @@ func readProcs(dir string) ([]int, error) {
 		pids = append(pids, pid)
 	}
 	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENODEV) {
 		return nil, err
 	}
 	for _, e := range ents {

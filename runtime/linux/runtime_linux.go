@@ -91,7 +91,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	}
 	undo = append(undo, cg.Delete)
 	fsDir := filepath.Join(dir, "rootfs")
-	merged, err := rootfs.Mount(s.Image, fsDir)
+	merged, err := rootfs.MountWith(s.Image, fsDir, rootfs.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
@@ -239,7 +239,7 @@ func (r *Runtime) Cleanup(keep func(id string) bool) error {
 		return fmt.Errorf("clean up containers: %w", err)
 	}
 	for _, e := range ents {
-		if e.IsDir() && idRE.MatchString(e.Name()) {
+		if e.IsDir() && ValidID(e.Name()) {
 			ids[e.Name()] = true
 		}
 	}

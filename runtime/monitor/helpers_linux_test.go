@@ -47,6 +47,7 @@ func main() {
 		time.Sleep(time.Hour)
 	case "ignore":
 		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
 		time.Sleep(time.Hour)
 	case "term":
 		// As PID 1 it sees SIGTERM only with a handler: exit 7 on it.

@@ -96,29 +96,10 @@ type Spec struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// validID is runtime/linux's id rule, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$,
-// without a regexp: compiling that one costs 118 KiB of heap at init, in
-// every monitor.
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && (c == '_' || c == '.' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // Validate checks what must hold before anything is created; the runtime
 // checks the rest when the monitor starts the container.
 func (s Spec) Validate() error {
-	if !validID(s.ID) {
+	if !linux.ValidID(s.ID) {
 		return fmt.Errorf("container id %q: want 1-128 letters, digits, '_', '.', '-' starting with a letter or digit", s.ID)
 	}
 	if len(s.Args) == 0 {

@@ -126,7 +126,14 @@ func TestStopThroughAdoptedHandle(t *testing.T) {
 	if err != nil || len(hs) != 1 {
 		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
 	}
-	// It ignores SIGTERM: killed after the grace.
+	// It ignores SIGTERM (once it says so): killed after the grace.
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		b, _ := os.ReadFile(spec.LogPath)
+		if !strings.Contains(string(b), "ignoring SIGTERM") {
+			return fmt.Errorf("workload not ready: log %q", b)
+		}
+		return nil
+	})
 	begin := time.Now()
 	if err := hs[0].Stop(200 * time.Millisecond); err != nil {
 		t.Fatal(err)

@@ -226,7 +226,7 @@ func (m *Monitors) Adopt() ([]*Handle, error) {
 	var hs []*Handle
 	var errs []error
 	for _, e := range ents {
-		if !e.IsDir() || !validID(e.Name()) {
+		if !e.IsDir() || !linux.ValidID(e.Name()) {
 			continue
 		}
 		h, err := m.adopt(e.Name())

@@ -8,17 +8,46 @@
 //	dir/work    overlayfs scratch space
 //	dir/merged  the mount point: what the container sees as /
 //
+// Where overlayfs is missing (the mount fails with ENODEV) or refuses the
+// filesystem dir lives on (EINVAL, EOPNOTSUPP: an upper on overlayfs
+// itself, some FUSE filesystems), or when Options.NoOverlay asks for it,
+// Mount makes a private copy of the image instead (reflinked where the
+// filesystem can):
+//
+//	dir/.copy   marker: merged is a copy, not a mount (written before copying)
+//	dir/merged  the copy: what the container sees as /
+//
 // The image directory is never written: many containers share it.
+//
+// Caveats: a copy costs the image's size in disk and time on every start.
+// Unmount never trusts the marker for safety: it removes dir only once
+// /proc/self/mountinfo shows nothing mounted below it, in either mode.
 package rootfs
 
 import (
 	"bufio"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 )
+
+// Options changes how MountWith builds a rootfs. The zero value is Mount's
+// behaviour.
+type Options struct {
+	// NoOverlay makes a private copy of the image even where overlayfs
+	// works: for operators whose overlayfs misbehaves, and for tests.
+	NoOverlay bool
+	// Logger receives one Info line per copy (why, how much, how long);
+	// discarded when nil.
+	Logger *slog.Logger
+
+	// mount replaces unix.Mount in tests, to simulate a kernel or
+	// filesystem without overlayfs support.
+	mount func(source, target, fstype string, flags uintptr, data string) error
+}
 
 // mountPoints returns the mount points listed in a mountinfo file
 // (proc(5)), with the kernel's octal escapes (\040 for a space) undone.

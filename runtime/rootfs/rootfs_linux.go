@@ -3,16 +3,28 @@ package rootfs
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Mount creates dir and mounts an overlay of lower (read-only) and
-// dir/upper at dir/merged, which it returns. dir must not exist yet or be
-// empty; on failure nothing is left behind.
+// Mount is MountWith with the zero Options: an overlay, or a copy where
+// overlayfs is unavailable.
 func Mount(lower, dir string) (merged string, err error) {
+	return MountWith(lower, dir, Options{})
+}
+
+// MountWith creates dir and makes dir/merged, which it returns, the
+// container's writable view of lower: an overlay of lower (read-only) and
+// dir/upper, or a private copy of lower where overlayfs is missing or
+// refuses dir's filesystem, or when o.NoOverlay is set. dir must not exist
+// yet or be empty, and must not overlap lower; on failure nothing is left
+// behind.
+func MountWith(lower, dir string, o Options) (merged string, err error) {
 	if !filepath.IsAbs(lower) || !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("mount rootfs: lower %q and dir %q must be absolute paths", lower, dir)
 	}
@@ -22,37 +34,133 @@ func Mount(lower, dir string) (merged string, err error) {
 	} else if !fi.IsDir() {
 		return "", fmt.Errorf("mount rootfs: image rootfs %s is not a directory", lower)
 	}
+	if o.mount == nil {
+		o.mount = unix.Mount
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	upper, work, merged := dir+"/upper", dir+"/work", dir+"/merged"
 	opts, ok := overlayOptions(lower, upper, work)
-	if !ok {
+	if !ok && !o.NoOverlay {
 		return "", fmt.Errorf("mount rootfs: paths %s and %s must not contain ',', ':' or '\\' (overlayfs option syntax)", lower, dir)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	// A copy of lower into itself would never end, and overlayfs refuses
+	// overlapping layers anyway: compare the resolved paths, before dir is
+	// made (inside the image, it would write the image).
+	realLower, err := filepath.EvalSymlinks(lower)
+	if err != nil {
+		return "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return "", fmt.Errorf("mount rootfs: %w", err)
+	}
+	if realDir := filepath.Join(parent, filepath.Base(dir)); within(realDir, realLower) || within(realLower, realDir) {
+		return "", fmt.Errorf("mount rootfs: dir %s and image rootfs %s overlap", dir, lower)
+	}
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, os.ErrExist) {
+		// Never remove what was there: it may be a live leftover.
+		if err := requireEmpty(dir); err != nil {
+			return "", fmt.Errorf("mount rootfs: %w", err)
+		}
+	} else if err != nil {
 		return "", fmt.Errorf("mount rootfs: %w", err)
 	}
 	defer func() {
 		if err != nil {
+			// Nothing is mounted below dir here: a failed mount left
+			// nothing, and a copy is plain files.
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	for _, d := range []string{upper, work} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return "", fmt.Errorf("mount rootfs: %w", err)
-		}
-	}
 	// merged becomes the container's /, whose mode programs see.
 	if err := os.Mkdir(merged, 0o755); err != nil {
 		return "", fmt.Errorf("mount rootfs: %w", err)
 	}
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		return "", fmt.Errorf("mount overlay at %s (lower %s): %w", merged, lower, err)
+	reason := "forced (NoOverlay)"
+	if !o.NoOverlay {
+		for _, d := range []string{upper, work} {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				return "", fmt.Errorf("mount rootfs: %w", err)
+			}
+		}
+		err := o.mount("overlay", merged, "overlay", 0, opts)
+		if err == nil {
+			return merged, nil
+		}
+		if !overlayUnsupported(err) {
+			return "", fmt.Errorf("mount overlay at %s (lower %s): %w", merged, lower, err)
+		}
+		reason = fmt.Sprintf("overlay mount failed: %v", err)
+		// The failed mount left these empty (or holding overlayfs's own
+		// work/work): nothing is mounted there.
+		for _, d := range []string{upper, work} {
+			if err := os.RemoveAll(d); err != nil {
+				return "", fmt.Errorf("mount rootfs: %w", err)
+			}
+		}
 	}
+	// The marker goes first: a crash during the copy leaves a dir that
+	// says what it is.
+	if err := os.WriteFile(dir+"/"+copyMarker, []byte(reason+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("mount rootfs: %w", err)
+	}
+	start := time.Now()
+	st, err := copyTree(realLower, merged)
+	if err != nil {
+		return "", fmt.Errorf("copy image rootfs %s to %s: %w", lower, merged, err)
+	}
+	o.Logger.Info("copied image rootfs instead of mounting an overlay", "reason", reason,
+		"image", lower, "bytes", st.bytes, "files", st.files, "reflinked", st.reflinked,
+		"skipped", st.skipped, "elapsed", time.Since(start).Round(time.Millisecond))
 	return merged, nil
 }
 
+// copyMarker names the file in dir that says dir/merged is a copy.
+const copyMarker = ".copy"
+
+// overlayUnsupported tells a kernel or filesystem that cannot do overlayfs
+// (where a copy is the answer) from other failures. ENODEV: no overlayfs
+// in the kernel (the mount is what loads the module, so /proc/filesystems
+// may well lack it on a kernel that has it). EINVAL, EOPNOTSUPP: overlayfs
+// refuses the upper's filesystem; the options are ours and valid.
+func overlayUnsupported(err error) bool {
+	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
+// IsCopy reports whether dir, made by MountWith, holds a copy of the image
+// rather than an overlay.
+func IsCopy(dir string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(dir, copyMarker))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func requireEmpty(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("%s is not empty", dir)
+	}
+	return nil
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+"/") || dir == "/"
+}
+
 // Unmount unmounts everything mounted at or below dir (detaching what is
-// busy) and removes dir. It is idempotent and meant for leftovers too: a
-// missing dir or a dir that was never mounted is fine.
+// busy) and removes dir, overlay or copy alike. It is idempotent and meant
+// for leftovers too: a missing dir, a dir that was never mounted or a copy
+// cut short by a crash is fine. It removes nothing while mountinfo still
+// shows a mount below dir, whatever dir/.copy says.
 func Unmount(dir string) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("unmount rootfs: dir %q must be an absolute path", dir)

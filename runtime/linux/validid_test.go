@@ -1,4 +1,4 @@
-package monitor
+package linux
 
 import (
 	"regexp"
@@ -12,8 +12,8 @@ func TestValidIDMatchesRuntimeRule(t *testing.T) {
 		"", "a", "A9", "web.0.deadbeef", "-x", ".x", "_x", "x-", "x/y", "..", "x y", "é",
 		strings.Repeat("a", 128), strings.Repeat("a", 129),
 	} {
-		if got, want := validID(id), re.MatchString(id); got != want {
-			t.Errorf("validID(%q) = %v, want %v", id, got, want)
+		if got, want := ValidID(id), re.MatchString(id); got != want {
+			t.Errorf("ValidID(%q) = %v, want %v", id, got, want)
 		}
 	}
 }
