@@ -53,12 +53,14 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 			}
 			return p, err
 		},
-		Adopt:   adopt,
-		Detach:  a.detach,
-		Policy:  supervise.Policy{Restart: app.Restart},
-		Grace:   a.cfg.Grace,
-		OnEvent: w.event,
-		Logger:  a.log.With("instance", al.Instance()),
+		Adopt:  adopt,
+		Detach: a.detach,
+		// Every start gets a new container id (containerID).
+		OverlapDelete: true,
+		Policy:        supervise.Policy{Restart: app.Restart},
+		Grace:         a.cfg.Grace,
+		OnEvent:       w.event,
+		Logger:        a.log.With("instance", al.Instance()),
 	}
 	if err := supervise.Run(ctx, cfg); err != nil {
 		a.log.Error("supervise", "instance", al.Instance(), "err", err)

@@ -191,11 +191,14 @@ func (s *server) run() {
 	if err := writeJSON(filepath.Join(s.dir, exitFile), s.exit); err != nil {
 		s.log.Error("record exit", "err", err)
 	}
+	// Waiters learn the exit before the cleanup: the daemon may start the
+	// next container meanwhile. Handle.Delete still waits for this
+	// process to end, so nothing is reported gone before it is.
+	close(s.exited)
 	if err := s.c.Delete(); err != nil {
 		s.log.Error("remove container", "err", err)
 	}
 	_ = os.Remove(filepath.Join(s.dir, sockFile))
-	close(s.exited)
 	_ = s.ln.Close()
 	// Answer whoever is connected (waiters get the exit now), then go.
 	done := make(chan struct{})
@@ -256,7 +259,8 @@ func (s *server) handle(conn *net.UnixConn) {
 		default:
 		}
 	case "wait":
-		// Until the container is gone, or the client hangs up.
+		// Until the container has exited (its cleanup may still run), or
+		// the client hangs up.
 		hangup := make(chan struct{})
 		go func() {
 			var b [1]byte

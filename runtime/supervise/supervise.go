@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/shoal-edge/shoal/runtime/linux"
@@ -69,6 +70,11 @@ type Config struct {
 	// a "running" event and no "starting" one. Its StartedAt() time.Time
 	// method, when it has one, dates the run; else Run's start does.
 	Adopt Process
+	// OverlapDelete lets the next start begin while the exited container
+	// is still being deleted (unmount, cgroup removal): it shortens crash
+	// to running again. Only for Start funcs that give every container a
+	// new id. Run still returns only after every delete has finished.
+	OverlapDelete bool
 	// Detach, when closed, makes Run return at once leaving the current
 	// process running, without events: the daemon shuts down and the
 	// container outlives it. The process is released with its Close
@@ -114,6 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	l := loop{cfg: cfg}
 	l.run(ctx)
+	l.deletes.Wait()
 	return nil
 }
 
@@ -122,6 +129,7 @@ type loop struct {
 	cfg      Config
 	restarts int // every restart since Run began
 	failures int // restarts since the last stable run, for the backoff
+	deletes  sync.WaitGroup
 }
 
 func (l *loop) run(ctx context.Context) {
@@ -238,7 +246,15 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 	}
 	ran := l.cfg.Clock.Now().Sub(startedAt)
 	errs := []error{ex.Err}
-	if err := p.Delete(); err != nil {
+	if end == endExited && l.cfg.OverlapDelete {
+		l.deletes.Add(1)
+		go func() {
+			defer l.deletes.Done()
+			if err := p.Delete(); err != nil {
+				l.cfg.Logger.Error("delete container", "pid", p.Pid(), "err", err)
+			}
+		}()
+	} else if err := p.Delete(); err != nil {
 		l.cfg.Logger.Error("delete container", "pid", p.Pid(), "err", err)
 		errs = append(errs, err)
 	}

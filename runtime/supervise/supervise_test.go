@@ -435,3 +435,77 @@ func TestRunDetachStopsWhatCannotOutlive(t *testing.T) {
 		}
 	})
 }
+
+// With OverlapDelete the next start does not wait for the exited
+// container's delete, and Run still returns only after it.
+func TestOverlapDelete(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan int, 4)
+	var mu sync.Mutex
+	n := 0
+	var first *blockingDelete
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, Config{
+			Policy:        Policy{Restart: Always},
+			OverlapDelete: true,
+			Start: func(context.Context) (Process, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				n++
+				started <- n
+				if n == 1 {
+					first = &blockingDelete{release: release, exited: make(chan struct{})}
+					close(first.exited) // exits at once
+					return first, nil
+				}
+				return &blockingDelete{release: closedChan(), exited: make(chan struct{})}, nil
+			},
+		})
+	}()
+	<-started
+	select {
+	case <-started: // the restart began while the first delete is blocked
+	case <-time.After(5 * time.Second):
+		t.Fatal("restart waited for the previous container's delete")
+	}
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Run returned before the pending delete finished")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-done
+}
+
+type blockingDelete struct {
+	release <-chan struct{}
+	exited  chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingDelete) Pid() int { return 42 }
+func (b *blockingDelete) Wait() linux.Exit {
+	<-b.exited
+	return linux.Exit{Code: 1}
+}
+func (b *blockingDelete) Stop(time.Duration) error {
+	b.once.Do(func() {
+		select {
+		case <-b.exited:
+		default:
+			close(b.exited)
+		}
+	})
+	return nil
+}
+func (b *blockingDelete) Delete() error { <-b.release; return nil }
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
