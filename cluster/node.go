@@ -52,6 +52,9 @@ type Node struct {
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
 
+	// cleanups tracks one-off containers being removed after their exit.
+	cleanups sync.WaitGroup
+
 	leaderMu  sync.Mutex // guards following
 	deadSince map[string]time.Time
 }
@@ -86,6 +89,13 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	if n.images, err = image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
+	}
+	// Blobs and unpacked files no image refers to (an import or pull cut
+	// short by a crash) go at start.
+	if freed, err := n.images.GC(); err != nil {
+		n.log.Warn("image garbage collection", "err", err)
+	} else if freed > 0 {
+		n.log.Info("image garbage collected", "bytes", freed)
 	}
 	if n.rt, err = linux.New(linux.Config{StateDir: filepath.Join(cfg.DataDir, "containers"), CgroupParent: n.cgroupParent(), Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("container runtime: %w", err)
@@ -212,6 +222,7 @@ func (n *Node) Close() error {
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
+	n.cleanups.Wait()
 	// The parent cgroup goes when no container is left in it; monitored
 	// containers outlive the daemon and keep it.
 	if n.rt != nil {

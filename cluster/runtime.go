@@ -215,7 +215,17 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, std
 	if err != nil {
 		return -1, err
 	}
-	defer c.Delete()
+	// The exit code goes back before the container is removed: the user
+	// waits for the program, not for the unmount. Close waits for these.
+	n.cleanups.Add(1)
+	defer func() {
+		go func() {
+			defer n.cleanups.Done()
+			if err := c.Delete(); err != nil {
+				n.log.Warn("remove one-off container", "container", id, "err", err)
+			}
+		}()
+	}()
 	done := make(chan linux.Exit, 1)
 	go func() { done <- c.Wait() }()
 	select {

@@ -168,9 +168,12 @@ func TestRunOneOff(t *testing.T) {
 	if _, errOut, code := n.shoal("run", "--rm", "nosuch:1"); code == 0 || !strings.Contains(errOut, "nosuch") {
 		t.Fatalf("unknown image: exit %d, stderr %q", code, errOut)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(n.dataDir, "containers")); len(entries) != 0 {
-		t.Fatalf("one-off container left state: %v", entries)
-	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if entries, _ := os.ReadDir(filepath.Join(n.dataDir, "containers")); len(entries) != 0 {
+			return fmt.Errorf("one-off container left state: %v", entries)
+		}
+		return nil
+	})
 }
 
 func TestBadSpecIsRejected(t *testing.T) {

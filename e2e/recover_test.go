@@ -96,3 +96,45 @@ read_only: true
 		t.Fatalf("user and read-only root: %q", out)
 	}
 }
+
+// A memory limit is enforced: a container that allocates past it is
+// OOM-killed, and ps says so with exit code 137. Logs follow and tail.
+func TestOOMAndLogs(t *testing.T) {
+	archive := testutil.BuildBusyboxImage(t)
+	n := newNode(t, "e2e-oom")
+	n.start()
+	n.must("image", "import", archive)
+	n.must("apply", "-f", n.writeFile("oom.yaml", `name: hog
+image: busybox:1
+command: [/bin/busybox, sh, -c, "echo one; echo two; echo three; exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1"]
+resources: {memory: 16Mi}
+restart: never
+`))
+	var got instance
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		var ps []struct {
+			instance
+			OOM bool `json:"oom_killed"`
+		}
+		if err := n.json(&ps, "ps", "-o", "json"); err != nil {
+			return err
+		}
+		if len(ps) != 1 || ps[0].State != "exited" || !ps[0].OOM {
+			return fmt.Errorf("ps %+v, want hog exited and OOM-killed", ps)
+		}
+		got = ps[0].instance
+		return nil
+	})
+	if got.ExitCode != 137 {
+		t.Fatalf("exit code %d, want 137", got.ExitCode)
+	}
+	if out := n.must("ps"); !strings.Contains(out, "oom") {
+		t.Fatalf("ps table does not say oom:\n%s", out)
+	}
+	if out := n.must("logs", "--tail", "2", "hog/0"); out != "two\nthree\n" {
+		t.Fatalf("logs --tail 2: %q", out)
+	}
+	if out := n.must("logs", "hog"); !strings.HasPrefix(out, "one\ntwo\nthree\n") {
+		t.Fatalf("logs: %q", out)
+	}
+}
