@@ -61,6 +61,13 @@ func TestAppLifecycle(t *testing.T) {
 	if first.Instance != "sleeper/0" || first.Node != "e2e-life" || first.Restarts != 0 {
 		t.Fatalf("unexpected instance: %+v", first)
 	}
+	// Usage comes from the instance's cgroup.
+	var usage []struct {
+		Memory uint64 `json:"memory_bytes"`
+	}
+	if err := n.json(&usage, "ps", "-o", "json"); err != nil || len(usage) != 1 || usage[0].Memory == 0 {
+		t.Fatalf("ps -o json memory_bytes: %+v, %v", usage, err)
+	}
 	// The app's process is PID 1 of its own pid namespace.
 	if ns, self := nsOf(t, first.PID, "pid"), nsOf(t, os.Getpid(), "pid"); ns == self {
 		t.Fatalf("container shares the host pid namespace")
