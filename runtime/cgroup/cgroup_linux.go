@@ -211,6 +211,16 @@ func (h host) parentDirs(parent string) ([]string, error) {
 // Path is the group's path inside the cgroup hierarchies, "/<parent>/<id>".
 func (c *Cgroup) Path() string { return c.path }
 
+// UnifiedDir is the group's directory when the host is pure cgroup v2, for
+// starting a process straight into it (CLONE_INTO_CGROUP); "" on v1 and
+// hybrid hosts, where a process can only be moved in with Add.
+func (c *Cgroup) UnifiedDir() string {
+	if d, ok := c.drv.(*v2); ok {
+		return d.dir
+	}
+	return ""
+}
+
 // Procs lists the processes in the group and its sub-groups.
 func (c *Cgroup) Procs() ([]int, error) {
 	pids, err := c.drv.procs()

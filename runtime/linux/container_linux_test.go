@@ -339,3 +339,29 @@ func TestCleanup(t *testing.T) {
 		t.Errorf("second Cleanup: %v", err)
 	}
 }
+
+// The container's PID 1 is in its own cgroup from the host's point of view
+// (on cgroup v2 it is born there, with CLONE_INTO_CGROUP).
+func TestInItsCgroup(t *testing.T) {
+	rt, cfg := newRuntime(t)
+	t.Parallel()
+	c, _ := start(t, rt, Spec{Args: []string{"/app", "-sleep", "1h"}})
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "/" + cfg.CgroupParent + "/" + c.ID()
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && (parts[1] == "" || strings.Contains(parts[1], "memory")) && parts[2] == want {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("/proc/%d/cgroup does not place PID 1 in %s:\n%s", c.Pid(), want, b)
+	}
+	if err := c.Stop(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/rootfs"
+	"golang.org/x/sys/unix"
 )
 
 // Runtime starts containers. Its methods may be called concurrently for
@@ -105,7 +106,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		}
 	}
 
-	cmd, cfgW, errR, err := startInit(s)
+	cmd, cfgW, errR, inCgroup, err := startInit(s, cg.UnifiedDir())
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
@@ -123,8 +124,12 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	// Into the cgroup before the init even reads its config: nothing of
-	// the container runs outside its limits.
-	err = cg.Add(cmd.Process.Pid)
+	// the container runs outside its limits. On cgroup v2 the init was
+	// born there; moving a process costs a kernel RCU grace period
+	// (milliseconds) on every start.
+	if !inCgroup {
+		err = cg.Add(cmd.Process.Pid)
+	}
 	if err == nil {
 		err = sendConfig(cfgW, initConfig{
 			Rootfs: merged, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
@@ -149,8 +154,26 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 }
 
 // startInit forks the container init in its new namespaces. It returns the
-// parent's ends of the config pipe (to write) and the error pipe (to read).
-func startInit(s Spec) (cmd *exec.Cmd, cfgW, errR *os.File, err error) {
+// parent's ends of the config pipe (to write) and the error pipe (to read),
+// and whether the init was started inside cgroupDir (a cgroup v2 directory,
+// or ""), which needs clone3 (Linux 5.7).
+func startInit(s Spec, cgroupDir string) (cmd *exec.Cmd, cfgW, errR *os.File, inCgroup bool, err error) {
+	if cgroupDir != "" {
+		if fd, err := unix.Open(cgroupDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			cmd, cfgW, errR, err = forkInit(s, fd)
+			unix.Close(fd)
+			if err == nil {
+				return cmd, cfgW, errR, true, nil
+			}
+			// An older kernel: fall back to moving the init in.
+		}
+	}
+	cmd, cfgW, errR, err = forkInit(s, -1)
+	return cmd, cfgW, errR, false, err
+}
+
+// forkInit starts the init; cgroupFD >= 0 starts it in that cgroup.
+func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("config pipe: %w", err)
@@ -176,8 +199,10 @@ func startInit(s Spec) (cmd *exec.Cmd, cfgW, errR *os.File, err error) {
 		ExtraFiles: []*os.File{cfgR, errW}, // fds 3 and 4: configFD, errorFD
 		WaitDelay:  waitDelay,
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: uintptr(flags),
-			Pdeathsig:  syscall.SIGKILL,
+			Cloneflags:  uintptr(flags),
+			Pdeathsig:   syscall.SIGKILL,
+			UseCgroupFD: cgroupFD >= 0,
+			CgroupFD:    max(cgroupFD, 0),
 		},
 	}
 	err = cmd.Start()
