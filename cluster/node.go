@@ -268,5 +268,7 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// cgroupParent names the cgroup under which this node's containers live.
-func (n *Node) cgroupParent() string { return "shoal-" + n.id.Name }
+// cgroupParent names the cgroup under which this node's containers live:
+// by the node's id, so that two nodes on one host (tests, or a second data
+// dir under the same host name) never clean up each other's containers.
+func (n *Node) cgroupParent() string { return "shoal-" + n.id.ID[:12] }

@@ -138,6 +138,14 @@ func (n *Node) adopt() []agent.Adopted {
 	}
 	var out []agent.Adopted
 	for _, h := range hs {
+		if h.Pid() == 0 {
+			// The daemon died before this container's monitor started:
+			// there is nothing to adopt, only a directory to remove.
+			if err := h.Delete(); err != nil {
+				n.log.Warn("remove a container that never started", "container", h.ID(), "err", err)
+			}
+			continue
+		}
 		l := h.Spec().Labels
 		idx, err1 := strconv.Atoi(l[labelIndex])
 		ver, err2 := strconv.ParseUint(l[labelVersion], 10, 64)

@@ -93,7 +93,7 @@ func TestAppLifecycle(t *testing.T) {
 		if ps := n.ps(); len(ps) != 0 {
 			return fmt.Errorf("ps still shows %+v", ps)
 		}
-		if left := leftoversWhileRunning(n.dataDir, "shoal-e2e-life", first.PID, second.PID); len(left) > 0 {
+		if left := leftoversWhileRunning(n.dataDir, n.cgroupParent(), first.PID, second.PID); len(left) > 0 {
 			return fmt.Errorf("left behind: %v", left)
 		}
 		if entries, _ := os.ReadDir(filepath.Join(n.dataDir, "containers")); len(entries) != 0 {

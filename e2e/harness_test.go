@@ -46,7 +46,7 @@ func newNode(t *testing.T, name string) *node {
 		n.stop()
 		// Containers outlive `shoal up`; with its apps removed first,
 		// nothing of it may remain on the host after it exits.
-		if left := leftovers(n.dataDir, "shoal-"+name); len(left) > 0 {
+		if left := leftovers(n.dataDir, n.cgroupParent()); len(left) > 0 {
 			t.Errorf("left behind after shoal up exited: %v", left)
 		}
 		if t.Failed() && n.log != nil {
@@ -80,6 +80,17 @@ func (n *node) start() {
 		}
 		return nil
 	})
+}
+
+// cgroupParent is the cgroup the node's containers live under: named by
+// the node's id, from its data dir.
+func (n *node) cgroupParent() string {
+	var id struct{ ID string }
+	b, err := os.ReadFile(filepath.Join(n.dataDir, "node.json"))
+	if err != nil || json.Unmarshal(b, &id) != nil || len(id.ID) < 12 {
+		n.t.Fatalf("node.json of %s: %v", n.dataDir, err)
+	}
+	return "shoal-" + id.ID[:12]
 }
 
 // removeAllApps deletes every app and waits until their containers and

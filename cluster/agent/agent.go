@@ -63,6 +63,8 @@ type Agent struct {
 	// detach closes when the daemon shuts down: supervision ends and the
 	// containers keep running for the next daemon to adopt.
 	detach chan struct{}
+	// bg counts stops running in the background.
+	bg sync.WaitGroup
 
 	mu        sync.Mutex // guards following
 	status    map[string]api.InstanceStatus
@@ -91,7 +93,21 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}),
 		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}, adopted: map[string]Adopted{}}
 	for _, ad := range cfg.Adopted {
-		a.adopted[api.InstanceName(ad.App, ad.Index)] = ad
+		name := api.InstanceName(ad.App, ad.Index)
+		prev, dup := a.adopted[name]
+		if !dup {
+			a.adopted[name] = ad
+			continue
+		}
+		// Two containers for one instance (the daemon died while one
+		// replaced the other): keep the live, newer one.
+		keep, drop := prev, ad
+		if better(ad, prev) {
+			keep, drop = ad, prev
+		}
+		a.adopted[name] = keep
+		a.log.Warn("two containers for one instance: stopping one", "instance", name, "pid", drop.Process.Pid())
+		a.background(func() { a.discard(drop.Process) })
 	}
 	return a, nil
 }
@@ -162,28 +178,62 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		running[name] = in.alloc
 	}
 	a.mu.Unlock()
+	// Stops run in the background (a container may take its whole grace
+	// period, or hang): one slow instance never holds up the others.
 	for _, c := range diff(a.cfg.Node, allocs, running) {
 		name := c.alloc.Instance()
 		switch c.kind {
 		case "stop":
 			a.log.Info("stop instance", "instance", name)
-			a.stop(name)
-			a.forget(c.alloc)
+			prev := a.take(name)
+			a.background(func() {
+				prev.kill()
+				a.forget(c.alloc)
+			})
 		case "replace":
 			a.log.Info("replace instance", "instance", name, "version", c.alloc.Version)
-			a.stop(name)
-			a.start(ctx, c.alloc)
+			a.start(ctx, c.alloc, a.take(name))
 		case "start":
 			a.log.Info("start instance", "instance", name, "version", c.alloc.Version)
-			a.start(ctx, c.alloc)
+			a.start(ctx, c.alloc, nil)
 		}
 	}
 	return nil
 }
 
-func (a *Agent) start(ctx context.Context, al api.Allocation) {
+// background runs f in a goroutine that shutdown waits for.
+func (a *Agent) background(f func()) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		f()
+	}()
+}
+
+// take removes an instance from the running set and returns it.
+func (a *Agent) take(name string) *instance {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	in := a.instances[name]
+	delete(a.instances, name)
+	return in
+}
+
+// kill stops the instance's container and waits for its supervision to end.
+func (in *instance) kill() {
+	if in == nil {
+		return
+	}
+	in.cancel()
+	<-in.done
+}
+
+// start supervises a new instance; prev, the instance it replaces, is
+// stopped first, in the new instance's goroutine.
+func (a *Agent) start(ctx context.Context, al api.Allocation, prev *instance) {
 	app, err := a.cfg.Desired.App(al.App)
 	if err != nil {
+		a.background(prev.kill)
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StateFailed, err.Error() })
 		return
 	}
@@ -200,6 +250,7 @@ func (a *Agent) start(ctx context.Context, al api.Allocation) {
 	})
 	go func() {
 		defer close(in.done)
+		prev.kill()
 		a.supervise(ictx, in.watch, adopt)
 	}()
 }
@@ -219,7 +270,7 @@ func (a *Agent) takeAdopted(al api.Allocation) supervise.Process {
 		return ad.Process
 	}
 	a.log.Info("stop adopted container of an old version", "instance", al.Instance(), "version", ad.Version)
-	a.discard(ad.Process)
+	a.background(func() { a.discard(ad.Process) })
 	return nil
 }
 
@@ -231,8 +282,10 @@ func (a *Agent) dropUnwantedAdopted() {
 	a.mu.Unlock()
 	for name, ad := range left {
 		a.log.Info("stop adopted container no longer wanted", "instance", name)
-		a.discard(ad.Process)
-		a.forget(api.Allocation{App: ad.App, Index: ad.Index})
+		a.background(func() {
+			a.discard(ad.Process)
+			a.forget(api.Allocation{App: ad.App, Index: ad.Index})
+		})
 	}
 }
 
@@ -246,19 +299,8 @@ func (a *Agent) discard(p supervise.Process) {
 	}
 }
 
-func (a *Agent) stop(name string) {
-	a.mu.Lock()
-	in := a.instances[name]
-	delete(a.instances, name)
-	a.mu.Unlock()
-	if in == nil {
-		return
-	}
-	in.cancel()
-	<-in.done
-}
-
-// detachAll ends every supervision loop, leaving the containers running.
+// detachAll ends every supervision loop, leaving the containers running,
+// and waits for the stops already under way.
 func (a *Agent) detachAll() {
 	close(a.detach)
 	a.mu.Lock()
@@ -268,12 +310,19 @@ func (a *Agent) detachAll() {
 		<-in.done
 		in.cancel()
 	}
+	a.bg.Wait()
 }
 
 // forget drops the status and log of an instance that is no longer wanted:
 // nothing of a removed app stays on the node.
 func (a *Agent) forget(al api.Allocation) {
 	a.mu.Lock()
+	if a.instances[al.Instance()] != nil {
+		// Started again meanwhile (rm then apply): its status and log
+		// are the new instance's.
+		a.mu.Unlock()
+		return
+	}
 	delete(a.status, al.Instance())
 	a.mu.Unlock()
 	logs.Remove(a.LogPath(al.App, al.Index))
@@ -317,4 +366,34 @@ func (a *Agent) Process(app string, index int) (supervise.Process, bool) {
 // LogPath is where an instance's output is written.
 func (a *Agent) LogPath(app string, index int) string {
 	return filepath.Join(a.cfg.LogDir, app, fmt.Sprintf("%d.log", index))
+}
+
+// better says whether adopted container x is a better one to keep than y:
+// running beats exited, then the newer start wins.
+func better(x, y Adopted) bool {
+	xl, yl := alive(x.Process), alive(y.Process)
+	if xl != yl {
+		return xl
+	}
+	return startedAt(x.Process).After(startedAt(y.Process))
+}
+
+func alive(p supervise.Process) bool {
+	d, ok := p.(interface{ Done() <-chan struct{} })
+	if !ok {
+		return true
+	}
+	select {
+	case <-d.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+func startedAt(p supervise.Process) time.Time {
+	if s, ok := p.(interface{ StartedAt() time.Time }); ok {
+		return s.StartedAt()
+	}
+	return time.Time{}
 }

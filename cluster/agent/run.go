@@ -41,6 +41,17 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 	defer w.stopHealth()
 	cfg := supervise.Config{
 		Start: func(ctx context.Context) (supervise.Process, error) {
+			// A start under way when the daemon shuts down is given up
+			// (and cleaned up): shutdown does not wait for an unpack.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				select {
+				case <-a.detach:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			p, err := a.cfg.Runtime.Start(ctx, Instance{
 				ID:         containerID(al),
 				Hostname:   fmt.Sprintf("%s-%d", al.App, al.Index),

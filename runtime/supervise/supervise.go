@@ -182,6 +182,9 @@ func (l *loop) detached() bool {
 	}
 }
 
+// killWait bounds the wait for a stopped container's exit after its grace.
+const killWait = 30 * time.Second
+
 // ending is how a run ended.
 type ending int
 
@@ -242,7 +245,14 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 			// Delete kills what Stop could not.
 			_ = p.Delete()
 		}
-		ex = <-exited
+		// A process stuck in the kernel (uninterruptible sleep) may not
+		// die even from SIGKILL: give up rather than hang the caller.
+		select {
+		case ex = <-exited:
+		case <-l.cfg.Clock.After(killWait):
+			l.cfg.Logger.Error("container did not exit after SIGKILL; giving up on it", "pid", p.Pid(), "waited", killWait)
+			ex = linux.Exit{Code: -1, Err: fmt.Errorf("container pid %d did not exit within %v of SIGKILL", p.Pid(), killWait)}
+		}
 	}
 	ran := l.cfg.Clock.Now().Sub(startedAt)
 	errs := []error{ex.Err}

@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/supervise"
+)
+
+type fakeDesired struct {
+	mu     sync.Mutex
+	allocs []api.Allocation
+	ch     chan struct{}
+}
+
+func newDesired(al ...api.Allocation) *fakeDesired {
+	return &fakeDesired{allocs: al, ch: make(chan struct{})}
+}
+func (d *fakeDesired) Allocations() ([]api.Allocation, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]api.Allocation(nil), d.allocs...), nil
+}
+func (d *fakeDesired) App(name string) (api.App, error) {
+	return api.App{Name: name, Image: "img", Restart: api.RestartAlways}, nil
+}
+func (d *fakeDesired) Changed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ch
+}
+func (d *fakeDesired) set(al ...api.Allocation) {
+	d.mu.Lock()
+	d.allocs = al
+	close(d.ch)
+	d.ch = make(chan struct{})
+	d.mu.Unlock()
+}
+
+type fakeProc struct {
+	name                     string
+	stuck                    bool // Stop fails, never exits (container in D state)
+	once                     sync.Once
+	done                     chan struct{}
+	stopped, closed, deleted atomic.Bool
+}
+
+func newProc(name string) *fakeProc  { return &fakeProc{name: name, done: make(chan struct{})} }
+func (p *fakeProc) Pid() int         { return 42 }
+func (p *fakeProc) Wait() linux.Exit { <-p.done; return linux.Exit{Code: 0} }
+func (p *fakeProc) end()             { p.once.Do(func() { close(p.done) }) }
+func (p *fakeProc) Stop(time.Duration) error {
+	p.stopped.Store(true)
+	if p.stuck {
+		return errors.New("still running after SIGKILL")
+	}
+	p.end()
+	return nil
+}
+func (p *fakeProc) Delete() error {
+	p.deleted.Store(true)
+	if p.stuck {
+		return errors.New("still running")
+	}
+	p.end()
+	return nil
+}
+func (p *fakeProc) Close() error { p.closed.Store(true); p.end(); return nil }
+
+type fakeRuntime struct {
+	mu      sync.Mutex
+	started []*fakeProc
+	block   bool // Start blocks until ctx ends
+	stuck   map[string]bool
+}
+
+func (r *fakeRuntime) Start(ctx context.Context, in Instance) (supervise.Process, error) {
+	if r.block {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	p := newProc(in.ID)
+	p.stuck = r.stuck[in.Allocation.App]
+	r.mu.Lock()
+	r.started = append(r.started, p)
+	r.mu.Unlock()
+	return p, nil
+}
+func (r *fakeRuntime) HasImage(string) bool               { return true }
+func (r *fakeRuntime) Pull(context.Context, string) error { return nil }
+func (r *fakeRuntime) n() int                             { r.mu.Lock(); defer r.mu.Unlock(); return len(r.started) }
+
+// statusOf returns an instance's observed state.
+func statusOf(a *Agent, name string) api.InstanceStatus {
+	for _, s := range a.Status() {
+		if s.Instance == name {
+			return s
+		}
+	}
+	return api.InstanceStatus{}
+}
+
+// Two containers for one instance survive a daemon killed while one
+// replaced the other: the agent keeps the live one and removes the other,
+// starting nothing new.
+func TestAdoptKeepsTheLiveOfTwo(t *testing.T) {
+	al := api.Allocation{App: "web", Index: 0, Version: 1, Node: "n1"}
+	live := newProc("web.0.0aaa")
+	old := newProc("web.0.ffff")
+	old.end() // exited while the daemon was away
+	rt := &fakeRuntime{}
+	a, err := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: newDesired(al), Runtime: rt,
+		Adopted: []Adopted{{"web", 0, 1, live}, {"web", 0, 1, old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if s := statusOf(a, "web/0"); s.State != api.StateRunning || !old.deleted.Load() {
+			return fmt.Errorf("state %q, old container deleted %v", s.State, old.deleted.Load())
+		}
+		return nil
+	})
+	cancel()
+	<-done
+	if live.stopped.Load() || !live.closed.Load() || rt.n() != 0 {
+		t.Fatalf("live container: stopped %v, released at shutdown %v; new containers %d — want it kept, released, none new",
+			live.stopped.Load(), live.closed.Load(), rt.n())
+	}
+}
+
+// Shutdown does not wait for a start under way (an image unpack, a slow
+// monitor): the start is given up.
+func TestShutdownDuringStart(t *testing.T) {
+	al := api.Allocation{App: "web", Index: 0, Version: 1, Node: "n1"}
+	rt := &fakeRuntime{block: true}
+	a, _ := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: newDesired(al), Runtime: rt})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if s := statusOf(a, "web/0"); s.State != "starting" {
+			return fmt.Errorf("state %q, want starting", s.State)
+		}
+		return nil
+	})
+	cancel()
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		select {
+		case <-done:
+			return nil
+		default:
+			return fmt.Errorf("Run still waiting for the start")
+		}
+	})
+}
+
+// A container that cannot be killed does not hold up the others: removing
+// it and applying another app starts the other at once.
+func TestStuckStopDoesNotBlockOthers(t *testing.T) {
+	a0 := api.Allocation{App: "a", Index: 0, Version: 1, Node: "n1"}
+	b0 := api.Allocation{App: "b", Index: 0, Version: 1, Node: "n1"}
+	d := newDesired(a0)
+	rt := &fakeRuntime{stuck: map[string]bool{"a": true}}
+	a, _ := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: d, Runtime: rt})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if rt.n() != 1 {
+			return fmt.Errorf("%d starts", rt.n())
+		}
+		return nil
+	})
+	d.set(b0) // rm a, apply b
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if s := statusOf(a, "b/0"); s.State != api.StateRunning {
+			return fmt.Errorf("b is %q: stuck behind a's stop", s.State)
+		}
+		return nil
+	})
+}
