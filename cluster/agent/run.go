@@ -43,15 +43,8 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 		Start: func(ctx context.Context) (supervise.Process, error) {
 			// A start under way when the daemon shuts down is given up
 			// (and cleaned up): shutdown does not wait for an unpack.
-			ctx, cancel := context.WithCancel(ctx)
+			ctx, cancel := a.untilDetach(ctx)
 			defer cancel()
-			go func() {
-				select {
-				case <-a.detach:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
 			p, err := a.cfg.Runtime.Start(ctx, Instance{
 				ID:         containerID(al),
 				Hostname:   fmt.Sprintf("%s-%d", al.App, al.Index),
@@ -116,15 +109,8 @@ func containerID(al api.Allocation) string {
 // the instance as pulling meanwhile.
 func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) bool {
 	// A daemon shutting down does not wait for a registry.
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := a.untilDetach(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-a.detach:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	delay := time.Second
 	for !a.cfg.Runtime.HasImage(ref) {
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StatePulling, "" })
@@ -147,4 +133,17 @@ func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) 
 		delay = min(2*delay, time.Minute)
 	}
 	return true
+}
+
+// untilDetach returns a context that also ends when the daemon shuts down.
+func (a *Agent) untilDetach(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-a.detach:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
