@@ -129,6 +129,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Runtime: runtimeAdapter{n},
 		Logger:  n.log,
 		Adopted: adopted,
+		Journal: n.store,
 	})
 	if err != nil {
 		return nil, err

@@ -138,3 +138,24 @@ restart: never
 		t.Fatalf("logs: %q", out)
 	}
 }
+
+// restart: never means never, also across a restart of the node.
+func TestNeverRunsOnce(t *testing.T) {
+	n := newNode(t, "e2e-never")
+	n.start()
+	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("apply", "-f", n.writeFile("job.yaml", "name: job\nimage: testprog:1\ncommand: [/app, -stdout, ran, -exit, \"3\"]\nrestart: never\n"))
+	exited := func(i instance) error {
+		if i.State != "exited" || i.ExitCode != 3 {
+			return fmt.Errorf("job is %s (%d), want exited (3)", i.State, i.ExitCode)
+		}
+		return nil
+	}
+	waitInstance(t, n, exited)
+	n.stop()
+	n.start()
+	waitInstance(t, n, exited)
+	if out := n.must("logs", "job"); strings.Count(out, "ran") != 1 {
+		t.Fatalf("the job ran %d times: %q", strings.Count(out, "ran"), out)
+	}
+}

@@ -16,6 +16,7 @@
 //	  <app>/<index %06d>  api.Allocation as JSON
 //	nodes/
 //	  <name>    NodeRecord as JSON
+//	local/      this node's own records, not replicated (see local.go)
 //
 // Basics: Open a file, hand FSM() to raft.NewRaft, read with Apps, App,
 // Allocations, Nodes; wait for changes with Changed or WaitIndex.

@@ -182,3 +182,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestFinishedJournal(t *testing.T) {
+	s := openTest(t)
+	st := api.InstanceStatus{App: "job", Instance: "job/0", Version: 3, State: api.StateExited, ExitCode: 0}
+	if _, ok := s.Finished("job", 0, 3); ok {
+		t.Fatal("finished before anything was recorded")
+	}
+	if err := s.SetFinished(st, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s.Finished("job", 0, 3)
+	if !ok || got.State != api.StateExited {
+		t.Fatalf("Finished = %+v, %v", got, ok)
+	}
+	if _, ok := s.Finished("job", 0, 4); ok {
+		t.Fatal("a new version counts as finished")
+	}
+	// Local records are not part of the replicated state.
+	snap, _ := s.Snapshot()
+	if len(snap.Apps)+len(snap.Allocs)+len(snap.Nodes) != 0 {
+		t.Fatalf("local record leaked into the desired state: %+v", snap)
+	}
+	if err := s.ForgetFinished("job", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Finished("job", 0, 3); ok {
+		t.Fatal("still finished after ForgetFinished")
+	}
+}

@@ -44,6 +44,17 @@ type Config struct {
 	// Adopted are containers a previous daemon left running; the agent
 	// takes over those still wanted and stops the others.
 	Adopted []Adopted
+	// Journal remembers instances that ended for good (restart: never,
+	// or on-failure after a clean exit), so that a daemon restart or a
+	// reboot does not run them again. Optional.
+	Journal Journal
+}
+
+// Journal is node-local memory of instances that ended for good.
+type Journal interface {
+	Finished(app string, index int, version uint64) (api.InstanceStatus, bool)
+	SetFinished(st api.InstanceStatus, index int) error
+	ForgetFinished(app string, index int) error
 }
 
 // Adopted is a running container found at start, with the allocation it
@@ -251,6 +262,13 @@ func (a *Agent) start(ctx context.Context, al api.Allocation, prev *instance) {
 	go func() {
 		defer close(in.done)
 		prev.kill()
+		if adopt == nil && a.cfg.Journal != nil {
+			if st, ok := a.cfg.Journal.Finished(al.App, al.Index, al.Version); ok {
+				a.log.Info("instance ended for good before: not starting it again", "instance", al.Instance(), "exit_code", st.ExitCode)
+				a.setStatus(al, func(s *api.InstanceStatus) { *s = st })
+				return
+			}
+		}
 		a.supervise(ictx, in.watch, adopt)
 	}()
 }
@@ -325,6 +343,11 @@ func (a *Agent) forget(al api.Allocation) {
 	}
 	delete(a.status, al.Instance())
 	a.mu.Unlock()
+	if a.cfg.Journal != nil {
+		if err := a.cfg.Journal.ForgetFinished(al.App, al.Index); err != nil {
+			a.log.Warn("forget finished instance", "instance", al.Instance(), "err", err)
+		}
+	}
 	logs.Remove(a.LogPath(al.App, al.Index))
 	os.Remove(filepath.Join(a.cfg.LogDir, al.App)) // only if empty
 }

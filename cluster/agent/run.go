@@ -66,6 +66,17 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 		OnEvent:       w.event,
 		Logger:        a.log.With("instance", al.Instance()),
 	}
+	if a.cfg.Journal != nil {
+		// The restart policy let it end: remember, across restarts.
+		cfg.OnEnd = func() {
+			a.mu.Lock()
+			st := a.status[al.Instance()]
+			a.mu.Unlock()
+			if err := a.cfg.Journal.SetFinished(st, al.Index); err != nil {
+				a.log.Warn("record finished instance", "instance", al.Instance(), "err", err)
+			}
+		}
+	}
 	if err := supervise.Run(ctx, cfg); err != nil {
 		a.log.Error("supervise", "instance", al.Instance(), "err", err)
 	}

@@ -70,6 +70,10 @@ type Config struct {
 	// a "running" event and no "starting" one. Its StartedAt() time.Time
 	// method, when it has one, dates the run; else Run's start does.
 	Adopt Process
+	// OnEnd, when set, is called from the loop when the restart policy
+	// ends supervision (not when ctx ends or Detach closes), after the
+	// last event and before Run returns.
+	OnEnd func()
 	// OverlapDelete lets the next start begin while the exited container
 	// is still being deleted (unmount, cgroup removal): it shortens crash
 	// to running again. Only for Start funcs that give every container a
@@ -155,6 +159,9 @@ func (l *loop) run(ctx context.Context) {
 		restart, delay, next := Decide(l.cfg.Policy, out, l.failures, ran)
 		if !restart {
 			log.Info("not restarting", "policy", l.cfg.Policy.Restart, "code", out.Code, "restarts", l.restarts)
+			if l.cfg.OnEnd != nil {
+				l.cfg.OnEnd()
+			}
 			return
 		}
 		l.failures = next

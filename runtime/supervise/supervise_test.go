@@ -509,3 +509,48 @@ func closedChan() chan struct{} {
 	close(c)
 	return c
 }
+
+// OnEnd tells the policy's end from a stop: called once when "never"
+// ends supervision, not when ctx is cancelled.
+func TestOnEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		exits  bool
+		policy string
+		want   int
+	}{
+		{"policy ends it", true, Never, 1},
+		{"cancelled", false, Always, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ends := 0
+			ctx, cancel := context.WithCancel(context.Background())
+			started := make(chan struct{}, 1)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				Run(ctx, Config{
+					Policy: Policy{Restart: tc.policy},
+					OnEnd:  func() { ends++ },
+					Start: func(context.Context) (Process, error) {
+						p := &blockingDelete{release: closedChan(), exited: make(chan struct{})}
+						if tc.exits {
+							close(p.exited)
+						}
+						started <- struct{}{}
+						return p, nil
+					},
+				})
+			}()
+			<-started
+			if !tc.exits {
+				cancel()
+			}
+			<-done
+			cancel()
+			if ends != tc.want {
+				t.Fatalf("OnEnd called %d times, want %d", ends, tc.want)
+			}
+		})
+	}
+}
