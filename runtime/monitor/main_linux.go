@@ -20,8 +20,13 @@ import (
 	"github.com/shoal-edge/shoal/runtime/logs"
 )
 
-// reportFD is the inherited write end of the start report pipe.
-const reportFD = 3
+// reportFD is the inherited write end of the start report pipe; lockFD the
+// inherited lock on the state dir, held for the monitor's whole life so
+// that a daemon can tell a slow monitor from a dead one.
+const (
+	reportFD = 3
+	lockFD   = 4
+)
 
 // monitorGCPercent keeps the heap of a monitor, a few hundred KiB, from
 // doubling before a collection. No memory limit: the runtime's own overhead
@@ -60,8 +65,10 @@ type server struct {
 
 func monitorMain(dir string) int {
 	report := os.NewFile(reportFD, "report")
-	// The pipe must not leak into the container init.
+	// The pipe and the lock must not leak into the container init; the
+	// lock stays open (held) until this process exits.
 	syscall.CloseOnExec(reportFD)
+	syscall.CloseOnExec(lockFD)
 	logf, err := os.OpenFile(filepath.Join(dir, monLogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		sendReport(report, startReport{Err: fmt.Sprintf("monitor log: %v", err)})

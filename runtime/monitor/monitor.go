@@ -128,6 +128,7 @@ const (
 	exitFile   = "exit.json"
 	sockFile   = "sock"
 	monLogFile = "monitor.log"
+	lockFile   = "lock"
 )
 
 // monitorArg is argv[1] of a monitor process.

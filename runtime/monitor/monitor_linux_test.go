@@ -429,3 +429,40 @@ func TestSuperviseThroughMonitor(t *testing.T) {
 		t.Error("container runs after cancel")
 	}
 }
+
+// A monitor that is alive but does not answer (busy, or stopped) is left
+// alone by Adopt, container and all, and adopted once it answers.
+func TestAdoptLeavesASilentMonitorAlone(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "sleep")
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	pid, mpid := h.Pid(), h.MonitorPid()
+	syscall.Kill(mpid, syscall.SIGSTOP)
+	cfg.AdoptPatience = 300 * time.Millisecond
+	m2, _ := New(cfg)
+	hs, err := m2.Adopt()
+	syscall.Kill(mpid, syscall.SIGCONT)
+	if err == nil || len(hs) != 0 {
+		t.Fatalf("Adopt of a silent monitor = %d handles, %v; want none and an error", len(hs), err)
+	}
+	if syscall.Kill(pid, 0) != nil || !m2.Owns(spec.ID) {
+		t.Fatalf("the silent monitor's container was removed (alive %v, owned %v)", syscall.Kill(pid, 0) == nil, m2.Owns(spec.ID))
+	}
+	hs, err = m2.Adopt()
+	if err != nil || len(hs) != 1 || hs[0].Pid() != pid {
+		t.Fatalf("Adopt after it answers = %d handles, %v", len(hs), err)
+	}
+	if err := hs[0].Stop(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	hs[0].Wait()
+	if err := hs[0].Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, spec.ID)
+}

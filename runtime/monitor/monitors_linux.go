@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/runtime/linux"
+	"golang.org/x/sys/unix"
 )
 
 // Config configures Monitors.
@@ -31,6 +32,9 @@ type Config struct {
 	// Binary is the executable run as the monitor, /proc/self/exe when
 	// empty: this very binary, even if an upgrade replaced it on disk.
 	Binary string
+	// AdoptPatience bounds Adopt's wait for a monitor that is alive (it
+	// holds its lock) but does not answer yet; 60 s when zero.
+	AdoptPatience time.Duration
 }
 
 // Validate reports what is wrong with c.
@@ -84,6 +88,41 @@ func (m *Monitors) Owns(id string) bool {
 	return err == nil
 }
 
+func (m *Monitors) patience() time.Duration {
+	if m.cfg.AdoptPatience > 0 {
+		return m.cfg.AdoptPatience
+	}
+	return 60 * time.Second
+}
+
+// takeLock creates and locks dir/lock; the lock is held as long as any
+// process keeps the returned file open.
+func takeLock(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("monitor lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("monitor lock: %w", err)
+	}
+	return f, nil
+}
+
+// lockHeld reports whether a process (a live monitor) holds dir's lock.
+func lockHeld(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, lockFile))
+	if err != nil {
+		return false // no lock file: a monitor that never started
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}
+
 // reportTimeout bounds how long a monitor whose start failed may take to
 // exit before it is killed.
 const reportTimeout = 5 * time.Second
@@ -127,6 +166,12 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if err := writeJSON(filepath.Join(dir, specFile), doc); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
+	lock, err := takeLock(dir)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	// The monitor inherits the lock and holds it until it exits.
+	defer lock.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: report pipe: %w", s.ID, err)
@@ -140,7 +185,7 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 		// daemon's environment reaches it.
 		Env:        []string{"GOMAXPROCS=1"},
 		Dir:        "/",
-		ExtraFiles: []*os.File{w}, // fd 3: reportFD
+		ExtraFiles: []*os.File{w, lock}, // fds 3 and 4: reportFD, lockFD
 		// Its own session and no parent-death signal: the monitor and
 		// its container outlive the daemon.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
@@ -260,13 +305,33 @@ func (m *Monitors) adopt(id string) (*Handle, error) {
 		log.Warn("monitor dir without spec; removing it", "err", err)
 		return nil, m.removeLeftovers(id)
 	}
-	if resp, err := request1(dir, request{Op: "status"}, 5*time.Second); err == nil && resp.State != nil {
-		h, err := m.connect(doc.Spec, *resp.State, nil)
-		if err == nil {
-			log.Info("adopted running container", "pid", h.pid, "monitor_pid", h.monitorPid)
-			return h, nil
+	// A monitor holds its dir's lock for life: while it is held the
+	// monitor lives, however slowly it answers (a big image being copied
+	// under a daemon killed mid-start), and its container must not be
+	// cleaned up.
+	alive := lockHeld(dir)
+	deadline := time.Now().Add(5 * time.Second)
+	if alive {
+		deadline = time.Now().Add(m.patience())
+	}
+	for {
+		if resp, err := request1(dir, request{Op: "status"}, 5*time.Second); err == nil && resp.State != nil {
+			h, err := m.connect(doc.Spec, *resp.State, nil)
+			if err == nil {
+				log.Info("adopted running container", "pid", h.pid, "monitor_pid", h.monitorPid)
+				return h, nil
+			}
+			// It went away between the two connections: see below.
+			break
 		}
-		// It went away between the two connections: see below.
+		if !lockHeld(dir) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling a live monitor that is busy starting
+	}
+	if lockHeld(dir) {
+		// Alive but not answering: leave it (and its container) alone.
+		return nil, fmt.Errorf("container %s: its monitor is alive but did not answer within %v; left alone", id, m.patience())
 	}
 	var st stateDoc
 	_ = readJSON(filepath.Join(dir, stateFile), &st)
