@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shoal-edge/shoal/cluster/agent"
@@ -39,6 +40,7 @@ type Node struct {
 	log       *slog.Logger
 	id        identity
 	advertise string
+	lock      *os.File // DATA/lock, held while the node runs
 
 	store    *store.Store
 	raft     *raftParts
@@ -76,6 +78,11 @@ func New(cfg Config) (_ *Node, err error) {
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	// One node per data dir, from the first file it writes to the last
+	// cleanup it does.
+	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	if n.id, err = loadIdentity(cfg.DataDir, cfg.Name); err != nil {
 		return nil, err
@@ -231,7 +238,26 @@ func (n *Node) Close() error {
 			n.log.Debug("keep the containers' parent cgroup", "err", err)
 		}
 	}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close())
+	}
 	return errors.Join(errs...)
+}
+
+// lockDataDir takes DATA/lock for as long as the returned file is open.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data dir %s is in use by another shoal node", dir)
+		}
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	return f, nil
 }
 
 // WaitLeader blocks until the cluster has a leader and an id, or ctx ends.

@@ -142,3 +142,14 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestOneNodePerDataDir(t *testing.T) {
+	dir := t.TempDir()
+	startNode(t, dir, "n1")
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.BindAddr = dir, "127.0.0.1"
+	cfg.GossipPort, cfg.Port = testutil.FreePort(t), testutil.FreePort(t)
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "in use by another shoal node") {
+		t.Fatalf("second node on the same data dir: %v", err)
+	}
+}

@@ -95,10 +95,20 @@ func (w *watch) healthChanged(ctx context.Context, st health.Status) {
 		w.mu.Lock()
 		proc := w.proc
 		w.mu.Unlock()
-		if proc != nil {
-			// Stopping ends this run; the loop restarts it per policy.
-			go proc.Stop(w.a.cfg.Grace)
+		if proc == nil {
+			return
 		}
+		select {
+		case <-w.a.detach:
+			return // the daemon is going away: leave the container be
+		default:
+		}
+		// Stopping ends this run; the loop restarts it per policy.
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			proc.Stop(w.a.cfg.Grace)
+		}()
 	}
 }
 
