@@ -44,7 +44,7 @@ func (f *fake) RunContainer(_ context.Context, req api.RunRequest, stdout, stder
 	return 7, nil
 }
 func (f *fake) ImportImage(context.Context, io.Reader) ([]api.Image, error) { return nil, nil }
-func (f *fake) ListImages(context.Context) ([]api.Image, error)            { return nil, nil }
+func (f *fake) ListImages(context.Context) ([]api.Image, error)             { return nil, nil }
 func (f *fake) PullImage(context.Context, api.PullRequest, func(int64, int64)) (api.Image, error) {
 	return api.Image{}, errors.New("registry unreachable")
 }

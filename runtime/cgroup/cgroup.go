@@ -53,9 +53,10 @@ func cpuQuota(cores float64) int64 {
 	return q
 }
 
-// validName is ^[A-Za-z0-9][A-Za-z0-9_.-]*$ without a regexp (compiling one
+// ValidName reports whether s may name a cgroup shoal makes:
+// ^[A-Za-z0-9][A-Za-z0-9_.-]*$, checked without a regexp (compiling one
 // costs every process of the binary at start).
-func validName(s string) bool {
+func ValidName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -78,7 +79,7 @@ func groupPath(parent, id string) (string, error) {
 	if err := checkParent(parent); err != nil {
 		return "", err
 	}
-	if !validName(id) || len(id) > 200 {
+	if !ValidName(id) || len(id) > 200 {
 		return "", fmt.Errorf("cgroup id %q: want letters, digits, '_', '.', '-' (starting with a letter or digit)", id)
 	}
 	return "/" + parent + "/" + id, nil
@@ -89,7 +90,7 @@ func checkParent(parent string) error {
 		return fmt.Errorf("cgroup parent is empty")
 	}
 	for _, seg := range strings.Split(parent, "/") {
-		if !validName(seg) {
+		if !ValidName(seg) {
 			return fmt.Errorf("cgroup parent %q: segment %q: want letters, digits, '_', '.', '-' (starting with a letter or digit)", parent, seg)
 		}
 	}

@@ -152,7 +152,7 @@ func (h host) list(parent string) ([]string, error) {
 			return nil, fmt.Errorf("list cgroups under %s: %w", parent, err)
 		}
 		for _, e := range ents {
-			if e.IsDir() && validName(e.Name()) {
+			if e.IsDir() && ValidName(e.Name()) {
 				seen[e.Name()] = true
 			}
 		}

@@ -183,23 +183,10 @@ type Rlimit struct {
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // ValidID reports whether id may name a container: 1-128 letters, digits,
-// '_', '.' and '-', starting with a letter or digit. A loop, not a regexp:
-// every process of the binary (CLI, container init, monitor) would pay for
-// compiling one at start.
+// '_', '.' and '-', starting with a letter or digit. The id names the
+// container's cgroup, hence cgroup's rule plus a length limit.
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && (c == '_' || c == '.' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
+	return len(id) <= 128 && cgroup.ValidName(id)
 }
 
 // normalize validates s and fills its defaults.
