@@ -68,7 +68,7 @@ var outputFlag = &cli.StringFlag{
 
 // App builds the command tree.
 func App() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "shoal",
 		Usage:                "a self-healing container cluster for edge devices",
 		Version:              version,
@@ -90,10 +90,32 @@ func App() *cli.App {
 			versionCommand(),
 		},
 	}
+	// Every command takes --data-dir after its name too (`shoal up
+	// --data-dir D`), as well as before it.
+	var addDataDir func([]*cli.Command)
+	addDataDir = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.Flags = append(c.Flags, dataDirFlag)
+			addDataDir(c.Subcommands)
+		}
+	}
+	addDataDir(app.Commands)
+	return app
+}
+
+// dataDir is --data-dir from wherever it was given: after the command,
+// before it, or the environment; the default otherwise.
+func dataDir(c *cli.Context) string {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet("data-dir") && cc.String("data-dir") != "" {
+			return cc.String("data-dir")
+		}
+	}
+	return dataDirFlag.Value
 }
 
 func apiClient(c *cli.Context) *client.Client {
-	dir := c.String("data-dir")
+	dir := dataDir(c)
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}

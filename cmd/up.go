@@ -39,7 +39,7 @@ func up(c *cli.Context) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg := cluster.DefaultConfig()
-	cfg.DataDir = c.String("data-dir")
+	cfg.DataDir = dataDir(c)
 	cfg.Name = c.String("name")
 	cfg.BindAddr = c.String("bind")
 	cfg.AdvertiseAddr = c.String("advertise")
