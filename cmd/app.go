@@ -52,18 +52,25 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-var dataDirFlag = &cli.StringFlag{
-	Name:    "data-dir",
-	Usage:   "the node's data directory (its API socket is DIR/shoal.sock)",
-	EnvVars: []string{"SHOAL_DATA_DIR"},
-	Value:   "/var/lib/shoal",
+const defaultDataDir = "/var/lib/shoal"
+
+// dataDirFlag is made anew for every use: urfave/cli writes into flags.
+func dataDirFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name:    "data-dir",
+		Usage:   "the node's data directory (its API socket is DIR/shoal.sock)",
+		EnvVars: []string{"SHOAL_DATA_DIR"},
+		Value:   defaultDataDir,
+	}
 }
 
-var outputFlag = &cli.StringFlag{
-	Name:    "output",
-	Aliases: []string{"o"},
-	Usage:   "output format: table or json",
-	Value:   "table",
+func outputFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name:    "output",
+		Aliases: []string{"o"},
+		Usage:   "output format: table or json",
+		Value:   "table",
+	}
 }
 
 // App builds the command tree.
@@ -73,7 +80,7 @@ func App() *cli.App {
 		Usage:                "a self-healing container cluster for edge devices",
 		Version:              version,
 		HideVersion:          true,
-		Flags:                []cli.Flag{dataDirFlag},
+		Flags:                []cli.Flag{dataDirFlag()},
 		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		Commands: []*cli.Command{
@@ -95,7 +102,7 @@ func App() *cli.App {
 	var addDataDir func([]*cli.Command)
 	addDataDir = func(cmds []*cli.Command) {
 		for _, c := range cmds {
-			c.Flags = append(c.Flags, dataDirFlag)
+			c.Flags = append(c.Flags, dataDirFlag())
 			addDataDir(c.Subcommands)
 		}
 	}
@@ -111,7 +118,7 @@ func dataDir(c *cli.Context) string {
 			return cc.String("data-dir")
 		}
 	}
-	return dataDirFlag.Value
+	return defaultDataDir
 }
 
 func apiClient(c *cli.Context) *client.Client {

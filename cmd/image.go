@@ -68,7 +68,7 @@ func imageCommand() *cli.Command {
 			{
 				Name:  "ls",
 				Usage: "list images",
-				Flags: []cli.Flag{outputFlag},
+				Flags: []cli.Flag{outputFlag()},
 				Action: func(c *cli.Context) error {
 					imgs, err := apiClient(c).Images(c.Context)
 					if err != nil {

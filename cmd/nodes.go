@@ -10,7 +10,7 @@ func nodesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "nodes",
 		Usage: "the cluster's nodes: address, arch, role, state, labels, instances",
-		Flags: []cli.Flag{outputFlag},
+		Flags: []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
 			ns, err := apiClient(c).Nodes(c.Context)
 			if err != nil {
