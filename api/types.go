@@ -46,6 +46,7 @@ type App struct {
 	Env             map[string]string `json:"env,omitempty" yaml:"env"`
 	User            string            `json:"user,omitempty" yaml:"user"`
 	ReadOnly        bool              `json:"read_only,omitempty" yaml:"read_only"`
+	Rlimits         map[string]string `json:"rlimits,omitempty" yaml:"rlimits"`
 	Mode            string            `json:"mode,omitempty" yaml:"mode"`
 	Replicas        int               `json:"replicas,omitempty" yaml:"replicas"`
 	Placement       Placement         `json:"placement,omitempty" yaml:"placement"`

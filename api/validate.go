@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -79,6 +80,14 @@ func (a *App) Validate() error {
 	}
 	if a.User != "" && !validUser(a.User) {
 		return fieldErr("user", "%q: want uid, uid:gid, name or name:group", a.User)
+	}
+	for name, v := range a.Rlimits {
+		if !slices.Contains(rlimitNames, name) {
+			return fieldErr("rlimits."+name, "unknown limit (known: %s)", strings.Join(rlimitNames, ", "))
+		}
+		if _, _, err := ParseRlimit(v); err != nil {
+			return fieldErr("rlimits."+name, "%v", err)
+		}
 	}
 	for _, arch := range a.Placement.Arch {
 		switch arch {
@@ -264,4 +273,40 @@ func ParseVolume(s string) (Volume, error) {
 		return v, fmt.Errorf("%q: volume name %q must be a DNS label (or give an absolute host path)", s, v.Source)
 	}
 	return v, nil
+}
+
+// rlimitNames are the resource limits an app may set (setrlimit(2) names,
+// lower case, without RLIMIT_).
+var rlimitNames = []string{"as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue",
+	"nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"}
+
+// Unlimited is RLIM_INFINITY.
+const Unlimited = ^uint64(0)
+
+// ParseRlimit reads "N" (soft = hard), "SOFT:HARD" or "unlimited".
+func ParseRlimit(v string) (soft, hard uint64, err error) {
+	num := func(s string) (uint64, error) {
+		if s == "unlimited" {
+			return Unlimited, nil
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q: want a number or unlimited", s)
+		}
+		return n, nil
+	}
+	s, h, pair := strings.Cut(strings.TrimSpace(v), ":")
+	if soft, err = num(s); err != nil {
+		return 0, 0, err
+	}
+	hard = soft
+	if pair {
+		if hard, err = num(h); err != nil {
+			return 0, 0, err
+		}
+	}
+	if soft > hard {
+		return 0, 0, fmt.Errorf("%q: the soft limit is above the hard one", v)
+	}
+	return soft, hard, nil
 }

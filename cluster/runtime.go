@@ -83,6 +83,7 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 		HostNetwork:    spec.HostNetwork,
 		Resources:      cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids},
 		User:           app.User,
+		Rlimits:        rlimits(app.Rlimits),
 		ReadOnlyRootfs: app.ReadOnly,
 		Mounts:         mounts,
 		LogPath:        in.LogPath,
@@ -96,6 +97,19 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 		return nil, err
 	}
 	return h, nil
+}
+
+// rlimits turns an app's validated limits into the runtime's.
+func rlimits(m map[string]string) []linux.Rlimit {
+	var out []linux.Rlimit
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		soft, hard, err := api.ParseRlimit(m[name])
+		if err != nil {
+			continue // Validate refused it already
+		}
+		out = append(out, linux.Rlimit{Type: name, Soft: soft, Hard: hard})
+	}
+	return out
 }
 
 // volumes turns an app's volumes into bind mounts: NAME:/path is the named

@@ -70,6 +70,7 @@ image: busybox:1
 command: [/bin/busybox, sleep, "3600"]
 user: "1000:1000"
 read_only: true
+rlimits: {nofile: "100:200"}
 `))
 	testutil.WaitFor(t, 20*time.Second, func() error {
 		ps := n.ps()
@@ -94,6 +95,9 @@ read_only: true
 	_ = code
 	if !strings.Contains(out, "1000\n1000\n") || !strings.Contains(out, "Read-only file system") {
 		t.Fatalf("user and read-only root: %q", out)
+	}
+	if out := n.must("exec", "locked/0", "--", "/bin/busybox", "sh", "-c", "ulimit -n; ulimit -H -n"); out != "100\n200\n" {
+		t.Fatalf("rlimits in the container: %q, want 100 and 200", out)
 	}
 }
 

@@ -88,3 +88,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRlimits(t *testing.T) {
+	apps, err := Parse("f.yaml", strings.NewReader("name: a\nimage: x\nrlimits: {nofile: 4096, nproc: \"100:200\", core: unlimited}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := apps[0].Rlimits; r["nofile"] != "4096" || r["nproc"] != "100:200" || r["core"] != "unlimited" {
+		t.Fatalf("rlimits %v", r)
+	}
+	for src, want := range map[string]string{
+		"name: a\nimage: x\nrlimits: {files: 10}\n":       "f.yaml:3: rlimits.files: unknown limit",
+		"name: a\nimage: x\nrlimits: {nofile: \"9:8\"}\n": "f.yaml:3: rlimits.nofile: \"9:8\": the soft limit is above the hard one",
+		"name: a\nimage: x\nrlimits: {nofile: lots}\n":    `f.yaml:3: rlimits.nofile: "lots": want a number or unlimited`,
+	} {
+		if _, err := Parse("f.yaml", strings.NewReader(src)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", src, err, want)
+		}
+	}
+}
