@@ -45,6 +45,19 @@ const cpuPeriod = 100000
 
 // cpuQuota turns cores into a CFS quota in microseconds per cpuPeriod; it
 // never returns less than the kernel minimum of 1ms.
+// cpuShares gives a container its CPU limit as its share under contention
+// too: 1024 per core, as Docker's --cpus does with cpu.shares.
+func cpuShares(cores float64) uint64 {
+	return max(uint64(cores*1024), 2)
+}
+
+// cpuWeight converts v1 shares to a v2 weight (1-10000), the conversion
+// runc and the kernel documentation use.
+func cpuWeight(shares uint64) uint64 {
+	shares = min(max(shares, 2), 262144)
+	return 1 + ((shares-2)*9999)/262142
+}
+
 func cpuQuota(cores float64) int64 {
 	q := int64(cores * cpuPeriod)
 	if q < 1000 {

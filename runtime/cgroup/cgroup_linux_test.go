@@ -238,10 +238,10 @@ func TestLimits(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cg.Delete()
-			want := map[string]string{"memory.max": "67108864", "cpu.max": "50000 100000", "pids.max": "100"}
+			want := map[string]string{"memory.max": "67108864", "cpu.max": "50000 100000", "cpu.weight": "20", "pids.max": "100"}
 			dir := func(string) string { return h.v2Root + cg.Path() }
 			if h.v2Root == "" {
-				want = map[string]string{"memory.limit_in_bytes": "67108864", "cpu.cfs_quota_us": "50000", "pids.max": "100"}
+				want = map[string]string{"memory.limit_in_bytes": "67108864", "cpu.cfs_quota_us": "50000", "cpu.shares": "512", "pids.max": "100"}
 				dir = func(f string) string { return "/sys/fs/cgroup/" + strings.Split(f, ".")[0] + cg.Path() }
 			}
 			for f, v := range want {

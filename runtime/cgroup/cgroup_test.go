@@ -64,3 +64,12 @@ func TestCPUQuota(t *testing.T) {
 		}
 	}
 }
+
+func TestCPUSharesAndWeight(t *testing.T) {
+	for cores, want := range map[float64][2]uint64{0.5: {512, 20}, 1: {1024, 39}, 2: {2048, 79}, 0.001: {2, 1}} {
+		shares := cpuShares(cores)
+		if shares != want[0] || cpuWeight(shares) != want[1] {
+			t.Errorf("cores %v: shares %d weight %d, want %v", cores, shares, cpuWeight(shares), want)
+		}
+	}
+}

@@ -59,8 +59,8 @@ func newV1(h cgroup1.Hierarchy, group string, r Resources) (driver, error) {
 		}
 	}
 	if r.CPU > 0 {
-		quota, period := cpuQuota(r.CPU), uint64(cpuPeriod)
-		spec.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+		quota, period, shares := cpuQuota(r.CPU), uint64(cpuPeriod), cpuShares(r.CPU)
+		spec.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period, Shares: &shares}
 	}
 	if r.Pids > 0 {
 		n := r.Pids

@@ -46,6 +46,8 @@ func newV2(root, group string, r Resources) (driver, error) {
 		if r.CPU > 0 {
 			quota, period := cpuQuota(r.CPU), uint64(cpuPeriod)
 			res.CPU.Max = cgroup2.NewCPUMax(&quota, &period)
+			weight := cpuWeight(cpuShares(r.CPU))
+			res.CPU.Weight = &weight
 		}
 	}
 	if avail["pids"] {
