@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,38 +83,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "shoal-monitor-test-")
+	dir, cleanup, err := testutil.BuildWorkload(workload)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	src := filepath.Join(dir, "src")
-	imageDir = filepath.Join(dir, "image")
-	for _, d := range []string{src, imageDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	files := map[string]string{"go.mod": "module workload\n\ngo 1.22\n", "main.go": workload}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if p, err := exec.LookPath("go"); err == nil {
-		gobin = p
-	}
-	cmd := exec.Command(gobin, "build", "-o", filepath.Join(imageDir, "app"), ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build workload: %v\n%s", err, out)
-		return 1
-	}
+	defer cleanup()
+	imageDir = dir
 	return m.Run()
 }
 
