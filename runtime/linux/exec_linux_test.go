@@ -27,7 +27,7 @@ func TestExec(t *testing.T) {
 	execInfo := func(t *testing.T, p Process) info {
 		t.Helper()
 		var stdout bytes.Buffer
-		p.Stdout, p.Stderr = &stdout, testWriter{t}
+		p.Stdout, p.Stderr = &stdout, testutil.LogWriter(t)
 		ex, err := rt.Exec(ctx, c, p)
 		if err != nil || ex.Code != 0 {
 			t.Fatalf("Exec = %+v, %v; output %q", ex, err, stdout.String())

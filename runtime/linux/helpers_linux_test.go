@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
@@ -100,8 +96,8 @@ func newRuntime(t *testing.T) (*Runtime, Config) {
 	testutil.RequireRoot(t)
 	cfg := Config{
 		StateDir:     filepath.Join(t.TempDir(), "containers"),
-		CgroupParent: fmt.Sprintf("shoal-test-%d", rand.Uint32()),
-		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		CgroupParent: testutil.CgroupParent(t),
+		Logger:       testutil.Logger(t),
 	}
 	rt, err := New(cfg)
 	if err != nil {
@@ -111,21 +107,8 @@ func newRuntime(t *testing.T) (*Runtime, Config) {
 		if err := rt.Cleanup(nil); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cfg.CgroupParent)
-		for _, d := range append(dirs, "/sys/fs/cgroup/"+cfg.CgroupParent) {
-			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-				t.Errorf("remove test cgroup parent: %v", err)
-			}
-		}
 	})
 	return rt, cfg
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }
 
 var nonID = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
@@ -165,7 +148,7 @@ func start(t *testing.T, rt *Runtime, s Spec) (*Container, *syncBuffer) {
 	}
 	s.Stdout = out
 	if s.Stderr == nil {
-		s.Stderr = testWriter{t}
+		s.Stderr = testutil.LogWriter(t)
 	}
 	c, err := rt.Start(context.Background(), s)
 	if err != nil {
@@ -207,5 +190,3 @@ func assertGone(t *testing.T, cfg Config, id string) {
 		t.Errorf("cgroup dirs left: %v", left)
 	}
 }
-
-var _ io.Writer = testWriter{}

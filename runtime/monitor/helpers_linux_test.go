@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,13 +91,6 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 // newMonitors returns a Config with state dirs and a cgroup parent of the
 // test's own, and Monitors on it. At the end every monitor left is stopped
 // and nothing of it may remain.
@@ -110,8 +101,8 @@ func newMonitors(t *testing.T) (*Monitors, Config) {
 	cfg := Config{
 		StateDir:        filepath.Join(dir, "monitors"),
 		RuntimeStateDir: filepath.Join(dir, "containers"),
-		CgroupParent:    fmt.Sprintf("shoal-test-%d", rand.Uint32()),
-		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		CgroupParent:    testutil.CgroupParent(t),
+		Logger:          testutil.Logger(t),
 	}
 	m, err := New(cfg)
 	if err != nil {
@@ -133,12 +124,6 @@ func newMonitors(t *testing.T) (*Monitors, Config) {
 		rt, _ := linux.New(linux.Config{StateDir: cfg.RuntimeStateDir, CgroupParent: cfg.CgroupParent})
 		if err := rt.Cleanup(nil); err != nil {
 			t.Errorf("runtime Cleanup: %v", err)
-		}
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cfg.CgroupParent)
-		for _, d := range append(dirs, "/sys/fs/cgroup/"+cfg.CgroupParent) {
-			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-				t.Errorf("remove test cgroup parent: %v", err)
-			}
 		}
 	})
 	return m, cfg

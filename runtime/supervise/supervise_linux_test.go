@@ -64,7 +64,7 @@ func containerConfig(t *testing.T, args ...string) (Config, linux.Config, string
 	testutil.RequireRoot(t)
 	lcfg := linux.Config{
 		StateDir:     filepath.Join(t.TempDir(), "containers"),
-		CgroupParent: fmt.Sprintf("shoal-test-%d", rand.Uint32()),
+		CgroupParent: testutil.CgroupParent(t),
 	}
 	rt, err := linux.New(lcfg)
 	if err != nil {
@@ -73,12 +73,6 @@ func containerConfig(t *testing.T, args ...string) (Config, linux.Config, string
 	t.Cleanup(func() {
 		if err := rt.Cleanup(nil); err != nil {
 			t.Errorf("Cleanup: %v", err)
-		}
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + lcfg.CgroupParent)
-		for _, d := range append(dirs, "/sys/fs/cgroup/"+lcfg.CgroupParent) {
-			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
-				t.Errorf("remove test cgroup parent: %v", err)
-			}
 		}
 	})
 	id := fmt.Sprintf("sup-%d", rand.Uint32())
