@@ -439,46 +439,41 @@ func TestRunDetachStopsWhatCannotOutlive(t *testing.T) {
 // With OverlapDelete the next start does not wait for the exited
 // container's delete, and Run still returns only after it.
 func TestOverlapDelete(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan int, 4)
-	var mu sync.Mutex
-	n := 0
-	var first *blockingDelete
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Run(ctx, Config{
-			Policy:        Policy{Restart: Always},
-			OverlapDelete: true,
-			Start: func(context.Context) (Process, error) {
-				mu.Lock()
-				defer mu.Unlock()
-				n++
-				started <- n
-				if n == 1 {
-					first = &blockingDelete{release: release, exited: make(chan struct{})}
-					close(first.exited) // exits at once
-					return first, nil
-				}
-				return &blockingDelete{release: closedChan(), exited: make(chan struct{})}, nil
-			},
-		})
-	}()
-	<-started
-	select {
-	case <-started: // the restart began while the first delete is blocked
-	case <-time.After(5 * time.Second):
-		t.Fatal("restart waited for the previous container's delete")
-	}
-	cancel()
-	select {
-	case <-done:
-		t.Fatal("Run returned before the pending delete finished")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	<-done
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		starts := 0
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Run(ctx, Config{
+				Policy:        Policy{Restart: Always},
+				OverlapDelete: true,
+				Start: func(context.Context) (Process, error) {
+					starts++
+					if starts == 1 {
+						p := &blockingDelete{release: release, exited: make(chan struct{})}
+						close(p.exited) // exits at once; its delete blocks
+						return p, nil
+					}
+					return &blockingDelete{release: closedChan(), exited: make(chan struct{})}, nil
+				},
+			})
+		}()
+		synctest.Wait()
+		if starts != 2 {
+			t.Fatalf("%d starts while the first delete is blocked, want the restart (2)", starts)
+		}
+		cancel()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("Run returned before the pending delete finished")
+		default:
+		}
+		close(release)
+		<-done
+	})
 }
 
 type blockingDelete struct {
