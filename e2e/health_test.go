@@ -24,6 +24,16 @@ name: bad
 image: testprog:1
 command: ["/app", "-sleep", "1h"]
 health: {tcp: "127.0.0.1:9", interval: 200ms, timeout: 500ms, retries: 2}
+---
+name: execgood
+image: testprog:1
+command: ["/app", "-sleep", "1h"]
+health: {exec: ["/app", "-exit", "0"], interval: 200ms, timeout: 2s, retries: 2}
+---
+name: execbad
+image: testprog:1
+command: ["/app", "-sleep", "1h"]
+health: {exec: ["/app", "-exit", "1"], interval: 200ms, timeout: 2s, retries: 2}
 `))
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		byApp := map[string]instance{}
@@ -33,16 +43,21 @@ health: {tcp: "127.0.0.1:9", interval: 200ms, timeout: 500ms, retries: 2}
 		if g := byApp["good"]; g.State != "running" {
 			return fmt.Errorf("good is %s, want running", g.State)
 		}
-		if b := byApp["bad"]; b.Restarts < 1 {
-			return fmt.Errorf("bad: state %s, %d restarts; want it restarted for failing its check", b.State, b.Restarts)
+		for _, name := range []string{"bad", "execbad"} {
+			if b := byApp[name]; b.Restarts < 1 {
+				return fmt.Errorf("%s: state %s, %d restarts; want it restarted for failing its check", name, b.State, b.Restarts)
+			}
+		}
+		if g := byApp["execgood"]; g.State != "running" {
+			return fmt.Errorf("execgood is %s, want running", g.State)
 		}
 		return nil
 	})
 	// The good one stays up: no restart for a passing check.
 	for _, i := range n.ps() {
-		if i.App == "good" && i.Restarts != 0 {
+		if (i.App == "good" || i.App == "execgood") && i.Restarts != 0 {
 			t.Fatalf("healthy instance restarted %d times", i.Restarts)
 		}
 	}
-	n.must("rm", "good", "bad")
+	n.must("rm", "good", "bad", "execgood", "execbad")
 }
