@@ -230,6 +230,13 @@ func (h *Handle) Delete() error {
 		case <-time.After(reapTimeout):
 			h.m.log.Warn("monitor still running after its container's exit", "container", h.id, "monitor_pid", h.monitorPid)
 		}
+	} else {
+		// Adopted: not our child, but it holds its lock until it has
+		// removed its container and exits.
+		deadline := time.Now().Add(reapTimeout)
+		for lockHeld(h.m.dir(h.id)) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	// The monitor removed the container; this sweeps what a monitor
 	// that died half-way left, and the monitor's own directory.
