@@ -1,11 +1,13 @@
 package testutil
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,4 +46,29 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
+}
+
+// AssertContainerGone fails the test if anything of container id is left
+// on the host: mounts under its state dir, the dir itself, or its cgroup in
+// any hierarchy.
+func AssertContainerGone(t testing.TB, stateDir, cgroupParent, id string) {
+	t.Helper()
+	dir := filepath.Join(stateDir, id)
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(info, []byte(dir)) {
+		t.Errorf("mounts of %s left in /proc/self/mountinfo", dir)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir %s left: %v", dir, err)
+	}
+	left, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent + "/" + id)
+	if _, err := os.Stat("/sys/fs/cgroup/" + cgroupParent + "/" + id); err == nil {
+		left = append(left, "/sys/fs/cgroup/"+cgroupParent+"/"+id)
+	}
+	if len(left) > 0 {
+		t.Errorf("cgroup dirs left: %v", left)
+	}
 }

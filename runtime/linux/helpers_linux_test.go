@@ -3,7 +3,6 @@ package linux
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
-	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -166,27 +164,5 @@ func start(t *testing.T, rt *Runtime, s Spec) (*Container, *syncBuffer) {
 // cgroup, no state dir.
 func assertGone(t *testing.T, cfg Config, id string) {
 	t.Helper()
-	dir := filepath.Join(cfg.StateDir, id)
-	info, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(info, []byte(dir)) {
-		t.Errorf("mounts of %s left in /proc/self/mountinfo", dir)
-	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("state dir %s left: %v", dir, err)
-	}
-	ids, err := cgroup.List(cfg.CgroupParent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, got := range ids {
-		if got == id {
-			t.Errorf("cgroup %s/%s left", cfg.CgroupParent, id)
-		}
-	}
-	if left, _ := filepath.Glob("/sys/fs/cgroup/*/" + cfg.CgroupParent + "/" + id); len(left) > 0 {
-		t.Errorf("cgroup dirs left: %v", left)
-	}
+	testutil.AssertContainerGone(t, cfg.StateDir, cfg.CgroupParent, id)
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
-	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 )
@@ -144,27 +143,9 @@ func testSpec(t *testing.T, cfg Config, args ...string) Spec {
 // container dir or monitor dir.
 func assertGone(t *testing.T, cfg Config, id string) {
 	t.Helper()
-	dir := filepath.Join(cfg.RuntimeStateDir, id)
-	info, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(info, []byte(dir)) {
-		t.Errorf("mounts of %s left", dir)
-	}
-	for _, d := range []string{dir, filepath.Join(cfg.StateDir, id)} {
-		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s left: %v", d, err)
-		}
-	}
-	ids, err := cgroup.List(cfg.CgroupParent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, got := range ids {
-		if got == id {
-			t.Errorf("cgroup %s/%s left", cfg.CgroupParent, id)
-		}
+	testutil.AssertContainerGone(t, cfg.RuntimeStateDir, cfg.CgroupParent, id)
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("monitor dir of %s left: %v", id, err)
 	}
 }
 

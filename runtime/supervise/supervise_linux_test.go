@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
-	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/linux"
 )
 
@@ -107,12 +106,7 @@ func next(t *testing.T, events <-chan Event) Event {
 // assertClean checks nothing of the container is left on the host.
 func assertClean(t *testing.T, lcfg linux.Config, id string) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(lcfg.StateDir, id)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("state dir left: %v", err)
-	}
-	if ids, err := cgroup.List(lcfg.CgroupParent); err != nil || len(ids) != 0 {
-		t.Errorf("cgroups left: %v, %v", ids, err)
-	}
+	testutil.AssertContainerGone(t, lcfg.StateDir, lcfg.CgroupParent, id)
 }
 
 func TestSuperviseRestartsKilledContainer(t *testing.T) {
