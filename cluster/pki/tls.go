@@ -1,0 +1,180 @@
+package pki
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+)
+
+// Protocols on the cluster port, told apart by ALPN during the handshake.
+const (
+	ProtoRaft = "shoal-raft/1" // Raft RPCs; node certificates only
+	ProtoAPI  = "shoal-api/1"  // the HTTP API; nodes and admins
+	ProtoJoin = "shoal-join/1" // joining; no client certificate yet
+)
+
+// Identity is a node's TLS identity: its certificate and key, and the
+// cluster CA it trusts.
+type Identity struct {
+	Cert tls.Certificate // leaf, then the CA: pinning clients find it there
+	CA   *x509.Certificate
+	Node NodeIdentity
+	pool *x509.CertPool
+}
+
+// NewIdentity reads a node's certificate, key and CA from PEM and checks
+// that they belong together.
+func NewIdentity(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
+	ca, err := ParseCert(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	leaf, err := ParseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	key, err := ParseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	if !key.PublicKey.Equal(leaf.PublicKey) {
+		return nil, errors.New("node key does not match the node certificate")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	node, err := VerifyNode([]*x509.Certificate{leaf}, pool, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	return &Identity{
+		Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.Raw}, PrivateKey: key, Leaf: leaf},
+		CA:   ca,
+		Node: node,
+		pool: pool,
+	}, nil
+}
+
+// ServerConfig is the cluster port's: TLS 1.3, a client certificate asked
+// for but not required (a joining node has none yet); Peer decides per
+// protocol what the client may do.
+func (id *Identity) ServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Cert},
+		ClientAuth:   tls.RequestClientCert,
+		NextProtos:   []string{ProtoRaft, ProtoAPI, ProtoJoin},
+	}
+}
+
+// ClientConfig is for dialling another node of the cluster with proto.
+func (id *Identity) ClientConfig(proto string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Cert},
+		NextProtos:   []string{proto},
+		// The standard check would match the address against the
+		// certificate; nodes are checked by CA and name instead.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if err := negotiated(cs, proto); err != nil {
+				return err
+			}
+			_, err := VerifyNode(cs.PeerCertificates, id.pool, x509.ExtKeyUsageServerAuth)
+			return err
+		},
+	}
+}
+
+// PinnedConfig is for a client that knows the cluster only by its CA's
+// fingerprint (a joining node, the remote CLI): the server must show a
+// node certificate signed by that CA, checked before anything is sent.
+// client may be nil.
+func PinnedConfig(ca Fingerprint, proto string, client *tls.Certificate) *tls.Config {
+	c := &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{proto},
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if err := negotiated(cs, proto); err != nil {
+				return err
+			}
+			return VerifyPinned(cs.PeerCertificates, ca)
+		},
+	}
+	if client != nil {
+		c.Certificates = []tls.Certificate{*client}
+	}
+	return c
+}
+
+// ErrWrongCluster means the server's CA is not the one expected.
+var ErrWrongCluster = errors.New("the node answering is not of the cluster the token names (CA fingerprint differs)")
+
+// VerifyPinned checks that chain[0] is a node certificate signed by a CA in
+// the chain whose fingerprint is ca.
+func VerifyPinned(chain []*x509.Certificate, ca Fingerprint) error {
+	for _, c := range chain[min(1, len(chain)):] {
+		if FingerprintOf(c) != ca {
+			continue
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(c)
+		_, err := VerifyNode(chain[:1], pool, x509.ExtKeyUsageServerAuth)
+		return err
+	}
+	return ErrWrongCluster
+}
+
+func negotiated(cs tls.ConnectionState, proto string) error {
+	if cs.NegotiatedProtocol != proto {
+		return fmt.Errorf("the other end does not speak %s: not a shoal cluster port, or a shoal too old", proto)
+	}
+	return nil
+}
+
+// Peer is who is on the other end of a cluster-port connection.
+type Peer struct {
+	Node  *NodeIdentity // a node of this cluster
+	Admin bool          // a holder of an admitted admin credential
+}
+
+// Peer classifies a connection's client; admitted says whether an admin
+// key is in the cluster's admin set. An unknown or absent certificate is
+// an anonymous peer, which only the join protocol serves.
+func (id *Identity) Peer(cs tls.ConnectionState, admitted func(ed25519.PublicKey) bool) Peer {
+	if len(cs.PeerCertificates) == 0 {
+		return Peer{}
+	}
+	if node, err := VerifyNode(cs.PeerCertificates, id.pool, x509.ExtKeyUsageClientAuth); err == nil {
+		return Peer{Node: &node}
+	}
+	// TLS 1.3 has checked the client's signature with this key: holding
+	// the credential is proven, its admission is the set's to say.
+	if pub, ok := cs.PeerCertificates[0].PublicKey.(ed25519.PublicKey); ok && admitted != nil && admitted(pub) {
+		return Peer{Admin: true}
+	}
+	return Peer{}
+}
+
+// Certificate makes the self-signed client certificate the remote CLI
+// presents; the cluster admits it by its key, not by a signature.
+func (c Credential) Certificate() (tls.Certificate, error) {
+	key := ed25519.NewKeyFromSeed(c.Seed[:])
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "shoal admin"},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("admin certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
