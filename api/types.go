@@ -225,3 +225,8 @@ type PullProgress struct {
 	Image *Image `json:"image,omitempty"`
 	Error string `json:"error,omitempty"`
 }
+
+// TokenResponse carries the join token (GET /v1/token).
+type TokenResponse struct {
+	Token string `json:"token"`
+}

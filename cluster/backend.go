@@ -131,13 +131,9 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
 		}
 	}
-	resp, err := n.apply(store.PutApps{Apps: apps}, writeTimeout)
-	if err != nil {
+	var res []api.ApplyResult
+	if err := n.write(ctx, store.PutApps{Apps: apps}, &res); err != nil {
 		return nil, err
-	}
-	res, ok := resp.([]api.ApplyResult)
-	if !ok {
-		return nil, fmt.Errorf("apply: unexpected response %T", resp)
 	}
 	return res, nil
 }
@@ -147,8 +143,7 @@ func (n *Node) Delete(ctx context.Context, names []string) error {
 	if len(names) == 0 {
 		return fmt.Errorf("%w: no app named", api.ErrInvalid)
 	}
-	_, err := n.apply(store.DeleteApps{Names: names}, writeTimeout)
-	return err
+	return n.write(ctx, store.DeleteApps{Names: names}, nil)
 }
 
 // PS lists instances: every allocation, with the observed status where this

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/shoal-edge/shoal/api"
 )
@@ -22,10 +23,16 @@ type Config struct {
 	AdvertiseAddr string
 	GossipPort    int
 	Port          int
+	// Join is a join token: an empty data dir joins that cluster instead
+	// of bootstrapping a new one.
+	Join string
 	// Voters is how many voters the cluster keeps (odd).
 	Voters int
-	Labels map[string]string
-	Logger *slog.Logger
+	// DeadVoterGrace is how long a voter may be gone from gossip before
+	// autopilot replaces it with a non-voter.
+	DeadVoterGrace time.Duration
+	Labels         map[string]string
+	Logger         *slog.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -38,6 +45,8 @@ func DefaultConfig() Config {
 		GossipPort: 7946,
 		Port:       7947,
 		Voters:     3,
+
+		DeadVoterGrace: 30 * time.Second,
 	}
 }
 
@@ -67,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Voters < 1 || c.Voters%2 == 0 {
 		errs = append(errs, fmt.Errorf("voters %d: must be odd and at least 1", c.Voters))
+	}
+	if c.DeadVoterGrace < time.Second {
+		errs = append(errs, fmt.Errorf("dead voter grace %s: must be at least 1s", c.DeadVoterGrace))
 	}
 	for k := range c.Labels {
 		if k == "" {

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/shoal-edge/shoal/cluster/sched"
@@ -65,13 +68,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		log.Error("barrier", "err", err)
 		return
 	}
-	if id, _ := n.store.ClusterID(); id == "" {
-		var b [16]byte
-		rand.Read(b[:])
-		if _, err := n.apply(store.Bootstrap{ClusterID: hex.EncodeToString(b[:])}, 10*time.Second); err != nil {
-			log.Error("write cluster id", "err", err)
-			return
-		}
+	if err := n.writeBootstrap(); err != nil {
+		log.Error("write the cluster's id and secrets", "err", err)
+		return
 	}
 	// A periodic pass catches deadlines (reschedule_after) no event marks.
 	tick := time.NewTicker(5 * time.Second)
@@ -80,6 +79,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		changed := n.store.Changed()
 		if err := n.registerMembers(); err != nil {
 			log.Warn("register nodes", "err", err)
+		}
+		if err := n.autopilot(log); err != nil {
+			log.Warn("autopilot", "err", err)
 		}
 		if err := n.schedule(); err != nil {
 			log.Warn("schedule", "err", err)
@@ -92,6 +94,40 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// writeBootstrap puts what bootstrap made into Raft, once: the cluster id
+// and the secrets that let any node admit others. Until then they wait in
+// DATA/tls/bootstrap.json, which goes once they are committed.
+func (n *Node) writeBootstrap() error {
+	pending, err := pendingBootstrap(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if id, _ := n.store.ClusterID(); id == "" {
+		var cid string
+		if pending != nil {
+			cid = pending.ClusterID
+		} else {
+			var b [16]byte
+			rand.Read(b[:])
+			cid = hex.EncodeToString(b[:])
+		}
+		if _, err := n.applyLocal(store.Bootstrap{ClusterID: cid}, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	if pending == nil {
+		return nil
+	}
+	if _, ok, err := n.store.Secrets(); err != nil {
+		return err
+	} else if !ok {
+		if _, err := n.applyLocal(store.PutSecrets{Secrets: pending.Secrets}, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	return os.Remove(filepath.Join(tlsDir(n.cfg.DataDir), bootstrapFile))
 }
 
 // registerMembers records new nodes and changed addresses in Raft. A known
@@ -109,13 +145,14 @@ func (n *Node) registerMembers() error {
 		rec, ok := known[m.Name]
 		want := rec
 		want.Name, want.ID, want.Address, want.Arch, want.OS = m.Name, m.Meta.ID, m.Addr, m.Meta.Arch, m.Meta.OS
+		want.Port, want.GossipPort = m.Meta.Port, m.GossipPort
 		if m.Name == n.id.Name && !ok && len(n.cfg.Labels) > 0 {
 			want.Labels = maps.Clone(n.cfg.Labels)
 		}
-		if ok && rec.ID == want.ID && rec.Address == want.Address && rec.Arch == want.Arch && rec.OS == want.OS {
+		if ok && reflect.DeepEqual(rec, want) {
 			continue
 		}
-		if _, err := n.apply(store.PutNode{Node: want}, 10*time.Second); err != nil {
+		if _, err := n.applyLocal(store.PutNode{Node: want}, 10*time.Second); err != nil {
 			return fmt.Errorf("register %s: %w", m.Name, err)
 		}
 	}
@@ -167,6 +204,6 @@ func (n *Node) schedule() error {
 	for _, a := range plan.Delete {
 		cmd.Delete = append(cmd.Delete, store.AllocKey{App: a.App, Index: a.Index})
 	}
-	_, err = n.apply(cmd, 10*time.Second)
+	_, err = n.applyLocal(cmd, 10*time.Second)
 	return err
 }

@@ -1,9 +1,14 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"runtime"
+	"slices"
+	"strconv"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -14,7 +19,7 @@ type nodeMeta struct {
 	ID   string `json:"id"`
 	Arch string `json:"arch"`
 	OS   string `json:"os"`
-	Port int    `json:"port"`
+	Port int    `json:"port"` // the cluster port
 }
 
 // members wraps memberlist. Its callbacks never block: they nudge the
@@ -41,6 +46,10 @@ func newMembers(n *Node) (*members, error) {
 	c.Delegate = m
 	c.Events = m
 	c.Logger = stdlogFor(n.log)
+	// Gossip is encrypted and authenticated with the cluster's key: a
+	// stranger can neither read it nor join it.
+	c.SecretKey = n.mat.gossipKey
+	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	m.ml, err = memberlist.Create(c)
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", n.cfg.BindAddr, n.cfg.GossipPort, err)
@@ -72,16 +81,18 @@ func (m *members) NotifyUpdate(*memberlist.Node) { m.nudge() }
 
 // member is one gossip member as the leader needs it.
 type member struct {
-	Name  string
-	Addr  string
-	State string
-	Meta  nodeMeta
+	Name       string
+	Addr       string // IP
+	GossipAddr string // IP:gossip port
+	GossipPort int
+	State      string
+	Meta       nodeMeta
 }
 
 func (m *members) list() []member {
 	var out []member
 	for _, n := range m.ml.Members() {
-		mb := member{Name: n.Name, Addr: n.Addr.String(), State: stateName(n.State)}
+		mb := member{Name: n.Name, Addr: n.Addr.String(), GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), GossipPort: int(n.Port), State: stateName(n.State)}
 		json.Unmarshal(n.Meta, &mb.Meta)
 		out = append(out, mb)
 	}
@@ -100,9 +111,60 @@ func stateName(s memberlist.NodeStateType) string {
 	return "dead"
 }
 
+// join contacts the members at addrs (gossip host:port); one answer is
+// enough.
+func (m *members) join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return m.ml.Join(addrs)
+}
+
 func (m *members) close() error {
 	if m.ml == nil {
 		return nil
 	}
 	return m.ml.Shutdown()
+}
+
+// keepGossiping joins the other members whenever this node is alone in
+// gossip: after a join (the members the cluster named), after a restart
+// (the registry's addresses) or after a partition that outlived
+// memberlist's memory of the others. Retries back off up to a minute, so a
+// lone bootstrap node costs nothing.
+func (n *Node) keepGossiping(ctx context.Context) error {
+	delay := time.Second
+	for {
+		if n.members.ml.NumMembers() < 2 {
+			seeds := n.seeds()
+			if len(seeds) > 0 {
+				if k, err := n.members.join(seeds); err != nil {
+					n.log.Debug("gossip: no member answered", "tried", seeds, "err", err)
+					delay = min(2*delay, time.Minute)
+				} else {
+					n.log.Info("gossip: joined members", "contacted", k)
+					delay = time.Second
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// seeds are the gossip addresses to try: those the join answer gave, and
+// every other node of the registry.
+func (n *Node) seeds() []string {
+	out := slices.Clone(n.gossipSeeds)
+	recs, _ := n.store.Nodes()
+	for _, r := range recs {
+		if r.ID != n.id.ID && r.Address != "" && r.GossipPort != 0 {
+			out = append(out, net.JoinHostPort(r.Address, strconv.Itoa(r.GossipPort)))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

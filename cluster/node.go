@@ -13,14 +13,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/cluster/agent"
 	"github.com/shoal-edge/shoal/cluster/apiserver"
+	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/cluster/port"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor"
@@ -42,6 +47,15 @@ type Node struct {
 	advertise string
 	lock      *os.File // DATA/lock, held while the node runs
 
+	mat        *material
+	port       *port.Port
+	nodeClient *http.Client            // node protocol, to the leader
+	internal   map[string]*http.Server // by protocol: join and node
+	// bootstrapped: this run made a new cluster (and prints its token).
+	bootstrapped bool
+	// gossipSeeds are where to find the members when alone.
+	gossipSeeds []string
+
 	store    *store.Store
 	raft     *raftParts
 	members  *members
@@ -57,8 +71,10 @@ type Node struct {
 	// cleanups tracks one-off containers being removed after their exit.
 	cleanups sync.WaitGroup
 
-	leaderMu  sync.Mutex // guards following
-	deadSince map[string]time.Time
+	leaderMu       sync.Mutex // guards following
+	deadSince      map[string]time.Time
+	serverGone     map[raft.ServerID]time.Time // Raft servers missing from gossip, since
+	timeoutsRaised bool
 }
 
 // New opens the data dir and every part, without starting loops. On error
@@ -70,7 +86,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, leaderCh: make(chan bool, 16)}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, leaderCh: make(chan bool, 16)}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -84,11 +100,15 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if n.id, err = loadIdentity(cfg.DataDir, cfg.Name); err != nil {
+	var fresh bool
+	if n.id, fresh, err = loadIdentity(cfg.DataDir, cfg.Name); err != nil {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.id.Name)
 	if n.advertise, err = cfg.advertise(); err != nil {
+		return nil, err
+	}
+	if err := n.loadOrMakeMaterial(fresh); err != nil {
 		return nil, err
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
@@ -123,7 +143,17 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.rt.Cleanup(n.monitors.Owns); err != nil {
 		n.log.Warn("clean up containers of a previous run", "err", err)
 	}
-	if n.raft, err = n.openRaft(n.id.ID, n.advertise); err != nil {
+	bind := net.JoinHostPort(cfg.BindAddr, fmt.Sprint(cfg.Port))
+	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.mat.ident.ServerConfig(), Allow: n.allow, Logger: n.log}); err != nil {
+		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
+	}
+	n.nodeClient = &http.Client{Transport: &http.Transport{TLSClientConfig: n.mat.ident.ClientConfig(pki.ProtoNode)}}
+	n.internal = n.internalServers()
+	pending, err := pendingBootstrap(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if n.raft, err = n.openRaft(n.id.ID, n.advertise, pending != nil); err != nil {
 		return nil, err
 	}
 	if n.members, err = newMembers(n); err != nil {
@@ -143,6 +173,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.api, err = apiserver.New(apiserver.Config{
 		Socket:    SocketPath(cfg.DataDir),
+		Remote:    n.port.Listener(pki.ProtoAPI),
 		Cluster:   n,
 		Instances: n,
 		Images:    n,
@@ -155,33 +186,76 @@ func New(cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-func loadIdentity(dir, name string) (identity, error) {
+// loadIdentity reads DATA/node.json, or makes a new identity (fresh) that
+// is written once the node has its certificate.
+func loadIdentity(dir, name string) (id identity, fresh bool, err error) {
 	path := filepath.Join(dir, "node.json")
-	var id identity
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(data, &id); err != nil || id.ID == "" || id.Name == "" {
-			return id, fmt.Errorf("%s is damaged (%v): move the data dir away to start a new node", path, err)
+			return id, false, fmt.Errorf("%s is damaged (%v): move the data dir away to start a new node", path, err)
 		}
 		if name != "" && name != id.Name {
-			return id, fmt.Errorf("data dir %s belongs to node %q, not %q: drop --name or use another --data-dir", dir, id.Name, name)
+			return id, false, fmt.Errorf("data dir %s belongs to node %q, not %q: drop --name or use another --data-dir", dir, id.Name, name)
 		}
-		return id, nil
+		return id, false, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return id, err
+		return id, false, err
 	}
 	if name == "" {
 		name = DefaultConfig().Name
 	}
 	var b [16]byte
 	rand.Read(b[:])
-	id = identity{Name: name, ID: hex.EncodeToString(b[:])}
-	data, _ = json.MarshalIndent(id, "", "  ")
+	return identity{Name: name, ID: hex.EncodeToString(b[:])}, true, nil
+}
+
+func writeIdentity(dir string, id identity) error {
+	path := filepath.Join(dir, "node.json")
+	data, _ := json.MarshalIndent(id, "", "  ")
 	if err := writeFileAtomic(path, data); err != nil {
-		return id, fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return id, nil
+	return nil
+}
+
+// loadOrMakeMaterial finds the node's certificate and keys, or gets them:
+// by joining the cluster of cfg.Join, or by bootstrapping a new one. A
+// failed join writes nothing.
+func (n *Node) loadOrMakeMaterial(fresh bool) error {
+	dir := n.cfg.DataDir
+	mat, ok, err := loadMaterial(dir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ok && fresh:
+		return fmt.Errorf("%s holds a certificate but %s/node.json is missing: move the data dir away to start a new node", tlsDir(dir), dir)
+	case ok && mat.ident.Node.ID != n.id.ID:
+		return fmt.Errorf("%s belongs to node id %s, not this node's %s: move the data dir away to start a new node", tlsDir(dir), mat.ident.Node.ID, n.id.ID)
+	case ok:
+		if n.cfg.Join != "" {
+			n.log.Info("the data dir already belongs to a cluster: --join ignored")
+		}
+	case n.cfg.Join != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 3*joinTimeout)
+		defer cancel()
+		if mat, n.gossipSeeds, err = joinCluster(ctx, dir, n.cfg.Join, n.id); err != nil {
+			return err
+		}
+		n.log.Info("joined the cluster", "members", n.gossipSeeds)
+	default:
+		if mat, err = bootstrapMaterial(dir, n.id); err != nil {
+			return err
+		}
+		n.bootstrapped = true
+	}
+	n.mat = mat
+	if fresh {
+		return writeIdentity(dir, n.id)
+	}
+	return nil
 }
 
 // Run serves until ctx ends, then shuts every part down in order: the API
@@ -202,6 +276,8 @@ func (n *Node) Run(ctx context.Context) error {
 		}()
 	}
 	run("api", n.api.Serve)
+	run("cluster port", n.serveInternal)
+	run("gossip", n.keepGossiping)
 	run("leadership", n.watchLeadership)
 	run("agent", n.agent.Run)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))
@@ -215,17 +291,47 @@ func (n *Node) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Bootstrapped says whether this run made a new cluster.
+func (n *Node) Bootstrapped() bool { return n.bootstrapped }
+
+// serveInternal answers the join and node protocols of the cluster port.
+func (n *Node) serveInternal(ctx context.Context) error {
+	errc := make(chan error, len(n.internal))
+	for proto, srv := range n.internal {
+		ln := n.port.Listener(proto)
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range n.internal {
+		srv.Shutdown(sctx)
+	}
+	for range n.internal {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Close releases everything New opened. Safe after a failed New.
 func (n *Node) Close() error {
 	var errs []error
 	if n.api != nil {
 		errs = append(errs, n.api.Close())
 	}
+	for _, srv := range n.internal {
+		errs = append(errs, srv.Close())
+	}
 	if n.members != nil {
 		errs = append(errs, n.members.close())
 	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.close())
+	}
+	if n.port != nil {
+		errs = append(errs, n.port.Close())
 	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
@@ -260,11 +366,13 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// WaitLeader blocks until the cluster has a leader and an id, or ctx ends.
+// WaitLeader blocks until the cluster has a leader, an id and its secrets
+// on this node, or ctx ends.
 func (n *Node) WaitLeader(ctx context.Context) error {
 	for {
 		id, _ := n.store.ClusterID()
-		if addr, _ := n.raft.r.LeaderWithID(); addr != "" && id != "" {
+		_, sec, _ := n.store.Secrets()
+		if addr, _ := n.raft.r.LeaderWithID(); addr != "" && id != "" && sec {
 			return nil
 		}
 		select {

@@ -115,19 +115,22 @@ func TestApplyScheduleAndPersist(t *testing.T) {
 
 func TestIdentityIsKept(t *testing.T) {
 	dir := t.TempDir()
-	id, err := loadIdentity(dir, "edge-1")
-	if err != nil {
+	id, fresh, err := loadIdentity(dir, "edge-1")
+	if err != nil || !fresh {
+		t.Fatalf("new identity: fresh %v, %v", fresh, err)
+	}
+	if err := writeIdentity(dir, id); err != nil {
 		t.Fatal(err)
 	}
-	again, err := loadIdentity(dir, "")
-	if err != nil || again != id {
-		t.Fatalf("identity changed: %+v -> %+v (%v)", id, again, err)
+	again, fresh, err := loadIdentity(dir, "")
+	if err != nil || again != id || fresh {
+		t.Fatalf("identity changed: %+v -> %+v (fresh %v, %v)", id, again, fresh, err)
 	}
-	if _, err := loadIdentity(dir, "other"); err == nil || !strings.Contains(err.Error(), `belongs to node "edge-1"`) {
+	if _, _, err := loadIdentity(dir, "other"); err == nil || !strings.Contains(err.Error(), `belongs to node "edge-1"`) {
 		t.Fatalf("renaming a data dir: %v", err)
 	}
 	os.WriteFile(dir+"/node.json", []byte("{"), 0o600)
-	if _, err := loadIdentity(dir, ""); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, _, err := loadIdentity(dir, ""); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("damaged node.json: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
-	"github.com/shoal-edge/shoal/api"
-	"github.com/shoal-edge/shoal/store"
+	"github.com/shoal-edge/shoal/cluster/pki"
 )
 
 // raftParts are the pieces of Raft this node owns and closes.
@@ -22,6 +22,22 @@ type raftParts struct {
 	wal   *raftwal.WAL
 	meta  *metadb.BoltMetaDB
 	trans *raft.NetworkTransport
+}
+
+// streamLayer carries Raft over the cluster port: inbound connections come
+// from the port's Raft listener, outbound ones dial a node's port with the
+// Raft protocol and this node's certificate.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	tls       *tls.Config
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls}
+	return d.Dial("tcp", string(addr))
 }
 
 func raftConfig(id string, n *Node) *raft.Config {
@@ -44,7 +60,9 @@ func raftConfig(id string, n *Node) *raft.Config {
 	return c
 }
 
-func (n *Node) openRaft(id, advertise string) (*raftParts, error) {
+// openRaft starts Raft; bootstrap makes a fresh node the single voter of a
+// new cluster, otherwise a fresh node waits for the leader to add it.
+func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error) {
 	dir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, err
@@ -66,17 +84,17 @@ func (n *Node) openRaft(id, advertise string) (*raftParts, error) {
 		p.close()
 		return nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
 	}
-	bind := net.JoinHostPort(n.cfg.BindAddr, fmt.Sprint(n.cfg.Port))
 	adv, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(advertise, fmt.Sprint(n.cfg.Port)))
 	if err != nil {
 		p.close()
 		return nil, err
 	}
-	trans, err := raft.NewTCPTransportWithLogger(bind, adv, 3, 5*time.Second, hclogFor(n.log, "raft-net"))
-	if err != nil {
-		p.close()
-		return nil, fmt.Errorf("listen on %s: %w", bind, err)
-	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: n.port.Listener(pki.ProtoRaft), advertise: adv, tls: n.mat.ident.ClientConfig(pki.ProtoRaft)},
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hclogFor(n.log, "raft-net"),
+	})
 	p.trans = trans
 	conf := raftConfig(id, n)
 	if err := n.catchUpFSM(snaps); err != nil {
@@ -88,14 +106,14 @@ func (n *Node) openRaft(id, advertise string) (*raftParts, error) {
 		p.close()
 		return nil, err
 	}
-	if n.singleVoter(existing, wal, snaps, trans) {
+	if n.singleVoter(existing, bootstrap, wal, snaps, trans) {
 		// Alone, the node need not wait out a timeout meant for a lossy
 		// link to elect itself; joining nodes raise it again.
 		conf.HeartbeatTimeout = 100 * time.Millisecond
 		conf.ElectionTimeout = 100 * time.Millisecond
 		conf.LeaderLeaseTimeout = 100 * time.Millisecond
 	}
-	if !existing {
+	if !existing && bootstrap {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
 		if err := raft.BootstrapCluster(conf, wal, wal, snaps, trans, cfg); err != nil {
 			p.close()
@@ -112,9 +130,9 @@ func (n *Node) openRaft(id, advertise string) (*raftParts, error) {
 }
 
 // singleVoter reports whether this node is the only voter of its cluster.
-func (n *Node) singleVoter(existing bool, wal *raftwal.WAL, snaps raft.SnapshotStore, trans raft.Transport) bool {
+func (n *Node) singleVoter(existing, bootstrap bool, wal *raftwal.WAL, snaps raft.SnapshotStore, trans raft.Transport) bool {
 	if !existing {
-		return true
+		return bootstrap
 	}
 	// GetConfiguration reads the stores without starting Raft; it gets a
 	// config of its own because it marks the one it is given.
@@ -174,24 +192,4 @@ func (p *raftParts) close() error {
 		errs = append(errs, p.meta.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// apply writes a command through Raft and returns the FSM's response. It
-// fails fast without a leader instead of hanging.
-func (n *Node) apply(cmd any, timeout time.Duration) (any, error) {
-	data, err := store.Encode(cmd)
-	if err != nil {
-		return nil, err
-	}
-	f := n.raft.r.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
-		}
-		return nil, fmt.Errorf("raft apply: %w", err)
-	}
-	if err, ok := f.Response().(error); ok {
-		return nil, err
-	}
-	return f.Response(), nil
 }

@@ -64,6 +64,22 @@ func dataDirFlag() *cli.StringFlag {
 	}
 }
 
+// remoteFlags choose a remote node instead of the local socket.
+func remoteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "server",
+			Usage:   "talk to the node at HOST:PORT (its cluster port) over mutual TLS instead of the local socket",
+			EnvVars: []string{"SHOAL_SERVER"},
+		},
+		&cli.StringFlag{
+			Name:    "credential",
+			Usage:   "the admin credential printed at bootstrap, or a file holding it (with --server)",
+			EnvVars: []string{"SHOAL_CREDENTIAL"},
+		},
+	}
+}
+
 func outputFlag() *cli.StringFlag {
 	return &cli.StringFlag{
 		Name:    "output",
@@ -80,7 +96,7 @@ func App() *cli.App {
 		Usage:                "a self-healing container cluster for edge devices",
 		Version:              version,
 		HideVersion:          true,
-		Flags:                []cli.Flag{dataDirFlag()},
+		Flags:                append([]cli.Flag{dataDirFlag()}, remoteFlags()...),
 		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		Commands: []*cli.Command{
@@ -94,15 +110,20 @@ func App() *cli.App {
 			runCommand(),
 			execCommand(),
 			imageCommand(),
+			tokenCommand(),
 			versionCommand(),
 		},
 	}
-	// Every command takes --data-dir after its name too (`shoal up
-	// --data-dir D`), as well as before it.
+	// Every command takes --data-dir (and those that talk to a node
+	// --server and --credential) after its name too (`shoal up --data-dir
+	// D`), as well as before it.
 	var addDataDir func([]*cli.Command)
 	addDataDir = func(cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.Flags = append(c.Flags, dataDirFlag())
+			if c.Name != "up" && c.Name != "version" {
+				c.Flags = append(c.Flags, remoteFlags()...)
+			}
 			addDataDir(c.Subcommands)
 		}
 	}
@@ -113,15 +134,36 @@ func App() *cli.App {
 // dataDir is --data-dir from wherever it was given: after the command,
 // before it, or the environment; the default otherwise.
 func dataDir(c *cli.Context) string {
-	for _, cc := range c.Lineage() {
-		if cc.IsSet("data-dir") && cc.String("data-dir") != "" {
-			return cc.String("data-dir")
-		}
+	if v := flagValue(c, "data-dir"); v != "" {
+		return v
 	}
 	return defaultDataDir
 }
 
+// flagValue is a string flag from wherever it was given.
+func flagValue(c *cli.Context, name string) string {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) && cc.String(name) != "" {
+			return cc.String(name)
+		}
+	}
+	return ""
+}
+
+// apiClient talks to the local node, or with --server to a remote one. A
+// bad --credential comes back from the client's first call.
 func apiClient(c *cli.Context) *client.Client {
+	if server := flagValue(c, "server"); server != "" {
+		cred := flagValue(c, "credential")
+		if cred == "" {
+			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential printed when the cluster was bootstrapped"))
+		}
+		cfg, err := cluster.RemoteTLS(cred)
+		if err != nil {
+			return client.Unusable(fmt.Errorf("--credential: %w", err))
+		}
+		return client.NewRemote(server, cfg)
+	}
 	dir := dataDir(c)
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs

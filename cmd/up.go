@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -24,9 +25,11 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "bind", Usage: "IP address to listen on", Value: def.BindAddr},
 			&cli.StringFlag{Name: "advertise", Usage: "IP address other nodes reach this one at (default: bind, or the first non-loopback address)"},
 			&cli.IntFlag{Name: "gossip-port", Usage: "gossip port (TCP and UDP)", Value: def.GossipPort},
-			&cli.IntFlag{Name: "port", Usage: "cluster port (Raft)", Value: def.Port},
+			&cli.IntFlag{Name: "port", Usage: "cluster port: Raft, the remote API and joins, over mutual TLS", Value: def.Port},
+			&cli.StringFlag{Name: "join", Usage: "join the cluster of this token (from `shoal token`) instead of bootstrapping one", EnvVars: []string{"SHOAL_JOIN"}},
 			&cli.StringSliceFlag{Name: "label", Usage: "node label k=v (repeatable)"},
 			&cli.IntFlag{Name: "voters", Usage: "voters the cluster keeps (odd)", Value: def.Voters},
+			&cli.DurationFlag{Name: "dead-voter-grace", Usage: "how long a voter may be unreachable before a non-voter replaces it", Value: def.DeadVoterGrace},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: up,
@@ -46,6 +49,8 @@ func up(c *cli.Context) error {
 	cfg.GossipPort = c.Int("gossip-port")
 	cfg.Port = c.Int("port")
 	cfg.Voters = c.Int("voters")
+	cfg.Join = c.String("join")
+	cfg.DeadVoterGrace = c.Duration("dead-voter-grace")
 	cfg.Labels = map[string]string{}
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")
@@ -69,7 +74,22 @@ func up(c *cli.Context) error {
 	if err := node.WaitLeader(wctx); err == nil {
 		st, _ := node.Status(ctx)
 		fmt.Fprintf(c.App.Writer, "shoal node %s is up: cluster %s, leader %s. Stop with Ctrl-C.\n", st.Node, st.ClusterID, st.Leader)
+		if node.Bootstrapped() {
+			printBootstrap(c, node, cfg.DataDir)
+		}
 	}
 	cancel()
 	return <-done
+}
+
+// printBootstrap tells, once, how to grow the new cluster and how to
+// reach it from elsewhere.
+func printBootstrap(c *cli.Context, node *cluster.Node, dataDir string) {
+	w := c.App.Writer
+	if tok, err := node.JoinToken(); err == nil {
+		fmt.Fprintf(w, "\nJoin other nodes with (again any time: shoal token):\n  shoal up --join %s\n", tok)
+	}
+	if cred, err := cluster.AdminCredential(dataDir); err == nil {
+		fmt.Fprintf(w, "\nAdmin credential for the remote CLI (kept in %s):\n  shoal --server HOST:PORT --credential %s\n", filepath.Join(dataDir, "tls", "admin.credential"), strings.TrimSpace(cred))
+	}
 }

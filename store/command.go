@@ -18,6 +18,7 @@ const (
 	CmdSetAllocs   CommandType = 4
 	CmdPutNode     CommandType = 5
 	CmdDeleteNodes CommandType = 6
+	CmdPutSecrets  CommandType = 7
 )
 
 // Bootstrap is the first entry of a cluster.
@@ -59,6 +60,12 @@ type DeleteNodes struct {
 	Names []string `json:"names"`
 }
 
+// PutSecrets records the cluster's secrets, written once by the first
+// leader from what bootstrap made.
+type PutSecrets struct {
+	Secrets Secrets `json:"secrets"`
+}
+
 // Encode turns a command into a log entry.
 func Encode(cmd any) ([]byte, error) {
 	var t CommandType
@@ -75,6 +82,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutNode
 	case DeleteNodes, *DeleteNodes:
 		t = CmdDeleteNodes
+	case PutSecrets, *PutSecrets:
+		t = CmdPutSecrets
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %T", cmd)
 	}
@@ -105,6 +114,8 @@ func decode(data []byte) (any, error) {
 		cmd = &PutNode{}
 	case CmdDeleteNodes:
 		cmd = &DeleteNodes{}
+	case CmdPutSecrets:
+		cmd = &PutSecrets{}
 	default:
 		return nil, fmt.Errorf("unknown command type %d: written by a newer shoal?", data[0])
 	}

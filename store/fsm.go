@@ -71,6 +71,8 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 		err = setAllocs(tx, c)
 	case *PutNode:
 		err = putJSON(tx.Bucket(bucketNodes), []byte(c.Node.Name), c.Node)
+	case *PutSecrets:
+		err = putJSON(tx.Bucket(bucketMeta), keySecrets, c.Secrets)
 	case *DeleteNodes:
 		for _, n := range c.Names {
 			if err = tx.Bucket(bucketNodes).Delete([]byte(n)); err != nil {
@@ -184,6 +186,7 @@ type snapshotFile struct {
 	Apps      []api.App        `json:"apps"`
 	Allocs    []api.Allocation `json:"allocs"`
 	Nodes     []NodeRecord     `json:"nodes"`
+	Secrets   *Secrets         `json:"secrets,omitempty"`
 }
 
 const snapshotFormat = "shoal-state-v1"
@@ -200,8 +203,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fsmSnapshot{snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index,
-		Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}}, nil
+	f2 := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}
+	if sec, ok, err := s.Secrets(); err != nil {
+		return nil, err
+	} else if ok {
+		f2.Secrets = &sec
+	}
+	return &fsmSnapshot{f2}, nil
 }
 
 type fsmSnapshot struct{ f snapshotFile }
@@ -252,6 +260,14 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
+		if err := meta.Delete(keySecrets); err != nil {
+			return err
+		}
+		if sf.Secrets != nil {
+			if err := putJSON(meta, keySecrets, *sf.Secrets); err != nil {
+				return err
+			}
+		}
 		if err := meta.Put(keyCluster, []byte(sf.ClusterID)); err != nil {
 			return err
 		}

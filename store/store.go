@@ -10,6 +10,8 @@
 //	  applied   uint64 big-endian: index of the last applied log entry
 //	  cluster   cluster id (set by the bootstrap entry)
 //	  schema    uint64: on-disk format version
+//	  secrets   Secrets as JSON: the cluster CA's key, the join secret,
+//	            admitted admin keys
 //	apps/
 //	  <name>    api.App as JSON; Version is the log index that last changed it
 //	allocs/
@@ -50,7 +52,18 @@ var (
 	keyApplied = []byte("applied")
 	keyCluster = []byte("cluster")
 	keySchema  = []byte("schema")
+	keySecrets = []byte("secrets")
 )
+
+// Secrets are what lets a node admit others: every replica holds them, so
+// any node can answer a join. PEM for the CA; admin keys are raw Ed25519
+// public keys.
+type Secrets struct {
+	CACert     []byte   `json:"ca_cert"`
+	CAKey      []byte   `json:"ca_key"`
+	JoinSecret []byte   `json:"join_secret"`
+	AdminKeys  [][]byte `json:"admin_keys"`
+}
 
 // NodeRecord is a node as the Raft registry knows it: identity and what an
 // operator set. Liveness comes from gossip and is not stored.
@@ -58,6 +71,10 @@ type NodeRecord struct {
 	Name     string            `json:"name"`
 	ID       string            `json:"id"`
 	Address  string            `json:"address"`
+	// Port and GossipPort are where the node listens; with Address, how
+	// a restarted node finds the others again.
+	Port       int `json:"port,omitempty"`
+	GossipPort int `json:"gossip_port,omitempty"`
 	Arch     string            `json:"arch"`
 	OS       string            `json:"os"`
 	Labels   map[string]string `json:"labels,omitempty"`
@@ -164,6 +181,20 @@ func (s *Store) ClusterID() (string, error) {
 		return nil
 	})
 	return id, err
+}
+
+// Secrets returns the cluster's secrets; ok is false before the first
+// leader has written them.
+func (s *Store) Secrets() (sec Secrets, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keySecrets)
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &sec)
+	})
+	return sec, ok, err
 }
 
 // Apps lists the apps by name.

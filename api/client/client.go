@@ -1,10 +1,12 @@
 // Package client owns the CLI's side of the node API: typed calls over the
-// local unix socket, with the daemon's errors mapped back to api sentinels.
+// local unix socket, or to a remote node over mutual TLS, with the daemon's
+// errors mapped back to api sentinels.
 package client
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,23 +22,67 @@ import (
 
 // Client talks to one node.
 type Client struct {
-	socket string
-	http   *http.Client
+	where string // the socket or host:port, for messages
+	base  string // URL prefix
+	dial  func(ctx context.Context) (net.Conn, error)
+	http  *http.Client
+	// unreachable explains a failed dial.
+	unreachable func(err error) error
 }
 
 // New returns a client of the node serving socket.
 func New(socket string) *Client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
+	c := &Client{where: socket, base: "http://shoal"}
+	c.dial = func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
 	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	c.unreachable = func(err error) error {
+		switch {
+		case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("no shoal node is serving %s: start one with `shoal up` or pass --data-dir", socket)
+		case errors.Is(err, syscall.EACCES):
+			return fmt.Errorf("permission denied on %s: the API socket is for root only", socket)
+		}
+		return err
+	}
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
+	}}
+	return c
+}
+
+// NewRemote returns a client of the node at addr (host:port of its cluster
+// port), speaking over cfg: mutual TLS with the API protocol.
+func NewRemote(addr string, cfg *tls.Config) *Client {
+	c := &Client{where: addr, base: "https://" + addr}
+	c.dial = func(ctx context.Context) (net.Conn, error) {
+		d := &tls.Dialer{Config: cfg}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	c.unreachable = func(err error) error {
+		return fmt.Errorf("node %s: %w", addr, err)
+	}
+	c.http = &http.Client{Transport: &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
+	}}
+	return c
+}
+
+// Unusable returns a client whose every call fails with err: for a caller
+// that could not configure one (a bad credential) and reports it on use.
+func Unusable(err error) *Client {
+	c := &Client{base: "http://shoal"}
+	c.dial = func(context.Context) (net.Conn, error) { return nil, err }
+	c.unreachable = func(error) error { return err }
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
+	}}
+	return c
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType string) (*http.Response, error) {
-	u := "http://shoal" + path
+	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -49,13 +95,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("no shoal node is serving %s: start one with `shoal up` or pass --data-dir", c.socket)
-		}
-		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("permission denied on %s: the API socket is for root only", c.socket)
-		}
-		return nil, err
+		return nil, c.unreachable(err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -104,6 +144,12 @@ func (c *Client) Status(ctx context.Context) (api.ClusterStatus, error) {
 func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
 	var ns []api.Node
 	return ns, c.getJSON(ctx, "/v1/nodes", nil, &ns)
+}
+
+// Token returns the cluster's join token.
+func (c *Client) Token(ctx context.Context) (string, error) {
+	var t api.TokenResponse
+	return t.Token, c.getJSON(ctx, "/v1/token", nil, &t)
 }
 
 // Apply creates or updates apps.

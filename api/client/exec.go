@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -22,16 +21,15 @@ func (c *Client) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader,
 	if err != nil {
 		return -1, err
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
+	conn, err := c.dial(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("no shoal node is serving %s: start one with `shoal up` or pass --data-dir", c.socket)
+		return -1, c.unreachable(err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	hreq, _ := http.NewRequest(http.MethodPost, "http://shoal/v1/exec?req="+url.QueryEscape(string(body)), nil)
+	hreq, _ := http.NewRequest(http.MethodPost, c.base+"/v1/exec?req="+url.QueryEscape(string(body)), nil)
 	hreq.Header.Set("Connection", "Upgrade")
 	hreq.Header.Set("Upgrade", "shoal-exec")
 	if err := hreq.Write(conn); err != nil {

@@ -27,6 +27,8 @@ type Cluster interface {
 	Nodes(ctx context.Context) ([]api.Node, error)
 	Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error)
 	Delete(ctx context.Context, names []string) error
+	// Token is the join command's token.
+	Token(ctx context.Context) (string, error)
 }
 
 // Instances are the containers of this node.
@@ -38,7 +40,11 @@ type Instances interface {
 
 // Config wires a server.
 type Config struct {
-	Socket    string
+	Socket string
+	// Remote, if set, is a listener of mutually authenticated TLS
+	// connections (the cluster port's API protocol), served like the
+	// socket.
+	Remote    net.Listener
 	Cluster   Cluster
 	Instances Instances
 	Images    Images
@@ -82,6 +88,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/nodes", s.nodes)
+	mux.HandleFunc("GET /v1/token", s.token)
 	mux.HandleFunc("POST /v1/apps", s.apply)
 	mux.HandleFunc("DELETE /v1/apps", s.remove)
 	mux.HandleFunc("GET /v1/ps", s.ps)
@@ -97,21 +104,26 @@ func (s *Server) routes() http.Handler {
 
 // Serve answers requests until ctx ends.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.ln) }()
+	lns := []net.Listener{s.ln}
+	if s.cfg.Remote != nil {
+		lns = append(lns, s.cfg.Remote)
+	}
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- s.http.Serve(ln) }()
+	}
+	var err error
 	select {
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.http.Shutdown(sctx)
-		<-errc
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
+	case err = <-errc:
 	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.http.Shutdown(sctx)
+	if err != nil && (errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed)) {
+		err = nil
+	}
+	return err
 }
 
 // Close stops serving and removes the socket.
@@ -156,6 +168,15 @@ func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, nonNil(ns))
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	tok, err := s.cfg.Cluster.Token(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, api.TokenResponse{Token: tok})
 }
 
 // maxBody bounds JSON requests; specs are small.

@@ -27,6 +27,7 @@ func (f *fake) Status(context.Context) (api.ClusterStatus, error) {
 	return api.ClusterStatus{Node: "n1", Leader: "n1"}, nil
 }
 func (f *fake) Nodes(context.Context) ([]api.Node, error) { return nil, nil }
+func (f *fake) Token(context.Context) (string, error)     { return "shoal1/t", nil }
 func (f *fake) Apply(_ context.Context, apps []api.App) ([]api.ApplyResult, error) {
 	f.applied = apps
 	return nil, fmt.Errorf("%w (raft: leadership lost)", api.ErrNoLeader)

@@ -14,6 +14,7 @@ import (
 const (
 	ProtoRaft = "shoal-raft/1" // Raft RPCs; node certificates only
 	ProtoAPI  = "shoal-api/1"  // the HTTP API; nodes and admins
+	ProtoNode = "shoal-node/1" // calls between nodes (forwarded writes); nodes only
 	ProtoJoin = "shoal-join/1" // joining; no client certificate yet
 )
 
@@ -66,7 +67,7 @@ func (id *Identity) ServerConfig() *tls.Config {
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{id.Cert},
 		ClientAuth:   tls.RequestClientCert,
-		NextProtos:   []string{ProtoRaft, ProtoAPI, ProtoJoin},
+		NextProtos:   []string{ProtoRaft, ProtoAPI, ProtoNode, ProtoJoin},
 	}
 }
 

@@ -50,7 +50,7 @@ func check(body string) string {
 }
 
 // ErrBadToken is wrapped by every ParseToken and ParseCredential error.
-var ErrBadToken = errors.New("bad token")
+var ErrBadToken = errors.New("copy it again as it was printed")
 
 // ParseToken reads a token's text form.
 func ParseToken(s string) (Token, error) {
@@ -64,13 +64,13 @@ func ParseToken(s string) (Token, error) {
 	}
 	secret, err := b64.DecodeString(parts[2])
 	if err != nil || len(secret) != secretLen {
-		return t, fmt.Errorf("%w: join token: the secret is damaged", ErrBadToken)
+		return t, fmt.Errorf("join token: the secret is damaged: %w", ErrBadToken)
 	}
 	t.Secret = secret
 	for _, a := range strings.Split(parts[3], ",") {
 		host, port, err := net.SplitHostPort(a)
 		if err != nil || host == "" || port == "" {
-			return t, fmt.Errorf("%w: join token: address %q is not HOST:PORT", ErrBadToken, a)
+			return t, fmt.Errorf("join token: address %q is not HOST:PORT: %w", a, ErrBadToken)
 		}
 		t.Addrs = append(t.Addrs, a)
 	}
@@ -80,15 +80,15 @@ func ParseToken(s string) (Token, error) {
 // split checks the prefix, the field count and the check field.
 func split(s, prefix string, n int, what string) ([]string, error) {
 	if !strings.HasPrefix(s, prefix+"/") {
-		return nil, fmt.Errorf("%w: not a shoal %s (it starts with %q)", ErrBadToken, what, prefix+"/")
+		return nil, fmt.Errorf("not a shoal %s (one starts with %q): %w", what, prefix+"/", ErrBadToken)
 	}
 	parts := strings.Split(s, "/")
 	if len(parts) != n {
-		return nil, fmt.Errorf("%w: %s is truncated or damaged: %d of %d fields", ErrBadToken, what, len(parts), n)
+		return nil, fmt.Errorf("%s is truncated or damaged (%d of %d fields): %w", what, len(parts), n, ErrBadToken)
 	}
 	body := strings.Join(parts[:n-1], "/")
 	if subtle.ConstantTimeCompare([]byte(check(body)), []byte(parts[n-1])) != 1 {
-		return nil, fmt.Errorf("%w: %s is truncated or mistyped (its check does not match): copy it again", ErrBadToken, what)
+		return nil, fmt.Errorf("%s is truncated or mistyped (its check does not match): %w", what, ErrBadToken)
 	}
 	return parts, nil
 }
@@ -96,7 +96,7 @@ func split(s, prefix string, n int, what string) ([]string, error) {
 func decodeFixed(s string, dst []byte, what string) error {
 	b, err := b64.DecodeString(s)
 	if err != nil || len(b) != len(dst) {
-		return fmt.Errorf("%w: the %s is damaged", ErrBadToken, what)
+		return fmt.Errorf("the %s is damaged: %w", what, ErrBadToken)
 	}
 	copy(dst, b)
 	return nil

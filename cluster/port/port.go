@@ -121,9 +121,17 @@ func (p *Port) dispatch(c net.Conn) {
 	p.mu.Lock()
 	l := p.protos[proto]
 	p.mu.Unlock()
-	if l == nil || !l.hand(p.ctx, tc) {
+	// Not the *tls.Conn itself: net/http refuses a TLS connection whose
+	// ALPN protocol it does not know, and ours are HTTP/1.1 underneath.
+	if l == nil || !l.hand(p.ctx, &Conn{Conn: tc, State: cs}) {
 		tc.Close()
 	}
+}
+
+// Conn is a connection a protocol listener accepts: TLS, handshake done.
+type Conn struct {
+	net.Conn
+	State tls.ConnectionState
 }
 
 // Close stops accepting and closes every protocol listener; connections

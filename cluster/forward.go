@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// Writes reach Raft on the leader. A node that is not the leader sends the
+// encoded command to it over the node protocol (POST /v1/apply); the
+// leader applies it and answers with the FSM's response or error.
+
+// forwardAnswer is the leader's answer to a forwarded command.
+type forwardAnswer struct {
+	Response json.RawMessage `json:"response,omitempty"`
+	Error    *api.WireError  `json:"error,omitempty"`
+}
+
+// write applies cmd through Raft, on the leader wherever it is, and decodes
+// the response into out (a pointer; nil to drop it). Without a leader it
+// fails within writeTimeout, wrapping api.ErrNoLeader.
+func (n *Node) write(ctx context.Context, cmd any, out any) error {
+	data, err := store.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	resp, err := n.applyRaw(data, writeTimeout)
+	if errors.Is(err, raft.ErrNotLeader) {
+		return n.forward(ctx, data, out)
+	}
+	if err != nil {
+		return err
+	}
+	return setResponse(resp, out)
+}
+
+// applyLocal applies cmd on this node, which must be the leader: the
+// leader's own loops use it and never forward.
+func (n *Node) applyLocal(cmd any, timeout time.Duration) (any, error) {
+	data, err := store.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.applyRaw(data, timeout)
+	if errors.Is(err, raft.ErrNotLeader) {
+		return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
+	}
+	return resp, err
+}
+
+// applyRaw returns raft.ErrNotLeader as it is, for the caller to forward;
+// other losses of leadership mean no leader for now.
+func (n *Node) applyRaw(data []byte, timeout time.Duration) (any, error) {
+	f := n.raft.r.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, raft.ErrNotLeader
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
+		}
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+func setResponse(resp, out any) error {
+	if out == nil || resp == nil {
+		return nil
+	}
+	dst := reflect.ValueOf(out).Elem()
+	src := reflect.ValueOf(resp)
+	if !src.Type().AssignableTo(dst.Type()) {
+		return fmt.Errorf("apply: response %T does not fit %T", resp, out)
+	}
+	dst.Set(src)
+	return nil
+}
+
+func (n *Node) forward(ctx context.Context, data []byte, out any) error {
+	addr, id := n.raft.r.LeaderWithID()
+	if addr == "" || string(id) == n.id.ID {
+		return fmt.Errorf("%w: this node knows of no leader; writes need a majority of the voters", api.ErrNoLeader)
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+string(addr)+"/v1/apply", bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	resp, err := n.nodeClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
+	}
+	defer resp.Body.Close()
+	var ans forwardAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
+		return fmt.Errorf("forward to the leader at %s: %s: %w", addr, resp.Status, err)
+	}
+	if ans.Error != nil {
+		return ans.Error
+	}
+	if out == nil || len(ans.Response) == 0 {
+		return nil
+	}
+	return json.Unmarshal(ans.Response, out)
+}
+
+// maxForwardBody bounds a forwarded command and its answer.
+const maxForwardBody = 16 << 20
+
+// serveApply is the leader's side of a forwarded write. It does not
+// forward again: a node that is no longer the leader says so.
+func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var ans forwardAnswer
+	resp, err := n.applyRaw(data, writeTimeout)
+	if errors.Is(err, raft.ErrNotLeader) {
+		err = fmt.Errorf("%w: leadership moved while forwarding; try again", api.ErrNoLeader)
+	}
+	if err != nil {
+		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
+	} else if resp != nil {
+		if ans.Response, err = json.Marshal(resp); err != nil {
+			ans.Error = &api.WireError{Kind: api.KindInternal, Message: err.Error()}
+		}
+	}
+	writeJSONResponse(w, ans)
+}
+
+// internalServers serve the join protocol (anyone) and the node protocol
+// (nodes only, checked by the port), each on its own listener.
+func (n *Node) internalServers() map[string]*http.Server {
+	join := http.NewServeMux()
+	join.HandleFunc("POST /v1/join", n.serveJoin)
+	node := http.NewServeMux()
+	node.HandleFunc("POST /v1/apply", n.serveApply)
+	return map[string]*http.Server{
+		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 10 * time.Second},
+		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second},
+	}
+}

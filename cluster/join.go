@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/cluster/pki"
+)
+
+// joinRequest is what a joining node sends, once it has checked that the
+// node it dialled shows the CA the token names.
+type joinRequest struct {
+	Secret    []byte `json:"secret"`
+	Name      string `json:"name"`
+	ID        string `json:"id"`
+	PublicKey []byte `json:"public_key"` // PEM
+}
+
+// joinResponse admits the node.
+type joinResponse struct {
+	Cert      []byte   `json:"cert"`
+	CA        []byte   `json:"ca"`
+	GossipKey []byte   `json:"gossip_key"`
+	ClusterID string   `json:"cluster_id"`
+	Members   []string `json:"members"` // gossip host:port of live members
+}
+
+// joinTimeout bounds one attempt at one address of the token.
+const joinTimeout = 10 * time.Second
+
+// joinCluster asks the cluster of token to admit this node and writes the
+// material it receives. Nothing is written when no address admits it.
+func joinCluster(ctx context.Context, dataDir, token string, id identity) (*material, []string, error) {
+	tok, err := pki.ParseToken(token)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--join: %w", err)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := pki.PublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := json.Marshal(joinRequest{Secret: tok.Secret, Name: id.Name, ID: id.ID, PublicKey: pub})
+	if err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	for _, addr := range tok.Addrs {
+		resp, err := joinOne(ctx, tok.CA, addr, body)
+		if err == nil {
+			if err := writeMaterial(dataDir, resp.Cert, pki.KeyPEM(key), resp.CA, resp.GossipKey, nil); err != nil {
+				return nil, nil, err
+			}
+			m, _, err := loadMaterial(dataDir)
+			return m, resp.Members, err
+		}
+		var refused *joinRefused
+		if errors.As(err, &refused) {
+			return nil, nil, err // the cluster answered: another address would say the same
+		}
+		errs = append(errs, err)
+	}
+	return nil, nil, fmt.Errorf("join: no address of the token admitted this node: %w", errors.Join(errs...))
+}
+
+// joinRefused is the cluster's answer no.
+type joinRefused struct {
+	addr string
+	msg  string
+}
+
+func (e *joinRefused) Error() string { return fmt.Sprintf("join refused by %s: %s", e.addr, e.msg) }
+
+func joinOne(ctx context.Context, ca pki.Fingerprint, addr string, body []byte) (*joinResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: pki.PinnedConfig(ca, pki.ProtoJoin, nil), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/join", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		if errors.Is(err, pki.ErrWrongCluster) {
+			return nil, fmt.Errorf("%s: %w; nothing was sent", addr, pki.ErrWrongCluster)
+		}
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var we api.WireError
+		if json.Unmarshal(data, &we) != nil || we.Message == "" {
+			we.Message = resp.Status
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return nil, fmt.Errorf("%s: %s", addr, we.Message)
+		}
+		return nil, &joinRefused{addr: addr, msg: we.Message}
+	}
+	var jr joinResponse
+	if err := json.Unmarshal(data, &jr); err != nil {
+		return nil, fmt.Errorf("%s: bad join answer: %w", addr, err)
+	}
+	return &jr, nil
+}
+
+// serveJoin admits a node that knows the join secret: it signs the node's
+// key and tells it the gossip key and where the members are. It writes
+// nothing to Raft: the leader registers the node once it gossips.
+func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
+	fail := func(code int, kind, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		n.log.Warn("refused a join", "remote", r.RemoteAddr, "reason", msg)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(api.WireError{Kind: kind, Message: msg})
+	}
+	var req joinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		fail(http.StatusBadRequest, api.KindInvalid, "decode join request: %v", err)
+		return
+	}
+	sec, ok, err := n.store.Secrets()
+	if err != nil || !ok {
+		fail(http.StatusServiceUnavailable, api.KindNoLeader, "this node does not hold the cluster's secrets yet: try another address")
+		return
+	}
+	if !pki.SecretMatches(req.Secret, sec.JoinSecret) {
+		fail(http.StatusForbidden, api.KindInvalid, "wrong join secret: get the current token with `shoal token`")
+		return
+	}
+	if !api.ValidName(req.Name) {
+		fail(http.StatusBadRequest, api.KindInvalid, "node name %q is not a DNS label", req.Name)
+		return
+	}
+	if b, err := hex.DecodeString(req.ID); err != nil || len(b) != 16 {
+		fail(http.StatusBadRequest, api.KindInvalid, "node id %q is not 32 hex digits", req.ID)
+		return
+	}
+	// A name belongs to one node at a time; a dead node's name may be
+	// taken over (a device re-flashed under its old host name).
+	for _, m := range n.members.list() {
+		if m.Name == req.Name && m.Meta.ID != req.ID && m.State != "dead" && m.State != "left" {
+			fail(http.StatusConflict, api.KindConflict, "node name %q is in use by a live node: choose another with --name", req.Name)
+			return
+		}
+	}
+	pub, err := pki.ParsePublicKey(req.PublicKey)
+	if err != nil {
+		fail(http.StatusBadRequest, api.KindInvalid, "public key: %v", err)
+		return
+	}
+	ca, err := pki.ParseCA(sec.CACert, sec.CAKey)
+	if err != nil {
+		fail(http.StatusInternalServerError, api.KindInternal, "cluster CA: %v", err)
+		return
+	}
+	cert, err := ca.Issue(pub, req.Name, req.ID)
+	if err != nil {
+		fail(http.StatusBadRequest, api.KindInvalid, "%v", err)
+		return
+	}
+	clusterID, _ := n.store.ClusterID()
+	resp := joinResponse{Cert: cert, CA: sec.CACert, GossipKey: n.mat.gossipKey, ClusterID: clusterID}
+	for _, m := range n.members.list() {
+		if m.State == "alive" {
+			resp.Members = append(resp.Members, m.GossipAddr)
+		}
+	}
+	n.log.Info("admitted a node", "name", req.Name, "id", req.ID, "remote", r.RemoteAddr)
+	writeJSONResponse(w, resp)
+}
+
+func writeJSONResponse(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// Token answers `shoal token`.
+func (n *Node) Token(ctx context.Context) (string, error) { return n.JoinToken() }
+
+// JoinToken is the token for new nodes: this cluster's CA, the secret, and
+// the cluster ports of the voters (this node first).
+func (n *Node) JoinToken() (string, error) {
+	sec, ok, err := n.store.Secrets()
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("%w: the cluster's secrets are not written yet", api.ErrNoLeader)
+	}
+	tok := pki.Token{CA: pki.FingerprintOf(n.mat.ident.CA), Secret: sec.JoinSecret}
+	self := net.JoinHostPort(n.advertise, fmt.Sprint(n.cfg.Port))
+	tok.Addrs = append(tok.Addrs, self)
+	if f := n.raft.r.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if a := string(s.Address); a != self && len(tok.Addrs) < 5 {
+				tok.Addrs = append(tok.Addrs, a)
+			}
+		}
+	}
+	return tok.String(), nil
+}

@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// The node's TLS material lives in DATA/tls, written once at bootstrap or
+// join, all of it root-only:
+//
+//	ca.crt             the cluster CA's certificate
+//	node.crt node.key  this node's certificate (signed by the CA) and key
+//	gossip.key         memberlist's encryption key (32 bytes)
+//	bootstrap.json     bootstrap only, until the first leader has put it in
+//	                   Raft: the cluster id and secrets (store.Secrets)
+//	admin.credential   bootstrap only: the admin credential printed then
+const (
+	tlsDirName     = "tls"
+	bootstrapFile  = "bootstrap.json"
+	credentialFile = "admin.credential"
+	gossipKeyLen   = 32
+)
+
+// material is what a node needs to speak on the cluster port and gossip.
+type material struct {
+	ident     *pki.Identity
+	gossipKey []byte
+}
+
+func tlsDir(dataDir string) string { return filepath.Join(dataDir, tlsDirName) }
+
+// loadMaterial reads DATA/tls; ok is false when there is none yet.
+func loadMaterial(dataDir string) (m *material, ok bool, err error) {
+	dir := tlsDir(dataDir)
+	read := func(name string) []byte {
+		if err != nil {
+			return nil
+		}
+		var b []byte
+		b, err = os.ReadFile(filepath.Join(dir, name))
+		return b
+	}
+	caPEM := read("ca.crt")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	certPEM, keyPEM, gossipKey := read("node.crt"), read("node.key"), read("gossip.key")
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", dir, err)
+	}
+	ident, err := pki.NewIdentity(certPEM, keyPEM, caPEM)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", dir, err)
+	}
+	if len(gossipKey) != gossipKeyLen {
+		return nil, false, fmt.Errorf("%s/gossip.key: want %d bytes, got %d", dir, gossipKeyLen, len(gossipKey))
+	}
+	return &material{ident: ident, gossipKey: gossipKey}, true, nil
+}
+
+// writeMaterial writes DATA/tls in one rename, so a crash leaves either all
+// of it or none. extra holds bootstrap's additional files.
+func writeMaterial(dataDir string, certPEM, keyPEM, caPEM, gossipKey []byte, extra map[string][]byte) error {
+	dir := tlsDir(dataDir)
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return err
+	}
+	files := map[string][]byte{"ca.crt": caPEM, "node.crt": certPEM, "node.key": keyPEM, "gossip.key": gossipKey}
+	for k, v := range extra {
+		files[k] = v
+	}
+	for name, data := range files {
+		if err := writeFileAtomic(filepath.Join(tmp, name), data); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("write %s: %w", dir, err)
+	}
+	return nil
+}
+
+// bootstrapState is DATA/tls/bootstrap.json.
+type bootstrapState struct {
+	ClusterID string        `json:"cluster_id"`
+	Secrets   store.Secrets `json:"secrets"`
+}
+
+// bootstrapMaterial makes a new cluster's CA, this node's certificate, the
+// gossip key, the join secret and the admin credential, and writes them.
+func bootstrapMaterial(dataDir string, id identity) (*material, error) {
+	var b [16]byte
+	rand.Read(b[:])
+	clusterID := hex.EncodeToString(b[:])
+	ca, err := pki.NewCA(clusterID)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := ca.Issue(&key.PublicKey, id.Name, id.ID)
+	if err != nil {
+		return nil, err
+	}
+	gossipKey := make([]byte, gossipKeyLen)
+	rand.Read(gossipKey)
+	cred := pki.NewCredential(ca.Fingerprint())
+	bs := bootstrapState{ClusterID: clusterID, Secrets: store.Secrets{
+		CACert:     ca.CertPEM(),
+		CAKey:      ca.KeyPEM(),
+		JoinSecret: pki.NewSecret(),
+		AdminKeys:  [][]byte{cred.PublicKey()},
+	}}
+	bsJSON, err := json.Marshal(bs)
+	if err != nil {
+		return nil, err
+	}
+	extra := map[string][]byte{bootstrapFile: bsJSON, credentialFile: []byte(cred.String() + "\n")}
+	if err := writeMaterial(dataDir, certPEM, pki.KeyPEM(key), ca.CertPEM(), gossipKey, extra); err != nil {
+		return nil, err
+	}
+	m, _, err := loadMaterial(dataDir)
+	return m, err
+}
+
+// pendingBootstrap reads bootstrap.json, if the first leader has not yet
+// put it into Raft.
+func pendingBootstrap(dataDir string) (*bootstrapState, error) {
+	data, err := os.ReadFile(filepath.Join(tlsDir(dataDir), bootstrapFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var bs bootstrapState
+	if err := json.Unmarshal(data, &bs); err != nil {
+		return nil, fmt.Errorf("%s: %w", bootstrapFile, err)
+	}
+	return &bs, nil
+}
+
+// adminAdmitted says whether pub is an admitted admin key.
+func (n *Node) adminAdmitted(pub ed25519.PublicKey) bool {
+	sec, ok, err := n.store.Secrets()
+	if err != nil || !ok {
+		return false
+	}
+	return slices.ContainsFunc(sec.AdminKeys, func(k []byte) bool { return pub.Equal(ed25519.PublicKey(k)) })
+}
+
+// allow decides what a cluster-port peer may speak: Raft and node calls
+// are for nodes, the API for nodes and admins, joining for anyone who
+// knows the secret (checked by the join handler).
+func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
+	if proto == pki.ProtoJoin {
+		return true
+	}
+	p := n.mat.ident.Peer(cs, n.adminAdmitted)
+	switch proto {
+	case pki.ProtoRaft, pki.ProtoNode:
+		return p.Node != nil
+	case pki.ProtoAPI:
+		return p.Node != nil || p.Admin
+	}
+	return false
+}
+
+// AdminCredential returns the credential bootstrap wrote, if this node made
+// the cluster.
+func AdminCredential(dataDir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(tlsDir(dataDir), credentialFile))
+	if err != nil {
+		return "", err
+	}
+	return string(data), nil
+}
+
+// RemoteTLS is the remote CLI's TLS configuration from an admin
+// credential: the credential itself, or a file holding it.
+func RemoteTLS(credential string) (*tls.Config, error) {
+	text := credential
+	if !strings.HasPrefix(text, "shoal-admin1/") {
+		data, err := os.ReadFile(credential)
+		if err != nil {
+			return nil, fmt.Errorf("neither a credential nor a readable file: %w", err)
+		}
+		text = string(data)
+	}
+	cred, err := pki.ParseCredential(text)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := cred.Certificate()
+	if err != nil {
+		return nil, err
+	}
+	return pki.PinnedConfig(cred.CA, pki.ProtoAPI, &cert), nil
+}
