@@ -230,3 +230,15 @@ type PullProgress struct {
 type TokenResponse struct {
 	Token string `json:"token"`
 }
+
+// LabelRequest sets and removes node labels (POST /v1/nodes/NAME/labels).
+type LabelRequest struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
+}
+
+// CordonRequest drains a node (cordoned: its instances move and no new
+// ones come) or lets it take instances again.
+type CordonRequest struct {
+	Cordoned bool `json:"cordoned"`
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -309,4 +310,19 @@ func ParseRlimit(v string) (soft, hard uint64, err error) {
 		return 0, 0, fmt.Errorf("%q: the soft limit is above the hard one", v)
 	}
 	return soft, hard, nil
+}
+
+// ValidLabelKey checks a node label's key: letters, digits, '-', '_', '.'
+// and '/', at most 63 bytes, starting with a letter or digit.
+func ValidLabelKey(k string) error {
+	if k == "" || len(k) > 63 {
+		return errors.New("must be 1-63 characters")
+	}
+	for i, r := range k {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && strings.ContainsRune("-_./", r))
+		if !ok {
+			return fmt.Errorf("character %q at %d: use letters, digits, '-', '_', '.' or '/'", r, i)
+		}
+	}
+	return nil
 }

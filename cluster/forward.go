@@ -153,6 +153,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	join.HandleFunc("POST /v1/join", n.serveJoin)
 	node := http.NewServeMux()
 	node.HandleFunc("POST /v1/apply", n.serveApply)
+	node.HandleFunc("POST /v1/leave", n.serveLeave)
 	return map[string]*http.Server{
 		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 10 * time.Second},
 		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second},

@@ -152,7 +152,7 @@ func (n *Node) registerMembers() error {
 		if ok && reflect.DeepEqual(rec, want) {
 			continue
 		}
-		if _, err := n.applyLocal(store.PutNode{Node: want}, 10*time.Second); err != nil {
+		if _, err := n.applyLocal(store.NodeFacts{Node: want}, 10*time.Second); err != nil {
 			return fmt.Errorf("register %s: %w", m.Name, err)
 		}
 	}

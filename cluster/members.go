@@ -50,6 +50,10 @@ func newMembers(n *Node) (*members, error) {
 	// stranger can neither read it nor join it.
 	c.SecretKey = n.mat.gossipKey
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	// A node is its key, not its address: once its old address is dead,
+	// it may come back at a new one (DHCP, another network). Names are
+	// unique among live nodes; the join refuses a taken one.
+	c.DeadNodeReclaimTime = time.Second
 	m.ml, err = memberlist.Create(c)
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", n.cfg.BindAddr, n.cfg.GossipPort, err)
@@ -120,32 +124,43 @@ func (m *members) join(addrs []string) (int, error) {
 	return m.ml.Join(addrs)
 }
 
+// close tells the others that this node stops on purpose (state "left":
+// nobody waits out a suspicion timeout, and the node may come back at
+// another address at once), then stops gossiping.
 func (m *members) close() error {
 	if m.ml == nil {
 		return nil
 	}
+	m.ml.Leave(time.Second)
 	return m.ml.Shutdown()
 }
 
-// keepGossiping joins the other members whenever this node is alone in
-// gossip: after a join (the members the cluster named), after a restart
-// (the registry's addresses) or after a partition that outlived
-// memberlist's memory of the others. Retries back off up to a minute, so a
-// lone bootstrap node costs nothing.
+// keepGossiping joins the other members while this node is alone in
+// gossip (after a join, a restart, or a partition that outlived
+// memberlist's memory of the others) or while the registry does not know
+// it at its current address: a node back at a new address is refused by
+// the others until its old address is dead, and only a fresh exchange
+// tells them it is back. Retries back off, so a lone bootstrap node costs
+// nothing.
 func (n *Node) keepGossiping(ctx context.Context) error {
 	delay := time.Second
 	for {
-		if n.members.ml.NumMembers() < 2 {
+		alone := n.members.ml.NumMembers() < 2
+		if alone || !n.registeredAsIs() {
 			seeds := n.seeds()
 			if len(seeds) > 0 {
 				if k, err := n.members.join(seeds); err != nil {
 					n.log.Debug("gossip: no member answered", "tried", seeds, "err", err)
-					delay = min(2*delay, time.Minute)
-				} else {
+				} else if alone {
 					n.log.Info("gossip: joined members", "contacted", k)
-					delay = time.Second
 				}
 			}
+			delay = min(2*delay, 10*time.Second)
+			if alone {
+				delay = min(2*delay, time.Minute)
+			}
+		} else {
+			delay = time.Second
 		}
 		select {
 		case <-ctx.Done():
@@ -153,6 +168,18 @@ func (n *Node) keepGossiping(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// registeredAsIs says whether the registry holds this node at the address
+// and ports it has now.
+func (n *Node) registeredAsIs() bool {
+	recs, _ := n.store.Nodes()
+	for _, r := range recs {
+		if r.ID == n.id.ID {
+			return r.Address == n.advertise && r.GossipPort == n.cfg.GossipPort && r.Port == n.cfg.Port
+		}
+	}
+	return false
 }
 
 // seeds are the gossip addresses to try: those the join answer gave, and

@@ -68,6 +68,10 @@ type Node struct {
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
 
+	// stop ends Run from inside (a node that left its cluster).
+	stop     chan struct{}
+	stopOnce sync.Once
+
 	// cleanups tracks one-off containers being removed after their exit.
 	cleanups sync.WaitGroup
 
@@ -86,7 +90,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, leaderCh: make(chan bool, 16)}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, leaderCh: make(chan bool, 16), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -98,6 +102,9 @@ func New(cfg Config) (_ *Node, err error) {
 	// One node per data dir, from the first file it writes to the last
 	// cleanup it does.
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkNotLeft(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	var fresh bool
@@ -175,6 +182,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Socket:    SocketPath(cfg.DataDir),
 		Remote:    n.port.Listener(pki.ProtoAPI),
 		Cluster:   n,
+		Fleet:     n,
 		Instances: n,
 		Images:    n,
 		Exec:      n,
@@ -281,7 +289,11 @@ func (n *Node) Run(ctx context.Context) error {
 	run("leadership", n.watchLeadership)
 	run("agent", n.agent.Run)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.stop:
+		cancel()
+	}
 	wg.Wait()
 	close(errc)
 	var errs []error

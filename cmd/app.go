@@ -111,6 +111,10 @@ func App() *cli.App {
 			execCommand(),
 			imageCommand(),
 			tokenCommand(),
+			labelCommand(),
+			cordonCommand("drain", "move the instances off a node and keep new ones away", true),
+			cordonCommand("uncordon", "let a drained node take instances again", false),
+			leaveCommand(),
 			versionCommand(),
 		},
 	}

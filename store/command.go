@@ -19,6 +19,9 @@ const (
 	CmdPutNode     CommandType = 5
 	CmdDeleteNodes CommandType = 6
 	CmdPutSecrets  CommandType = 7
+	CmdNodeFacts   CommandType = 8
+	CmdSetLabels   CommandType = 9
+	CmdSetCordon   CommandType = 10
 )
 
 // Bootstrap is the first entry of a cluster.
@@ -66,6 +69,27 @@ type PutSecrets struct {
 	Secrets Secrets `json:"secrets"`
 }
 
+// NodeFacts registers a node or updates what gossip is the authority on
+// (id, address, ports, arch, os); labels and cordon stay as an operator set
+// them. Labels here are a new node's initial ones only.
+type NodeFacts struct {
+	Node NodeRecord `json:"node"`
+}
+
+// SetLabels sets and removes labels of a known node.
+type SetLabels struct {
+	Node   string            `json:"node"`
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
+}
+
+// SetCordon marks a known node unschedulable (its instances move) or
+// schedulable again.
+type SetCordon struct {
+	Node     string `json:"node"`
+	Cordoned bool   `json:"cordoned"`
+}
+
 // Encode turns a command into a log entry.
 func Encode(cmd any) ([]byte, error) {
 	var t CommandType
@@ -84,6 +108,12 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdDeleteNodes
 	case PutSecrets, *PutSecrets:
 		t = CmdPutSecrets
+	case NodeFacts, *NodeFacts:
+		t = CmdNodeFacts
+	case SetLabels, *SetLabels:
+		t = CmdSetLabels
+	case SetCordon, *SetCordon:
+		t = CmdSetCordon
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %T", cmd)
 	}
@@ -116,6 +146,12 @@ func decode(data []byte) (any, error) {
 		cmd = &DeleteNodes{}
 	case CmdPutSecrets:
 		cmd = &PutSecrets{}
+	case CmdNodeFacts:
+		cmd = &NodeFacts{}
+	case CmdSetLabels:
+		cmd = &SetLabels{}
+	case CmdSetCordon:
+		cmd = &SetCordon{}
 	default:
 		return nil, fmt.Errorf("unknown command type %d: written by a newer shoal?", data[0])
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
@@ -71,6 +72,20 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 		err = setAllocs(tx, c)
 	case *PutNode:
 		err = putJSON(tx.Bucket(bucketNodes), []byte(c.Node.Name), c.Node)
+	case *NodeFacts:
+		err = nodeFacts(tx, c.Node)
+	case *SetLabels:
+		err = updateNode(tx, c.Node, func(r *NodeRecord) {
+			if r.Labels == nil {
+				r.Labels = map[string]string{}
+			}
+			maps.Copy(r.Labels, c.Set)
+			for _, k := range c.Remove {
+				delete(r.Labels, k)
+			}
+		})
+	case *SetCordon:
+		err = updateNode(tx, c.Node, func(r *NodeRecord) { r.Cordoned = c.Cordoned })
 	case *PutSecrets:
 		err = putJSON(tx.Bucket(bucketMeta), keySecrets, c.Secrets)
 	case *DeleteNodes:
@@ -115,6 +130,32 @@ func putApps(tx *bolt.Tx, index uint64, apps []api.App) ([]api.ApplyResult, erro
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+func nodeFacts(tx *bolt.Tx, n NodeRecord) error {
+	b := tx.Bucket(bucketNodes)
+	if old := b.Get([]byte(n.Name)); old != nil {
+		var prev NodeRecord
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return fmt.Errorf("decode node %q: %w", n.Name, err)
+		}
+		n.Labels, n.Cordoned = prev.Labels, prev.Cordoned
+	}
+	return putJSON(b, []byte(n.Name), n)
+}
+
+func updateNode(tx *bolt.Tx, name string, f func(*NodeRecord)) error {
+	b := tx.Bucket(bucketNodes)
+	old := b.Get([]byte(name))
+	if old == nil {
+		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
+	}
+	var r NodeRecord
+	if err := json.Unmarshal(old, &r); err != nil {
+		return fmt.Errorf("decode node %q: %w", name, err)
+	}
+	f(&r)
+	return putJSON(b, []byte(name), r)
 }
 
 func deleteApps(tx *bolt.Tx, names []string) error {

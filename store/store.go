@@ -68,17 +68,17 @@ type Secrets struct {
 // NodeRecord is a node as the Raft registry knows it: identity and what an
 // operator set. Liveness comes from gossip and is not stored.
 type NodeRecord struct {
-	Name     string            `json:"name"`
-	ID       string            `json:"id"`
-	Address  string            `json:"address"`
+	Name    string `json:"name"`
+	ID      string `json:"id"`
+	Address string `json:"address"`
 	// Port and GossipPort are where the node listens; with Address, how
 	// a restarted node finds the others again.
-	Port       int `json:"port,omitempty"`
-	GossipPort int `json:"gossip_port,omitempty"`
-	Arch     string            `json:"arch"`
-	OS       string            `json:"os"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Cordoned bool              `json:"cordoned,omitempty"`
+	Port       int               `json:"port,omitempty"`
+	GossipPort int               `json:"gossip_port,omitempty"`
+	Arch       string            `json:"arch"`
+	OS         string            `json:"os"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Cordoned   bool              `json:"cordoned,omitempty"`
 }
 
 // Store is an open state file.

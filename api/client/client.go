@@ -264,3 +264,18 @@ func (c *Client) PullImage(ctx context.Context, req api.PullRequest, progress fu
 		}
 	}
 }
+
+// Label sets and removes a node's labels.
+func (c *Client) Label(ctx context.Context, node string, req api.LabelRequest) error {
+	return c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/labels", req, nil)
+}
+
+// Cordon drains a node or lets it take instances again.
+func (c *Client) Cordon(ctx context.Context, node string, cordoned bool) error {
+	return c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/cordon", api.CordonRequest{Cordoned: cordoned}, nil)
+}
+
+// Leave takes the node out of its cluster; it stops afterwards.
+func (c *Client) Leave(ctx context.Context) error {
+	return c.sendJSON(ctx, http.MethodPost, "/v1/leave", struct{}{}, nil)
+}

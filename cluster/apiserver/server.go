@@ -24,11 +24,8 @@ import (
 // Cluster is the replicated state as the API needs it.
 type Cluster interface {
 	Status(ctx context.Context) (api.ClusterStatus, error)
-	Nodes(ctx context.Context) ([]api.Node, error)
 	Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error)
 	Delete(ctx context.Context, names []string) error
-	// Token is the join command's token.
-	Token(ctx context.Context) (string, error)
 }
 
 // Instances are the containers of this node.
@@ -46,6 +43,7 @@ type Config struct {
 	// socket.
 	Remote    net.Listener
 	Cluster   Cluster
+	Fleet     Fleet
 	Instances Instances
 	Images    Images
 	Exec      Execer
@@ -87,8 +85,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/nodes", s.nodes)
-	mux.HandleFunc("GET /v1/token", s.token)
+	s.fleetRoutes(mux)
 	mux.HandleFunc("POST /v1/apps", s.apply)
 	mux.HandleFunc("DELETE /v1/apps", s.remove)
 	mux.HandleFunc("GET /v1/ps", s.ps)
@@ -159,24 +156,6 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, st)
-}
-
-func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
-	ns, err := s.cfg.Cluster.Nodes(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, nonNil(ns))
-}
-
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	tok, err := s.cfg.Cluster.Token(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, api.TokenResponse{Token: tok})
 }
 
 // maxBody bounds JSON requests; specs are small.

@@ -26,8 +26,11 @@ type fake struct {
 func (f *fake) Status(context.Context) (api.ClusterStatus, error) {
 	return api.ClusterStatus{Node: "n1", Leader: "n1"}, nil
 }
-func (f *fake) Nodes(context.Context) ([]api.Node, error) { return nil, nil }
-func (f *fake) Token(context.Context) (string, error)     { return "shoal1/t", nil }
+func (f *fake) Nodes(context.Context) ([]api.Node, error)             { return nil, nil }
+func (f *fake) Token(context.Context) (string, error)                 { return "shoal1/t", nil }
+func (f *fake) Label(context.Context, string, api.LabelRequest) error { return nil }
+func (f *fake) Cordon(context.Context, string, bool) error            { return nil }
+func (f *fake) Leave(context.Context) error                           { return nil }
 func (f *fake) Apply(_ context.Context, apps []api.App) ([]api.ApplyResult, error) {
 	f.applied = apps
 	return nil, fmt.Errorf("%w (raft: leadership lost)", api.ErrNoLeader)
@@ -59,7 +62,7 @@ func (f *fake) Exec(_ context.Context, req api.ExecRequest, stdin io.Reader, std
 func serve(t *testing.T, f *fake) *client.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
-	s, err := New(Config{Socket: sock, Cluster: f, Instances: f, Images: f, Exec: f})
+	s, err := New(Config{Socket: sock, Cluster: f, Fleet: f, Instances: f, Images: f, Exec: f})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,92 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+// Fleet is the cluster's nodes as the API needs them.
+type Fleet interface {
+	Nodes(ctx context.Context) ([]api.Node, error)
+	// Token is the join command's token.
+	Token(ctx context.Context) (string, error)
+	Label(ctx context.Context, node string, req api.LabelRequest) error
+	Cordon(ctx context.Context, node string, cordoned bool) error
+	// Leave takes this node out of the cluster.
+	Leave(ctx context.Context) error
+}
+
+func (s *Server) fleetRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/nodes", s.nodes)
+	mux.HandleFunc("GET /v1/token", s.token)
+	mux.HandleFunc("POST /v1/nodes/{name}/labels", s.label)
+	mux.HandleFunc("POST /v1/nodes/{name}/cordon", s.cordon)
+	mux.HandleFunc("POST /v1/leave", s.leave)
+}
+
+func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
+	ns, err := s.cfg.Fleet.Nodes(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, nonNil(ns))
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	tok, err := s.cfg.Fleet.Token(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, api.TokenResponse{Token: tok})
+}
+
+// decodeBody reads a small JSON request body strictly.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: decode request: %v", api.ErrInvalid, err)
+	}
+	return nil
+}
+
+func (s *Server) label(w http.ResponseWriter, r *http.Request) {
+	var req api.LabelRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.cfg.Fleet.Label(r.Context(), r.PathValue("name"), req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) cordon(w http.ResponseWriter, r *http.Request) {
+	var req api.CordonRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.cfg.Fleet.Cordon(r.Context(), r.PathValue("name"), req.Cordoned); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Fleet.Leave(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,64 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/urfave/cli/v2"
+)
+
+func labelCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "label",
+		Usage:     "set (k=v) and remove (k-) labels of a node",
+		ArgsUsage: "NODE k=v... k-...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 2 {
+				return errors.New("usage: shoal label NODE k=v... [k-]...")
+			}
+			req := api.LabelRequest{Set: map[string]string{}}
+			for _, a := range c.Args().Slice()[1:] {
+				if k, v, ok := strings.Cut(a, "="); ok {
+					req.Set[k] = v
+					continue
+				}
+				if k, ok := strings.CutSuffix(a, "-"); ok && k != "" {
+					req.Remove = append(req.Remove, k)
+					continue
+				}
+				return fmt.Errorf("%q: want key=value to set or key- to remove", a)
+			}
+			return apiClient(c).Label(c.Context, c.Args().First(), req)
+		},
+	}
+}
+
+func cordonCommand(name, usage string, cordoned bool) *cli.Command {
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "NODE",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("usage: shoal %s NODE", name)
+			}
+			return apiClient(c).Cordon(c.Context, c.Args().First(), cordoned)
+		},
+	}
+}
+
+func leaveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "leave",
+		Usage: "take this node out of its cluster gracefully (its instances move; the node stops)",
+		Action: func(c *cli.Context) error {
+			if err := apiClient(c).Leave(c.Context); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, "left the cluster; the node is stopping")
+			return nil
+		},
+	}
+}

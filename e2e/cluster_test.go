@@ -1,0 +1,366 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// Three nodes form a cluster from one bootstrap and two joins; a write on a
+// follower reaches every replica; kill -9 of the leader elects another and
+// writes resume; the killed node comes back with its data dir, under its
+// identity, and catches up.
+func TestClusterFailover(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	st := f.waitFormed("c", all, all, 30*time.Second)
+
+	follower := "a"
+	for _, n := range all {
+		if n != st.Leader {
+			follower = n
+			break
+		}
+	}
+	if _, err := f.label(follower, "b", "site=plant-a"); err != nil {
+		t.Fatalf("write on follower %s: %v", follower, err)
+	}
+	for _, n := range all {
+		f.waitLabel(n, "b", "site", "plant-a", 10*time.Second)
+	}
+
+	old := st.Leader
+	if err := f.lab.Kill9(old); err != nil {
+		t.Fatal(err)
+	}
+	var survivor string
+	for _, n := range all {
+		if n != old {
+			survivor = n
+			break
+		}
+	}
+	killed := time.Now()
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		_, err := f.label(survivor, "b", "written=after-kill")
+		return err
+	})
+	t.Logf("leader %s killed: a write was accepted after %v", old, time.Since(killed).Round(time.Millisecond))
+	st2, err := f.status(survivor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.Leader == old || st2.Leader == "" {
+		t.Fatalf("leader after the kill: %q", st2.Leader)
+	}
+
+	if err := f.lab.Restart(old); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFormed(old, all, all, 30*time.Second)
+	f.waitLabel(old, "b", "written", "after-kill", 15*time.Second)
+	st3, err := f.status(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st3.ClusterID != st.ClusterID || st3.Node != old {
+		t.Fatalf("restarted node: %+v, want cluster %s node %s", st3, st.ClusterID, old)
+	}
+}
+
+// Five nodes with the default three voters: two non-voters hold replicas.
+// A voter that stays dead past the grace is replaced by a non-voter, so the
+// cluster keeps three live voters.
+func TestAutopilotReplacesDeadVoter(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "--dead-voter-grace", "2s")
+	f.bootstrap("n1")
+	for _, n := range []string{"n2", "n3", "n4", "n5"} {
+		f.join(n)
+	}
+	all := []string{"n1", "n2", "n3", "n4", "n5"}
+	var voters []string
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		ns, err := f.nodes("n1")
+		if err != nil {
+			return err
+		}
+		voters = voters[:0]
+		alive := 0
+		for _, n := range ns {
+			if n.State == "alive" {
+				alive++
+			}
+			if n.Role == "voter" {
+				voters = append(voters, n.Name)
+			}
+		}
+		if alive != 5 || len(voters) != 3 {
+			return fmt.Errorf("%d alive, voters %v: want 5 and 3", alive, voters)
+		}
+		return nil
+	})
+	var victim string
+	st, err := f.status("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range voters {
+		if v != st.Leader {
+			victim = v
+			break
+		}
+	}
+	if err := f.lab.Kill9(victim); err != nil {
+		t.Fatal(err)
+	}
+	var asker string
+	for _, n := range all {
+		if n != victim {
+			asker = n
+			break
+		}
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		st, err := f.status(asker)
+		if err != nil {
+			return err
+		}
+		if len(st.Voters) != 3 || strings.Contains(strings.Join(st.Voters, ","), victim) {
+			return fmt.Errorf("voters %v: want three, without %s", st.Voters, victim)
+		}
+		return nil
+	})
+	if _, err := f.label(asker, asker, "after=replacement"); err != nil {
+		t.Fatalf("write after the replacement: %v", err)
+	}
+}
+
+// A join with a wrong secret, a token of another cluster or a truncated
+// token fails with a message that says so, on both sides, and leaves
+// nothing in the cluster nor in the refused node's data dir.
+func TestJoinRefused(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	good, err := pki.ParseToken(f.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongSecret := pki.Token{CA: good.CA, Secret: pki.NewSecret(), Addrs: good.Addrs}.String()
+	otherCA, err := pki.NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCluster := pki.Token{CA: otherCA.Fingerprint(), Secret: good.Secret, Addrs: good.Addrs}.String()
+
+	cases := []struct{ name, token, want string }{
+		{"wrong-secret", wrongSecret, "wrong join secret"},
+		{"other-cluster", otherCluster, "not of the cluster the token names"},
+		{"truncated", f.token[:len(f.token)-4], "truncated"},
+	}
+	for i, c := range cases {
+		name := fmt.Sprintf("x%d", i)
+		f.add(name)
+		out, err := f.lab.Exec(name, f.upArgs(name, name, c.token)...)
+		if err == nil {
+			t.Fatalf("%s: shoal up --join succeeded:\n%s", c.name, out)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: output does not say %q:\n%s", c.name, c.want, out)
+		}
+		for _, left := range []string{"node.json", "tls", "state.db", "raft"} {
+			if _, err := os.Stat(filepath.Join(f.dirs[name], left)); err == nil {
+				t.Errorf("%s: the refused node left %s in its data dir", c.name, left)
+			}
+		}
+	}
+	ns, err := f.nodes("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 1 || ns[0].Name != "a" {
+		t.Fatalf("nodes after refused joins: %+v", ns)
+	}
+	st, err := f.status("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Voters) != 1 {
+		t.Fatalf("voters after refused joins: %v", st.Voters)
+	}
+	log, _ := os.ReadFile(f.lab.LogPath("a"))
+	if !strings.Contains(string(log), "refused a join") || !strings.Contains(string(log), "wrong join secret") {
+		t.Errorf("the cluster's log does not record the refused join")
+	}
+}
+
+// A partitioned minority refuses writes within seconds, keeps answering
+// reads marked stale, and converges after the heal.
+func TestPartitionedMinority(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	st := f.waitFormed("a", all, all, 30*time.Second)
+	// The minority is a follower, so the majority keeps its leader.
+	minority := "c"
+	if st.Leader == "c" {
+		minority = "b"
+	}
+	var majority []string
+	for _, n := range all {
+		if n != minority {
+			majority = append(majority, n)
+		}
+	}
+	if err := f.lab.Partition([]string{minority}, majority); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		st, err := f.status(minority)
+		if err != nil {
+			return err
+		}
+		if !st.Stale {
+			return fmt.Errorf("%s is not stale yet: %+v", minority, st)
+		}
+		return nil
+	})
+	took, err := f.label(minority, minority, "cut=yes")
+	if err == nil {
+		t.Fatal("the minority accepted a write")
+	}
+	if !strings.Contains(err.Error(), "leader") {
+		t.Errorf("the refused write does not say why: %v", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("the refused write took %v", took)
+	}
+	if _, err := f.nodes(minority); err != nil {
+		t.Fatalf("reads on the minority: %v", err)
+	}
+	if _, err := f.label(majority[0], majority[1], "during=partition"); err != nil {
+		t.Fatalf("write on the majority: %v", err)
+	}
+
+	if err := f.lab.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitLabel(minority, majority[1], "during", "partition", 30*time.Second)
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		st, err := f.status(minority)
+		if err != nil {
+			return err
+		}
+		if st.Stale || st.Leader == "" {
+			return fmt.Errorf("%s after the heal: %+v", minority, st)
+		}
+		return nil
+	})
+}
+
+// The remote CLI reaches any node with the admin credential, over the
+// cluster port; without it, or with another cluster's, it is refused.
+func TestRemoteCLI(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.waitFormed("a", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	f.add("laptop") // a machine outside the cluster, on its network
+	server := net.JoinHostPort(f.lab.IP("b"), "7947")
+	cred := f.credential("a")
+
+	out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", cred, "nodes", "-o", "json")
+	if err != nil {
+		t.Fatalf("remote nodes: %v\n%s", err, out)
+	}
+	var ns []fleetNode
+	if err := json.Unmarshal(out, &ns); err != nil || len(ns) != 2 {
+		t.Fatalf("remote nodes: %v %s", err, out)
+	}
+	// A write through the remote API, forwarded to the leader.
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", cred, "label", "b", "via=remote"); err != nil {
+		t.Fatalf("remote label: %v\n%s", err, out)
+	}
+	f.waitLabel("a", "b", "via", "remote", 10*time.Second)
+
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "nodes"); err == nil || !strings.Contains(string(out), "--credential") {
+		t.Errorf("without a credential: %v\n%s", err, out)
+	}
+	otherCA, _ := pki.NewCA("other")
+	stranger := pki.NewCredential(otherCA.Fingerprint()).String()
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "not of the cluster") {
+		t.Errorf("another cluster's credential: %v\n%s", err, out)
+	}
+	good, _ := pki.ParseCredential(cred)
+	unknownKey := pki.NewCredential(good.CA).String()
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", unknownKey, "nodes"); err == nil {
+		t.Errorf("a key the cluster never admitted was served:\n%s", out)
+	}
+}
+
+// A node that comes back at another address (DHCP, another network) is
+// the same node: same name and identity, and the Raft configuration
+// follows its new address.
+func TestAddressChange(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	st := f.waitFormed("a", all, all, 30*time.Second)
+	mover := "c"
+	if st.Leader == "c" {
+		mover = "b"
+	}
+	if err := f.lab.Stop(mover, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.lab.AddNode("moved")
+	if err := f.lab.Start("moved", f.upArgs(mover, "moved", ""), nil); err != nil {
+		t.Fatal(err)
+	}
+	newIP := f.lab.IP("moved")
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		ns, err := f.nodes("a")
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if n.Name == mover && n.Address == newIP && n.State == "alive" && n.Role == "voter" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not yet a live voter at %s: %+v", mover, newIP, ns)
+	})
+	// Raft talks to the new address: with the old one, stopping the
+	// other follower would leave no majority.
+	for _, other := range all {
+		if other != mover && other != st.Leader {
+			if err := f.lab.Stop(other, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		_, err := f.label(mover, mover, "moved=yes")
+		return err
+	})
+}

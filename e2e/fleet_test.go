@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/internal/testutil/lab"
+)
+
+// fleet is a cluster of `shoal up` processes, one per lab node, each in
+// its own network namespace with the default ports.
+type fleet struct {
+	t     *testing.T
+	lab   *lab.Lab
+	bin   string
+	dirs  map[string]string // node -> data dir
+	token string
+	extra []string // more `shoal up` flags for every node
+}
+
+func newFleet(t *testing.T, extra ...string) *fleet {
+	testutil.RequireRoot(t)
+	return &fleet{t: t, lab: lab.New(t), bin: shoalBin(t), dirs: map[string]string{}, extra: extra}
+}
+
+// add creates a lab node for name with a data dir of its own.
+func (f *fleet) add(name string) {
+	f.lab.AddNode(name)
+	f.dirs[name] = f.t.TempDir()
+}
+
+// upArgs is the `shoal up` of node name on the lab node host.
+func (f *fleet) upArgs(name, host string, join string) []string {
+	args := []string{f.bin, "--data-dir", f.dirs[name], "up", "--name", name, "--bind", f.lab.IP(host)}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	return append(args, f.extra...)
+}
+
+// bootstrap starts the first node and keeps its join token.
+func (f *fleet) bootstrap(name string) {
+	f.t.Helper()
+	f.add(name)
+	if err := f.lab.Start(name, f.upArgs(name, name, ""), nil); err != nil {
+		f.t.Fatal(err)
+	}
+	testutil.WaitFor(f.t, 15*time.Second, func() error {
+		out, err := f.cli(name, "token")
+		if err != nil {
+			return err
+		}
+		f.token = strings.TrimSpace(strings.TrimPrefix(out, "shoal up --join "))
+		return nil
+	})
+}
+
+// join starts node name with the fleet's token.
+func (f *fleet) join(name string) {
+	f.t.Helper()
+	f.add(name)
+	if err := f.lab.Start(name, f.upArgs(name, name, f.token), nil); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// cli runs a shoal command against node name's local socket.
+func (f *fleet) cli(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.bin, append([]string{"--data-dir", f.dirs[name]}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("shoal %s on %s: %v: %s", strings.Join(args, " "), name, err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+func (f *fleet) mustCLI(name string, args ...string) string {
+	f.t.Helper()
+	out, err := f.cli(name, args...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+type clusterStatus struct {
+	ClusterID string   `json:"cluster_id"`
+	Leader    string   `json:"leader"`
+	Node      string   `json:"node"`
+	Role      string   `json:"role"`
+	Voters    []string `json:"voters"`
+	Stale     bool     `json:"stale"`
+	Commit    uint64   `json:"commit_index"`
+}
+
+func (f *fleet) status(name string) (clusterStatus, error) {
+	var st clusterStatus
+	out, err := f.cli(name, "status", "-o", "json")
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal([]byte(out), &st)
+}
+
+type fleetNode struct {
+	Name     string            `json:"name"`
+	Address  string            `json:"address"`
+	Role     string            `json:"role"`
+	State    string            `json:"state"`
+	Labels   map[string]string `json:"labels"`
+	Cordoned bool              `json:"cordoned"`
+}
+
+func (f *fleet) nodes(name string) ([]fleetNode, error) {
+	var ns []fleetNode
+	out, err := f.cli(name, "nodes", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	return ns, json.Unmarshal([]byte(out), &ns)
+}
+
+// waitFormed waits until node asker sees exactly the nodes named as alive
+// members, with voters as the Raft voters, and a leader among them.
+func (f *fleet) waitFormed(asker string, members, voters []string, within time.Duration) clusterStatus {
+	f.t.Helper()
+	var last clusterStatus
+	testutil.WaitFor(f.t, within, func() error {
+		st, err := f.status(asker)
+		if err != nil {
+			return err
+		}
+		last = st
+		got := slices.Clone(st.Voters)
+		slices.Sort(got)
+		want := slices.Clone(voters)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("voters %v, want %v", got, want)
+		}
+		if st.Leader == "" || !slices.Contains(voters, st.Leader) {
+			return fmt.Errorf("leader %q", st.Leader)
+		}
+		ns, err := f.nodes(asker)
+		if err != nil {
+			return err
+		}
+		var alive []string
+		for _, n := range ns {
+			if n.State == "alive" {
+				alive = append(alive, n.Name)
+			}
+		}
+		want = slices.Clone(members)
+		slices.Sort(want)
+		if !slices.Equal(alive, want) {
+			return fmt.Errorf("alive members %v, want %v", alive, want)
+		}
+		return nil
+	})
+	return last
+}
+
+// label writes k=v on node target through node via, returning how long the
+// write took (it includes the CLI's own start).
+func (f *fleet) label(via, target, kv string) (time.Duration, error) {
+	start := time.Now()
+	_, err := f.cli(via, "label", target, kv)
+	return time.Since(start), err
+}
+
+// waitLabel waits until node asker's replica shows label k=v on target.
+func (f *fleet) waitLabel(asker, target, k, v string, within time.Duration) {
+	f.t.Helper()
+	testutil.WaitFor(f.t, within, func() error {
+		ns, err := f.nodes(asker)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if n.Name == target && n.Labels[k] == v {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s does not see %s=%s on %s: %+v", asker, k, v, target, ns)
+	})
+}
+
+func (f *fleet) credential(name string) string {
+	f.t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.dirs[name], "tls", "admin.credential"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
