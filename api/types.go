@@ -108,6 +108,10 @@ type Node struct {
 	Cordoned bool              `json:"cordoned,omitempty"`
 	// Instances counts the allocations placed on the node.
 	Instances int `json:"instances"`
+	// LastSeen is when the answering node last heard of it in gossip:
+	// now for a live node, absent if never since the answering node
+	// started.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
 }
 
 // Allocation places one instance of an app version on a node. Only the

@@ -101,6 +101,11 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 		}
 		if m, ok := gossip[rec.Name]; ok {
 			nd.State, nd.Address = m.State, m.Addr
+			now := time.Now().UTC().Truncate(time.Second)
+			nd.LastSeen = &now
+		} else if d, ok := n.members.departed(rec.Name); ok {
+			at := d.at.UTC().Truncate(time.Second)
+			nd.State, nd.LastSeen = d.state, &at
 		}
 		if voters[rec.ID] {
 			nd.Role = "voter"

@@ -154,8 +154,75 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node := http.NewServeMux()
 	node.HandleFunc("POST /v1/apply", n.serveApply)
 	node.HandleFunc("POST /v1/leave", n.serveLeave)
+	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
 	return map[string]*http.Server{
 		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 10 * time.Second},
 		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second},
 	}
+}
+
+// readIndexAnswer is the leader's read index.
+type readIndexAnswer struct {
+	Index uint64 `json:"index"`
+}
+
+// Linearize waits until this replica holds every write the leader had
+// accepted when it was asked, the leader having confirmed it still leads
+// (a read index: no log entry is written for a read).
+func (n *Node) Linearize(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	return n.store.WaitIndex(ctx, idx)
+}
+
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	r := n.raft.r
+	if r.State() == raft.Leader {
+		// LastIndex, not CommitIndex: it covers this term's first entry,
+		// which a new leader has not necessarily committed yet.
+		idx := r.LastIndex()
+		if err := r.VerifyLeader().Error(); err != nil {
+			return 0, fmt.Errorf("%w: %v", api.ErrNoLeader, err)
+		}
+		return idx, nil
+	}
+	addr, id := r.LeaderWithID()
+	if addr == "" || string(id) == n.id.ID {
+		return 0, fmt.Errorf("%w: this node knows of no leader", api.ErrNoLeader)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+string(addr)+"/v1/read-index", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := n.nodeClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
+	}
+	defer resp.Body.Close()
+	var ans forwardAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
+		return 0, fmt.Errorf("read index from %s: %w", addr, err)
+	}
+	if ans.Error != nil {
+		return 0, ans.Error
+	}
+	var ri readIndexAnswer
+	return ri.Index, json.Unmarshal(ans.Response, &ri)
+}
+
+// serveReadIndex is the leader's side of readIndex.
+func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
+	var ans forwardAnswer
+	if n.raft.r.State() != raft.Leader {
+		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
+	} else if idx, err := n.readIndex(r.Context()); err != nil {
+		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
+	} else {
+		ans.Response, _ = json.Marshal(readIndexAnswer{Index: idx})
+	}
+	writeJSONResponse(w, ans)
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -28,10 +29,19 @@ type members struct {
 	ml      *memberlist.Memberlist
 	meta    []byte
 	changed chan struct{}
+
+	mu   sync.Mutex // guards following
+	gone map[string]departure
+}
+
+// departure is how and when a member was last seen to go.
+type departure struct {
+	state string // dead or left
+	at    time.Time
 }
 
 func newMembers(n *Node) (*members, error) {
-	m := &members{changed: make(chan struct{}, 1)}
+	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}}
 	var err error
 	m.meta, err = json.Marshal(nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port})
 	if err != nil {
@@ -79,9 +89,30 @@ func (m *members) LocalState(join bool) []byte                { return nil }
 func (m *members) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate
-func (m *members) NotifyJoin(*memberlist.Node)   { m.nudge() }
-func (m *members) NotifyLeave(*memberlist.Node)  { m.nudge() }
+func (m *members) NotifyJoin(n *memberlist.Node) {
+	m.mu.Lock()
+	delete(m.gone, n.Name)
+	m.mu.Unlock()
+	m.nudge()
+}
+
+func (m *members) NotifyLeave(n *memberlist.Node) {
+	m.mu.Lock()
+	m.gone[n.Name] = departure{state: stateName(n.State), at: time.Now()}
+	m.mu.Unlock()
+	m.nudge()
+}
+
 func (m *members) NotifyUpdate(*memberlist.Node) { m.nudge() }
+
+// departed says how and when a member that is no longer live went, as far
+// as this node saw it.
+func (m *members) departed(name string) (departure, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.gone[name]
+	return d, ok
+}
 
 // member is one gossip member as the leader needs it.
 type member struct {

@@ -140,10 +140,15 @@ func (c *Client) Status(ctx context.Context) (api.ClusterStatus, error) {
 	return st, c.getJSON(ctx, "/v1/status", nil, &st)
 }
 
-// Nodes lists the cluster's nodes.
-func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
+// Nodes lists the cluster's nodes; consistent asks for a linearizable
+// read, which needs a leader.
+func (c *Client) Nodes(ctx context.Context, consistent bool) ([]api.Node, error) {
+	var q url.Values
+	if consistent {
+		q = url.Values{"consistent": {"1"}}
+	}
 	var ns []api.Node
-	return ns, c.getJSON(ctx, "/v1/nodes", nil, &ns)
+	return ns, c.getJSON(ctx, "/v1/nodes", q, &ns)
 }
 
 // Token returns the cluster's join token.

@@ -29,7 +29,22 @@ func (s *Server) fleetRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/leave", s.leave)
 }
 
+// linearize makes a read with ?consistent=1 linearizable.
+func (s *Server) linearize(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.Query().Get("consistent") == "" {
+		return true
+	}
+	if err := s.cfg.Cluster.Linearize(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
 func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
+	if !s.linearize(w, r) {
+		return
+	}
 	ns, err := s.cfg.Fleet.Nodes(r.Context())
 	if err != nil {
 		s.fail(w, r, err)

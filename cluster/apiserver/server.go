@@ -26,6 +26,9 @@ type Cluster interface {
 	Status(ctx context.Context) (api.ClusterStatus, error)
 	Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error)
 	Delete(ctx context.Context, names []string) error
+	// Linearize returns once this node's replica holds every write
+	// acknowledged before the call: a read after it is linearizable.
+	Linearize(ctx context.Context) error
 }
 
 // Instances are the containers of this node.
@@ -186,6 +189,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ps(w http.ResponseWriter, r *http.Request) {
+	if !s.linearize(w, r) {
+		return
+	}
 	st, err := s.cfg.Instances.PS(r.Context(), r.URL.Query().Get("app"))
 	if err != nil {
 		s.fail(w, r, err)

@@ -31,6 +31,7 @@ func (f *fake) Token(context.Context) (string, error)                 { return "
 func (f *fake) Label(context.Context, string, api.LabelRequest) error { return nil }
 func (f *fake) Cordon(context.Context, string, bool) error            { return nil }
 func (f *fake) Leave(context.Context) error                           { return nil }
+func (f *fake) Linearize(context.Context) error                       { return nil }
 func (f *fake) Apply(_ context.Context, apps []api.App) ([]api.ApplyResult, error) {
 	f.applied = apps
 	return nil, fmt.Errorf("%w (raft: leadership lost)", api.ErrNoLeader)
