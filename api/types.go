@@ -246,3 +246,10 @@ type LabelRequest struct {
 type CordonRequest struct {
 	Cordoned bool `json:"cordoned"`
 }
+
+// RestoreResult says what `shoal snapshot restore` brought back.
+type RestoreResult struct {
+	ClusterID string `json:"cluster_id"` // of the cluster the backup was taken from
+	Apps      int    `json:"apps"`
+	Nodes     int    `json:"nodes"`
+}

@@ -183,6 +183,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Remote:    n.port.Listener(pki.ProtoAPI),
 		Cluster:   n,
 		Fleet:     n,
+		Backups:   n,
 		Instances: n,
 		Images:    n,
 		Exec:      n,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -63,27 +64,11 @@ func raftConfig(id string, n *Node) *raft.Config {
 // openRaft starts Raft; bootstrap makes a fresh node the single voter of a
 // new cluster, otherwise a fresh node waits for the leader to add it.
 func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error) {
-	dir := filepath.Join(n.cfg.DataDir, "raft")
-	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+	p, snaps, err := openRaftStores(n.cfg.DataDir, n.log)
+	if err != nil {
 		return nil, err
 	}
-	// Small segments: raft-wal preallocates each one, and SD cards are small.
-	// raft-wal's Close leaves its meta database open (and locked); we own
-	// it so that a node can be stopped and started in one process.
-	meta := &metadb.BoltMetaDB{}
-	p := &raftParts{meta: meta}
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithSegmentSize(4<<20),
-		raftwal.WithLogger(hclogFor(n.log, "raft-wal")), raftwal.WithMetaStore(meta))
-	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
-	}
-	p.wal = wal
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(n.log, "snapshot"))
-	if err != nil {
-		p.close()
-		return nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
-	}
+	wal := p.wal
 	adv, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(advertise, fmt.Sprint(n.cfg.Port)))
 	if err != nil {
 		p.close()
@@ -127,6 +112,33 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 	}
 	p.r = r
 	return p, nil
+}
+
+// openRaftStores opens DATA/raft: the log (raft-wal, with its meta
+// database) and the snapshots.
+func openRaftStores(dataDir string, log *slog.Logger) (*raftParts, raft.SnapshotStore, error) {
+	dir := filepath.Join(dataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+		return nil, nil, err
+	}
+	// Small segments: raft-wal preallocates each one, and SD cards are small.
+	// raft-wal's Close leaves its meta database open (and locked); we own
+	// it so that a node can be stopped and started in one process.
+	meta := &metadb.BoltMetaDB{}
+	p := &raftParts{meta: meta}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithSegmentSize(4<<20),
+		raftwal.WithLogger(hclogFor(log, "raft-wal")), raftwal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, nil, fmt.Errorf("open raft log %s: %w", dir, err)
+	}
+	p.wal = wal
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(log, "snapshot"))
+	if err != nil {
+		p.close()
+		return nil, nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
+	}
+	return p, snaps, nil
 }
 
 // singleVoter reports whether this node is the only voter of its cluster.

@@ -115,6 +115,8 @@ func App() *cli.App {
 			cordonCommand("drain", "move the instances off a node and keep new ones away", true),
 			cordonCommand("uncordon", "let a drained node take instances again", false),
 			leaveCommand(),
+			recoverCommand(),
+			snapshotCommand(),
 			versionCommand(),
 		},
 	}
@@ -125,7 +127,7 @@ func App() *cli.App {
 	addDataDir = func(cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.Flags = append(c.Flags, dataDirFlag())
-			if c.Name != "up" && c.Name != "version" {
+			if c.Name != "up" && c.Name != "version" && c.Name != "recover" {
 				c.Flags = append(c.Flags, remoteFlags()...)
 			}
 			addDataDir(c.Subcommands)

@@ -364,3 +364,205 @@ func TestAddressChange(t *testing.T) {
 		return err
 	})
 }
+
+// After losing two of three voters for good, `shoal recover --force` on the
+// survivor restarts the cluster from its state as the only voter; writes
+// resume, and the lost nodes rejoin when they come back.
+func TestRecoverAfterQuorumLoss(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	f.waitFormed("a", all, all, 30*time.Second)
+	if _, err := f.label("a", "a", "before=loss"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitLabel("c", "a", "before", "loss", 10*time.Second)
+	for _, n := range []string{"b", "c"} {
+		if err := f.lab.Kill9(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if _, err := f.label("a", "a", "lost=yes"); err == nil {
+			return fmt.Errorf("a write was accepted without a quorum")
+		}
+		st, err := f.status("a")
+		if err != nil {
+			return err
+		}
+		if st.Leader != "" {
+			return fmt.Errorf("still a leader: %+v", st)
+		}
+		return nil
+	})
+
+	if _, err := f.cli("a", "recover", "--force"); err == nil || !strings.Contains(err.Error(), "stop the node") {
+		t.Fatalf("recover on a running node: %v", err)
+	}
+	if err := f.lab.Stop("a", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cli("a", "recover"); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("recover without --force: %v", err)
+	}
+	f.mustCLI("a", "recover", "--force")
+	if err := f.lab.Restart("a"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		_, err := f.label("a", "a", "after=recover")
+		return err
+	})
+	st, err := f.status("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader != "a" || len(st.Voters) != 1 {
+		t.Fatalf("after recover: %+v", st)
+	}
+	for _, n := range []string{"b", "c"} {
+		if err := f.lab.Restart(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.waitFormed("a", all, all, 30*time.Second)
+	for _, n := range []string{"b", "c"} {
+		f.waitLabel(n, "a", "after", "recover", 15*time.Second)
+	}
+}
+
+// A backup saved from a follower brings a lost cluster's apps and node
+// labels back into a new one; a damaged file or a cluster that already
+// has apps is refused.
+func TestSnapshotSaveRestore(t *testing.T) {
+	t.Parallel()
+	old := newFleet(t)
+	old.bootstrap("a")
+	old.join("b")
+	old.waitFormed("b", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	spec := filepath.Join(t.TempDir(), "app.yaml")
+	// An image no registry serves: the app is desired state only, and no
+	// container starts.
+	os.WriteFile(spec, []byte("name: web\nimage: registry.invalid/web:1\nreplicas: 2\n"), 0o644)
+	old.mustCLI("b", "apply", "-f", spec)
+	old.mustCLI("b", "label", "a", "site=plant-a")
+	file := filepath.Join(t.TempDir(), "backup")
+	old.mustCLI("b", "snapshot", "save", file)
+
+	fresh := newFleet(t)
+	fresh.bootstrap("a")
+	out := fresh.mustCLI("a", "snapshot", "restore", file)
+	if !strings.Contains(out, "restored 1 apps") {
+		t.Fatalf("restore said: %s", out)
+	}
+	fresh.waitLabel("a", "a", "site", "plant-a", 10*time.Second)
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		out, err := fresh.cli("a", "ps", "-o", "json")
+		if err != nil {
+			return err
+		}
+		var ps []instance
+		if err := json.Unmarshal([]byte(out), &ps); err != nil {
+			return err
+		}
+		if len(ps) != 2 || ps[0].App != "web" {
+			return fmt.Errorf("instances after restore: %+v", ps)
+		}
+		return nil
+	})
+
+	if _, err := fresh.cli("a", "snapshot", "restore", file); err == nil || !strings.Contains(err.Error(), "already has apps") {
+		t.Errorf("second restore: %v", err)
+	}
+	data, _ := os.ReadFile(file)
+	damaged := filepath.Join(t.TempDir(), "damaged")
+	os.WriteFile(damaged, data[:len(data)-20], 0o644)
+	other := newFleet(t)
+	other.bootstrap("z")
+	if _, err := other.cli("z", "snapshot", "restore", damaged); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("damaged backup: %v", err)
+	}
+	if _, err := other.cli("z", "snapshot", "restore", spec); err == nil || !strings.Contains(err.Error(), "not a usable shoal backup") {
+		t.Errorf("foreign file: %v", err)
+	}
+}
+
+// drain and uncordon mark a node; leave takes one out of Raft and the
+// registry, stops it, and its data dir refuses to start again.
+func TestDrainAndLeave(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	f.waitFormed("a", all, all, 30*time.Second)
+
+	cordoned := func(name string) bool {
+		ns, err := f.nodes("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			if n.Name == name {
+				return n.Cordoned
+			}
+		}
+		t.Fatalf("no node %s", name)
+		return false
+	}
+	f.mustCLI("c", "drain", "b")
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if !cordoned("b") {
+			return fmt.Errorf("b not cordoned")
+		}
+		return nil
+	})
+	f.mustCLI("c", "uncordon", "b")
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if cordoned("b") {
+			return fmt.Errorf("b still cordoned")
+		}
+		return nil
+	})
+	if _, err := f.cli("c", "drain", "nosuch"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("drain of an unknown node: %v", err)
+	}
+
+	out := f.mustCLI("c", "leave")
+	if !strings.Contains(out, "left the cluster") {
+		t.Errorf("leave said: %s", out)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if f.lab.Running("c") {
+			return fmt.Errorf("c still running")
+		}
+		ns, err := f.nodes("a")
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if n.Name == "c" {
+				return fmt.Errorf("c still listed: %+v", n)
+			}
+		}
+		st, err := f.status("a")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(strings.Join(st.Voters, ","), "c") {
+			return fmt.Errorf("c still a voter: %v", st.Voters)
+		}
+		return nil
+	})
+	out2, err := f.lab.Exec("c", f.upArgs("c", "c", "")...)
+	if err == nil || !strings.Contains(string(out2), "left its cluster") {
+		t.Errorf("restarting a node that left: %v\n%s", err, out2)
+	}
+	if _, err := f.label("a", "a", "after=leave"); err != nil {
+		t.Errorf("write after a leave: %v", err)
+	}
+}

@@ -22,6 +22,7 @@ const (
 	CmdNodeFacts   CommandType = 8
 	CmdSetLabels   CommandType = 9
 	CmdSetCordon   CommandType = 10
+	CmdRestore     CommandType = 11
 )
 
 // Bootstrap is the first entry of a cluster.
@@ -114,6 +115,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdSetLabels
 	case SetCordon, *SetCordon:
 		t = CmdSetCordon
+	case RestoreBackup, *RestoreBackup:
+		t = CmdRestore
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %T", cmd)
 	}
@@ -152,6 +155,8 @@ func decode(data []byte) (any, error) {
 		cmd = &SetLabels{}
 	case CmdSetCordon:
 		cmd = &SetCordon{}
+	case CmdRestore:
+		cmd = &RestoreBackup{}
 	default:
 		return nil, fmt.Errorf("unknown command type %d: written by a newer shoal?", data[0])
 	}

@@ -86,6 +86,8 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 		})
 	case *SetCordon:
 		err = updateNode(tx, c.Node, func(r *NodeRecord) { r.Cordoned = c.Cordoned })
+	case *RestoreBackup:
+		err = restoreBackup(tx, index, c.Backup)
 	case *PutSecrets:
 		err = putJSON(tx.Bucket(bucketMeta), keySecrets, c.Secrets)
 	case *DeleteNodes:

@@ -284,3 +284,25 @@ func (c *Client) Cordon(ctx context.Context, node string, cordoned bool) error {
 func (c *Client) Leave(ctx context.Context) error {
 	return c.sendJSON(ctx, http.MethodPost, "/v1/leave", struct{}{}, nil)
 }
+
+// SaveSnapshot copies a backup of the desired state to w.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/snapshot", nil, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// RestoreSnapshot sends a backup to restore.
+func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (api.RestoreResult, error) {
+	var res api.RestoreResult
+	resp, err := c.do(ctx, http.MethodPost, "/v1/snapshot", nil, r, "application/octet-stream")
+	if err != nil {
+		return res, err
+	}
+	defer resp.Body.Close()
+	return res, json.NewDecoder(resp.Body).Decode(&res)
+}

@@ -47,6 +47,7 @@ type Config struct {
 	Remote    net.Listener
 	Cluster   Cluster
 	Fleet     Fleet
+	Backups   Backups
 	Instances Instances
 	Images    Images
 	Exec      Execer
@@ -89,6 +90,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	s.fleetRoutes(mux)
+	s.snapshotRoutes(mux)
 	mux.HandleFunc("POST /v1/apps", s.apply)
 	mux.HandleFunc("DELETE /v1/apps", s.remove)
 	mux.HandleFunc("GET /v1/ps", s.ps)

@@ -32,6 +32,10 @@ func (f *fake) Label(context.Context, string, api.LabelRequest) error { return n
 func (f *fake) Cordon(context.Context, string, bool) error            { return nil }
 func (f *fake) Leave(context.Context) error                           { return nil }
 func (f *fake) Linearize(context.Context) error                       { return nil }
+func (f *fake) Backup(context.Context) ([]byte, error)                { return []byte("backup"), nil }
+func (f *fake) Restore(context.Context, io.Reader) (api.RestoreResult, error) {
+	return api.RestoreResult{}, nil
+}
 func (f *fake) Apply(_ context.Context, apps []api.App) ([]api.ApplyResult, error) {
 	f.applied = apps
 	return nil, fmt.Errorf("%w (raft: leadership lost)", api.ErrNoLeader)
@@ -63,7 +67,7 @@ func (f *fake) Exec(_ context.Context, req api.ExecRequest, stdin io.Reader, std
 func serve(t *testing.T, f *fake) *client.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
-	s, err := New(Config{Socket: sock, Cluster: f, Fleet: f, Instances: f, Images: f, Exec: f})
+	s, err := New(Config{Socket: sock, Cluster: f, Fleet: f, Backups: f, Instances: f, Images: f, Exec: f})
 	if err != nil {
 		t.Fatal(err)
 	}

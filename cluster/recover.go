@@ -1,0 +1,78 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// Recover restarts a cluster that lost its quorum from the state of the
+// node of dataDir, which must be stopped: Raft's configuration becomes this
+// node alone, as a voter. Every entry in its log counts as committed, even
+// one the old majority never acknowledged. When the node starts again it
+// leads, and the surviving nodes rejoin as they come back (autopilot adds
+// them again).
+func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkNotLeft(dataDir); err != nil {
+		return "", err
+	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("%w: stop the node before recovering", err)
+	}
+	defer lock.Close()
+	id, fresh, err := loadIdentity(dataDir, "")
+	if err != nil {
+		return "", err
+	}
+	if fresh {
+		return "", fmt.Errorf("%s holds no node: nothing to recover", dataDir)
+	}
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	parts, snaps, err := openRaftStores(dataDir, log)
+	if err != nil {
+		return "", err
+	}
+	defer parts.close()
+	if ok, err := raft.HasExistingState(parts.wal, parts.wal, snaps); err != nil {
+		return "", err
+	} else if !ok {
+		return "", fmt.Errorf("%s has no Raft state: nothing to recover", dataDir)
+	}
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(id.ID)
+	conf.Logger = hclogFor(log, "raft")
+	conf.NoSnapshotRestoreOnStart = true
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	cur, err := raft.GetConfiguration(conf, nopFSM{}, parts.wal, parts.wal, snaps, trans)
+	if err != nil {
+		return "", fmt.Errorf("read the Raft configuration: %w", err)
+	}
+	var self *raft.Server
+	for _, s := range cur.Servers {
+		if string(s.ID) == id.ID {
+			self = &s
+		}
+	}
+	if self == nil {
+		return "", errors.New("this node is not in its cluster's Raft configuration: it never became a server; recover on another node")
+	}
+	self.Suffrage = raft.Voter
+	if err := raft.RecoverCluster(conf, st.FSM(), parts.wal, parts.wal, snaps, trans, raft.Configuration{Servers: []raft.Server{*self}}); err != nil {
+		return "", fmt.Errorf("recover: %w", err)
+	}
+	log.Warn("recovered: this node is now its cluster's only voter", "node", id.Name, "address", self.Address)
+	return id.Name, nil
+}

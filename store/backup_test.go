@@ -1,0 +1,82 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+)
+
+func TestBackupRestore(t *testing.T) {
+	src := openTest(t)
+	apply(t, src, 1, Bootstrap{ClusterID: "old"})
+	apply(t, src, 2, PutApps{Apps: []api.App{app("web", "hello:1"), app("db", "pg:16")}})
+	apply(t, src, 3, NodeFacts{Node: NodeRecord{Name: "pi-1", ID: "x"}})
+	apply(t, src, 4, SetLabels{Node: "pi-1", Set: map[string]string{"site": "a"}})
+	apply(t, src, 5, PutSecrets{Secrets: Secrets{JoinSecret: []byte("s3cret")}})
+	data, err := src.Backup(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("s3cret")) || bytes.Contains(data, []byte("join_secret")) {
+		t.Fatal("a backup carries the cluster's secrets")
+	}
+	b, err := ReadBackup(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dst := openTest(t)
+	apply(t, dst, 1, Bootstrap{ClusterID: "new"})
+	if res := apply(t, dst, 2, RestoreBackup{Backup: b}); res != nil {
+		t.Fatalf("restore: %v", res)
+	}
+	apps, _ := dst.Apps()
+	if len(apps) != 2 {
+		t.Fatalf("restored apps: %+v", apps)
+	}
+	nodes, _ := dst.Nodes()
+	if len(nodes) != 1 || nodes[0].Labels["site"] != "a" {
+		t.Fatalf("restored nodes: %+v", nodes)
+	}
+	// The node joins later under its name: its labels wait for it.
+	apply(t, dst, 3, NodeFacts{Node: NodeRecord{Name: "pi-1", ID: "y", Address: "10.0.0.9"}})
+	nodes, _ = dst.Nodes()
+	if nodes[0].ID != "y" || nodes[0].Labels["site"] != "a" {
+		t.Fatalf("rejoined node: %+v", nodes[0])
+	}
+	// A second restore meets the apps of the first.
+	res := apply(t, dst, 4, RestoreBackup{Backup: b})
+	if err, ok := res.(error); !ok || !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("restore into a cluster with apps: %v", res)
+	}
+}
+
+func TestReadBackupRefusesDamage(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	data, err := s.Backup(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := bytes.Replace(data, []byte("hello:1"), []byte("hello:2"), 1)
+	cases := map[string][]byte{
+		"truncated": data[:len(data)/2],
+		"altered":   altered,
+		"foreign":   []byte(`{"format":"something else"}`),
+		"empty":     nil,
+		"no sum":    []byte("shoal-backup 1\n{}\n"),
+	}
+	for name, d := range cases {
+		_, err := ReadBackup(bytes.NewReader(d))
+		if !errors.Is(err, ErrBadBackup) {
+			t.Errorf("%s: %v, want ErrBadBackup", name, err)
+		}
+	}
+	if _, err := ReadBackup(bytes.NewReader(altered)); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("altered: %v", err)
+	}
+}
