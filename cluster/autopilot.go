@@ -126,7 +126,7 @@ func (n *Node) autopilot(log *slog.Logger) error {
 	servers := f.Configuration().Servers
 	var live []apMember
 	present := map[raft.ServerID]bool{}
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		if m.Meta.ID == "" || m.Meta.Port == 0 || (m.State != "alive" && m.State != "suspect") {
 			continue
 		}

@@ -64,7 +64,7 @@ func (n *Node) namesByID() map[string]string {
 	for _, r := range recs {
 		out[r.ID] = r.Name
 	}
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		out[m.Meta.ID] = m.Name
 	}
 	return out
@@ -77,7 +77,7 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 		return nil, err
 	}
 	gossip := map[string]member{}
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		gossip[m.Name] = m
 	}
 	voters := map[string]bool{}

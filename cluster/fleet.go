@@ -129,6 +129,12 @@ func (n *Node) serveLeave(w http.ResponseWriter, r *http.Request) {
 		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: leave request: %v", api.ErrInvalid, err))
 		return
 	}
+	// Revoked first: from then on the node's certificate admits it
+	// nowhere, and gossip no longer counts it.
+	if _, err := n.applyLocal(store.Revoke{ID: req.ID}, writeTimeout); err != nil {
+		writeWireError(w, http.StatusServiceUnavailable, err)
+		return
+	}
 	if err := n.raft.r.RemoveServer(raft.ServerID(req.ID), 0, writeTimeout).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			err = fmt.Errorf("%w: leadership moved; try again", api.ErrNoLeader)

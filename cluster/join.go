@@ -157,7 +157,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	// A name belongs to one node at a time; a dead node's name may be
 	// taken over (a device re-flashed under its old host name).
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		if m.Name == req.Name && m.Meta.ID != req.ID && m.State != "dead" && m.State != "left" {
 			fail(http.StatusConflict, api.KindConflict, "node name %q is in use by a live node: choose another with --name", req.Name)
 			return
@@ -180,7 +180,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	clusterID, _ := n.store.ClusterID()
 	resp := joinResponse{Cert: cert, CA: sec.CACert, GossipKey: n.mat.gossipKey, ClusterID: clusterID}
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		if m.State == "alive" {
 			resp.Members = append(resp.Members, m.GossipAddr)
 		}

@@ -141,7 +141,7 @@ func (n *Node) registerMembers() error {
 	for _, r := range recs {
 		known[r.Name] = r
 	}
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		rec, ok := known[m.Name]
 		want := rec
 		want.Name, want.ID, want.Address, want.Arch, want.OS = m.Name, m.Meta.ID, m.Addr, m.Meta.Arch, m.Meta.OS
@@ -163,7 +163,7 @@ func (n *Node) registerMembers() error {
 // others have been gone (as far as this leader knows).
 func (n *Node) liveness(recs []store.NodeRecord) map[string]sched.Node {
 	state := map[string]string{}
-	for _, m := range n.members.list() {
+	for _, m := range n.liveMembers() {
 		state[m.Name] = m.State
 	}
 	n.leaderMu.Lock()

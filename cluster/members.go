@@ -134,6 +134,19 @@ func (m *members) list() []member {
 	return out
 }
 
+// liveMembers are the gossip members, without revoked nodes: a node that
+// left still holds the gossip key, but the cluster no longer knows it.
+func (n *Node) liveMembers() []member {
+	all := n.members.list()
+	out := all[:0]
+	for _, m := range all {
+		if m.Meta.ID == "" || !n.store.Revoked(m.Meta.ID) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func stateName(s memberlist.NodeStateType) string {
 	switch s {
 	case memberlist.StateAlive:

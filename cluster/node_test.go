@@ -18,12 +18,21 @@ import (
 // in this process and stops it when the test ends.
 func startNode(t *testing.T, dir, name string) (*Node, func()) {
 	t.Helper()
+	return startNodeWith(t, dir, name, nil)
+}
+
+// startNodeWith is startNode with the config changed by set.
+func startNodeWith(t *testing.T, dir, name string, set func(*Config)) (*Node, func()) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Name, cfg.BindAddr = dir, name, "127.0.0.1"
 	cfg.GossipPort, cfg.Port = testutil.FreePort(t), testutil.FreePort(t)
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if set != nil {
+		set(&cfg)
 	}
 	n, err := New(cfg)
 	if err != nil {

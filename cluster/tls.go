@@ -175,6 +175,9 @@ func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
 		return true
 	}
 	p := n.mat.ident.Peer(cs, n.adminAdmitted)
+	if p.Node != nil && n.store.Revoked(p.Node.ID) {
+		return false
+	}
 	switch proto {
 	case pki.ProtoRaft, pki.ProtoNode:
 		return p.Node != nil

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,35 @@ func TestReadBackupRefusesDamage(t *testing.T) {
 	}
 	if _, err := ReadBackup(bytes.NewReader(altered)); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Errorf("altered: %v", err)
+	}
+}
+
+func TestRevokedIDs(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, NodeFacts{Node: NodeRecord{Name: "pi", ID: "old"}})
+	if s.Revoked("old") {
+		t.Fatal("a registered node is revoked")
+	}
+	// A new node takes the dead one's name over: the old id is done.
+	apply(t, s, 2, NodeFacts{Node: NodeRecord{Name: "pi", ID: "new"}})
+	apply(t, s, 3, Revoke{ID: "gone"})
+	if !s.Revoked("old") || !s.Revoked("gone") || s.Revoked("new") {
+		t.Fatalf("revoked: old %v gone %v new %v", s.Revoked("old"), s.Revoked("gone"), s.Revoked("new"))
+	}
+	// Raft snapshots carry the list.
+	snap, err := s.FSM().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	dst := openTest(t)
+	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if !dst.Revoked("old") || !dst.Revoked("gone") {
+		t.Fatal("revoked ids lost in a snapshot")
 	}
 }

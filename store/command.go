@@ -23,6 +23,7 @@ const (
 	CmdSetLabels   CommandType = 9
 	CmdSetCordon   CommandType = 10
 	CmdRestore     CommandType = 11
+	CmdRevoke      CommandType = 12
 )
 
 // Bootstrap is the first entry of a cluster.
@@ -91,6 +92,12 @@ type SetCordon struct {
 	Cordoned bool   `json:"cordoned"`
 }
 
+// Revoke refuses a node id for good: the node left, or its name was taken
+// over by a new node. Its certificate no longer admits it anywhere.
+type Revoke struct {
+	ID string `json:"id"`
+}
+
 // Encode turns a command into a log entry.
 func Encode(cmd any) ([]byte, error) {
 	var t CommandType
@@ -117,6 +124,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdSetCordon
 	case RestoreBackup, *RestoreBackup:
 		t = CmdRestore
+	case Revoke, *Revoke:
+		t = CmdRevoke
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %T", cmd)
 	}
@@ -157,6 +166,8 @@ func decode(data []byte) (any, error) {
 		cmd = &SetCordon{}
 	case CmdRestore:
 		cmd = &RestoreBackup{}
+	case CmdRevoke:
+		cmd = &Revoke{}
 	default:
 		return nil, fmt.Errorf("unknown command type %d: written by a newer shoal?", data[0])
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
@@ -86,6 +87,8 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 		})
 	case *SetCordon:
 		err = updateNode(tx, c.Node, func(r *NodeRecord) { r.Cordoned = c.Cordoned })
+	case *Revoke:
+		err = revoke(tx, c.ID)
 	case *RestoreBackup:
 		err = restoreBackup(tx, index, c.Backup)
 	case *PutSecrets:
@@ -142,8 +145,29 @@ func nodeFacts(tx *bolt.Tx, n NodeRecord) error {
 			return fmt.Errorf("decode node %q: %w", n.Name, err)
 		}
 		n.Labels, n.Cordoned = prev.Labels, prev.Cordoned
+		// A new node took the name over (the old one is dead: the join
+		// refuses a live one's name): the old identity is done.
+		if prev.ID != "" && prev.ID != n.ID {
+			if err := revoke(tx, prev.ID); err != nil {
+				return err
+			}
+		}
 	}
 	return putJSON(b, []byte(n.Name), n)
+}
+
+func revoke(tx *bolt.Tx, id string) error {
+	meta := tx.Bucket(bucketMeta)
+	var ids []string
+	if v := meta.Get(keyRevoked); v != nil {
+		if err := json.Unmarshal(v, &ids); err != nil {
+			return fmt.Errorf("decode revoked ids: %w", err)
+		}
+	}
+	if slices.Contains(ids, id) {
+		return nil
+	}
+	return putJSON(meta, keyRevoked, append(ids, id))
 }
 
 func updateNode(tx *bolt.Tx, name string, f func(*NodeRecord)) error {
@@ -230,6 +254,7 @@ type snapshotFile struct {
 	Allocs    []api.Allocation `json:"allocs"`
 	Nodes     []NodeRecord     `json:"nodes"`
 	Secrets   *Secrets         `json:"secrets,omitempty"`
+	Revoked   json.RawMessage  `json:"revoked,omitempty"`
 }
 
 const snapshotFormat = "shoal-state-v1"
@@ -246,13 +271,17 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	f2 := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}
+	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}
 	if sec, ok, err := s.Secrets(); err != nil {
 		return nil, err
 	} else if ok {
-		f2.Secrets = &sec
+		sf.Secrets = &sec
 	}
-	return &fsmSnapshot{f2}, nil
+	s.db.View(func(tx *bolt.Tx) error {
+		sf.Revoked = bytes.Clone(tx.Bucket(bucketMeta).Get(keyRevoked))
+		return nil
+	})
+	return &fsmSnapshot{sf}, nil
 }
 
 type fsmSnapshot struct{ f snapshotFile }
@@ -305,6 +334,14 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Delete(keySecrets); err != nil {
 			return err
+		}
+		if err := meta.Delete(keyRevoked); err != nil {
+			return err
+		}
+		if len(sf.Revoked) > 0 {
+			if err := meta.Put(keyRevoked, sf.Revoked); err != nil {
+				return err
+			}
 		}
 		if sf.Secrets != nil {
 			if err := putJSON(meta, keySecrets, *sf.Secrets); err != nil {

@@ -12,6 +12,7 @@
 //	  schema    uint64: on-disk format version
 //	  secrets   Secrets as JSON: the cluster CA's key, the join secret,
 //	            admitted admin keys
+//	  revoked   JSON list of node ids refused for good
 //	apps/
 //	  <name>    api.App as JSON; Version is the log index that last changed it
 //	allocs/
@@ -34,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +55,7 @@ var (
 	keyCluster = []byte("cluster")
 	keySchema  = []byte("schema")
 	keySecrets = []byte("secrets")
+	keyRevoked = []byte("revoked")
 )
 
 // Secrets are what lets a node admit others: every replica holds them, so
@@ -195,6 +198,18 @@ func (s *Store) Secrets() (sec Secrets, ok bool, err error) {
 		return json.Unmarshal(v, &sec)
 	})
 	return sec, ok, err
+}
+
+// Revoked reports whether a node id was refused for good.
+func (s *Store) Revoked(id string) bool {
+	var ids []string
+	s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyRevoked); v != nil {
+			return json.Unmarshal(v, &ids)
+		}
+		return nil
+	})
+	return slices.Contains(ids, id)
 }
 
 // Apps lists the apps by name.

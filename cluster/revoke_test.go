@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// A node that left is refused on every protocol of the cluster port, even
+// with its certificate, which the CA still vouches for.
+func TestLeftNodeIsRevoked(t *testing.T) {
+	a, _ := startNode(t, t.TempDir(), "a")
+	tok, err := a.JoinToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdir := t.TempDir()
+	b, _ := startNodeWith(t, bdir, "b", func(c *Config) { c.Join = tok })
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		cf := a.raft.r.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return err
+		}
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == b.id.ID {
+				return nil
+			}
+		}
+		return fmt.Errorf("b is not a raft server yet")
+	})
+	mat, ok, err := loadMaterial(bdir)
+	if err != nil || !ok {
+		t.Fatalf("b's material: %v", err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ident.ClientConfig(pki.ProtoNode)}, Timeout: 5 * time.Second}
+	readIndex := func() error {
+		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/read-index", a.cfg.Port))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	}
+	if err := readIndex(); err != nil {
+		t.Fatalf("b before leaving: %v", err)
+	}
+
+	if err := b.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	client.CloseIdleConnections()
+	if err := readIndex(); err == nil {
+		t.Fatal("a node that left was served")
+	}
+	if !a.store.Revoked(b.id.ID) {
+		t.Fatal("b is not revoked")
+	}
+	cf := a.raft.r.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cf.Configuration().Servers {
+		if s.ID == raft.ServerID(b.id.ID) {
+			t.Fatal("b is still a raft server")
+		}
+	}
+}
