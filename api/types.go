@@ -36,6 +36,9 @@ const (
 	StateUnhealthy = "unhealthy"
 	StateExited    = "exited"
 	StateFailed    = "failed"
+	// StateUnknown: the answering node cannot learn the state, because
+	// the instance's node is unreachable or there is no leader to ask.
+	StateUnknown = "unknown"
 )
 
 // App is the desired state of one application, kept in Raft.

@@ -151,17 +151,14 @@ func (n *Node) Delete(ctx context.Context, names []string) error {
 	return n.write(ctx, store.DeleteApps{Names: names}, nil)
 }
 
-// PS lists instances: every allocation, with the observed status where this
-// node knows it.
+// PS lists instances: every allocation, with its observed state from the
+// node that runs it (through the leader), this node's own always first-hand.
 func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error) {
 	allocs, err := n.store.Allocations()
 	if err != nil {
 		return nil, err
 	}
-	observed := map[string]api.InstanceStatus{}
-	for _, s := range n.agent.Status() {
-		observed[s.Instance] = s
-	}
+	observed, known := n.observed(ctx)
 	if app != "" {
 		if _, err := n.store.App(app); err != nil {
 			return nil, err
@@ -175,6 +172,9 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 		s, ok := observed[a.Instance()]
 		if !ok || s.Node != a.Node {
 			s = api.InstanceStatus{App: a.App, Instance: a.Instance(), Node: a.Node, Version: a.Version, State: api.StatePending}
+			if !known && a.Node != n.id.Name {
+				s.State = api.StateUnknown
+			}
 		}
 		s.IP = a.IP
 		if s.Node == n.id.Name {

@@ -155,6 +155,8 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node.HandleFunc("POST /v1/apply", n.serveApply)
 	node.HandleFunc("POST /v1/leave", n.serveLeave)
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
+	node.HandleFunc("POST /v1/report", n.serveReport)
+	node.HandleFunc("GET /v1/ps", n.servePS)
 	return map[string]*http.Server{
 		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 10 * time.Second},
 		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second},

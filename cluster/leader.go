@@ -64,6 +64,11 @@ func (lr *leaderRun) stop() {
 func (n *Node) leaderLoop(ctx context.Context) {
 	log := n.log.With("component", "leader")
 	log.Info("leading the cluster")
+	// Views reported to an earlier term of this node may be stale; the
+	// nodes send theirs again to a new leader.
+	n.reportsMu.Lock()
+	n.reports = map[string]receivedReport{}
+	n.reportsMu.Unlock()
 	if err := n.raft.r.Barrier(10 * time.Second).Error(); err != nil {
 		log.Error("barrier", "err", err)
 		return

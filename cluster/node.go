@@ -68,6 +68,9 @@ type Node struct {
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
 
+	reportsMu sync.Mutex                // guards following
+	reports   map[string]receivedReport // by node name; on the leader
+
 	// stop ends Run from inside (a node that left its cluster).
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -90,7 +93,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, leaderCh: make(chan bool, 16), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), reports: map[string]receivedReport{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -287,6 +290,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("api", n.api.Serve)
 	run("cluster port", n.serveInternal)
 	run("gossip", n.keepGossiping)
+	run("report", n.reportStatus)
 	run("leadership", n.watchLeadership)
 	run("agent", n.agent.Run)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))

@@ -566,3 +566,71 @@ func TestDrainAndLeave(t *testing.T) {
 		t.Errorf("write after a leave: %v", err)
 	}
 }
+
+// ps answers for the whole cluster from any node: each node reports its
+// own instances to the leader; an unreachable node's instances are
+// unknown, not running.
+func TestClusterPS(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.waitFormed("a", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
+	for _, n := range []string{"a", "b"} {
+		f.mustCLI(n, "image", "import", img)
+	}
+	spec := filepath.Join(t.TempDir(), "app.yaml")
+	os.WriteFile(spec, []byte(sleeperApp+"replicas: 2\n"), 0o644)
+	f.mustCLI("b", "apply", "-f", spec)
+	t.Cleanup(func() {
+		if f.lab.Running("b") || f.lab.Restart("b") == nil {
+			f.cli("a", "rm", "sleeper")
+		}
+		for _, n := range []string{"a", "b"} {
+			err := testutil.Poll(30*time.Second, func() error {
+				if left := leftoversWhileRunning(f.dirs[n], f.cgroupParent(n)); len(left) > 0 {
+					return fmt.Errorf("left behind on %s: %v", n, left)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	ps := func(asker string) map[string]instance {
+		out, err := f.cli(asker, "ps", "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []instance
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatal(err)
+		}
+		byNode := map[string]instance{}
+		for _, i := range list {
+			byNode[i.Node] = i
+		}
+		return byNode
+	}
+	for _, asker := range []string{"a", "b"} {
+		testutil.WaitFor(t, 30*time.Second, func() error {
+			got := ps(asker)
+			if got["a"].State != "running" || got["b"].State != "running" {
+				return fmt.Errorf("ps on %s: %+v", asker, got)
+			}
+			return nil
+		})
+	}
+	if err := f.lab.Kill9("b"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		got := ps("a")
+		if got["b"].State != "unknown" || got["a"].State != "running" {
+			return fmt.Errorf("ps on a with b down: %+v", got)
+		}
+		return nil
+	})
+}

@@ -207,3 +207,13 @@ func (f *fleet) credential(name string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// cgroupParent is the cgroup node name's containers live under.
+func (f *fleet) cgroupParent(name string) string {
+	var id struct{ ID string }
+	b, err := os.ReadFile(filepath.Join(f.dirs[name], "node.json"))
+	if err != nil || json.Unmarshal(b, &id) != nil || len(id.ID) < 12 {
+		f.t.Fatalf("node.json of %s: %v", name, err)
+	}
+	return "shoal-" + id.ID[:12]
+}
