@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -196,6 +198,30 @@ func (n *Node) instanceIP(app string) string {
 		return n.advertise
 	}
 	return ""
+}
+
+// Where is the cluster-port address of the node that runs app/index, or ""
+// when it is this node or the instance is not placed.
+func (n *Node) Where(ctx context.Context, app string, index int) (string, error) {
+	allocs, err := n.store.Allocations()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range allocs {
+		if a.App != app || a.Index != index || a.Node == n.id.Name {
+			continue
+		}
+		recs, err := n.store.Nodes()
+		if err != nil {
+			return "", err
+		}
+		for _, r := range recs {
+			if r.Name == a.Node && r.Address != "" && r.Port != 0 {
+				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // LogPath finds the log of app/index on this node.

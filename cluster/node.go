@@ -187,6 +187,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Cluster:   n,
 		Fleet:     n,
 		Backups:   n,
+		Peers:     &http.Transport{TLSClientConfig: n.mat.ident.ClientConfig(pki.ProtoAPI)},
 		Instances: n,
 		Images:    n,
 		Exec:      n,

@@ -581,7 +581,11 @@ func TestClusterPS(t *testing.T) {
 		f.mustCLI(n, "image", "import", img)
 	}
 	spec := filepath.Join(t.TempDir(), "app.yaml")
-	os.WriteFile(spec, []byte(sleeperApp+"replicas: 2\n"), 0o644)
+	os.WriteFile(spec, []byte(`name: sleeper
+image: testprog:1
+command: ["/app", "-stdout", "started", "-sleep", "1h"]
+replicas: 2
+`), 0o644)
 	f.mustCLI("b", "apply", "-f", spec)
 	t.Cleanup(func() {
 		if f.lab.Running("b") || f.lab.Restart("b") == nil {
@@ -623,6 +627,22 @@ func TestClusterPS(t *testing.T) {
 			return nil
 		})
 	}
+	// logs and exec of b's instance, asked on a: a passes them on.
+	onB := ps("a")["b"].Instance
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		out, err := f.cli("a", "logs", onB)
+		if err != nil || !strings.Contains(out, "started") {
+			return fmt.Errorf("logs %s on a: %q %v", onB, out, err)
+		}
+		return nil
+	})
+	if out, err := f.cli("a", "exec", onB, "--", "/app", "-stdout", "ran-remote"); err != nil || !strings.Contains(out, "ran-remote") {
+		t.Errorf("exec %s on a: %q %v", onB, out, err)
+	}
+	if out, err := f.cli("a", "exec", onB, "--", "/app", "-exit", "3"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("exec's exit code through a: %q %v", out, err)
+	}
+
 	if err := f.lab.Kill9("b"); err != nil {
 		t.Fatal(err)
 	}

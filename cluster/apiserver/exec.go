@@ -29,6 +29,9 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: exec: no command", api.ErrInvalid))
 		return
 	}
+	if s.elsewhere(w, r, req.App, strconv.Itoa(req.Index)) {
+		return
+	}
 	if s.cfg.Exec == nil {
 		s.fail(w, r, fmt.Errorf("%w: exec is not available on this node", api.ErrInvalid))
 		return

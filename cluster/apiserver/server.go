@@ -36,6 +36,9 @@ type Instances interface {
 	PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 	LogPath(ctx context.Context, app string, index int) (string, error)
 	RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error)
+	// Where is the API address of the node running app/index, or "" when
+	// it is this node (or none).
+	Where(ctx context.Context, app string, index int) (string, error)
 }
 
 // Config wires a server.
@@ -51,7 +54,10 @@ type Config struct {
 	Instances Instances
 	Images    Images
 	Exec      Execer
-	Logger    *slog.Logger
+	// Peers, if set, reaches other nodes' APIs: requests for their
+	// instances (logs, exec) are passed on to them.
+	Peers  http.RoundTripper
+	Logger *slog.Logger
 }
 
 // Server serves the API on a unix socket.

@@ -17,6 +17,9 @@ import (
 // logs streams an instance's log file: the last `tail` lines, then, with
 // follow=1, whatever is appended until the client goes away.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	if s.elsewhere(w, r, r.PathValue("app"), r.PathValue("index")) {
+		return
+	}
 	index, err := strconv.Atoi(r.PathValue("index"))
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("%w: instance index %q is not a number", api.ErrInvalid, r.PathValue("index")))

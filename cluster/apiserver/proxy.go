@@ -1,0 +1,43 @@
+package apiserver
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+)
+
+// proxiedHeader marks a request one node passed to another, so that it is
+// never passed on again.
+const proxiedHeader = "X-Shoal-Proxied"
+
+// elsewhere passes a request for an instance on another node (logs, exec)
+// to that node's API, over the cluster port; it reports whether it did.
+// The node's answer, an upgraded exec stream included, goes back as it is.
+func (s *Server) elsewhere(w http.ResponseWriter, r *http.Request, app, index string) bool {
+	if s.cfg.Peers == nil || r.Header.Get(proxiedHeader) != "" {
+		return false
+	}
+	i, err := strconv.Atoi(index)
+	if err != nil {
+		return false
+	}
+	addr, err := s.cfg.Instances.Where(r.Context(), app, i)
+	if err != nil || addr == "" {
+		return false
+	}
+	target := &url.URL{Scheme: "https", Host: addr}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set(proxiedHeader, "1")
+		},
+		Transport:     s.cfg.Peers,
+		FlushInterval: -1, // logs -f and exec stream as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.fail(w, r, err)
+		},
+	}
+	p.ServeHTTP(w, r)
+	return true
+}
