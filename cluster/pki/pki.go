@@ -15,8 +15,8 @@
 //
 // Certificates are valid from 1950 to 9999: edge devices without a
 // real-time clock boot with a wrong date, and a cluster that stops talking
-// to itself until NTP answers is worse than one without expiry. Removing a
-// node does not revoke its certificate yet.
+// to itself until NTP answers is worse than one without expiry. Revocation
+// is the cluster's (a list of node ids in Raft), not the certificates'.
 package pki
 
 import (
