@@ -9,10 +9,11 @@ LDFLAGS  := -s -w -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT
 GOTAGS   := urfave_cli_no_docs
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -tags $(GOTAGS) -ldflags "$(LDFLAGS)"
 # Debian packages the tests use: a real image made by other tools, and
-# runtimes to compare against in benchmarks.
-TEST_DEBS := umoci skopeo busybox-static
+# runtimes to compare against in benchmarks; qemu-user-static runs the
+# arm64 tests on this amd64 host.
+TEST_DEBS := umoci skopeo busybox-static qemu-user-static
 
-.PHONY: all build cross test test-deps lint demo demo-stop bench clean
+.PHONY: all build cross test test-arm64 test-deps lint demo demo-stop bench clean
 
 all: build
 
@@ -34,6 +35,15 @@ lint:
 
 test: test-deps lint
 	SHOAL_TEST_STRICT=1 $(GO) test -count=1 -timeout 8m ./...
+	@$(MAKE) --no-print-directory test-arm64
+
+# The store and cluster tests again as linux/arm64 binaries under qemu-user,
+# so the arm64 builds of bbolt, Raft, TLS and the syscall layer run. -exec
+# names the emulator: binfmt_misc need not be registered on the host. They run
+# after the amd64 tests, not beside them, so that the Raft tests' timeouts do
+# not share the two cores with them.
+test-arm64: test-deps
+	SHOAL_TEST_STRICT=1 CGO_ENABLED=0 GOARCH=arm64 $(GO) test -exec qemu-aarch64-static -count=1 -timeout 5m ./store/... ./cluster/...
 
 bench: build test-deps
 	@scripts/debs.sh crun runc
