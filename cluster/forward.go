@@ -178,7 +178,42 @@ func (n *Node) Linearize(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.store.WaitIndex(ctx, idx)
+	return n.waitApplied(ctx, idx)
+}
+
+// waitApplied returns once the state file holds every command up to idx.
+// The file's index counts commands only: Raft keeps no-op, barrier and
+// configuration entries from the state machine, so committed entries above
+// it that carry no command count as held.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		changed := n.store.Changed()
+		applied := n.store.AppliedIndex()
+		if applied >= idx || n.noCommandsIn(applied+1, idx) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Millisecond): // the commit index moves without a signal
+		case <-ctx.Done():
+			return fmt.Errorf("%w: wait for entry %d (at %d): %v", api.ErrNoLeader, idx, applied, ctx.Err())
+		}
+	}
+}
+
+// noCommandsIn reports whether entries from..to are committed here and none
+// of them is a command.
+func (n *Node) noCommandsIn(from, to uint64) bool {
+	if n.raft.r.CommitIndex() < to {
+		return false
+	}
+	var l raft.Log
+	for i := from; i <= to; i++ {
+		if err := n.raft.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {

@@ -15,6 +15,7 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // raftParts are the pieces of Raft this node owns and closes.
@@ -178,6 +179,8 @@ func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
 	if err != nil || len(list) == 0 {
 		return err
 	}
+	// Raft files a snapshot under its last entry, often a no-op or a
+	// configuration the state file never counts: compare what it holds.
 	if list[0].Index <= n.store.AppliedIndex() {
 		return nil
 	}
@@ -185,7 +188,18 @@ func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
 	if err != nil {
 		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
 	}
-	n.log.Warn("state file is behind the raft snapshot: restoring", "applied", n.store.AppliedIndex(), "snapshot", list[0].Index)
+	held, err := store.SnapshotIndex(rc)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	if held <= n.store.AppliedIndex() {
+		return nil
+	}
+	if _, rc, err = snaps.Open(list[0].ID); err != nil {
+		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	n.log.Warn("state file is behind the raft snapshot: restoring", "applied", n.store.AppliedIndex(), "snapshot", held)
 	return n.store.FSM().Restore(rc)
 }
 
