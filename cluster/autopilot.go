@@ -132,7 +132,7 @@ func (n *Node) autopilot(log *slog.Logger) error {
 		}
 		id := raft.ServerID(m.Meta.ID)
 		present[id] = true
-		live = append(live, apMember{ID: id, Addr: raft.ServerAddress(net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port)))})
+		live = append(live, apMember{ID: id, Addr: raftAddr(m.Meta.ID, net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port)))})
 	}
 	now := time.Now()
 	deadFor := map[raft.ServerID]time.Duration{}

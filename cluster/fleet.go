@@ -95,11 +95,7 @@ func (n *Node) callLeader(ctx context.Context, path string, body []byte) error {
 	for {
 		addr, id := n.raft.r.LeaderWithID()
 		if addr != "" && string(id) != n.id.ID {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+string(addr)+path, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			resp, err := n.nodeClient.Do(req)
+			resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 			if err != nil {
 				return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
 			}

@@ -98,11 +98,7 @@ func (n *Node) forward(ctx context.Context, data []byte, out any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+string(addr)+"/v1/apply", bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, "/v1/apply", bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
 	}
@@ -231,11 +227,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	if addr == "" || string(id) == n.id.ID {
 		return 0, fmt.Errorf("%w: this node knows of no leader", api.ErrNoLeader)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+string(addr)+"/v1/read-index", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/read-index", nil)
 	if err != nil {
 		return 0, fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
 	}

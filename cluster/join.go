@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 )
@@ -212,7 +213,7 @@ func (n *Node) JoinToken() (string, error) {
 	tok.Addrs = append(tok.Addrs, self)
 	if f := n.raft.r.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
-			if a := string(s.Address); a != self && len(tok.Addrs) < 5 {
+			if _, a := splitRaftAddr(s.Address); a != self && s.Suffrage == raft.Voter && len(tok.Addrs) < 5 {
 				tok.Addrs = append(tok.Addrs, a)
 			}
 		}

@@ -157,7 +157,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.mat.ident.ServerConfig(), Allow: n.allow, Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
 	}
-	n.nodeClient = &http.Client{Transport: &http.Transport{TLSClientConfig: n.mat.ident.ClientConfig(pki.ProtoNode)}}
+	n.nodeClient = n.newNodeClient()
 	n.internal = n.internalServers()
 	pending, err := pendingBootstrap(cfg.DataDir)
 	if err != nil {
@@ -187,7 +187,6 @@ func New(cfg Config) (_ *Node, err error) {
 		Cluster:   n,
 		Fleet:     n,
 		Backups:   n,
-		Peers:     &http.Transport{TLSClientConfig: n.mat.ident.ClientConfig(pki.ProtoAPI)},
 		Instances: n,
 		Images:    n,
 		Exec:      n,

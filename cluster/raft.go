@@ -1,7 +1,7 @@
 package cluster
 
 import (
-	"crypto/tls"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,15 +31,14 @@ type raftParts struct {
 // Raft protocol and this node's certificate.
 type streamLayer struct {
 	net.Listener
-	advertise net.Addr
-	tls       *tls.Config
+	n         *Node
+	advertise peerAddr
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls}
-	return d.Dial("tcp", string(addr))
+	return s.n.dialNode(context.Background(), addr, pki.ProtoRaft, timeout)
 }
 
 func raftConfig(id string, n *Node) *raft.Config {
@@ -76,7 +75,7 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 		return nil, err
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: n.port.Listener(pki.ProtoRaft), advertise: adv, tls: n.mat.ident.ClientConfig(pki.ProtoRaft)},
+		Stream:  &streamLayer{Listener: n.port.Listener(pki.ProtoRaft), n: n, advertise: peerAddr{id: id, Addr: adv}},
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
 		Logger:  hclogFor(n.log, "raft-net"),

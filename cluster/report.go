@@ -67,7 +67,7 @@ func (n *Node) reportStatus(ctx context.Context) error {
 			continue
 		}
 		body, _ := json.Marshal(statusReport{Node: n.id.Name, Instances: cur})
-		if err := n.postNode(ctx, string(addr), "/v1/report", body); err != nil {
+		if err := n.postNode(ctx, addr, "/v1/report", body); err != nil {
 			n.log.Debug("report instance states to the leader", "leader", addr, "err", err)
 			continue
 		}
@@ -78,14 +78,10 @@ func (n *Node) reportStatus(ctx context.Context) error {
 func sameStatus(a, b api.InstanceStatus) bool { return a == b }
 
 // postNode posts body to path on the node at addr over the node protocol.
-func (n *Node) postNode(ctx context.Context, addr, path string, body []byte) error {
+func (n *Node) postNode(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -155,7 +151,7 @@ func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus
 	if r.State() == raft.Leader {
 		view, known = n.clusterView(), true
 	} else if addr, id := r.LeaderWithID(); addr != "" && string(id) != n.id.ID {
-		if v, err := n.askPS(ctx, string(addr)); err == nil {
+		if v, err := n.askPS(ctx, addr); err == nil {
 			view, known = v, true
 		} else {
 			n.log.Debug("ask the leader for instance states", "err", err)
@@ -167,14 +163,10 @@ func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus
 	return view, known
 }
 
-func (n *Node) askPS(ctx context.Context, addr string) (map[string]api.InstanceStatus, error) {
+func (n *Node) askPS(ctx context.Context, addr raft.ServerAddress) (map[string]api.InstanceStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/ps", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/ps", nil)
 	if err != nil {
 		return nil, err
 	}

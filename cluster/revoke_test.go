@@ -38,7 +38,7 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("b's material: %v", err)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ident.ClientConfig(pki.ProtoNode)}, Timeout: 5 * time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ident.ClientConfig(pki.ProtoNode, nil)}, Timeout: 5 * time.Second}
 	readIndex := func() error {
 		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/read-index", a.cfg.Port))
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,9 @@ func (f *fake) Delete(_ context.Context, names []string) error {
 	return fmt.Errorf("app %q: %w", names[0], api.ErrNotFound)
 }
 func (f *fake) PS(context.Context, string) ([]api.InstanceStatus, error) { return nil, nil }
-func (f *fake) Where(context.Context, string, int) (string, error)       { return "", nil }
+func (f *fake) Where(context.Context, string, int) (string, http.RoundTripper, error) {
+	return "", nil, nil
+}
 func (f *fake) LogPath(_ context.Context, app string, index int) (string, error) {
 	return f.logPath, nil
 }
