@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,27 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 		if s.ID == raft.ServerID(b.id.ID) {
 			t.Fatal("b is still a raft server")
 		}
+	}
+}
+
+// A node dialled at an address that another node now holds is refused:
+// the certificate must name the node meant.
+func TestDialChecksTheNodeMeant(t *testing.T) {
+	a, _ := startNode(t, t.TempDir(), "a")
+	b, _ := startNode(t, t.TempDir(), "b") // another cluster: a's CA does not sign it
+	aAddr := fmt.Sprintf("127.0.0.1:%d", a.cfg.Port)
+	ctx := context.Background()
+
+	c, err := a.dialNode(ctx, raftAddr(a.id.ID, aAddr), pki.ProtoNode, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial the node meant: %v", err)
+	}
+	c.Close()
+	_, err = a.dialNode(ctx, raftAddr("0123456789abcdef0123456789abcdef", aAddr), pki.ProtoNode, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "not the node meant") {
+		t.Fatalf("dial of another node's address: %v", err)
+	}
+	if _, err := a.dialNode(ctx, raftAddr(b.id.ID, fmt.Sprintf("127.0.0.1:%d", b.cfg.Port)), pki.ProtoNode, 5*time.Second); err == nil {
+		t.Fatal("a node of another cluster was accepted")
 	}
 }
