@@ -137,6 +137,15 @@ func (n *Node) autopilot(log *slog.Logger) error {
 	now := time.Now()
 	deadFor := map[raft.ServerID]time.Duration{}
 	n.leaderMu.Lock()
+	inConf := map[raft.ServerID]bool{}
+	for _, s := range servers {
+		inConf[s.ID] = true
+	}
+	for id := range n.serverGone {
+		if !inConf[id] {
+			delete(n.serverGone, id)
+		}
+	}
 	for _, s := range servers {
 		if present[s.ID] {
 			delete(n.serverGone, s.ID)

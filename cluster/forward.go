@@ -67,7 +67,9 @@ func (n *Node) applyRaw(data []byte, timeout time.Duration) (any, error) {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			return nil, raft.ErrNotLeader
-		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, fmt.Errorf("%w: leadership was lost while the write was in flight: it may or may not be applied; read before retrying", api.ErrNoLeader)
+		case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
 			return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
 		}
 		return nil, fmt.Errorf("raft apply: %w", err)
@@ -100,7 +102,8 @@ func (n *Node) forward(ctx context.Context, data []byte, out any) error {
 	defer cancel()
 	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, "/v1/apply", bytes.NewReader(data))
 	if err != nil {
-		return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
+		_, hp := splitRaftAddr(addr)
+		return fmt.Errorf("%w: the leader at %s did not answer (%v): the write may or may not be applied; read before retrying", api.ErrNoLeader, hp, err)
 	}
 	defer resp.Body.Close()
 	var ans forwardAnswer
@@ -122,9 +125,13 @@ const maxForwardBody = 16 << 20
 // serveApply is the leader's side of a forwarded write. It does not
 // forward again: a node that is no longer the leader says so.
 func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody))
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(data) > maxForwardBody {
+		writeJSONResponse(w, forwardAnswer{Error: &api.WireError{Kind: api.KindInvalid, Message: fmt.Sprintf("a write of more than %d MiB", maxForwardBody>>20)}})
 		return
 	}
 	var ans forwardAnswer
@@ -153,9 +160,12 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
 	node.HandleFunc("POST /v1/report", n.serveReport)
 	node.HandleFunc("GET /v1/ps", n.servePS)
+	// Joins come from anyone: a connection is held no longer than a join
+	// takes, and bodies are small.
 	return map[string]*http.Server{
-		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 10 * time.Second},
-		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second},
+		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 8 << 10},
+		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
 	}
 }
 

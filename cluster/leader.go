@@ -69,6 +69,12 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	n.reportsMu.Lock()
 	n.reports = map[string]receivedReport{}
 	n.reportsMu.Unlock()
+	// Absences timed by an earlier term are not this term's: a node gone
+	// briefly now must not count hours of an old absence.
+	n.leaderMu.Lock()
+	clear(n.deadSince)
+	clear(n.serverGone)
+	n.leaderMu.Unlock()
 	if err := n.raft.r.Barrier(10 * time.Second).Error(); err != nil {
 		log.Error("barrier", "err", err)
 		return

@@ -350,6 +350,9 @@ func (n *Node) Close() error {
 	if n.port != nil {
 		errs = append(errs, n.port.Close())
 	}
+	if n.nodeClient != nil {
+		n.nodeClient.CloseIdleConnections()
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}

@@ -121,9 +121,20 @@ func (n *Node) clusterView() map[string]api.InstanceStatus {
 	n.reportsMu.Lock()
 	defer n.reportsMu.Unlock()
 	for node, rep := range n.reports {
+		// A node's view that has not been refreshed for long is of a node
+		// that is gone; its instances may run elsewhere by now.
+		if !alive[node] && time.Since(rep.at) > 3*refreshEvery {
+			delete(n.reports, node)
+			continue
+		}
 		for _, s := range rep.instances {
 			if !alive[node] {
 				s.State = api.StateUnknown
+			}
+			// An instance moved: the view of the node it is placed on
+			// wins over an old one (PS matches nodes with allocations).
+			if prev, ok := out[s.Instance]; ok && alive[prev.Node] && !alive[node] {
+				continue
 			}
 			out[s.Instance] = s
 		}
