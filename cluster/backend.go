@@ -22,7 +22,7 @@ const writeTimeout = 5 * time.Second
 
 // Status answers `shoal status` from this node's view.
 func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
-	r := n.raft.r
+	r := n.raft.r()
 	st := api.ClusterStatus{Node: n.id.Name, State: r.State().String()}
 	st.ClusterID, _ = n.store.ClusterID()
 	stats := r.Stats()
@@ -84,7 +84,7 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 		gossip[m.Name] = m
 	}
 	voters := map[string]bool{}
-	if f := n.raft.r.GetConfiguration(); f.Error() == nil {
+	if f := n.raft.r().GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			voters[string(s.ID)] = s.Suffrage == raft.Voter
 		}

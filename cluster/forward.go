@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/cluster/port"
 	"github.com/shoal-edge/shoal/store"
 )
 
@@ -62,7 +65,7 @@ func (n *Node) applyLocal(cmd any, timeout time.Duration) (any, error) {
 // applyRaw returns raft.ErrNotLeader as it is, for the caller to forward;
 // other losses of leadership mean no leader for now.
 func (n *Node) applyRaw(data []byte, timeout time.Duration) (any, error) {
-	f := n.raft.r.Apply(data, timeout)
+	f := n.raft.r().Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
@@ -94,7 +97,7 @@ func setResponse(resp, out any) error {
 }
 
 func (n *Node) forward(ctx context.Context, data []byte, out any) error {
-	addr, id := n.raft.r.LeaderWithID()
+	addr, id := n.raft.r().LeaderWithID()
 	if addr == "" || string(id) == n.id.ID {
 		return fmt.Errorf("%w: this node knows of no leader; writes need a majority of the voters", api.ErrNoLeader)
 	}
@@ -157,6 +160,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node := http.NewServeMux()
 	node.HandleFunc("POST /v1/apply", n.serveApply)
 	node.HandleFunc("POST /v1/leave", n.serveLeave)
+	node.HandleFunc("POST /v1/forget", n.serveForget)
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
 	node.HandleFunc("POST /v1/report", n.serveReport)
 	node.HandleFunc("GET /v1/ps", n.servePS)
@@ -165,7 +169,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	return map[string]*http.Server{
 		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 10 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 8 << 10},
-		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
+		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ConnContext: withPeerState},
 	}
 }
 
@@ -210,7 +214,7 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 // noCommandsIn reports whether entries from..to are committed here and none
 // of them is a command.
 func (n *Node) noCommandsIn(from, to uint64) bool {
-	if n.raft.r.CommitIndex() < to {
+	if n.raft.r().CommitIndex() < to {
 		return false
 	}
 	var l raft.Log
@@ -223,7 +227,7 @@ func (n *Node) noCommandsIn(from, to uint64) bool {
 }
 
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	r := n.raft.r
+	r := n.raft.r()
 	if r.State() == raft.Leader {
 		// LastIndex, not CommitIndex: it covers this term's first entry,
 		// which a new leader has not necessarily committed yet.
@@ -256,7 +260,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 // serveReadIndex is the leader's side of readIndex.
 func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 	var ans forwardAnswer
-	if n.raft.r.State() != raft.Leader {
+	if n.raft.r().State() != raft.Leader {
 		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
 	} else if idx, err := n.readIndex(r.Context()); err != nil {
 		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
@@ -264,4 +268,24 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 		ans.Response, _ = json.Marshal(readIndexAnswer{Index: idx})
 	}
 	writeJSONResponse(w, ans)
+}
+
+type peerStateKey struct{}
+
+// withPeerState keeps a cluster-port connection's TLS state in its
+// requests' context: handlers that act for the calling node check who it is.
+func withPeerState(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*port.Conn); ok {
+		return context.WithValue(ctx, peerStateKey{}, pc.State)
+	}
+	return ctx
+}
+
+// peerOf is the node that sent r over the node protocol.
+func (n *Node) peerOf(r *http.Request) *pki.NodeIdentity {
+	cs, ok := r.Context().Value(peerStateKey{}).(tls.ConnectionState)
+	if !ok {
+		return nil
+	}
+	return n.mat.ident.Peer(cs, nil).Node
 }

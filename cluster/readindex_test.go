@@ -18,11 +18,11 @@ func TestLinearizeAfterNonCommandEntries(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, func() error {
 		return n.Label(ctx, "a", api.LabelRequest{Set: map[string]string{"k": "v"}})
 	})
-	if err := n.raft.r.Barrier(5 * time.Second).Error(); err != nil {
+	if err := n.raft.r().Barrier(5 * time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
-	if n.raft.r.LastIndex() <= n.store.AppliedIndex() {
-		t.Fatalf("the barrier is not above the state file's index: last %d applied %d", n.raft.r.LastIndex(), n.store.AppliedIndex())
+	if n.raft.r().LastIndex() <= n.store.AppliedIndex() {
+		t.Fatalf("the barrier is not above the state file's index: last %d applied %d", n.raft.r().LastIndex(), n.store.AppliedIndex())
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -54,7 +54,7 @@ func (n *Node) reportStatus(ctx context.Context) error {
 		case <-tick.C:
 		}
 		cur := n.agent.Status()
-		addr, leader := n.raft.r.LeaderWithID()
+		addr, leader := n.raft.r().LeaderWithID()
 		if leader == "" {
 			continue
 		}
@@ -145,7 +145,7 @@ func (n *Node) clusterView() map[string]api.InstanceStatus {
 // servePS answers a follower's `ps` on the leader with the cluster's view.
 func (n *Node) servePS(w http.ResponseWriter, r *http.Request) {
 	var ans forwardAnswer
-	if n.raft.r.State() != raft.Leader {
+	if n.raft.r().State() != raft.Leader {
 		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
 	} else {
 		ans.Response, _ = json.Marshal(n.clusterView())
@@ -158,7 +158,7 @@ func (n *Node) servePS(w http.ResponseWriter, r *http.Request) {
 // known is false when no leader answered: others' states are unknown.
 func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus, known bool) {
 	view = map[string]api.InstanceStatus{}
-	r := n.raft.r
+	r := n.raft.r()
 	if r.State() == raft.Leader {
 		view, known = n.clusterView(), true
 	} else if addr, id := r.LeaderWithID(); addr != "" && string(id) != n.id.ID {

@@ -24,7 +24,7 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 	bdir := t.TempDir()
 	b, _ := startNodeWith(t, bdir, "b", func(c *Config) { c.Join = tok })
 	testutil.WaitFor(t, 15*time.Second, func() error {
-		cf := a.raft.r.GetConfiguration()
+		cf := a.raft.r().GetConfiguration()
 		if err := cf.Error(); err != nil {
 			return err
 		}
@@ -34,6 +34,17 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("b is not a raft server yet")
+	})
+	// With a second server the bootstrap node no longer runs a lone
+	// voter's timeouts (its leader lease above all), and leads again.
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		if a.raft.isFast() {
+			return fmt.Errorf("a still runs fast timeouts")
+		}
+		if a.raft.r().State() != raft.Leader {
+			return fmt.Errorf("a is %s", a.raft.r().State())
+		}
+		return nil
 	})
 	mat, ok, err := loadMaterial(bdir)
 	if err != nil || !ok {
@@ -65,7 +76,7 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 	if !a.store.Revoked(b.id.ID) {
 		t.Fatal("b is not revoked")
 	}
-	cf := a.raft.r.GetConfiguration()
+	cf := a.raft.r().GetConfiguration()
 	if err := cf.Error(); err != nil {
 		t.Fatal(err)
 	}

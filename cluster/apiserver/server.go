@@ -47,14 +47,15 @@ type Config struct {
 	// Remote, if set, is a listener of mutually authenticated TLS
 	// connections (the cluster port's API protocol), served like the
 	// socket.
-	Remote    net.Listener
-	Cluster   Cluster
-	Fleet     Fleet
-	Backups   Backups
-	Instances Instances
-	Images    Images
-	Exec      Execer
-	Logger    *slog.Logger
+	Remote     net.Listener
+	Cluster    Cluster
+	Fleet      Fleet
+	Membership Membership
+	Backups    Backups
+	Instances  Instances
+	Images     Images
+	Exec       Execer
+	Logger     *slog.Logger
 }
 
 // Server serves the API on a unix socket.

@@ -81,6 +81,21 @@ func (p *Port) Listener(proto string) net.Listener {
 	if l, ok := p.protos[proto]; ok {
 		return l
 	}
+	return p.newListener(proto)
+}
+
+// Renew closes proto's listener, if any, and returns a new one: for a user
+// that closed its listener and starts again (Raft restarted).
+func (p *Port) Renew(proto string) net.Listener {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.protos[proto]; ok {
+		l.close()
+	}
+	return p.newListener(proto)
+}
+
+func (p *Port) newListener(proto string) *listener {
 	l := &listener{addr: p.ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
 	if p.closed {
 		l.close()
