@@ -39,21 +39,31 @@ type apMember struct {
 // planAutopilot decides a pass: servers is Raft's configuration, live the
 // members gossip reports alive (the leader included), deadFor how long each
 // server missing from live has been missing.
-func planAutopilot(servers []raft.Server, live []apMember, deadFor map[raft.ServerID]time.Duration, target int, grace time.Duration) apPlan {
+//
+// Revoked servers (their node left or was forgotten, or a new node took its
+// name) go: a non-voter at once, a voter as a dead one past its grace, or
+// without a replacement as long as the other voters keep a live majority.
+func planAutopilot(servers []raft.Server, live []apMember, deadFor map[raft.ServerID]time.Duration, revoked map[raft.ServerID]bool, target int, grace time.Duration) apPlan {
 	var p apPlan
 	inConf := map[raft.ServerID]raft.Server{}
 	isLive := map[raft.ServerID]raft.ServerAddress{}
 	for _, m := range live {
 		isLive[m.ID] = m.Addr
 	}
-	voters := 0
+	voters, liveVoters := 0, 0
 	var liveNonvoters []raft.Server
 	for _, s := range servers {
 		inConf[s.ID] = s
 		_, alive := isLive[s.ID]
-		if s.Suffrage == raft.Voter {
+		switch {
+		case s.Suffrage == raft.Voter:
 			voters++
-		} else if alive {
+			if alive {
+				liveVoters++
+			}
+		case revoked[s.ID]:
+			p.remove = append(p.remove, s.ID)
+		case alive:
 			liveNonvoters = append(liveNonvoters, s)
 		}
 	}
@@ -83,7 +93,14 @@ func planAutopilot(servers []raft.Server, live []apMember, deadFor map[raft.Serv
 		if s.Suffrage != raft.Voter {
 			continue
 		}
-		if _, alive := isLive[s.ID]; alive || deadFor[s.ID] < grace || len(candidates) == 0 {
+		if _, alive := isLive[s.ID]; alive || (deadFor[s.ID] < grace && !revoked[s.ID]) {
+			continue
+		}
+		if len(candidates) == 0 {
+			if revoked[s.ID] && voters > 1 && liveVoters >= (voters-1)/2+1 {
+				p.remove = append(p.remove, s.ID)
+				voters--
+			}
 			continue
 		}
 		c := candidates[0]
@@ -117,8 +134,8 @@ func planAutopilot(servers []raft.Server, live []apMember, deadFor map[raft.Serv
 }
 
 // autopilot applies one pass on the leader.
-func (n *Node) autopilot(log *slog.Logger) error {
-	r := n.raft.r
+func (n *Node) autopilot(log *slog.Logger, members []member) error {
+	r := n.raft.r()
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
@@ -126,17 +143,26 @@ func (n *Node) autopilot(log *slog.Logger) error {
 	servers := f.Configuration().Servers
 	var live []apMember
 	present := map[raft.ServerID]bool{}
-	for _, m := range n.liveMembers() {
+	for _, m := range members {
 		if m.Meta.ID == "" || m.Meta.Port == 0 || (m.State != "alive" && m.State != "suspect") {
 			continue
 		}
 		id := raft.ServerID(m.Meta.ID)
 		present[id] = true
-		live = append(live, apMember{ID: id, Addr: raft.ServerAddress(net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port)))})
+		live = append(live, apMember{ID: id, Addr: raftAddr(m.Meta.ID, net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port)))})
 	}
 	now := time.Now()
 	deadFor := map[raft.ServerID]time.Duration{}
 	n.leaderMu.Lock()
+	inConf := map[raft.ServerID]bool{}
+	for _, s := range servers {
+		inConf[s.ID] = true
+	}
+	for id := range n.serverGone {
+		if !inConf[id] {
+			delete(n.serverGone, id)
+		}
+	}
 	for _, s := range servers {
 		if present[s.ID] {
 			delete(n.serverGone, s.ID)
@@ -149,7 +175,13 @@ func (n *Node) autopilot(log *slog.Logger) error {
 	}
 	n.leaderMu.Unlock()
 
-	p := planAutopilot(servers, live, deadFor, n.cfg.Voters, n.cfg.DeadVoterGrace)
+	revoked := map[raft.ServerID]bool{}
+	for _, s := range servers {
+		if n.store.Revoked(string(s.ID)) {
+			revoked[s.ID] = true
+		}
+	}
+	p := planAutopilot(servers, live, deadFor, revoked, n.cfg.Voters, n.cfg.DeadVoterGrace)
 	// Changes wait for one another: Raft takes one configuration change
 	// at a time.
 	for _, s := range p.addVoters {
@@ -170,22 +202,28 @@ func (n *Node) autopilot(log *slog.Logger) error {
 			return fmt.Errorf("remove voter %s: %w", id, err)
 		}
 	}
-	n.tuneTimeouts(len(servers)+len(p.addNonvoters)+len(p.addVoters) > 1)
+	after := map[raft.ServerID]bool{}
+	for _, s := range servers {
+		after[s.ID] = true
+	}
+	for _, s := range append(p.addVoters, p.addNonvoters...) {
+		after[s.ID] = true
+	}
+	for _, id := range p.remove {
+		delete(after, id)
+	}
+	n.tuneTimeouts(len(after) > 1)
 	return nil
 }
 
-// tuneTimeouts gives a cluster of more than one server the timeouts of a
-// lossy link; a lone voter keeps its fast ones.
+// tuneTimeouts asks for Raft's restart with the timeouts of a lossy link
+// (relaxRaft) once a lone voter's configuration has another server.
 func (n *Node) tuneTimeouts(several bool) {
-	if !several || n.timeoutsRaised {
+	if !several || !n.raft.isFast() {
 		return
 	}
-	rc := n.raft.r.ReloadableConfig()
-	base := raftConfig(n.id.ID, n)
-	rc.HeartbeatTimeout, rc.ElectionTimeout = base.HeartbeatTimeout, base.ElectionTimeout
-	if err := n.raft.r.ReloadConfig(rc); err != nil {
-		n.log.Warn("raise raft timeouts", "err", err)
-		return
+	select {
+	case n.relax <- struct{}{}:
+	default:
 	}
-	n.timeoutsRaised = true
 }

@@ -42,6 +42,7 @@ func TestPlanAutopilot(t *testing.T) {
 		servers             []raft.Server
 		live                []apMember
 		deadFor             map[raft.ServerID]time.Duration
+		revoked             map[raft.ServerID]bool
 		target              int
 		voters, nonv, remov []string
 	}{
@@ -57,12 +58,20 @@ func TestPlanAutopilot(t *testing.T) {
 			deadFor: map[raft.ServerID]time.Duration{"c": time.Minute}, target: 3, voters: []string{"d"}, remov: []string{"c"}},
 		{name: "dead voter without a replacement stays", servers: []raft.Server{voter("a"), voter("b"), voter("c")}, live: alive("a", "b"),
 			deadFor: map[raft.ServerID]time.Duration{"c": time.Minute}, target: 3},
+		{name: "revoked non-voter goes", servers: []raft.Server{voter("a"), nonvoter("b")}, live: alive("a"),
+			revoked: map[raft.ServerID]bool{"b": true}, target: 3, remov: []string{"b"}},
+		{name: "revoked voter is replaced at once", servers: []raft.Server{voter("a"), voter("b"), voter("c"), nonvoter("d")}, live: alive("a", "b", "d"),
+			revoked: map[raft.ServerID]bool{"c": true}, target: 3, voters: []string{"d"}, remov: []string{"c"}},
+		{name: "revoked voter without replacement goes while a majority lives", servers: []raft.Server{voter("a"), voter("b"), voter("c")}, live: alive("a", "b"),
+			revoked: map[raft.ServerID]bool{"c": true}, target: 3, remov: []string{"c"}},
+		{name: "revoked voter stays when the rest has no majority", servers: []raft.Server{voter("a"), voter("b"), voter("c")}, live: alive("a"),
+			revoked: map[raft.ServerID]bool{"c": true}, target: 3},
 		{name: "address change keeps suffrage", servers: []raft.Server{voter("a"), nonvoter("b")},
 			live: []apMember{{ID: "a", Addr: "a:1"}, {ID: "b", Addr: "b:2"}}, target: 3, nonv: []string{"b"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := planAutopilot(tc.servers, tc.live, tc.deadFor, tc.target, grace)
+			p := planAutopilot(tc.servers, tc.live, tc.deadFor, tc.revoked, tc.target, grace)
 			var rm []string
 			for _, id := range p.remove {
 				rm = append(rm, string(id))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +22,7 @@ const writeTimeout = 5 * time.Second
 
 // Status answers `shoal status` from this node's view.
 func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
-	r := n.raft.r
+	r := n.raft.r()
 	st := api.ClusterStatus{Node: n.id.Name, State: r.State().String()}
 	st.ClusterID, _ = n.store.ClusterID()
 	stats := r.Stats()
@@ -83,7 +84,7 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 		gossip[m.Name] = m
 	}
 	voters := map[string]bool{}
-	if f := n.raft.r.GetConfiguration(); f.Error() == nil {
+	if f := n.raft.r().GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			voters[string(s.ID)] = s.Suffrage == raft.Voter
 		}
@@ -200,12 +201,13 @@ func (n *Node) instanceIP(app string) string {
 	return ""
 }
 
-// Where is the cluster-port address of the node that runs app/index, or ""
-// when it is this node or the instance is not placed.
-func (n *Node) Where(ctx context.Context, app string, index int) (string, error) {
+// Where is the cluster-port address of the node that runs app/index, and
+// the way to reach its API; "" when it is this node or the instance is not
+// placed.
+func (n *Node) Where(ctx context.Context, app string, index int) (string, http.RoundTripper, error) {
 	allocs, err := n.store.Allocations()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	for _, a := range allocs {
 		if a.App != app || a.Index != index || a.Node == n.id.Name {
@@ -213,15 +215,15 @@ func (n *Node) Where(ctx context.Context, app string, index int) (string, error)
 		}
 		recs, err := n.store.Nodes()
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		for _, r := range recs {
 			if r.Name == a.Node && r.Address != "" && r.Port != 0 {
-				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), nil
+				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), n.peerTransport(r.ID), nil
 			}
 		}
 	}
-	return "", nil
+	return "", nil, nil
 }
 
 // LogPath finds the log of app/index on this node.

@@ -50,15 +50,15 @@ type leaveRequest struct {
 // removes it from Raft and the registry (its instances move), the data dir
 // is marked, and the node stops. The last server cannot leave.
 func (n *Node) Leave(ctx context.Context) error {
-	f := n.raft.r.GetConfiguration()
+	f := n.raft.r().GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
 	}
 	if len(f.Configuration().Servers) <= 1 {
 		return fmt.Errorf("%w: %s is the cluster's only server: stop it instead of leaving", api.ErrConflict, n.id.Name)
 	}
-	if n.raft.r.State() == raft.Leader {
-		if err := n.raft.r.LeadershipTransfer().Error(); err != nil {
+	if n.raft.r().State() == raft.Leader {
+		if err := n.raft.r().LeadershipTransfer().Error(); err != nil {
 			return fmt.Errorf("hand leadership over before leaving: %w", err)
 		}
 	}
@@ -93,13 +93,9 @@ func (n *Node) callLeader(ctx context.Context, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	for {
-		addr, id := n.raft.r.LeaderWithID()
+		addr, id := n.raft.r().LeaderWithID()
 		if addr != "" && string(id) != n.id.ID {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+string(addr)+path, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			resp, err := n.nodeClient.Do(req)
+			resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 			if err != nil {
 				return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
 			}
@@ -122,32 +118,145 @@ func (n *Node) callLeader(ctx context.Context, path string, body []byte) error {
 	}
 }
 
-// serveLeave is the leader's side of Leave.
+// serveLeave is the leader's side of Leave: a node asks to be removed,
+// and only for itself.
 func (n *Node) serveLeave(w http.ResponseWriter, r *http.Request) {
 	var req leaveRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.ID == "" {
 		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: leave request: %v", api.ErrInvalid, err))
 		return
 	}
-	// Revoked first: from then on the node's certificate admits it
-	// nowhere, and gossip no longer counts it.
-	if _, err := n.applyLocal(store.Revoke{ID: req.ID}, writeTimeout); err != nil {
-		writeWireError(w, http.StatusServiceUnavailable, err)
+	if peer := n.peerOf(r); peer == nil || peer.ID != req.ID {
+		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only take itself out of the cluster", api.ErrInvalid))
 		return
 	}
-	if err := n.raft.r.RemoveServer(raft.ServerID(req.ID), 0, writeTimeout).Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
-			err = fmt.Errorf("%w: leadership moved; try again", api.ErrNoLeader)
-		}
-		writeWireError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	if _, err := n.applyLocal(store.DeleteNodes{Names: []string{req.Name}}, writeTimeout); err != nil {
+	if err := n.removeNode(req.ID, req.Name); err != nil {
 		writeWireError(w, http.StatusServiceUnavailable, err)
 		return
 	}
 	n.log.Info("a node left the cluster", "name", req.Name, "id", req.ID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// forgetRequest names a node that is gone for good.
+type forgetRequest struct {
+	Name string `json:"name"`
+}
+
+// Forget takes a node that is gone for good (a dead device) out of the
+// cluster, as leave would have: its name becomes free for a new node.
+func (n *Node) Forget(ctx context.Context, name string) error {
+	body, _ := json.Marshal(forgetRequest{Name: name})
+	if n.raft.r().State() == raft.Leader {
+		return n.forget(name)
+	}
+	return n.callLeader(ctx, "/v1/forget", body)
+}
+
+func (n *Node) serveForget(w http.ResponseWriter, r *http.Request) {
+	var req forgetRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Name == "" {
+		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: forget request: %v", api.ErrInvalid, err))
+		return
+	}
+	if err := n.forget(req.Name); err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, api.ErrNotFound) {
+			code = http.StatusNotFound
+		} else if errors.Is(err, api.ErrConflict) {
+			code = http.StatusConflict
+		}
+		writeWireError(w, code, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forget runs on the leader.
+func (n *Node) forget(name string) error {
+	recs, err := n.store.Nodes()
+	if err != nil {
+		return err
+	}
+	var id string
+	for _, r := range recs {
+		if r.Name == name {
+			id = r.ID
+		}
+	}
+	if id == "" {
+		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
+	}
+	if id == n.id.ID {
+		return fmt.Errorf("%w: %s is this node, the leader: run shoal leave on it instead", api.ErrConflict, name)
+	}
+	for _, m := range n.liveMembers() {
+		if m.Name == name && (m.State == "alive" || m.State == "suspect") {
+			return fmt.Errorf("%w: node %s is alive: run shoal leave on it instead", api.ErrConflict, name)
+		}
+	}
+	if err := n.removeNode(id, name); err != nil {
+		return err
+	}
+	n.log.Warn("a node was forgotten", "name", name, "id", id)
+	return nil
+}
+
+// removeNode takes a node out of the cluster, on the leader: out of Raft
+// if it is a server (never leaving the voters without a live majority),
+// then revoked (its certificate admits it nowhere, gossip stops counting
+// it), then out of the registry (its instances move).
+func (n *Node) removeNode(id, name string) error {
+	r := n.raft.r()
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	alive := map[string]bool{n.id.ID: true}
+	for _, m := range n.liveMembers() {
+		if m.State == "alive" || m.State == "suspect" {
+			alive[m.Meta.ID] = true
+		}
+	}
+	var server *raft.Server
+	voters, live := 0, 0
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			server = &s
+		}
+		if s.Suffrage == raft.Voter {
+			voters++
+			if alive[string(s.ID)] {
+				live++
+			}
+		}
+	}
+	if server != nil && server.Suffrage == raft.Voter {
+		rest, restLive := voters-1, live
+		if alive[id] {
+			restLive--
+		}
+		switch {
+		case rest == 0:
+			return fmt.Errorf("%w: %s is the cluster's only voter: it cannot leave while other nodes depend on it", api.ErrConflict, name)
+		case restLive < rest/2+1:
+			return fmt.Errorf("%w: without voter %s the cluster would have %d voters of which %d are reachable, and a majority needs %d: bring the others back first",
+				api.ErrConflict, name, rest, restLive, rest/2+1)
+		}
+	}
+	if server != nil {
+		if err := r.RemoveServer(raft.ServerID(id), 0, writeTimeout).Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) {
+				return fmt.Errorf("%w: leadership moved; try again", api.ErrNoLeader)
+			}
+			return fmt.Errorf("remove %s from raft: %w", name, err)
+		}
+	}
+	if _, err := n.applyLocal(store.Revoke{ID: id}, writeTimeout); err != nil {
+		return err
+	}
+	_, err := n.applyLocal(store.DeleteNodes{Names: []string{name}}, writeTimeout)
+	return err
 }
 
 func writeWireError(w http.ResponseWriter, code int, err error) {

@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/cluster/port"
 	"github.com/shoal-edge/shoal/store"
 )
 
@@ -62,12 +65,14 @@ func (n *Node) applyLocal(cmd any, timeout time.Duration) (any, error) {
 // applyRaw returns raft.ErrNotLeader as it is, for the caller to forward;
 // other losses of leadership mean no leader for now.
 func (n *Node) applyRaw(data []byte, timeout time.Duration) (any, error) {
-	f := n.raft.r.Apply(data, timeout)
+	f := n.raft.r().Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			return nil, raft.ErrNotLeader
-		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, fmt.Errorf("%w: leadership was lost while the write was in flight: it may or may not be applied; read before retrying", api.ErrNoLeader)
+		case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
 			return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
 		}
 		return nil, fmt.Errorf("raft apply: %w", err)
@@ -92,19 +97,16 @@ func setResponse(resp, out any) error {
 }
 
 func (n *Node) forward(ctx context.Context, data []byte, out any) error {
-	addr, id := n.raft.r.LeaderWithID()
+	addr, id := n.raft.r().LeaderWithID()
 	if addr == "" || string(id) == n.id.ID {
 		return fmt.Errorf("%w: this node knows of no leader; writes need a majority of the voters", api.ErrNoLeader)
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+string(addr)+"/v1/apply", bytes.NewReader(data))
+	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, "/v1/apply", bytes.NewReader(data))
 	if err != nil {
-		return err
-	}
-	resp, err := n.nodeClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
+		_, hp := splitRaftAddr(addr)
+		return fmt.Errorf("%w: the leader at %s did not answer (%v): the write may or may not be applied; read before retrying", api.ErrNoLeader, hp, err)
 	}
 	defer resp.Body.Close()
 	var ans forwardAnswer
@@ -126,9 +128,13 @@ const maxForwardBody = 16 << 20
 // serveApply is the leader's side of a forwarded write. It does not
 // forward again: a node that is no longer the leader says so.
 func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody))
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(data) > maxForwardBody {
+		writeJSONResponse(w, forwardAnswer{Error: &api.WireError{Kind: api.KindInvalid, Message: fmt.Sprintf("a write of more than %d MiB", maxForwardBody>>20)}})
 		return
 	}
 	var ans forwardAnswer
@@ -154,12 +160,16 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node := http.NewServeMux()
 	node.HandleFunc("POST /v1/apply", n.serveApply)
 	node.HandleFunc("POST /v1/leave", n.serveLeave)
+	node.HandleFunc("POST /v1/forget", n.serveForget)
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
 	node.HandleFunc("POST /v1/report", n.serveReport)
 	node.HandleFunc("GET /v1/ps", n.servePS)
+	// Joins come from anyone: a connection is held no longer than a join
+	// takes, and bodies are small.
 	return map[string]*http.Server{
-		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 10 * time.Second},
-		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second},
+		pki.ProtoJoin: {Handler: join, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 8 << 10},
+		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ConnContext: withPeerState},
 	}
 }
 
@@ -178,11 +188,46 @@ func (n *Node) Linearize(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.store.WaitIndex(ctx, idx)
+	return n.waitApplied(ctx, idx)
+}
+
+// waitApplied returns once the state file holds every command up to idx.
+// The file's index counts commands only: Raft keeps no-op, barrier and
+// configuration entries from the state machine, so committed entries above
+// it that carry no command count as held.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		changed := n.store.Changed()
+		applied := n.store.AppliedIndex()
+		if applied >= idx || n.noCommandsIn(applied+1, idx) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Millisecond): // the commit index moves without a signal
+		case <-ctx.Done():
+			return fmt.Errorf("%w: wait for entry %d (at %d): %v", api.ErrNoLeader, idx, applied, ctx.Err())
+		}
+	}
+}
+
+// noCommandsIn reports whether entries from..to are committed here and none
+// of them is a command.
+func (n *Node) noCommandsIn(from, to uint64) bool {
+	if n.raft.r().CommitIndex() < to {
+		return false
+	}
+	var l raft.Log
+	for i := from; i <= to; i++ {
+		if err := n.raft.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	r := n.raft.r
+	r := n.raft.r()
 	if r.State() == raft.Leader {
 		// LastIndex, not CommitIndex: it covers this term's first entry,
 		// which a new leader has not necessarily committed yet.
@@ -196,11 +241,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	if addr == "" || string(id) == n.id.ID {
 		return 0, fmt.Errorf("%w: this node knows of no leader", api.ErrNoLeader)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+string(addr)+"/v1/read-index", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/read-index", nil)
 	if err != nil {
 		return 0, fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
 	}
@@ -219,7 +260,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 // serveReadIndex is the leader's side of readIndex.
 func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 	var ans forwardAnswer
-	if n.raft.r.State() != raft.Leader {
+	if n.raft.r().State() != raft.Leader {
 		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
 	} else if idx, err := n.readIndex(r.Context()); err != nil {
 		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
@@ -227,4 +268,24 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 		ans.Response, _ = json.Marshal(readIndexAnswer{Index: idx})
 	}
 	writeJSONResponse(w, ans)
+}
+
+type peerStateKey struct{}
+
+// withPeerState keeps a cluster-port connection's TLS state in its
+// requests' context: handlers that act for the calling node check who it is.
+func withPeerState(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*port.Conn); ok {
+		return context.WithValue(ctx, peerStateKey{}, pc.State)
+	}
+	return ctx
+}
+
+// peerOf is the node that sent r over the node protocol.
+func (n *Node) peerOf(r *http.Request) *pki.NodeIdentity {
+	cs, ok := r.Context().Value(peerStateKey{}).(tls.ConnectionState)
+	if !ok {
+		return nil
+	}
+	return n.mat.ident.Peer(cs, nil).Node
 }

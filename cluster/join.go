@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 )
@@ -155,10 +156,22 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, api.KindInvalid, "node id %q is not 32 hex digits", req.ID)
 		return
 	}
-	// A name belongs to one node at a time; a dead node's name may be
-	// taken over (a device re-flashed under its old host name).
+	// A name belongs to one node at a time, live or not: a stopped node
+	// comes back under it. `shoal forget` frees the name of a node gone
+	// for good.
+	recs, err := n.store.Nodes()
+	if err != nil {
+		fail(http.StatusInternalServerError, api.KindInternal, "read the node registry: %v", err)
+		return
+	}
+	for _, rec := range recs {
+		if rec.Name == req.Name && rec.ID != "" && rec.ID != req.ID && !n.store.Revoked(rec.ID) {
+			fail(http.StatusConflict, api.KindConflict, "node name %q belongs to another node of this cluster: choose another with --name, or, if that device is gone for good, free the name with `shoal forget %s`", req.Name, req.Name)
+			return
+		}
+	}
 	for _, m := range n.liveMembers() {
-		if m.Name == req.Name && m.Meta.ID != req.ID && m.State != "dead" && m.State != "left" {
+		if m.Name == req.Name && m.Meta.ID != req.ID {
 			fail(http.StatusConflict, api.KindConflict, "node name %q is in use by a live node: choose another with --name", req.Name)
 			return
 		}
@@ -210,9 +223,9 @@ func (n *Node) JoinToken() (string, error) {
 	tok := pki.Token{CA: pki.FingerprintOf(n.mat.ident.CA), Secret: sec.JoinSecret}
 	self := net.JoinHostPort(n.advertise, fmt.Sprint(n.cfg.Port))
 	tok.Addrs = append(tok.Addrs, self)
-	if f := n.raft.r.GetConfiguration(); f.Error() == nil {
+	if f := n.raft.r().GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
-			if a := string(s.Address); a != self && len(tok.Addrs) < 5 {
+			if _, a := splitRaftAddr(s.Address); a != self && s.Suffrage == raft.Voter && len(tok.Addrs) < 5 {
 				tok.Addrs = append(tok.Addrs, a)
 			}
 		}

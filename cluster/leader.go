@@ -30,6 +30,13 @@ func (n *Node) watchLeadership(ctx context.Context) error {
 			if isLeader {
 				running = n.startLeaderLoop(ctx)
 			}
+		case <-n.relax:
+			// The restart ends this term: its loop stops first.
+			running.stop()
+			running = nil
+			if err := n.relaxRaft(); err != nil {
+				n.log.Error("restart raft", "err", err)
+			}
 		}
 	}
 }
@@ -69,7 +76,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	n.reportsMu.Lock()
 	n.reports = map[string]receivedReport{}
 	n.reportsMu.Unlock()
-	if err := n.raft.r.Barrier(10 * time.Second).Error(); err != nil {
+	// Absences timed by an earlier term are not this term's: a node gone
+	// briefly now must not count hours of an old absence.
+	n.leaderMu.Lock()
+	clear(n.deadSince)
+	clear(n.serverGone)
+	n.leaderMu.Unlock()
+	if err := n.raft.r().Barrier(10 * time.Second).Error(); err != nil {
 		log.Error("barrier", "err", err)
 		return
 	}
@@ -82,10 +95,11 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		changed := n.store.Changed()
-		if err := n.registerMembers(); err != nil {
+		members := n.verifiedMembers(ctx)
+		if err := n.registerMembers(members); err != nil {
 			log.Warn("register nodes", "err", err)
 		}
-		if err := n.autopilot(log); err != nil {
+		if err := n.autopilot(log, members); err != nil {
 			log.Warn("autopilot", "err", err)
 		}
 		if err := n.schedule(); err != nil {
@@ -137,7 +151,7 @@ func (n *Node) writeBootstrap() error {
 
 // registerMembers records new nodes and changed addresses in Raft. A known
 // node keeps its labels; only what gossip is the authority on changes.
-func (n *Node) registerMembers() error {
+func (n *Node) registerMembers(members []member) error {
 	recs, err := n.store.Nodes()
 	if err != nil {
 		return err
@@ -146,7 +160,7 @@ func (n *Node) registerMembers() error {
 	for _, r := range recs {
 		known[r.Name] = r
 	}
-	for _, m := range n.liveMembers() {
+	for _, m := range members {
 		rec, ok := known[m.Name]
 		want := rec
 		want.Name, want.ID, want.Address, want.Arch, want.OS = m.Name, m.Meta.ID, m.Addr, m.Meta.Arch, m.Meta.OS

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/shoal-edge/shoal/cluster/pki"
 )
 
 // nodeMeta travels with gossip so that the leader can register a node
@@ -238,4 +240,71 @@ func (n *Node) seeds() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// A member's gossip says who it is (name, id, cluster port); anyone with
+// the gossip key could say so, a node that left included. Before the
+// leader registers a member or gives Raft its address, it dials that
+// address and checks that the certificate there names the same node and is
+// not revoked. Results are kept while the member's address and name stay;
+// a failed check is tried again after memberRecheck.
+const memberRecheck = 30 * time.Second
+
+type memberCheck struct {
+	addr, name string
+	ok         bool
+	at         time.Time
+}
+
+// verifiedMembers are the live members whose certificate backs their
+// gossip; the leader's loop calls it.
+func (n *Node) verifiedMembers(ctx context.Context) []member {
+	var out []member
+	for _, m := range n.liveMembers() {
+		if m.Meta.ID == n.id.ID {
+			out = append(out, m)
+			continue
+		}
+		if m.Meta.ID == "" || m.Meta.Port == 0 {
+			continue
+		}
+		addr := net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port))
+		n.leaderMu.Lock()
+		c, ok := n.checked[m.Meta.ID]
+		n.leaderMu.Unlock()
+		if !ok || c.addr != addr || c.name != m.Name || (!c.ok && time.Since(c.at) > memberRecheck) {
+			c = memberCheck{addr: addr, name: m.Name, at: time.Now()}
+			c.ok = n.checkMember(ctx, m, addr) == nil
+			n.leaderMu.Lock()
+			n.checked[m.Meta.ID] = c
+			n.leaderMu.Unlock()
+		}
+		if c.ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// checkMember dials a member's cluster port and compares its certificate
+// with its gossip.
+func (n *Node) checkMember(ctx context.Context, m member, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := n.dialNode(ctx, raftAddr(m.Meta.ID, addr), pki.ProtoNode, 3*time.Second)
+	if err != nil {
+		n.log.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
+		return err
+	}
+	defer c.Close()
+	tc, ok := c.(*tls.Conn)
+	if !ok || len(tc.ConnectionState().PeerCertificates) == 0 {
+		return fmt.Errorf("no certificate")
+	}
+	if cn := tc.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != m.Name {
+		err := fmt.Errorf("certificate names %q, gossip says %q", cn, m.Name)
+		n.log.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
+		return err
+	}
+	return nil
 }

@@ -71,6 +71,10 @@ type Node struct {
 	reportsMu sync.Mutex                // guards following
 	reports   map[string]receivedReport // by node name; on the leader
 
+	// relax asks watchLeadership to restart Raft with a cluster's
+	// timeouts (relaxRaft).
+	relax chan struct{}
+
 	// stop ends Run from inside (a node that left its cluster).
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -78,10 +82,10 @@ type Node struct {
 	// cleanups tracks one-off containers being removed after their exit.
 	cleanups sync.WaitGroup
 
-	leaderMu       sync.Mutex // guards following
-	deadSince      map[string]time.Time
-	serverGone     map[raft.ServerID]time.Time // Raft servers missing from gossip, since
-	timeoutsRaised bool
+	leaderMu   sync.Mutex // guards following
+	deadSince  map[string]time.Time
+	serverGone map[raft.ServerID]time.Time // Raft servers missing from gossip, since
+	checked    map[string]memberCheck      // by node id: gossip confirmed by a certificate
 }
 
 // New opens the data dir and every part, without starting loops. On error
@@ -93,7 +97,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), reports: map[string]receivedReport{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), reports: map[string]receivedReport{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -157,7 +161,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.mat.ident.ServerConfig(), Allow: n.allow, Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
 	}
-	n.nodeClient = &http.Client{Transport: &http.Transport{TLSClientConfig: n.mat.ident.ClientConfig(pki.ProtoNode)}}
+	n.nodeClient = n.newNodeClient()
 	n.internal = n.internalServers()
 	pending, err := pendingBootstrap(cfg.DataDir)
 	if err != nil {
@@ -182,16 +186,16 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.api, err = apiserver.New(apiserver.Config{
-		Socket:    SocketPath(cfg.DataDir),
-		Remote:    n.port.Listener(pki.ProtoAPI),
-		Cluster:   n,
-		Fleet:     n,
-		Backups:   n,
-		Peers:     &http.Transport{TLSClientConfig: n.mat.ident.ClientConfig(pki.ProtoAPI)},
-		Instances: n,
-		Images:    n,
-		Exec:      n,
-		Logger:    n.log,
+		Socket:     SocketPath(cfg.DataDir),
+		Remote:     n.port.Listener(pki.ProtoAPI),
+		Cluster:    n,
+		Fleet:      n,
+		Membership: n,
+		Backups:    n,
+		Instances:  n,
+		Images:     n,
+		Exec:       n,
+		Logger:     n.log,
 	})
 	if err != nil {
 		return nil, err
@@ -351,6 +355,9 @@ func (n *Node) Close() error {
 	if n.port != nil {
 		errs = append(errs, n.port.Close())
 	}
+	if n.nodeClient != nil {
+		n.nodeClient.CloseIdleConnections()
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
@@ -390,7 +397,7 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 	for {
 		id, _ := n.store.ClusterID()
 		_, sec, _ := n.store.Secrets()
-		if addr, _ := n.raft.r.LeaderWithID(); addr != "" && id != "" && sec {
+		if addr, _ := n.raft.r().LeaderWithID(); addr != "" && id != "" && sec {
 			return nil
 		}
 		select {

@@ -71,7 +71,7 @@ func TestApplyScheduleAndPersist(t *testing.T) {
 	if err != nil || st.Leader != "n1" || st.Role != "voter" || st.Stale || st.ClusterID == "" {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
-	res, err := n.Apply(ctx, []api.App{{Name: "web", Image: "missing:1", Replicas: 2}})
+	res, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2}})
 	if err != nil || len(res) != 1 || !res[0].Changed {
 		t.Fatalf("apply = %+v, %v", res, err)
 	}

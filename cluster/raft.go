@@ -1,7 +1,7 @@
 package cluster
 
 import (
-	"crypto/tls"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,20 +9,40 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
 )
 
-// raftParts are the pieces of Raft this node owns and closes.
+// raftParts are the pieces of Raft this node owns and closes. Raft itself
+// is restarted once in a node's life at most (see relaxRaft): readers go
+// through r().
 type raftParts struct {
-	r     *raft.Raft
 	wal   *raftwal.WAL
 	meta  *metadb.BoltMetaDB
+	snaps raft.SnapshotStore
+
+	cur atomic.Pointer[raft.Raft]
+
+	mu    sync.Mutex // guards following
 	trans *raft.NetworkTransport
+	adv   peerAddr
+	fast  bool // a lone voter's timeouts
+}
+
+// r is the running Raft.
+func (p *raftParts) r() *raft.Raft { return p.cur.Load() }
+
+func (p *raftParts) isFast() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fast
 }
 
 // streamLayer carries Raft over the cluster port: inbound connections come
@@ -30,15 +50,14 @@ type raftParts struct {
 // Raft protocol and this node's certificate.
 type streamLayer struct {
 	net.Listener
-	advertise net.Addr
-	tls       *tls.Config
+	n         *Node
+	advertise peerAddr
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls}
-	return d.Dial("tcp", string(addr))
+	return s.n.dialNode(context.Background(), addr, pki.ProtoRaft, timeout)
 }
 
 func raftConfig(id string, n *Node) *raft.Config {
@@ -74,14 +93,7 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 		p.close()
 		return nil, err
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: n.port.Listener(pki.ProtoRaft), advertise: adv, tls: n.mat.ident.ClientConfig(pki.ProtoRaft)},
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  hclogFor(n.log, "raft-net"),
-	})
-	p.trans = trans
-	conf := raftConfig(id, n)
+	p.adv = peerAddr{id: id, Addr: adv}
 	if err := n.catchUpFSM(snaps); err != nil {
 		p.close()
 		return nil, err
@@ -91,27 +103,73 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 		p.close()
 		return nil, err
 	}
-	if n.singleVoter(existing, bootstrap, wal, snaps, trans) {
-		// Alone, the node need not wait out a timeout meant for a lossy
-		// link to elect itself; joining nodes raise it again.
-		conf.HeartbeatTimeout = 100 * time.Millisecond
-		conf.ElectionTimeout = 100 * time.Millisecond
-		conf.LeaderLeaseTimeout = 100 * time.Millisecond
-	}
+	p.trans = n.newTransport(n.port.Listener(pki.ProtoRaft), p.adv)
+	// Alone, the node need not wait out a timeout meant for a lossy link
+	// to elect itself; relaxRaft gives it those once another server joins.
+	p.fast = n.singleVoter(existing, bootstrap, wal, snaps, p.trans)
+	conf := n.raftConfigFor(p.fast)
 	if !existing && bootstrap {
-		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
-		if err := raft.BootstrapCluster(conf, wal, wal, snaps, trans, cfg); err != nil {
+		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: p.trans.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := raft.BootstrapCluster(conf, wal, wal, snaps, p.trans, cfg); err != nil {
 			p.close()
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(conf, n.store.FSM(), wal, wal, snaps, trans)
+	r, err := raft.NewRaft(conf, n.store.FSM(), wal, wal, snaps, p.trans)
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	p.r = r
+	p.cur.Store(r)
 	return p, nil
+}
+
+func (n *Node) newTransport(ln net.Listener, adv peerAddr) *raft.NetworkTransport {
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: ln, n: n, advertise: adv},
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hclogFor(n.log, "raft-net"),
+	})
+}
+
+// raftConfigFor is the node's Raft configuration; fast for a lone voter.
+func (n *Node) raftConfigFor(fast bool) *raft.Config {
+	conf := raftConfig(n.id.ID, n)
+	if fast {
+		conf.HeartbeatTimeout = 100 * time.Millisecond
+		conf.ElectionTimeout = 100 * time.Millisecond
+		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
+	return conf
+}
+
+// relaxRaft restarts Raft with the timeouts of a lossy link once a lone
+// voter's cluster has another server. ReloadConfig would raise the
+// heartbeat and election timeouts but not the leader lease, and a 100 ms
+// lease over a slow link makes the leader step down again and again. The
+// restart costs one election (under a second), once in the cluster's life.
+// It must not run on the leader loop, which the restart ends.
+func (n *Node) relaxRaft() error {
+	p := n.raft
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.fast {
+		return nil
+	}
+	n.log.Info("raft: a second server joined: restarting with the timeouts of a lossy link")
+	if err := p.r().Shutdown().Error(); err != nil {
+		return fmt.Errorf("stop raft: %w", err)
+	}
+	// Shutdown closed the transport and with it the port's Raft listener.
+	p.trans = n.newTransport(n.port.Renew(pki.ProtoRaft), p.adv)
+	r, err := raft.NewRaft(n.raftConfigFor(false), n.store.FSM(), p.wal, p.wal, p.snaps, p.trans)
+	if err != nil {
+		return fmt.Errorf("restart raft: %w", err)
+	}
+	p.cur.Store(r)
+	p.fast = false
+	return nil
 }
 
 // openRaftStores opens DATA/raft: the log (raft-wal, with its meta
@@ -138,6 +196,7 @@ func openRaftStores(dataDir string, log *slog.Logger) (*raftParts, raft.Snapshot
 		p.close()
 		return nil, nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
 	}
+	p.snaps = snaps
 	return p, snaps, nil
 }
 
@@ -178,6 +237,8 @@ func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
 	if err != nil || len(list) == 0 {
 		return err
 	}
+	// Raft files a snapshot under its last entry, often a no-op or a
+	// configuration the state file never counts: compare what it holds.
 	if list[0].Index <= n.store.AppliedIndex() {
 		return nil
 	}
@@ -185,14 +246,27 @@ func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
 	if err != nil {
 		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
 	}
-	n.log.Warn("state file is behind the raft snapshot: restoring", "applied", n.store.AppliedIndex(), "snapshot", list[0].Index)
+	held, err := store.SnapshotIndex(rc)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	if held <= n.store.AppliedIndex() {
+		return nil
+	}
+	if _, rc, err = snaps.Open(list[0].ID); err != nil {
+		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	n.log.Warn("state file is behind the raft snapshot: restoring", "applied", n.store.AppliedIndex(), "snapshot", held)
 	return n.store.FSM().Restore(rc)
 }
 
 func (p *raftParts) close() error {
 	var errs []error
-	if p.r != nil {
-		errs = append(errs, p.r.Shutdown().Error())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.r(); r != nil {
+		errs = append(errs, r.Shutdown().Error())
 	}
 	if p.trans != nil {
 		errs = append(errs, p.trans.Close())

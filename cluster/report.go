@@ -54,7 +54,7 @@ func (n *Node) reportStatus(ctx context.Context) error {
 		case <-tick.C:
 		}
 		cur := n.agent.Status()
-		addr, leader := n.raft.r.LeaderWithID()
+		addr, leader := n.raft.r().LeaderWithID()
 		if leader == "" {
 			continue
 		}
@@ -67,7 +67,7 @@ func (n *Node) reportStatus(ctx context.Context) error {
 			continue
 		}
 		body, _ := json.Marshal(statusReport{Node: n.id.Name, Instances: cur})
-		if err := n.postNode(ctx, string(addr), "/v1/report", body); err != nil {
+		if err := n.postNode(ctx, addr, "/v1/report", body); err != nil {
 			n.log.Debug("report instance states to the leader", "leader", addr, "err", err)
 			continue
 		}
@@ -78,14 +78,10 @@ func (n *Node) reportStatus(ctx context.Context) error {
 func sameStatus(a, b api.InstanceStatus) bool { return a == b }
 
 // postNode posts body to path on the node at addr over the node protocol.
-func (n *Node) postNode(ctx context.Context, addr, path string, body []byte) error {
+func (n *Node) postNode(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -125,9 +121,20 @@ func (n *Node) clusterView() map[string]api.InstanceStatus {
 	n.reportsMu.Lock()
 	defer n.reportsMu.Unlock()
 	for node, rep := range n.reports {
+		// A node's view that has not been refreshed for long is of a node
+		// that is gone; its instances may run elsewhere by now.
+		if !alive[node] && time.Since(rep.at) > 3*refreshEvery {
+			delete(n.reports, node)
+			continue
+		}
 		for _, s := range rep.instances {
 			if !alive[node] {
 				s.State = api.StateUnknown
+			}
+			// An instance moved: the view of the node it is placed on
+			// wins over an old one (PS matches nodes with allocations).
+			if prev, ok := out[s.Instance]; ok && alive[prev.Node] && !alive[node] {
+				continue
 			}
 			out[s.Instance] = s
 		}
@@ -138,7 +145,7 @@ func (n *Node) clusterView() map[string]api.InstanceStatus {
 // servePS answers a follower's `ps` on the leader with the cluster's view.
 func (n *Node) servePS(w http.ResponseWriter, r *http.Request) {
 	var ans forwardAnswer
-	if n.raft.r.State() != raft.Leader {
+	if n.raft.r().State() != raft.Leader {
 		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
 	} else {
 		ans.Response, _ = json.Marshal(n.clusterView())
@@ -151,11 +158,11 @@ func (n *Node) servePS(w http.ResponseWriter, r *http.Request) {
 // known is false when no leader answered: others' states are unknown.
 func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus, known bool) {
 	view = map[string]api.InstanceStatus{}
-	r := n.raft.r
+	r := n.raft.r()
 	if r.State() == raft.Leader {
 		view, known = n.clusterView(), true
 	} else if addr, id := r.LeaderWithID(); addr != "" && string(id) != n.id.ID {
-		if v, err := n.askPS(ctx, string(addr)); err == nil {
+		if v, err := n.askPS(ctx, addr); err == nil {
 			view, known = v, true
 		} else {
 			n.log.Debug("ask the leader for instance states", "err", err)
@@ -167,14 +174,10 @@ func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus
 	return view, known
 }
 
-func (n *Node) askPS(ctx context.Context, addr string) (map[string]api.InstanceStatus, error) {
+func (n *Node) askPS(ctx context.Context, addr raft.ServerAddress) (map[string]api.InstanceStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/ps", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := n.nodeClient.Do(req)
+	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/ps", nil)
 	if err != nil {
 		return nil, err
 	}

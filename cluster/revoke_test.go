@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 	bdir := t.TempDir()
 	b, _ := startNodeWith(t, bdir, "b", func(c *Config) { c.Join = tok })
 	testutil.WaitFor(t, 15*time.Second, func() error {
-		cf := a.raft.r.GetConfiguration()
+		cf := a.raft.r().GetConfiguration()
 		if err := cf.Error(); err != nil {
 			return err
 		}
@@ -34,11 +35,22 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 		}
 		return fmt.Errorf("b is not a raft server yet")
 	})
+	// With a second server the bootstrap node no longer runs a lone
+	// voter's timeouts (its leader lease above all), and leads again.
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		if a.raft.isFast() {
+			return fmt.Errorf("a still runs fast timeouts")
+		}
+		if a.raft.r().State() != raft.Leader {
+			return fmt.Errorf("a is %s", a.raft.r().State())
+		}
+		return nil
+	})
 	mat, ok, err := loadMaterial(bdir)
 	if err != nil || !ok {
 		t.Fatalf("b's material: %v", err)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ident.ClientConfig(pki.ProtoNode)}, Timeout: 5 * time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: mat.ident.ClientConfig(pki.ProtoNode, nil)}, Timeout: 5 * time.Second}
 	readIndex := func() error {
 		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/read-index", a.cfg.Port))
 		if err != nil {
@@ -64,7 +76,7 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 	if !a.store.Revoked(b.id.ID) {
 		t.Fatal("b is not revoked")
 	}
-	cf := a.raft.r.GetConfiguration()
+	cf := a.raft.r().GetConfiguration()
 	if err := cf.Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +84,27 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 		if s.ID == raft.ServerID(b.id.ID) {
 			t.Fatal("b is still a raft server")
 		}
+	}
+}
+
+// A node dialled at an address that another node now holds is refused:
+// the certificate must name the node meant.
+func TestDialChecksTheNodeMeant(t *testing.T) {
+	a, _ := startNode(t, t.TempDir(), "a")
+	b, _ := startNode(t, t.TempDir(), "b") // another cluster: a's CA does not sign it
+	aAddr := fmt.Sprintf("127.0.0.1:%d", a.cfg.Port)
+	ctx := context.Background()
+
+	c, err := a.dialNode(ctx, raftAddr(a.id.ID, aAddr), pki.ProtoNode, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial the node meant: %v", err)
+	}
+	c.Close()
+	_, err = a.dialNode(ctx, raftAddr("0123456789abcdef0123456789abcdef", aAddr), pki.ProtoNode, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "not the node meant") {
+		t.Fatalf("dial of another node's address: %v", err)
+	}
+	if _, err := a.dialNode(ctx, raftAddr(b.id.ID, fmt.Sprintf("127.0.0.1:%d", b.cfg.Port)), pki.ProtoNode, 5*time.Second); err == nil {
+		t.Fatal("a node of another cluster was accepted")
 	}
 }

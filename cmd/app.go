@@ -115,6 +115,7 @@ func App() *cli.App {
 			cordonCommand("drain", "move the instances off a node and keep new ones away", true),
 			cordonCommand("uncordon", "let a drained node take instances again", false),
 			leaveCommand(),
+			forgetCommand(),
 			recoverCommand(),
 			snapshotCommand(),
 			versionCommand(),

@@ -62,3 +62,21 @@ func leaveCommand() *cli.Command {
 		},
 	}
 }
+
+func forgetCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "forget",
+		Usage:     "take a node that is gone for good (a dead device) out of the cluster; its name is free again",
+		ArgsUsage: "NODE",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("usage: shoal forget NODE")
+			}
+			if err := apiClient(c).Forget(c.Context, c.Args().First()); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "node %s is forgotten: its instances move, its name is free\n", c.Args().First())
+			return nil
+		},
+	}
+}

@@ -90,6 +90,8 @@ func printBootstrap(c *cli.Context, node *cluster.Node, dataDir string) {
 		fmt.Fprintf(w, "\nJoin other nodes with (again any time: shoal token):\n  shoal up --join %s\n", tok)
 	}
 	if cred, err := cluster.AdminCredential(dataDir); err == nil {
-		fmt.Fprintf(w, "\nAdmin credential for the remote CLI (kept in %s):\n  shoal --server HOST:PORT --credential %s\n", filepath.Join(dataDir, "tls", "admin.credential"), strings.TrimSpace(cred))
+		fmt.Fprintf(w, "\nAdmin credential for the remote CLI (kept in %s; treat it as a root password):\n  %s\n",
+			filepath.Join(dataDir, "tls", "admin.credential"), strings.TrimSpace(cred))
+		fmt.Fprintf(w, "Use it from elsewhere through the environment or a file, not the command line:\n  SHOAL_CREDENTIAL=... shoal --server HOST:%d nodes\n", c.Int("port"))
 	}
 }

@@ -172,7 +172,7 @@ func TestRunOneOff(t *testing.T) {
 	if !strings.Contains(errOut, "to-err") {
 		t.Fatalf("stderr %q does not carry the container's stderr", errOut)
 	}
-	if _, errOut, code := n.shoal("run", "--rm", "nosuch:1"); code == 0 || !strings.Contains(errOut, "nosuch") {
+	if _, errOut, code := n.shoal("run", "--rm", "127.0.0.1:1/nosuch:1"); code == 0 || !strings.Contains(errOut, "nosuch") {
 		t.Fatalf("unknown image: exit %d, stderr %q", code, errOut)
 	}
 	testutil.WaitFor(t, 10*time.Second, func() error {

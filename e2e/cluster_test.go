@@ -654,3 +654,66 @@ replicas: 2
 		return nil
 	})
 }
+
+// A name stays its node's while the node is stopped: a new device under
+// the same name is refused until `shoal forget` frees it; the forgotten
+// node's old data dir is refused by the cluster.
+func TestForgetFreesAName(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	f.waitFormed("a", all, all, 30*time.Second)
+	if err := f.lab.Stop("c", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	oldDir := f.dirs["c"]
+
+	// A re-flashed device: same name, empty data dir, another address.
+	f.lab.AddNode("c2")
+	f.dirs["c"] = t.TempDir()
+	out, err := f.lab.Exec("c2", f.upArgs("c", "c2", f.token)...)
+	if err == nil || !strings.Contains(string(out), "belongs to another node") || !strings.Contains(string(out), "shoal forget c") {
+		t.Fatalf("join under a stopped node's name: %v\n%s", err, out)
+	}
+	if _, err := f.cli("a", "forget", "a"); err == nil || !strings.Contains(err.Error(), "leave") {
+		t.Errorf("forget of the leader: %v", err)
+	}
+	if _, err := f.cli("a", "forget", "b"); err == nil || !strings.Contains(err.Error(), "alive") {
+		t.Errorf("forget of a live node: %v", err)
+	}
+	f.mustCLI("b", "forget", "c")
+	f.dirs["c"] = t.TempDir()
+	if err := f.lab.Start("c2", f.upArgs("c", "c2", f.token), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFormed("a", all, all, 30*time.Second)
+
+	// The forgotten device comes back with its old card: refused.
+	f.lab.AddNode("c3")
+	oldArgs := []string{f.bin, "--data-dir", oldDir, "up", "--bind", f.lab.IP("c3")}
+	if err := f.lab.Start("c3", oldArgs, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		for _, n := range []string{"a", "b"} {
+			log, _ := os.ReadFile(f.lab.LogPath(n))
+			if strings.Contains(string(log), "refused a peer") && strings.Contains(string(log), f.lab.IP("c3")) {
+				return nil
+			}
+		}
+		return fmt.Errorf("the forgotten node has not been refused yet")
+	})
+	f.waitFormed("a", all, all, 10*time.Second)
+	ns, err := f.nodes("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if n.Name == "c" && n.Address != f.lab.IP("c2") {
+			t.Errorf("c is at %s, want the new device at %s", n.Address, f.lab.IP("c2"))
+		}
+	}
+}

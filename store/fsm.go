@@ -296,6 +296,23 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) Release() {}
 
+// SnapshotIndex reads the index of the last command a snapshot holds (the
+// state file's applied index when it was taken), which may be below the
+// Raft index it is filed under.
+func SnapshotIndex(r io.Reader) (uint64, error) {
+	var sf struct {
+		Format string `json:"format"`
+		Index  uint64 `json:"index"`
+	}
+	if err := json.NewDecoder(r).Decode(&sf); err != nil {
+		return 0, fmt.Errorf("read snapshot: %w", err)
+	}
+	if sf.Format != snapshotFormat {
+		return 0, fmt.Errorf("read snapshot: format %q is not %q", sf.Format, snapshotFormat)
+	}
+	return sf.Index, nil
+}
+
 // Restore replaces the whole state with a snapshot's.
 func (f *fsm) Restore(r io.ReadCloser) error {
 	defer r.Close()

@@ -306,3 +306,8 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (api.RestoreR
 	defer resp.Body.Close()
 	return res, json.NewDecoder(resp.Body).Decode(&res)
 }
+
+// Forget takes a node that is gone for good out of the cluster.
+func (c *Client) Forget(ctx context.Context, node string) error {
+	return c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/forget", struct{}{}, nil)
+}

@@ -17,8 +17,14 @@ type Fleet interface {
 	Token(ctx context.Context) (string, error)
 	Label(ctx context.Context, node string, req api.LabelRequest) error
 	Cordon(ctx context.Context, node string, cordoned bool) error
+}
+
+// Membership takes nodes out of the cluster.
+type Membership interface {
 	// Leave takes this node out of the cluster.
 	Leave(ctx context.Context) error
+	// Forget takes out a node that is gone for good.
+	Forget(ctx context.Context, node string) error
 }
 
 func (s *Server) fleetRoutes(mux *http.ServeMux) {
@@ -27,6 +33,7 @@ func (s *Server) fleetRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/nodes/{name}/labels", s.label)
 	mux.HandleFunc("POST /v1/nodes/{name}/cordon", s.cordon)
 	mux.HandleFunc("POST /v1/leave", s.leave)
+	mux.HandleFunc("POST /v1/nodes/{name}/forget", s.forget)
 }
 
 // linearize makes a read with ?consistent=1 linearizable.
@@ -99,7 +106,15 @@ func (s *Server) cordon(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Fleet.Leave(r.Context()); err != nil {
+	if err := s.cfg.Membership.Leave(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Membership.Forget(r.Context(), r.PathValue("name")); err != nil {
 		s.fail(w, r, err)
 		return
 	}

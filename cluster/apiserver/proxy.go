@@ -15,14 +15,14 @@ const proxiedHeader = "X-Shoal-Proxied"
 // to that node's API, over the cluster port; it reports whether it did.
 // The node's answer, an upgraded exec stream included, goes back as it is.
 func (s *Server) elsewhere(w http.ResponseWriter, r *http.Request, app, index string) bool {
-	if s.cfg.Peers == nil || r.Header.Get(proxiedHeader) != "" {
+	if r.Header.Get(proxiedHeader) != "" {
 		return false
 	}
 	i, err := strconv.Atoi(index)
 	if err != nil {
 		return false
 	}
-	addr, err := s.cfg.Instances.Where(r.Context(), app, i)
+	addr, via, err := s.cfg.Instances.Where(r.Context(), app, i)
 	if err != nil || addr == "" {
 		return false
 	}
@@ -32,7 +32,7 @@ func (s *Server) elsewhere(w http.ResponseWriter, r *http.Request, app, index st
 			pr.SetURL(target)
 			pr.Out.Header.Set(proxiedHeader, "1")
 		},
-		Transport:     s.cfg.Peers,
+		Transport:     via,
 		FlushInterval: -1, // logs -f and exec stream as they come
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.fail(w, r, err)

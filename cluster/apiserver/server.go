@@ -36,9 +36,9 @@ type Instances interface {
 	PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 	LogPath(ctx context.Context, app string, index int) (string, error)
 	RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error)
-	// Where is the API address of the node running app/index, or "" when
-	// it is this node (or none).
-	Where(ctx context.Context, app string, index int) (string, error)
+	// Where is the API address of the node running app/index and the way
+	// to reach it, or "" when it is this node (or none).
+	Where(ctx context.Context, app string, index int) (string, http.RoundTripper, error)
 }
 
 // Config wires a server.
@@ -47,17 +47,15 @@ type Config struct {
 	// Remote, if set, is a listener of mutually authenticated TLS
 	// connections (the cluster port's API protocol), served like the
 	// socket.
-	Remote    net.Listener
-	Cluster   Cluster
-	Fleet     Fleet
-	Backups   Backups
-	Instances Instances
-	Images    Images
-	Exec      Execer
-	// Peers, if set, reaches other nodes' APIs: requests for their
-	// instances (logs, exec) are passed on to them.
-	Peers  http.RoundTripper
-	Logger *slog.Logger
+	Remote     net.Listener
+	Cluster    Cluster
+	Fleet      Fleet
+	Membership Membership
+	Backups    Backups
+	Instances  Instances
+	Images     Images
+	Exec       Execer
+	Logger     *slog.Logger
 }
 
 // Server serves the API on a unix socket.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,7 @@ func (f *fake) Token(context.Context) (string, error)                 { return "
 func (f *fake) Label(context.Context, string, api.LabelRequest) error { return nil }
 func (f *fake) Cordon(context.Context, string, bool) error            { return nil }
 func (f *fake) Leave(context.Context) error                           { return nil }
+func (f *fake) Forget(context.Context, string) error                  { return nil }
 func (f *fake) Linearize(context.Context) error                       { return nil }
 func (f *fake) Backup(context.Context) ([]byte, error)                { return []byte("backup"), nil }
 func (f *fake) Restore(context.Context, io.Reader) (api.RestoreResult, error) {
@@ -44,7 +46,9 @@ func (f *fake) Delete(_ context.Context, names []string) error {
 	return fmt.Errorf("app %q: %w", names[0], api.ErrNotFound)
 }
 func (f *fake) PS(context.Context, string) ([]api.InstanceStatus, error) { return nil, nil }
-func (f *fake) Where(context.Context, string, int) (string, error)       { return "", nil }
+func (f *fake) Where(context.Context, string, int) (string, http.RoundTripper, error) {
+	return "", nil, nil
+}
 func (f *fake) LogPath(_ context.Context, app string, index int) (string, error) {
 	return f.logPath, nil
 }
@@ -68,7 +72,7 @@ func (f *fake) Exec(_ context.Context, req api.ExecRequest, stdin io.Reader, std
 func serve(t *testing.T, f *fake) *client.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
-	s, err := New(Config{Socket: sock, Cluster: f, Fleet: f, Backups: f, Instances: f, Images: f, Exec: f})
+	s, err := New(Config{Socket: sock, Cluster: f, Fleet: f, Membership: f, Backups: f, Instances: f, Images: f, Exec: f})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func TestMutualTLSBetweenNodes(t *testing.T) {
 	ca := newCA(t)
 	a := newNode(t, ca, "a", "id-a")
 	b := newNode(t, ca, "b", "id-b")
-	cs, err := handshake(t, a.ServerConfig(), b.ClientConfig(ProtoRaft))
+	cs, err := handshake(t, a.ServerConfig(), b.ClientConfig(ProtoRaft, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestOtherClusterRefused(t *testing.T) {
 	a := newNode(t, newCA(t), "a", "id-a")
 	stranger := newNode(t, newCA(t), "s", "id-s")
 	// A node of another cluster dialling in is anonymous: no node rights.
-	cs, err := handshake(t, a.ServerConfig(), stranger.ClientConfig(ProtoAPI))
+	cs, err := handshake(t, a.ServerConfig(), stranger.ClientConfig(ProtoAPI, nil))
 	if err == nil {
 		t.Fatal("client accepted a server of another cluster")
 	}

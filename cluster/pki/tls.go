@@ -72,7 +72,9 @@ func (id *Identity) ServerConfig() *tls.Config {
 }
 
 // ClientConfig is for dialling another node of the cluster with proto.
-func (id *Identity) ClientConfig(proto string) *tls.Config {
+// accept, if not nil, decides on the node the server's certificate names
+// (the one the caller meant to reach, not revoked).
+func (id *Identity) ClientConfig(proto string, accept func(NodeIdentity) error) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{id.Cert},
@@ -84,7 +86,10 @@ func (id *Identity) ClientConfig(proto string) *tls.Config {
 			if err := negotiated(cs, proto); err != nil {
 				return err
 			}
-			_, err := VerifyNode(cs.PeerCertificates, id.pool, x509.ExtKeyUsageServerAuth)
+			node, err := VerifyNode(cs.PeerCertificates, id.pool, x509.ExtKeyUsageServerAuth)
+			if err == nil && accept != nil {
+				err = accept(node)
+			}
 			return err
 		},
 	}

@@ -23,8 +23,13 @@ import (
 	"time"
 )
 
-// handshakeTimeout bounds a handshake so a silent client holds nothing.
-const handshakeTimeout = 10 * time.Second
+// handshakeTimeout bounds a handshake so a silent client holds nothing;
+// maxHandshakes bounds how many run at once, so that strangers cannot
+// starve the nodes of the port.
+const (
+	handshakeTimeout = 10 * time.Second
+	maxHandshakes    = 64
+)
 
 // Config describes a cluster port.
 type Config struct {
@@ -41,8 +46,9 @@ type Port struct {
 	ln  net.Listener
 	ctx context.Context
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	handshakes chan struct{} // one token per handshake in flight
 
 	mu     sync.Mutex // guards following
 	protos map[string]*listener
@@ -59,7 +65,7 @@ func Listen(cfg Config) (*Port, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, protos: map[string]*listener{}}
+	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, protos: map[string]*listener{}, handshakes: make(chan struct{}, maxHandshakes)}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -75,6 +81,21 @@ func (p *Port) Listener(proto string) net.Listener {
 	if l, ok := p.protos[proto]; ok {
 		return l
 	}
+	return p.newListener(proto)
+}
+
+// Renew closes proto's listener, if any, and returns a new one: for a user
+// that closed its listener and starts again (Raft restarted).
+func (p *Port) Renew(proto string) net.Listener {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.protos[proto]; ok {
+		l.close()
+	}
+	return p.newListener(proto)
+}
+
+func (p *Port) newListener(proto string) *listener {
 	l := &listener{addr: p.ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
 	if p.closed {
 		l.close()
@@ -93,6 +114,13 @@ func (p *Port) accept() {
 			}
 			return
 		}
+		select {
+		case p.handshakes <- struct{}{}:
+		default:
+			p.cfg.Logger.Warn("cluster port: too many handshakes at once: dropping a connection", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -106,6 +134,7 @@ func (p *Port) dispatch(c net.Conn) {
 	ctx, cancel := context.WithTimeout(p.ctx, handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	<-p.handshakes
 	if err != nil {
 		p.cfg.Logger.Debug("cluster port: handshake", "remote", c.RemoteAddr(), "err", err)
 		c.Close()

@@ -80,7 +80,7 @@ func TestPortDispatchesByProtocol(t *testing.T) {
 	go echo(p.Listener(pki.ProtoJoin))
 	addr := p.Addr().String()
 
-	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoRaft)); err != nil {
+	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoRaft, nil)); err != nil {
 		t.Fatalf("node on raft: %v", err)
 	}
 	if err := roundTrip(addr, pki.PinnedConfig(ca.Fingerprint(), pki.ProtoJoin, nil)); err != nil {
@@ -90,7 +90,7 @@ func TestPortDispatchesByProtocol(t *testing.T) {
 		t.Fatal("anonymous peer was served raft")
 	}
 	// Nobody listens for the API here: the connection is closed.
-	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoAPI)); err == nil {
+	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoAPI, nil)); err == nil {
 		t.Fatal("a protocol without a listener was served")
 	}
 
@@ -100,7 +100,7 @@ func TestPortDispatchesByProtocol(t *testing.T) {
 	if _, err := p.Listener(pki.ProtoRaft).Accept(); err == nil {
 		t.Fatal("Accept after Close succeeded")
 	}
-	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoRaft)); err == nil {
+	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoRaft, nil)); err == nil {
 		t.Fatal("served after Close")
 	}
 }
