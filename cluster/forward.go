@@ -214,12 +214,15 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 // noCommandsIn reports whether entries from..to are committed here and none
 // of them is a command.
 func (n *Node) noCommandsIn(from, to uint64) bool {
-	if n.raft.r().CommitIndex() < to {
+	p := n.raft
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.r().CommitIndex() < to {
 		return false
 	}
 	var l raft.Log
 	for i := from; i <= to; i++ {
-		if err := n.raft.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+		if err := p.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
 			return false
 		}
 	}

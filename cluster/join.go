@@ -33,6 +33,7 @@ type joinResponse struct {
 	GossipKey []byte   `json:"gossip_key"`
 	ClusterID string   `json:"cluster_id"`
 	Members   []string `json:"members"` // gossip host:port of live members
+	Epoch     uint64   `json:"epoch,omitempty"`
 }
 
 // joinTimeout bounds one attempt at one address of the token.
@@ -61,6 +62,11 @@ func joinCluster(ctx context.Context, dataDir, token string, id identity) (*mate
 	for _, addr := range tok.Addrs {
 		resp, err := joinOne(ctx, tok.CA, addr, body)
 		if err == nil {
+			if resp.Epoch > 0 {
+				if err := writeEpoch(dataDir, resp.Epoch); err != nil {
+					return nil, nil, err
+				}
+			}
 			if err := writeMaterial(dataDir, resp.Cert, pki.KeyPEM(key), resp.CA, resp.GossipKey, nil); err != nil {
 				return nil, nil, err
 			}
@@ -192,7 +198,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	clusterID, _ := n.store.ClusterID()
-	resp := joinResponse{Cert: cert, CA: sec.CACert, GossipKey: n.mat.gossipKey, ClusterID: clusterID}
+	resp := joinResponse{Cert: cert, CA: sec.CACert, GossipKey: n.mat.gossipKey, ClusterID: clusterID, Epoch: n.epoch.Load()}
 	for _, m := range n.liveMembers() {
 		if m.State == "alive" {
 			resp.Members = append(resp.Members, m.GossipAddr)

@@ -37,6 +37,12 @@ func (n *Node) watchLeadership(ctx context.Context) error {
 			if err := n.relaxRaft(); err != nil {
 				n.log.Error("restart raft", "err", err)
 			}
+		case e := <-n.rejoinTo:
+			running.stop()
+			running = nil
+			if err := n.rejoin(e); err != nil {
+				n.log.Error("rejoin after a recovery", "err", err)
+			}
 		}
 	}
 }

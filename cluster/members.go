@@ -23,16 +23,18 @@ type nodeMeta struct {
 	Arch string `json:"arch"`
 	OS   string `json:"os"`
 	Port int    `json:"port"` // the cluster port
+	// Epoch counts the cluster's recoveries (see epoch.go).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // members wraps memberlist. Its callbacks never block: they nudge the
 // leader loop through a channel with room for one signal.
 type members struct {
 	ml      *memberlist.Memberlist
-	meta    []byte
 	changed chan struct{}
 
 	mu   sync.Mutex // guards following
+	meta nodeMeta
 	gone map[string]departure
 }
 
@@ -45,10 +47,7 @@ type departure struct {
 func newMembers(n *Node) (*members, error) {
 	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}}
 	var err error
-	m.meta, err = json.Marshal(nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port})
-	if err != nil {
-		return nil, err
-	}
+	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load()}
 	c := memberlist.DefaultLANConfig()
 	c.Name = n.id.Name
 	c.BindAddr = n.cfg.BindAddr
@@ -73,6 +72,8 @@ func newMembers(n *Node) (*members, error) {
 	return m, nil
 }
 
+func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
 // goarch names the architecture as placement.arch does: arm means v7.
 func goarch() string { return runtime.GOARCH }
 
@@ -84,7 +85,20 @@ func (m *members) nudge() {
 }
 
 // memberlist.Delegate
-func (m *members) NodeMeta(limit int) []byte                  { return m.meta }
+func (m *members) NodeMeta(limit int) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, _ := json.Marshal(m.meta)
+	return b
+}
+
+// setEpoch tells the other members this node's new epoch.
+func (m *members) setEpoch(e uint64) {
+	m.mu.Lock()
+	m.meta.Epoch = e
+	m.mu.Unlock()
+	m.ml.UpdateNode(time.Second)
+}
 func (m *members) NotifyMsg([]byte)                           {}
 func (m *members) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (m *members) LocalState(join bool) []byte                { return nil }
@@ -191,6 +205,12 @@ func (m *members) close() error {
 func (n *Node) keepGossiping(ctx context.Context) error {
 	delay := time.Second
 	for {
+		if e, ok := n.newerEpoch(ctx); ok {
+			select {
+			case n.rejoinTo <- e:
+			default:
+			}
+		}
 		alone := n.members.ml.NumMembers() < 2
 		if alone || !n.registeredAsIs() {
 			seeds := n.seeds()
@@ -248,7 +268,7 @@ func (n *Node) seeds() []string {
 // address and checks that the certificate there names the same node and is
 // not revoked. Results are kept while the member's address and name stay;
 // a failed check is tried again after memberRecheck.
-const memberRecheck = 30 * time.Second
+const memberRecheck = 5 * time.Second
 
 type memberCheck struct {
 	addr, name string
@@ -265,16 +285,21 @@ func (n *Node) verifiedMembers(ctx context.Context) []member {
 			out = append(out, m)
 			continue
 		}
-		if m.Meta.ID == "" || m.Meta.Port == 0 {
+		// A member of another epoch speaks no Raft with this node (a
+		// newer one makes this node rejoin; an older one rejoins itself).
+		if m.Meta.ID == "" || m.Meta.Port == 0 || m.Meta.Epoch != n.epoch.Load() {
 			continue
 		}
-		addr := net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port))
+		addr := joinHostPort(m.Addr, m.Meta.Port)
 		n.leaderMu.Lock()
 		c, ok := n.checked[m.Meta.ID]
 		n.leaderMu.Unlock()
 		if !ok || c.addr != addr || c.name != m.Name || (!c.ok && time.Since(c.at) > memberRecheck) {
 			c = memberCheck{addr: addr, name: m.Name, at: time.Now()}
 			c.ok = n.checkMember(ctx, m, addr) == nil
+			if ctx.Err() != nil {
+				return out // the loop is ending: no verdict
+			}
 			n.leaderMu.Lock()
 			n.checked[m.Meta.ID] = c
 			n.leaderMu.Unlock()
@@ -293,6 +318,9 @@ func (n *Node) checkMember(ctx context.Context, m member, addr string) error {
 	defer cancel()
 	c, err := n.dialNode(ctx, raftAddr(m.Meta.ID, addr), pki.ProtoNode, 3*time.Second)
 	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
 		n.log.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
 		return err
 	}

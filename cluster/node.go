@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,8 +73,11 @@ type Node struct {
 	reports   map[string]receivedReport // by node name; on the leader
 
 	// relax asks watchLeadership to restart Raft with a cluster's
-	// timeouts (relaxRaft).
-	relax chan struct{}
+	// timeouts (relaxRaft); rejoinTo to drop this node's Raft state and
+	// rejoin at a newer epoch (rejoin).
+	relax    chan struct{}
+	rejoinTo chan uint64
+	epoch    atomic.Uint64
 
 	// stop ends Run from inside (a node that left its cluster).
 	stop     chan struct{}
@@ -97,7 +101,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), reports: map[string]receivedReport{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1), reports: map[string]receivedReport{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -157,8 +161,13 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.rt.Cleanup(n.monitors.Owns); err != nil {
 		n.log.Warn("clean up containers of a previous run", "err", err)
 	}
+	epoch, err := readEpoch(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.epoch.Store(epoch)
 	bind := net.JoinHostPort(cfg.BindAddr, fmt.Sprint(cfg.Port))
-	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.mat.ident.ServerConfig(), Allow: n.allow, Logger: n.log}); err != nil {
+	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.serverTLS(), Allow: n.allow, Refuse: n.refuse, Route: routeProto, Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
 	}
 	n.nodeClient = n.newNodeClient()

@@ -57,7 +57,7 @@ type streamLayer struct {
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return s.n.dialNode(context.Background(), addr, pki.ProtoRaft, timeout)
+	return s.n.dialNode(context.Background(), addr, pki.RaftProto(s.n.epoch.Load()), timeout)
 }
 
 func raftConfig(id string, n *Node) *raft.Config {
@@ -115,13 +115,17 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(conf, n.store.FSM(), wal, wal, snaps, p.trans)
+	r, err := n.newRaft(p, conf)
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	p.cur.Store(r)
 	return p, nil
+}
+
+func (n *Node) newRaft(p *raftParts, conf *raft.Config) (*raft.Raft, error) {
+	return raft.NewRaft(conf, n.store.FSM(), p.wal, p.wal, p.snaps, p.trans)
 }
 
 func (n *Node) newTransport(ln net.Listener, adv peerAddr) *raft.NetworkTransport {
@@ -163,7 +167,7 @@ func (n *Node) relaxRaft() error {
 	}
 	// Shutdown closed the transport and with it the port's Raft listener.
 	p.trans = n.newTransport(n.port.Renew(pki.ProtoRaft), p.adv)
-	r, err := raft.NewRaft(n.raftConfigFor(false), n.store.FSM(), p.wal, p.wal, p.snaps, p.trans)
+	r, err := n.newRaft(p, n.raftConfigFor(false))
 	if err != nil {
 		return fmt.Errorf("restart raft: %w", err)
 	}
@@ -271,6 +275,13 @@ func (p *raftParts) close() error {
 	if p.trans != nil {
 		errs = append(errs, p.trans.Close())
 	}
+	errs = append(errs, p.closeStores())
+	return errors.Join(errs...)
+}
+
+// closeStores closes the log and its meta database.
+func (p *raftParts) closeStores() error {
+	var errs []error
 	if p.wal != nil {
 		errs = append(errs, p.wal.Close())
 	}

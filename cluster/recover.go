@@ -12,10 +12,10 @@ import (
 
 // Recover restarts a cluster that lost its quorum from the state of the
 // node of dataDir, which must be stopped: Raft's configuration becomes this
-// node alone, as a voter. Every entry in its log counts as committed, even
-// one the old majority never acknowledged. When the node starts again it
-// leads, and the surviving nodes rejoin as they come back (autopilot adds
-// them again).
+// node alone, as a voter, in a new epoch. Every entry in its log counts as
+// committed, even one the old majority never acknowledged. When the node
+// starts again it leads; the other nodes, as they come back, see the newer
+// epoch, drop their Raft state and rejoin (autopilot adds them again).
 func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -70,8 +70,17 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 		return "", errors.New("this node is not in its cluster's Raft configuration: it never became a server; recover on another node")
 	}
 	self.Suffrage = raft.Voter
+	epoch, err := readEpoch(dataDir)
+	if err != nil {
+		return "", err
+	}
 	if err := raft.RecoverCluster(conf, st.FSM(), parts.wal, parts.wal, snaps, trans, raft.Configuration{Servers: []raft.Server{*self}}); err != nil {
 		return "", fmt.Errorf("recover: %w", err)
+	}
+	// A new epoch: the nodes that missed this recovery speak no Raft with
+	// this one until they have dropped their state (see epoch.go).
+	if err := writeEpoch(dataDir, epoch+1); err != nil {
+		return "", err
 	}
 	log.Warn("recovered: this node is now its cluster's only voter", "node", id.Name, "address", self.Address)
 	return id.Name, nil

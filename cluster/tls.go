@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 	"github.com/shoal-edge/shoal/store"
 )
@@ -178,13 +180,48 @@ func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
 	if p.Node != nil && n.store.Revoked(p.Node.ID) {
 		return false
 	}
-	switch proto {
-	case pki.ProtoRaft, pki.ProtoNode:
+	switch {
+	case proto == pki.RaftProto(n.epoch.Load()), proto == pki.ProtoNode:
 		return p.Node != nil
-	case pki.ProtoAPI:
+	case proto == pki.ProtoAPI:
 		return p.Node != nil || p.Admin
 	}
 	return false
+}
+
+// refuse answers an HTTP peer that allow turned down, so that a remote CLI
+// says why instead of "EOF".
+func (n *Node) refuse(proto string, c net.Conn) {
+	if proto != pki.ProtoAPI && proto != pki.ProtoNode {
+		return
+	}
+	_, hasSecrets, _ := n.store.Secrets()
+	msg := "this node does not admit that credential: it is not an admin credential or node certificate of this cluster, or it was revoked"
+	if !hasSecrets {
+		msg = "this node has not received its cluster's state yet and admits no credential: try again in a moment, or another node"
+	}
+	body, _ := json.Marshal(api.WireError{Kind: api.KindInvalid, Message: msg})
+	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+}
+
+// serverTLS is the cluster port's TLS configuration: the Raft protocol it
+// offers is the current epoch's.
+func (n *Node) serverTLS() *tls.Config {
+	base := n.mat.ident.ServerConfig()
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := n.mat.ident.ServerConfig()
+		c.NextProtos = []string{pki.RaftProto(n.epoch.Load()), pki.ProtoAPI, pki.ProtoNode, pki.ProtoJoin}
+		return c, nil
+	}
+	return base
+}
+
+// routeProto sends every epoch's Raft protocol to the Raft listener.
+func routeProto(proto string) string {
+	if pki.IsRaftProto(proto) {
+		return pki.ProtoRaft
+	}
+	return proto
 }
 
 // AdminCredential returns the credential bootstrap wrote, if this node made

@@ -371,22 +371,6 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 	wg.Go(func() { kills = nemesis(t, f, h, deadline) })
 	wg.Wait()
 
-	// A write first: a consistent read waits until its replica has applied
-	// the leader's last index, and the store counts only commands, not the
-	// no-op and barrier a new leader appends, so after an election and no
-	// write every consistent read times out. That is a bug of shoal's
-	// (reported); this write goes once it is fixed.
-	testutil.WaitFor(t, 30*time.Second, func() error {
-		up := f.running()
-		if len(up) == 0 {
-			return fmt.Errorf("no node is running")
-		}
-		key, value, node := regKey(0), fmt.Sprintf("w%d", seq.next()), up[0]
-		call := h.now()
-		_, err := linCLI(f, node, "label", regNode, key+"="+value)
-		h.write(linClients, node, key, value, call, h.now(), err)
-		return err
-	})
 	// Each node back reads every acknowledged write. A node that did not
 	// come back has failed the test already; the history is checked all
 	// the same.

@@ -111,3 +111,28 @@ func TestRevokedIDs(t *testing.T) {
 		t.Fatal("revoked ids lost in a snapshot")
 	}
 }
+
+func TestResetKeepsLocalRecords(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, Bootstrap{ClusterID: "c"})
+	apply(t, s, 2, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	if err := s.SetFinished(api.InstanceStatus{App: "web", Instance: "web/0", Version: 2, State: api.StateExited}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	apps, _ := s.Apps()
+	id, _ := s.ClusterID()
+	if len(apps) != 0 || id != "" || s.AppliedIndex() != 0 {
+		t.Fatalf("after reset: apps %v cluster %q applied %d", apps, id, s.AppliedIndex())
+	}
+	if _, ok := s.Finished("web", 0, 2); !ok {
+		t.Fatal("a local record was lost in the reset")
+	}
+	// Entries from the rejoined cluster apply from the start again.
+	apply(t, s, 1, Bootstrap{ClusterID: "c2"})
+	if id, _ := s.ClusterID(); id != "c2" {
+		t.Fatalf("cluster after rejoin: %q", id)
+	}
+}

@@ -200,6 +200,34 @@ func (s *Store) Secrets() (sec Secrets, ok bool, err error) {
 	return sec, ok, err
 }
 
+// Reset drops the replicated state (apps, allocations, nodes, the cluster's
+// id, secrets and revoked ids, the applied index) and keeps the node-local
+// records: for a node that rejoins its cluster with no Raft state.
+func (s *Store) Reset() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		for _, k := range [][]byte{keyApplied, keyCluster, keySecrets, keyRevoked} {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reset state: %w", err)
+	}
+	s.notify(0)
+	return nil
+}
+
 // Revoked reports whether a node id was refused for good.
 func (s *Store) Revoked(id string) bool {
 	var ids []string

@@ -30,6 +30,11 @@ type Desired interface {
 	Allocations() ([]api.Allocation, error)
 	App(name string) (api.App, error)
 	Changed() <-chan struct{}
+	// AppliedIndex is 0 while the replica holds nothing yet (a new node,
+	// or one whose state was dropped to rejoin): the agent then neither
+	// starts nor stops anything, so that adopted containers outlive the
+	// wait for the leader's state.
+	AppliedIndex() uint64
 }
 
 // Config wires an agent.
@@ -130,7 +135,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	first := true
 	for {
 		changed := a.cfg.Desired.Changed()
-		if err := a.reconcile(ctx); err != nil {
+		if a.cfg.Desired.AppliedIndex() == 0 {
+			// Nothing to go by yet.
+		} else if err := a.reconcile(ctx); err != nil {
 			a.log.Error("reconcile", "err", err)
 		} else if first {
 			first = false

@@ -32,6 +32,8 @@ func (d *fakeDesired) Allocations() ([]api.Allocation, error) {
 func (d *fakeDesired) App(name string) (api.App, error) {
 	return api.App{Name: name, Image: "img", Restart: api.RestartAlways}, nil
 }
+func (d *fakeDesired) AppliedIndex() uint64 { return 1 }
+
 func (d *fakeDesired) Changed() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()

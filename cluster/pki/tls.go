@@ -8,6 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Protocols on the cluster port, told apart by ALPN during the handshake.
@@ -17,6 +19,20 @@ const (
 	ProtoNode = "shoal-node/1" // calls between nodes (forwarded writes); nodes only
 	ProtoJoin = "shoal-join/1" // joining; no client certificate yet
 )
+
+// RaftProto is the Raft protocol of a cluster lineage: epoch 0 at
+// bootstrap, one more after every `shoal recover`. Nodes of different
+// epochs share no ALPN protocol for Raft, so a node that missed a recovery
+// can neither vote in the recovered cluster nor lead it astray.
+func RaftProto(epoch uint64) string {
+	if epoch == 0 {
+		return ProtoRaft
+	}
+	return ProtoRaft + "+e" + strconv.FormatUint(epoch, 10)
+}
+
+// IsRaftProto reports whether p is a Raft protocol of some epoch.
+func IsRaftProto(p string) bool { return p == ProtoRaft || strings.HasPrefix(p, ProtoRaft+"+e") }
 
 // Identity is a node's TLS identity: its certificate and key, and the
 // cluster CA it trusts.

@@ -36,7 +36,13 @@ type Config struct {
 	Addr string // host:port to listen on
 	TLS  *tls.Config
 	// Allow says whether the peer of a finished handshake may speak proto.
-	Allow  func(proto string, cs tls.ConnectionState) bool
+	Allow func(proto string, cs tls.ConnectionState) bool
+	// Route, if set, names the listener of a negotiated protocol (several
+	// protocols may share one).
+	Route func(proto string) string
+	// Refuse, if set, may tell a peer that Allow turned down why, before
+	// its connection is closed.
+	Refuse func(proto string, c net.Conn)
 	Logger *slog.Logger
 }
 
@@ -144,8 +150,15 @@ func (p *Port) dispatch(c net.Conn) {
 	proto := cs.NegotiatedProtocol
 	if p.cfg.Allow != nil && !p.cfg.Allow(proto, cs) {
 		p.cfg.Logger.Warn("cluster port: refused a peer without the right credentials", "remote", c.RemoteAddr(), "protocol", proto)
+		if p.cfg.Refuse != nil {
+			tc.SetDeadline(time.Now().Add(time.Second))
+			p.cfg.Refuse(proto, tc)
+		}
 		tc.Close()
 		return
+	}
+	if p.cfg.Route != nil {
+		proto = p.cfg.Route(proto)
 	}
 	p.mu.Lock()
 	l := p.protos[proto]
