@@ -20,12 +20,7 @@ import (
 // identity, and catches up.
 func TestClusterFailover(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.join("c")
-	all := []string{"a", "b", "c"}
-	st := f.waitFormed("c", all, all, 30*time.Second)
+	f, all, st := threeVoters(t, "c")
 
 	follower := "a"
 	for _, n := range all {
@@ -211,12 +206,7 @@ func TestJoinRefused(t *testing.T) {
 // reads marked stale, and converges after the heal.
 func TestPartitionedMinority(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.join("c")
-	all := []string{"a", "b", "c"}
-	st := f.waitFormed("a", all, all, 30*time.Second)
+	f, all, st := threeVoters(t, "a")
 	// The minority is a follower, so the majority keeps its leader.
 	minority := "c"
 	if st.Leader == "c" {
@@ -321,12 +311,7 @@ func TestRemoteCLI(t *testing.T) {
 // follows its new address.
 func TestAddressChange(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.join("c")
-	all := []string{"a", "b", "c"}
-	st := f.waitFormed("a", all, all, 30*time.Second)
+	f, all, st := threeVoters(t, "a")
 	mover := "c"
 	if st.Leader == "c" {
 		mover = "b"
@@ -371,12 +356,7 @@ func TestAddressChange(t *testing.T) {
 // resume, and the lost nodes rejoin when they come back.
 func TestRecoverAfterQuorumLoss(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.join("c")
-	all := []string{"a", "b", "c"}
-	f.waitFormed("a", all, all, 30*time.Second)
+	f, all, _ := threeVoters(t, "a")
 	if _, err := f.label("a", "a", "before=loss"); err != nil {
 		t.Fatal(err)
 	}
@@ -495,12 +475,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 // registry, stops it, and its data dir refuses to start again.
 func TestDrainAndLeave(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.join("c")
-	all := []string{"a", "b", "c"}
-	f.waitFormed("a", all, all, 30*time.Second)
+	f, _, _ := threeVoters(t, "a")
 
 	cordoned := func(name string) bool {
 		ns, err := f.nodes("a")
@@ -661,12 +636,7 @@ replicas: 2
 // node's old data dir is refused by the cluster.
 func TestForgetFreesAName(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.join("c")
-	all := []string{"a", "b", "c"}
-	f.waitFormed("a", all, all, 30*time.Second)
+	f, all, _ := threeVoters(t, "a")
 	if err := f.lab.Stop("c", 20*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -217,3 +217,15 @@ func (f *fleet) cgroupParent(name string) string {
 	}
 	return "shoal-" + id.ID[:12]
 }
+
+// threeVoters forms the usual test cluster: a bootstraps, b and c join,
+// and asker sees all three as live voters.
+func threeVoters(t *testing.T, asker string) (*fleet, []string, clusterStatus) {
+	t.Helper()
+	f := newFleet(t)
+	f.bootstrap("a")
+	f.join("b")
+	f.join("c")
+	all := []string{"a", "b", "c"}
+	return f, all, f.waitFormed(asker, all, all, 30*time.Second)
+}
