@@ -256,3 +256,8 @@ type RestoreResult struct {
 	Apps      int    `json:"apps"`
 	Nodes     int    `json:"nodes"`
 }
+
+// ScaleRequest sets replica counts (POST /v1/scale).
+type ScaleRequest struct {
+	Replicas map[string]int `json:"replicas"`
+}

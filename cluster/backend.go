@@ -154,6 +154,23 @@ func (n *Node) Delete(ctx context.Context, names []string) error {
 	return n.write(ctx, store.DeleteApps{Names: names}, nil)
 }
 
+// Scale sets the replica counts of replicated apps, all or none.
+func (n *Node) Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyResult, error) {
+	if len(replicas) == 0 {
+		return nil, fmt.Errorf("%w: no app to scale", api.ErrInvalid)
+	}
+	for app, r := range replicas {
+		if r < 0 {
+			return nil, fmt.Errorf("%w: %s=%d: replicas cannot be negative", api.ErrInvalid, app, r)
+		}
+	}
+	var res []api.ApplyResult
+	if err := n.write(ctx, store.Scale{Replicas: replicas}, &res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // PS lists instances: every allocation, with its observed state from the
 // node that runs it (through the leader), this node's own always first-hand.
 func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error) {

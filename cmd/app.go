@@ -105,6 +105,7 @@ func App() *cli.App {
 			nodesCommand(),
 			applyCommand(),
 			rmCommand(),
+			scaleCommand(),
 			psCommand(),
 			logsCommand(),
 			runCommand(),

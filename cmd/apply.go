@@ -1,10 +1,14 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
+	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/api/appfile"
 	"github.com/urfave/cli/v2"
 )
@@ -38,13 +42,45 @@ func applyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			for _, r := range res {
-				what := "unchanged"
-				if r.Changed {
-					what = "applied"
-				}
-				fmt.Fprintf(c.App.Writer, "app %s %s (version %d)\n", r.Name, what, r.Version)
+			printResults(c, res, "applied")
+			return nil
+		},
+	}
+}
+
+func printResults(c *cli.Context, res []api.ApplyResult, changed string) {
+	for _, r := range res {
+		what := "unchanged"
+		if r.Changed {
+			what = changed
+		}
+		fmt.Fprintf(c.App.Writer, "app %s %s (version %d)\n", r.Name, what, r.Version)
+	}
+}
+
+func scaleCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "scale",
+		Usage:     "change the replica count of replicated apps",
+		ArgsUsage: "APP=N...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return errors.New("usage: shoal scale APP=N...")
 			}
+			replicas := map[string]int{}
+			for _, a := range c.Args().Slice() {
+				app, n, ok := strings.Cut(a, "=")
+				v, err := strconv.Atoi(n)
+				if !ok || app == "" || err != nil || v < 0 {
+					return fmt.Errorf("%q: want APP=N with N a count of replicas (0 or more)", a)
+				}
+				replicas[app] = v
+			}
+			res, err := apiClient(c).Scale(c.Context, replicas)
+			if err != nil {
+				return err
+			}
+			printResults(c, res, "scaled")
 			return nil
 		},
 	}

@@ -220,3 +220,46 @@ func field(t *testing.T, js, key string) string {
 	rest := js[i+len(key)+5:]
 	return rest[:strings.IndexByte(rest, '"')]
 }
+
+// scale changes the replica count without touching the running instances.
+func TestScaleKeepsInstances(t *testing.T) {
+	n := newNode(t, "e2e-scale")
+	n.start()
+	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
+	first := waitInstance(t, n, running)
+	count := func(want int) map[string]instance {
+		var byName map[string]instance
+		testutil.WaitFor(t, 20*time.Second, func() error {
+			byName = map[string]instance{}
+			for _, i := range n.ps() {
+				if i.State != "running" {
+					return fmt.Errorf("%s is %s", i.Instance, i.State)
+				}
+				byName[i.Instance] = i
+			}
+			if len(byName) != want {
+				return fmt.Errorf("%d instances, want %d", len(byName), want)
+			}
+			return nil
+		})
+		return byName
+	}
+	if out := n.must("scale", "sleeper=3"); !strings.Contains(out, "app sleeper scaled") {
+		t.Fatalf("scale said: %q", out)
+	}
+	got := count(3)
+	if got["sleeper/0"].PID != first.PID || got["sleeper/0"].Restarts != 0 {
+		t.Fatalf("scaling up restarted sleeper/0: %+v, was pid %d", got["sleeper/0"], first.PID)
+	}
+	n.must("scale", "sleeper=1")
+	if got := count(1); got["sleeper/0"].PID != first.PID {
+		t.Fatalf("scaling down restarted sleeper/0: %+v", got["sleeper/0"])
+	}
+	if _, errOut, code := n.shoal("scale", "nosuch=2"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("scale of an unknown app: %d %s", code, errOut)
+	}
+	if _, errOut, code := n.shoal("scale", "sleeper"); code == 0 || !strings.Contains(errOut, "APP=N") {
+		t.Fatalf("scale without a count: %d %s", code, errOut)
+	}
+}

@@ -136,3 +136,34 @@ func TestResetKeepsLocalRecords(t *testing.T) {
 		t.Fatalf("cluster after rejoin: %q", id)
 	}
 }
+
+func TestScale(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, PutApps{Apps: []api.App{app("web", "hello:1")}})
+	g := app("agent", "hello:1")
+	g.Mode, g.Replicas = api.ModeGlobal, 0
+	apply(t, s, 2, PutApps{Apps: []api.App{g}})
+	res := apply(t, s, 3, Scale{Replicas: map[string]int{"web": 3}})
+	// The count changes, the version (and with it every running
+	// instance) stays.
+	if r, ok := res.([]api.ApplyResult); !ok || len(r) != 1 || r[0].Version != 1 || !r[0].Changed {
+		t.Fatalf("scale: %+v", res)
+	}
+	if a, _ := s.App("web"); a.Replicas != 3 {
+		t.Fatalf("replicas after scale: %d", a.Replicas)
+	}
+	index := uint64(4)
+	for name, cmd := range map[string]Scale{
+		"unknown": {Replicas: map[string]int{"web": 1, "nosuch": 2}},
+		"global":  {Replicas: map[string]int{"agent": 2}},
+		"invalid": {Replicas: map[string]int{"web": -1}},
+	} {
+		index++
+		if _, ok := apply(t, s, index, cmd).(error); !ok {
+			t.Errorf("%s: scale accepted", name)
+		}
+		if a, _ := s.App("web"); a.Replicas != 3 {
+			t.Errorf("%s: a refused scale changed web to %d", name, a.Replicas)
+		}
+	}
+}

@@ -24,6 +24,7 @@ const (
 	CmdSetCordon   CommandType = 10
 	CmdRestore     CommandType = 11
 	CmdRevoke      CommandType = 12
+	CmdScale       CommandType = 13
 )
 
 // Bootstrap is the first entry of a cluster.
@@ -98,6 +99,12 @@ type Revoke struct {
 	ID string `json:"id"`
 }
 
+// Scale sets the replica counts of replicated apps, all or none: an app
+// that is unknown or global fails the command.
+type Scale struct {
+	Replicas map[string]int `json:"replicas"`
+}
+
 // Encode turns a command into a log entry.
 func Encode(cmd any) ([]byte, error) {
 	var t CommandType
@@ -126,6 +133,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRestore
 	case Revoke, *Revoke:
 		t = CmdRevoke
+	case Scale, *Scale:
+		t = CmdScale
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %T", cmd)
 	}
@@ -168,6 +177,8 @@ func decode(data []byte) (any, error) {
 		cmd = &RestoreBackup{}
 	case CmdRevoke:
 		cmd = &Revoke{}
+	case CmdScale:
+		cmd = &Scale{}
 	default:
 		return nil, fmt.Errorf("unknown command type %d: written by a newer shoal?", data[0])
 	}

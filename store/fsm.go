@@ -87,6 +87,8 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 		})
 	case *SetCordon:
 		err = updateNode(tx, c.Node, func(r *NodeRecord) { r.Cordoned = c.Cordoned })
+	case *Scale:
+		resp, err = scale(tx, index, c.Replicas)
 	case *Revoke:
 		err = revoke(tx, c.ID)
 	case *RestoreBackup:
@@ -122,8 +124,13 @@ func putApps(tx *bolt.Tx, index uint64, apps []api.App) ([]api.ApplyResult, erro
 			}
 			v := prev.Version
 			prev.Version = 0
-			if sameJSON(prev, a) {
+			switch {
+			case sameJSON(prev, a):
 				res.Version, res.Changed = v, false
+			case sameSpec(prev, a):
+				// Only the replica count: the running instances stay as
+				// they are (a new version would replace each of them).
+				res.Version = v
 			}
 		}
 		a.Version = res.Version
@@ -184,6 +191,26 @@ func updateNode(tx *bolt.Tx, name string, f func(*NodeRecord)) error {
 	return putJSON(b, []byte(name), r)
 }
 
+func scale(tx *bolt.Tx, index uint64, replicas map[string]int) ([]api.ApplyResult, error) {
+	var apps []api.App
+	for _, name := range slices.Sorted(maps.Keys(replicas)) {
+		v := tx.Bucket(bucketApps).Get([]byte(name))
+		if v == nil {
+			return nil, fmt.Errorf("app %q: %w", name, api.ErrNotFound)
+		}
+		var a api.App
+		if err := json.Unmarshal(v, &a); err != nil {
+			return nil, fmt.Errorf("decode app %q: %w", name, err)
+		}
+		if a.Mode == api.ModeGlobal {
+			return nil, fmt.Errorf("%w: app %q is global: it runs on every matching node and has no replica count", api.ErrInvalid, name)
+		}
+		a.Replicas = replicas[name]
+		apps = append(apps, a)
+	}
+	return putApps(tx, index, apps)
+}
+
 func deleteApps(tx *bolt.Tx, names []string) error {
 	apps, allocs := tx.Bucket(bucketApps), tx.Bucket(bucketAllocs)
 	for _, n := range names {
@@ -236,6 +263,12 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 		return nil
 	}
 	return b.Put(key, data)
+}
+
+// sameSpec reports whether two apps differ in their replica count at most.
+func sameSpec(a, b api.App) bool {
+	a.Replicas, b.Replicas = 0, 0
+	return sameJSON(a, b)
 }
 
 func sameJSON(a, b any) bool {

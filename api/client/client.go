@@ -311,3 +311,9 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (api.RestoreR
 func (c *Client) Forget(ctx context.Context, node string) error {
 	return c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/forget", struct{}{}, nil)
 }
+
+// Scale sets the replica counts of replicated apps.
+func (c *Client) Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyResult, error) {
+	var res []api.ApplyResult
+	return res, c.sendJSON(ctx, http.MethodPost, "/v1/scale", api.ScaleRequest{Replicas: replicas}, &res)
+}

@@ -26,6 +26,8 @@ type Cluster interface {
 	Status(ctx context.Context) (api.ClusterStatus, error)
 	Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error)
 	Delete(ctx context.Context, names []string) error
+	// Scale sets replica counts of replicated apps, all or none.
+	Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyResult, error)
 	// Linearize returns once this node's replica holds every write
 	// acknowledged before the call: a read after it is linearizable.
 	Linearize(ctx context.Context) error
@@ -97,6 +99,7 @@ func (s *Server) routes() http.Handler {
 	s.snapshotRoutes(mux)
 	mux.HandleFunc("POST /v1/apps", s.apply)
 	mux.HandleFunc("DELETE /v1/apps", s.remove)
+	mux.HandleFunc("POST /v1/scale", s.scale)
 	mux.HandleFunc("GET /v1/ps", s.ps)
 	mux.HandleFunc("GET /v1/logs/{app}/{index}", s.logs)
 	mux.HandleFunc("POST /v1/images", s.importImage)
@@ -179,6 +182,20 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.cfg.Cluster.Apply(r.Context(), apps)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
+	var req api.ScaleRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.cfg.Cluster.Scale(r.Context(), req.Replicas)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -34,7 +34,10 @@ func (f *fake) Cordon(context.Context, string, bool) error            { return n
 func (f *fake) Leave(context.Context) error                           { return nil }
 func (f *fake) Forget(context.Context, string) error                  { return nil }
 func (f *fake) Linearize(context.Context) error                       { return nil }
-func (f *fake) Backup(context.Context) ([]byte, error)                { return []byte("backup"), nil }
+func (f *fake) Scale(context.Context, map[string]int) ([]api.ApplyResult, error) {
+	return nil, nil
+}
+func (f *fake) Backup(context.Context) ([]byte, error) { return []byte("backup"), nil }
 func (f *fake) Restore(context.Context, io.Reader) (api.RestoreResult, error) {
 	return api.RestoreResult{}, nil
 }
