@@ -50,6 +50,11 @@ bench: build test-deps
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench 'OneShotStart|CrashToRunning' -benchtime 30x -timeout 20m ./bench/
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench PerContainerOverhead -benchtime 3x -timeout 10m ./bench/
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench DaemonIdle -benchtime 1x -timeout 10m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench 'ClusterJoin|ClusterFailover' -benchtime 20x -timeout 20m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterFailover -benchtime 10x -timeout 10m ./bench/ -args -failover-powerloss
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterApply -benchtime 2000x -timeout 10m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterIdle -benchtime 1x -timeout 10m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterScale -benchtime 1x -timeout 20m ./bench/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./e2e/
 
 demo: build

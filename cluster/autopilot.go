@@ -202,22 +202,25 @@ func (n *Node) autopilot(log *slog.Logger, members []member) error {
 			return fmt.Errorf("remove voter %s: %w", id, err)
 		}
 	}
-	after := map[raft.ServerID]bool{}
+	voters := map[raft.ServerID]bool{}
 	for _, s := range servers {
-		after[s.ID] = true
+		if s.Suffrage == raft.Voter {
+			voters[s.ID] = true
+		}
 	}
-	for _, s := range append(p.addVoters, p.addNonvoters...) {
-		after[s.ID] = true
+	for _, s := range p.addVoters {
+		voters[s.ID] = true
 	}
 	for _, id := range p.remove {
-		delete(after, id)
+		delete(voters, id)
 	}
-	n.tuneTimeouts(len(after) > 1)
+	n.tuneTimeouts(len(voters) > 1)
 	return nil
 }
 
 // tuneTimeouts asks for Raft's restart with the timeouts of a lossy link
-// (relaxRaft) once a lone voter's configuration has another server.
+// (relaxRaft) once a lone voter's configuration has another voter: the
+// leader lease only counts voters, so non-voters alone change nothing.
 func (n *Node) tuneTimeouts(several bool) {
 	if !several || !n.raft.isFast() {
 		return

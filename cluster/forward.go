@@ -28,6 +28,8 @@ import (
 type forwardAnswer struct {
 	Response json.RawMessage `json:"response,omitempty"`
 	Error    *api.WireError  `json:"error,omitempty"`
+	// NotApplied: the node was not the leader; the write went nowhere.
+	NotApplied bool `json:"not_applied,omitempty"`
 }
 
 // write applies cmd through Raft, on the leader wherever it is, and decodes
@@ -97,29 +99,55 @@ func setResponse(resp, out any) error {
 }
 
 func (n *Node) forward(ctx context.Context, data []byte, out any) error {
-	addr, id := n.raft.r().LeaderWithID()
-	if addr == "" || string(id) == n.id.ID {
-		return fmt.Errorf("%w: this node knows of no leader; writes need a majority of the voters", api.ErrNoLeader)
-	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
+	var last error
+	for {
+		// A write that certainly did not reach a leader (none known, the
+		// dial failed, or it was no longer the leader) waits for the next
+		// one: an election takes about a second.
+		if addr, id := n.raft.r().LeaderWithID(); addr != "" && string(id) != n.id.ID {
+			retry, err := n.forwardOnce(ctx, addr, data, out)
+			if !retry {
+				return err
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return last
+			}
+			return fmt.Errorf("%w: this node knows of no leader; writes need a majority of the voters", api.ErrNoLeader)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// forwardOnce sends a write to the leader at addr; retry says that it was
+// certainly not applied.
+func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []byte, out any) (retry bool, err error) {
+	_, hp := splitRaftAddr(addr)
 	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, "/v1/apply", bytes.NewReader(data))
 	if err != nil {
-		_, hp := splitRaftAddr(addr)
-		return fmt.Errorf("%w: the leader at %s did not answer (%v): the write may or may not be applied; read before retrying", api.ErrNoLeader, hp, err)
+		var de *dialError
+		if errors.As(err, &de) {
+			return true, fmt.Errorf("%w: the leader at %s cannot be reached: %v", api.ErrNoLeader, hp, de.err)
+		}
+		return false, fmt.Errorf("%w: the leader at %s did not answer (%v): the write may or may not be applied; read before retrying", api.ErrNoLeader, hp, err)
 	}
 	defer resp.Body.Close()
 	var ans forwardAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
-		return fmt.Errorf("forward to the leader at %s: %s: %w", addr, resp.Status, err)
+		return false, fmt.Errorf("forward to the leader at %s: %s: %w", hp, resp.Status, err)
 	}
 	if ans.Error != nil {
-		return ans.Error
+		return ans.NotApplied, ans.Error
 	}
 	if out == nil || len(ans.Response) == 0 {
-		return nil
+		return false, nil
 	}
-	return json.Unmarshal(ans.Response, out)
+	return false, json.Unmarshal(ans.Response, out)
 }
 
 // maxForwardBody bounds a forwarded command and its answer.
@@ -141,6 +169,7 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
 	resp, err := n.applyRaw(data, writeTimeout)
 	if errors.Is(err, raft.ErrNotLeader) {
 		err = fmt.Errorf("%w: leadership moved while forwarding; try again", api.ErrNoLeader)
+		ans.NotApplied = true
 	}
 	if err != nil {
 		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}

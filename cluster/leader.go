@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"maps"
 	"os"
 	"path/filepath"
@@ -31,9 +32,16 @@ func (n *Node) watchLeadership(ctx context.Context) error {
 				running = n.startLeaderLoop(ctx)
 			}
 		case <-n.relax:
-			// The restart ends this term: its loop stops first.
+			// The restart ends this term: its loop stops first. Handing
+			// leadership to another voter (which runs a cluster's
+			// timeouts already) spares the cluster the election.
 			running.stop()
 			running = nil
+			if r := n.raft.r(); r.State() == raft.Leader {
+				if err := r.LeadershipTransfer().Error(); err != nil {
+					n.log.Info("hand leadership over before the raft restart", "err", err)
+				}
+			}
 			if err := n.relaxRaft(); err != nil {
 				n.log.Error("restart raft", "err", err)
 			}

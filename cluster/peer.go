@@ -59,12 +59,22 @@ func (n *Node) expectPeer(want string) func(pki.NodeIdentity) error {
 	}
 }
 
+// dialError is a failed dial: nothing was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
 // dialNode opens a TLS connection with proto to the node of Raft address
 // addr.
 func (n *Node) dialNode(ctx context.Context, addr raft.ServerAddress, proto string, timeout time.Duration) (net.Conn, error) {
 	id, hp := splitRaftAddr(addr)
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: n.mat.ident.ClientConfig(proto, n.expectPeer(id))}
-	return d.DialContext(ctx, "tcp", hp)
+	c, err := d.DialContext(ctx, "tcp", hp)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	return c, nil
 }
 
 type expectedPeerKey struct{}
@@ -75,7 +85,9 @@ func (n *Node) newNodeClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			addr, _ := ctx.Value(expectedPeerKey{}).(raft.ServerAddress)
-			return n.dialNode(ctx, addr, pki.ProtoNode, 5*time.Second)
+			// Short: a leader that lost power must not hold a write for
+			// long when the next one is elected within a second.
+			return n.dialNode(ctx, addr, pki.ProtoNode, 2*time.Second)
 		},
 		IdleConnTimeout: time.Minute,
 	}}

@@ -23,26 +23,28 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 	}
 	bdir := t.TempDir()
 	b, _ := startNodeWith(t, bdir, "b", func(c *Config) { c.Join = tok })
+	startNodeWith(t, t.TempDir(), "c", func(c *Config) { c.Join = tok })
+	// Three voters: the bootstrap node no longer runs a lone voter's
+	// timeouts (its leader lease above all), and the cluster has a leader.
 	testutil.WaitFor(t, 15*time.Second, func() error {
 		cf := a.raft.r().GetConfiguration()
 		if err := cf.Error(); err != nil {
 			return err
 		}
+		voters := 0
 		for _, s := range cf.Configuration().Servers {
-			if string(s.ID) == b.id.ID {
-				return nil
+			if s.Suffrage == raft.Voter {
+				voters++
 			}
 		}
-		return fmt.Errorf("b is not a raft server yet")
-	})
-	// With a second server the bootstrap node no longer runs a lone
-	// voter's timeouts (its leader lease above all), and leads again.
-	testutil.WaitFor(t, 15*time.Second, func() error {
+		if voters != 3 {
+			return fmt.Errorf("%d voters", voters)
+		}
 		if a.raft.isFast() {
 			return fmt.Errorf("a still runs fast timeouts")
 		}
-		if a.raft.r().State() != raft.Leader {
-			return fmt.Errorf("a is %s", a.raft.r().State())
+		if addr, _ := a.raft.r().LeaderWithID(); addr == "" {
+			return fmt.Errorf("no leader")
 		}
 		return nil
 	})
