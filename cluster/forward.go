@@ -34,20 +34,14 @@ type forwardAnswer struct {
 
 // write applies cmd through Raft, on the leader wherever it is, and decodes
 // the response into out (a pointer; nil to drop it). Without a leader it
-// fails within writeTimeout, wrapping api.ErrNoLeader.
+// fails within writeTimeout, wrapping api.ErrNoLeader; a leader elected
+// meanwhile takes it.
 func (n *Node) write(ctx context.Context, cmd any, out any) error {
 	data, err := store.Encode(cmd)
 	if err != nil {
 		return err
 	}
-	resp, err := n.applyRaw(data, writeTimeout)
-	if errors.Is(err, raft.ErrNotLeader) {
-		return n.forward(ctx, data, out)
-	}
-	if err != nil {
-		return err
-	}
-	return setResponse(resp, out)
+	return n.forward(ctx, data, out)
 }
 
 // applyLocal applies cmd on this node, which must be the leader: the
@@ -105,8 +99,20 @@ func (n *Node) forward(ctx context.Context, data []byte, out any) error {
 	for {
 		// A write that certainly did not reach a leader (none known, the
 		// dial failed, or it was no longer the leader) waits for the next
-		// one: an election takes about a second.
-		if addr, id := n.raft.r().LeaderWithID(); addr != "" && string(id) != n.id.ID {
+		// one, which may be this node: an election takes about a second.
+		addr, id := n.raft.r().LeaderWithID()
+		switch {
+		case addr == "":
+		case string(id) == n.id.ID:
+			deadline, _ := ctx.Deadline()
+			resp, err := n.applyRaw(data, time.Until(deadline))
+			if !errors.Is(err, raft.ErrNotLeader) {
+				if err != nil {
+					return err
+				}
+				return setResponse(resp, out)
+			}
+		default:
 			retry, err := n.forwardOnce(ctx, addr, data, out)
 			if !retry {
 				return err
