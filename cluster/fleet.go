@@ -92,30 +92,43 @@ func checkNotLeft(dataDir string) error {
 func (n *Node) callLeader(ctx context.Context, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
+	var last error
 	for {
-		addr, id := n.raft.r().LeaderWithID()
-		if addr != "" && string(id) != n.id.ID {
-			resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
-			if err != nil {
-				return fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
+		if addr, id := n.raft.r().LeaderWithID(); addr != "" && string(id) != n.id.ID {
+			err := n.callOnce(ctx, addr, path, body)
+			var de *dialError
+			if !errors.As(err, &de) {
+				return err
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return nil
-			}
-			var we api.WireError
-			data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			if json.Unmarshal(data, &we) != nil || we.Message == "" {
-				return fmt.Errorf("leader %s: %s", addr, resp.Status)
-			}
-			return &we
+			last = err // not sent: the next leader may take it
 		}
 		select {
 		case <-ctx.Done():
+			if last != nil {
+				return last
+			}
 			return fmt.Errorf("%w: no other node leads the cluster", api.ErrNoLeader)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func (n *Node) callOnce(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
+	_, hp := splitRaftAddr(addr)
+	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: the leader at %s did not answer: %w", api.ErrNoLeader, hp, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	var we api.WireError
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(data, &we) != nil || we.Message == "" {
+		return fmt.Errorf("leader %s: %s", hp, resp.Status)
+	}
+	return &we
 }
 
 // serveLeave is the leader's side of Leave: a node asks to be removed,
@@ -187,13 +200,13 @@ func (n *Node) forget(name string) error {
 	if id == "" {
 		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
 	}
-	if id == n.id.ID {
-		return fmt.Errorf("%w: %s is this node, the leader: run shoal leave on it instead", api.ErrConflict, name)
-	}
 	for _, m := range n.liveMembers() {
 		if m.Name == name && (m.State == "alive" || m.State == "suspect") {
 			return fmt.Errorf("%w: node %s is alive: run shoal leave on it instead", api.ErrConflict, name)
 		}
+	}
+	if id == n.id.ID {
+		return fmt.Errorf("%w: node %s is alive (it leads the cluster): run shoal leave on it instead", api.ErrConflict, name)
 	}
 	if err := n.removeNode(id, name); err != nil {
 		return err

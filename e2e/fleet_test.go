@@ -144,6 +144,9 @@ func (f *fleet) waitFormed(asker string, members, voters []string, within time.D
 			return err
 		}
 		last = st
+		if st.ClusterID == "" {
+			return fmt.Errorf("%s holds no state yet", asker)
+		}
 		got := slices.Clone(st.Voters)
 		slices.Sort(got)
 		want := slices.Clone(voters)
