@@ -1,7 +1,10 @@
 // Package bench holds shoal's benchmarks on the machine they run on, as root:
 // how long a one-off container takes to start compared with crun, runc and
 // Docker, how long a crashed container takes to run again, what each
-// container costs beyond its own processes, and what an idle daemon costs.
+// container costs beyond its own processes, and what an idle daemon costs;
+// and for clusters of real `shoal up` processes in a network lab
+// (internal/testutil/lab): joining, failover, Raft writes (latency,
+// throughput, bytes written per write), an idle cluster and a 50-node one.
 //
 // # Basics
 //
@@ -15,6 +18,9 @@
 //	go test -run '^$' -bench 'OneShotStart|CrashToRunning' -benchtime 30x ./bench/
 //	go test -run '^$' -bench PerContainerOverhead -benchtime 3x ./bench/
 //	go test -run '^$' -bench DaemonIdle -benchtime 1x ./bench/
+//	go test -run '^$' -bench 'ClusterJoin|ClusterFailover' -benchtime 20x ./bench/
+//	go test -run '^$' -bench 'ClusterApply' -benchtime 2000x ./bench/
+//	go test -run '^$' -bench 'ClusterIdle|ClusterScale' -benchtime 1x ./bench/
 //
 // # Caveats
 //
