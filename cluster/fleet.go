@@ -58,7 +58,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		return fmt.Errorf("%w: %s is the cluster's only server: stop it instead of leaving", api.ErrConflict, n.id.Name)
 	}
 	if n.raft.r().State() == raft.Leader {
-		if err := n.raft.r().LeadershipTransfer().Error(); err != nil {
+		if err := n.handOver(); err != nil {
 			return fmt.Errorf("hand leadership over before leaving: %w", err)
 		}
 	}
@@ -77,6 +77,23 @@ func (n *Node) Leave(ctx context.Context) error {
 	n.log.Info("left the cluster; stopping")
 	n.stopOnce.Do(func() { close(n.stop) })
 	return nil
+}
+
+// handOver transfers leadership to another voter, trying again a few
+// times: a pooled connection to a peer that restarted its Raft fails once.
+func (n *Node) handOver() error {
+	var err error
+	for range 3 {
+		r := n.raft.r()
+		if r.State() != raft.Leader {
+			return nil
+		}
+		if err = r.LeadershipTransfer().Error(); err == nil {
+			return nil
+		}
+		n.log.Info("hand leadership over: trying again", "err", err)
+	}
+	return err
 }
 
 // checkNotLeft refuses a data dir whose node left its cluster.

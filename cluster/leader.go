@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/hashicorp/raft"
 	"maps"
 	"os"
 	"path/filepath"
@@ -37,10 +36,8 @@ func (n *Node) watchLeadership(ctx context.Context) error {
 			// timeouts already) spares the cluster the election.
 			running.stop()
 			running = nil
-			if r := n.raft.r(); r.State() == raft.Leader {
-				if err := r.LeadershipTransfer().Error(); err != nil {
-					n.log.Info("hand leadership over before the raft restart", "err", err)
-				}
+			if err := n.handOver(); err != nil {
+				n.log.Info("hand leadership over before the raft restart", "err", err)
 			}
 			if err := n.relaxRaft(); err != nil {
 				n.log.Error("restart raft", "err", err)
