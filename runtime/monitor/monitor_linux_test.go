@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -443,6 +444,19 @@ func TestAdoptLeavesASilentMonitorAlone(t *testing.T) {
 	h.Close()
 	pid, mpid := h.Pid(), h.MonitorPid()
 	syscall.Kill(mpid, syscall.SIGSTOP)
+	// The signal is delivered asynchronously: wait until the monitor is
+	// stopped, or it may still answer.
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", mpid))
+		if err != nil {
+			return err
+		}
+		// "pid (comm) S ...": the state follows the last ')'.
+		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) == 0 || f[0] != "T" {
+			return fmt.Errorf("monitor %d not stopped yet", mpid)
+		}
+		return nil
+	})
 	cfg.AdoptPatience = 300 * time.Millisecond
 	m2, _ := New(cfg)
 	hs, err := m2.Adopt()
