@@ -144,7 +144,7 @@ func (n *Node) autopilot(log *slog.Logger, members []member) error {
 	var live []apMember
 	present := map[raft.ServerID]bool{}
 	for _, m := range members {
-		if m.Meta.ID == "" || m.Meta.Port == 0 || (m.State != "alive" && m.State != "suspect") {
+		if m.Meta.ID == "" || m.Meta.Port == 0 {
 			continue
 		}
 		id := raft.ServerID(m.Meta.ID)

@@ -218,7 +218,7 @@ func (n *Node) forget(name string) error {
 		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
 	}
 	for _, m := range n.liveMembers() {
-		if m.Name == name && (m.State == "alive" || m.State == "suspect") {
+		if m.Name == name {
 			return fmt.Errorf("%w: node %s is alive: run shoal leave on it instead", api.ErrConflict, name)
 		}
 	}
@@ -244,9 +244,7 @@ func (n *Node) removeNode(id, name string) error {
 	}
 	alive := map[string]bool{n.id.ID: true}
 	for _, m := range n.liveMembers() {
-		if m.State == "alive" || m.State == "suspect" {
-			alive[m.Meta.ID] = true
-		}
+		alive[m.Meta.ID] = true
 	}
 	var server *raft.Server
 	voters, live := 0, 0

@@ -143,9 +143,23 @@ func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []
 		return false, fmt.Errorf("%w: the leader at %s did not answer (%v): the write may or may not be applied; read before retrying", api.ErrNoLeader, hp, err)
 	}
 	defer resp.Body.Close()
+	notApplied, err := readAnswer(resp, out)
+	if err != nil && !notApplied {
+		var we *api.WireError
+		if !errors.As(err, &we) {
+			err = fmt.Errorf("forward to the leader at %s: %w", hp, err)
+		}
+	}
+	return notApplied, err
+}
+
+// readAnswer decodes the answer of a node call into out (a pointer; nil
+// to drop it). notApplied: the node was not the leader, the call went
+// nowhere.
+func readAnswer(resp *http.Response, out any) (notApplied bool, err error) {
 	var ans forwardAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
-		return false, fmt.Errorf("forward to the leader at %s: %s: %w", hp, resp.Status, err)
+		return false, fmt.Errorf("%s: %w", resp.Status, err)
 	}
 	if ans.Error != nil {
 		return ans.NotApplied, ans.Error
@@ -155,6 +169,22 @@ func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []
 	}
 	return false, json.Unmarshal(ans.Response, out)
 }
+
+// writeAnswer answers a node call with v, or err.
+func writeAnswer(w http.ResponseWriter, v any, err error, notApplied bool) {
+	ans := forwardAnswer{NotApplied: notApplied}
+	if err == nil && v != nil {
+		ans.Response, err = json.Marshal(v)
+	}
+	if err != nil {
+		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
+	}
+	writeJSONResponse(w, ans)
+}
+
+// errLeadershipMoved answers a node call meant for the leader on a node
+// that no longer is.
+var errLeadershipMoved = fmt.Errorf("%w: leadership moved; try again", api.ErrNoLeader)
 
 // maxForwardBody bounds a forwarded command and its answer.
 const maxForwardBody = 16 << 20
@@ -168,23 +198,15 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(data) > maxForwardBody {
-		writeJSONResponse(w, forwardAnswer{Error: &api.WireError{Kind: api.KindInvalid, Message: fmt.Sprintf("a write of more than %d MiB", maxForwardBody>>20)}})
+		writeAnswer(w, nil, fmt.Errorf("%w: a write of more than %d MiB", api.ErrInvalid, maxForwardBody>>20), false)
 		return
 	}
-	var ans forwardAnswer
 	resp, err := n.applyRaw(data, writeTimeout)
 	if errors.Is(err, raft.ErrNotLeader) {
-		err = fmt.Errorf("%w: leadership moved while forwarding; try again", api.ErrNoLeader)
-		ans.NotApplied = true
+		writeAnswer(w, nil, errLeadershipMoved, true)
+		return
 	}
-	if err != nil {
-		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
-	} else if resp != nil {
-		if ans.Response, err = json.Marshal(resp); err != nil {
-			ans.Error = &api.WireError{Kind: api.KindInternal, Message: err.Error()}
-		}
-	}
-	writeJSONResponse(w, ans)
+	writeAnswer(w, resp, err, false)
 }
 
 // internalServers serve the join protocol (anyone) and the node protocol
@@ -281,31 +303,25 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	}
 	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/read-index", nil)
 	if err != nil {
-		return 0, fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, addr, err)
+		_, hp := splitRaftAddr(addr)
+		return 0, fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, hp, err)
 	}
 	defer resp.Body.Close()
-	var ans forwardAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
-		return 0, fmt.Errorf("read index from %s: %w", addr, err)
-	}
-	if ans.Error != nil {
-		return 0, ans.Error
-	}
 	var ri readIndexAnswer
-	return ri.Index, json.Unmarshal(ans.Response, &ri)
+	if _, err := readAnswer(resp, &ri); err != nil {
+		return 0, fmt.Errorf("read index from the leader: %w", err)
+	}
+	return ri.Index, nil
 }
 
 // serveReadIndex is the leader's side of readIndex.
 func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
-	var ans forwardAnswer
 	if n.raft.r().State() != raft.Leader {
-		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
-	} else if idx, err := n.readIndex(r.Context()); err != nil {
-		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
-	} else {
-		ans.Response, _ = json.Marshal(readIndexAnswer{Index: idx})
+		writeAnswer(w, nil, errLeadershipMoved, true)
+		return
 	}
-	writeJSONResponse(w, ans)
+	idx, err := n.readIndex(r.Context())
+	writeAnswer(w, readIndexAnswer{Index: idx}, err, false)
 }
 
 type peerStateKey struct{}

@@ -192,16 +192,16 @@ func (n *Node) registerMembers(members []member) error {
 // liveness joins the registry with gossip: alive nodes, and since when the
 // others have been gone (as far as this leader knows).
 func (n *Node) liveness(recs []store.NodeRecord) map[string]sched.Node {
-	state := map[string]string{}
+	live := map[string]bool{}
 	for _, m := range n.liveMembers() {
-		state[m.Name] = m.State
+		live[m.Name] = true
 	}
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
 	now := time.Now()
 	out := map[string]sched.Node{}
 	for _, r := range recs {
-		alive := state[r.Name] == "alive" || state[r.Name] == "suspect"
+		alive := live[r.Name]
 		sn := sched.Node{Name: r.Name, Arch: r.Arch, Labels: r.Labels, Alive: alive, Cordoned: r.Cordoned}
 		if alive {
 			delete(n.deadSince, r.Name)

@@ -140,6 +140,8 @@ type member struct {
 	Meta       nodeMeta
 }
 
+// list is the live members: memberlist drops dead and left ones, so every
+// member's State is alive or suspect.
 func (m *members) list() []member {
 	var out []member
 	for _, n := range m.ml.Members() {

@@ -115,7 +115,7 @@ func (n *Node) serveReport(w http.ResponseWriter, r *http.Request) {
 func (n *Node) clusterView() map[string]api.InstanceStatus {
 	alive := map[string]bool{}
 	for _, m := range n.liveMembers() {
-		alive[m.Name] = m.State == "alive" || m.State == "suspect"
+		alive[m.Name] = true
 	}
 	out := map[string]api.InstanceStatus{}
 	n.reportsMu.Lock()
@@ -144,13 +144,11 @@ func (n *Node) clusterView() map[string]api.InstanceStatus {
 
 // servePS answers a follower's `ps` on the leader with the cluster's view.
 func (n *Node) servePS(w http.ResponseWriter, r *http.Request) {
-	var ans forwardAnswer
 	if n.raft.r().State() != raft.Leader {
-		ans.Error = &api.WireError{Kind: api.KindNoLeader, Message: "leadership moved; try again"}
-	} else {
-		ans.Response, _ = json.Marshal(n.clusterView())
+		writeAnswer(w, nil, errLeadershipMoved, true)
+		return
 	}
-	writeJSONResponse(w, ans)
+	writeAnswer(w, n.clusterView(), nil, false)
 }
 
 // observed is what this node can learn of every instance's state: from the
@@ -182,13 +180,7 @@ func (n *Node) askPS(ctx context.Context, addr raft.ServerAddress) (map[string]a
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var ans forwardAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
-		return nil, err
-	}
-	if ans.Error != nil {
-		return nil, ans.Error
-	}
 	var view map[string]api.InstanceStatus
-	return view, json.Unmarshal(ans.Response, &view)
+	_, err = readAnswer(resp, &view)
+	return view, err
 }
