@@ -197,3 +197,29 @@ func memKiB(t *testing.T, file, key string) int {
 	t.Fatalf("%s: no %s", file, key)
 	return 0
 }
+
+// startReleased starts spec and lets go of it, as a daemon that stops
+// leaves its monitors running.
+func startReleased(t *testing.T, m *Monitors, spec Spec) *Handle {
+	t.Helper()
+	h, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	return h
+}
+
+// adopt has a new daemon adopt cfg's monitors; it wants n handles.
+func adopt(t *testing.T, cfg Config, n int) []*Handle {
+	t.Helper()
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := m2.Adopt()
+	if err != nil || len(hs) != n {
+		t.Fatalf("Adopt = %d handles, %v; want %d", len(hs), err, n)
+	}
+	return hs
+}

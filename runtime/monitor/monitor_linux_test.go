@@ -117,16 +117,8 @@ func TestStopThroughAdoptedHandle(t *testing.T) {
 	m, cfg := newMonitors(t)
 	t.Parallel()
 	spec := testSpec(t, cfg, "ignore")
-	h, err := m.Start(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
-	m2, _ := New(cfg)
-	hs, err := m2.Adopt()
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
-	}
+	startReleased(t, m, spec)
+	hs := adopt(t, cfg, 1)
 	// It ignores SIGTERM (once it says so): killed after the grace.
 	testutil.WaitFor(t, 10*time.Second, func() error {
 		b, _ := os.ReadFile(spec.LogPath)
@@ -178,11 +170,7 @@ func TestExitWhileNoDaemon(t *testing.T) {
 		}
 		return nil
 	})
-	m2, _ := New(cfg)
-	hs, err := m2.Adopt()
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
-	}
+	hs := adopt(t, cfg, 1)
 	select {
 	case <-hs[0].Done():
 	default:
@@ -206,11 +194,7 @@ func TestAdoptDeadMonitor(t *testing.T) {
 	m, cfg := newMonitors(t)
 	t.Parallel()
 	spec := testSpec(t, cfg, "sleep")
-	h, err := m.Start(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
+	h := startReleased(t, m, spec)
 	if err := syscall.Kill(h.MonitorPid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -223,11 +207,7 @@ func TestAdoptDeadMonitor(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.RuntimeStateDir, spec.ID)); err != nil {
 		t.Fatalf("expected leftovers of the container: %v", err)
 	}
-	m2, _ := New(cfg)
-	hs, err := m2.Adopt()
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
-	}
+	hs := adopt(t, cfg, 1)
 	ex := hs[0].Wait()
 	if ex.Err == nil || ex.Code != -1 {
 		t.Errorf("exit %+v, want an error", ex)
@@ -397,11 +377,7 @@ func TestSuperviseThroughMonitor(t *testing.T) {
 	if !alive(first.Pid) {
 		t.Fatal("container stopped on detach")
 	}
-	m2, _ := New(cfg)
-	hs, err := m2.Adopt()
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("Adopt = %d handles, %v", len(hs), err)
-	}
+	hs := adopt(t, cfg, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	done = run(ctx, hs[0], nil)
 	if e := next(supervise.Running); e.Pid != first.Pid || !e.StartedAt.Equal(first.StartedAt.UTC().Truncate(0)) && !e.StartedAt.Equal(hs[0].StartedAt()) {
@@ -437,11 +413,7 @@ func TestAdoptLeavesASilentMonitorAlone(t *testing.T) {
 	m, cfg := newMonitors(t)
 	t.Parallel()
 	spec := testSpec(t, cfg, "sleep")
-	h, err := m.Start(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
+	h := startReleased(t, m, spec)
 	pid, mpid := h.Pid(), h.MonitorPid()
 	syscall.Kill(mpid, syscall.SIGSTOP)
 	// The signal is delivered asynchronously: wait until the monitor is
