@@ -212,14 +212,7 @@ func (f *fleet) credential(name string) string {
 }
 
 // cgroupParent is the cgroup node name's containers live under.
-func (f *fleet) cgroupParent(name string) string {
-	var id struct{ ID string }
-	b, err := os.ReadFile(filepath.Join(f.dirs[name], "node.json"))
-	if err != nil || json.Unmarshal(b, &id) != nil || len(id.ID) < 12 {
-		f.t.Fatalf("node.json of %s: %v", name, err)
-	}
-	return "shoal-" + id.ID[:12]
-}
+func (f *fleet) cgroupParent(name string) string { return cgroupParentOf(f.t, f.dirs[name]) }
 
 // threeVoters forms the usual test cluster: a bootstraps, b and c join,
 // and asker sees all three as live voters.

@@ -84,11 +84,15 @@ func (n *node) start() {
 
 // cgroupParent is the cgroup the node's containers live under: named by
 // the node's id, from its data dir.
-func (n *node) cgroupParent() string {
+func (n *node) cgroupParent() string { return cgroupParentOf(n.t, n.dataDir) }
+
+// cgroupParentOf is the cgroup of the containers of the node of dataDir.
+func cgroupParentOf(t *testing.T, dataDir string) string {
+	t.Helper()
 	var id struct{ ID string }
-	b, err := os.ReadFile(filepath.Join(n.dataDir, "node.json"))
+	b, err := os.ReadFile(filepath.Join(dataDir, "node.json"))
 	if err != nil || json.Unmarshal(b, &id) != nil || len(id.ID) < 12 {
-		n.t.Fatalf("node.json of %s: %v", n.dataDir, err)
+		t.Fatalf("node.json of %s: %v", dataDir, err)
 	}
 	return "shoal-" + id.ID[:12]
 }
