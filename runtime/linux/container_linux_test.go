@@ -278,6 +278,10 @@ func TestStartErrors(t *testing.T) {
 		{"not in PATH", Spec{Args: []string{"nope"}, Env: []string{"PATH=/bin"}}, `exec nope: executable file not found in PATH "/bin" in the container`, fs.ErrNotExist},
 		{"not executable", Spec{Args: []string{"/etc"}}, "exec /etc: is a directory", fs.ErrPermission},
 		{"missing image", Spec{Args: []string{"/app"}, Image: "/nonexistent-image"}, "image rootfs", nil},
+		// These fail in the init before its parent has placed it in its
+		// cgroup: the init's error must come back, not a broken pipe.
+		{"missing mount source", Spec{Args: []string{"/app"}, Mounts: []Mount{{Source: "/nonexistent-source", Target: "/x"}}}, "container init: mount /nonexistent-source on /x", fs.ErrNotExist},
+		{"unknown user", Spec{Args: []string{"/app"}, User: "nosuchuser"}, `user "nosuchuser" not found in the container's /etc/passwd`, nil},
 		{"no args", Spec{}, "no command", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

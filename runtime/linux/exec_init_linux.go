@@ -42,7 +42,11 @@ func execHelper(cfgFile *os.File) error {
 			return err
 		}
 	}
-	return execProgram(cfg.Proc, u)
+	conf, err := prepareConfinement(cfg.Proc)
+	if err != nil {
+		return err
+	}
+	return execProgram(cfg.Proc, u, conf)
 }
 
 // setupConsole makes a terminal in the container's devpts, sends its master

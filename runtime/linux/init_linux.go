@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"syscall"
@@ -13,7 +14,7 @@ import (
 
 // The init's inherited descriptors (ExtraFiles start at 3).
 const (
-	configFD = 3 // read: the initConfig, JSON, until EOF
+	configFD = 3 // read: the config (JSON); an init's is followed by placedByte
 	errorFD  = 4 // write: an InitError, JSON; closed by a successful exec
 )
 
@@ -59,11 +60,10 @@ func report(w *os.File, err error) {
 
 func initContainer(cfgFile *os.File) error {
 	var cfg initConfig
-	// The parent writes this only after placing us in the cgroup.
-	if err := json.NewDecoder(cfgFile).Decode(&cfg); err != nil {
+	dec := json.NewDecoder(cfgFile)
+	if err := dec.Decode(&cfg); err != nil {
 		return fmt.Errorf("container init: read config: %w", err)
 	}
-	_ = cfgFile.Close()
 	// Modes we create (devices, mount points) must be exactly as asked.
 	unix.Umask(0)
 	if err := prepareRootfs(cfg.Rootfs, cfg.HostNetwork); err != nil {
@@ -89,15 +89,25 @@ func initContainer(cfgFile *os.File) error {
 			return err
 		}
 	}
+	u, err := lookupUser(cfg.Proc.User)
+	if err != nil {
+		return err
+	}
+	conf, err := prepareConfinement(cfg.Proc)
+	if err != nil {
+		return err
+	}
+	// The parent moves us into the cgroup while we do all of the above;
+	// nothing of the container's runs before it is done.
+	if err := awaitPlaced(io.MultiReader(dec.Buffered(), cfgFile)); err != nil {
+		return err
+	}
+	_ = cfgFile.Close()
 	// A cgroup namespace rooted at the container's own group (we are in it
 	// by now) hides the host's cgroup paths. Kernels without it (< 4.6)
 	// answer EINVAL; the container then just sees full paths.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("container init: new cgroup namespace: %w", err)
-	}
-	u, err := lookupUser(cfg.Proc.User)
-	if err != nil {
-		return err
 	}
 	if cfg.ReadOnlyRootfs {
 		// The working directory is made while we still can.
@@ -108,7 +118,26 @@ func initContainer(cfgFile *os.File) error {
 			return fmt.Errorf("container init: read-only rootfs: %w", err)
 		}
 	}
-	return execProgram(cfg.Proc, u)
+	return execProgram(cfg.Proc, u, conf)
+}
+
+// awaitPlaced reads what follows the config: placedByte once the parent
+// has put the init into every hierarchy of its cgroup. Anything else, or
+// the pipe closing first, means the parent gave up (or died).
+func awaitPlaced(r io.Reader) error {
+	var b [1]byte
+	for {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return fmt.Errorf("container init: not placed in its cgroup: %w", err)
+		}
+		switch b[0] {
+		case placedByte:
+			return nil
+		case ' ', '\n', '\t', '\r': // after the JSON value
+		default:
+			return fmt.Errorf("container init: not placed in its cgroup: unexpected %q after the config", b[0])
+		}
+	}
 }
 
 func errnoOf(err error) syscall.Errno {

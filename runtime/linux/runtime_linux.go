@@ -57,6 +57,7 @@ const waitDelay = 2 * time.Second
 // inside the container) and everything created is removed. ctx bounds the
 // start only, not the container's life.
 func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
+	cgroup.WarmMigration() // first: it overlaps all that follows until cg.Add
 	s, err = s.normalize()
 	if err != nil {
 		return nil, err
@@ -91,6 +92,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	undo = append(undo, cg.Delete)
+
 	fsDir := filepath.Join(dir, "rootfs")
 	merged, err := rootfs.MountWith(s.Image, fsDir, rootfs.Options{Logger: log})
 	if err != nil {
@@ -105,42 +107,50 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 			return nil, fmt.Errorf("start container %s: mode of /: %w", s.ID, err)
 		}
 	}
-
 	cmd, cfgW, errR, inCgroup, err := startInit(s, cg.UnifiedDir())
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	defer errR.Close()
+	defer cfgW.Close()
+	// Moving a process into a cgroup may still wait for the end of the
+	// kernel grace period WarmMigration started: it runs while the init
+	// starts and builds the container's filesystem. The init waits for
+	// placedByte before anything of the container's runs, so nothing does
+	// outside its limits. On cgroup v2 the init was born in its cgroup.
+	placeErr, placed := error(nil), make(chan struct{})
+	if inCgroup {
+		close(placed)
+	} else {
+		go func() { placeErr = cg.Add(cmd.Process.Pid); close(placed) }()
+	}
 	undo = append(undo, func() error {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		<-placed // before the cgroup goes
 		return nil
 	})
 	// The namespaces' identity, for Exec, while the init surely lives: it
 	// waits for its config.
 	ids, err := nsIDsOf(cmd.Process.Pid)
 	if err != nil {
-		_ = cfgW.Close()
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	// Into the cgroup before the init even reads its config: nothing of
-	// the container runs outside its limits. On cgroup v2 the init was
-	// born there; moving a process costs a kernel RCU grace period
-	// (milliseconds) on every start.
-	if !inCgroup {
-		err = cg.Add(cmd.Process.Pid)
+	if err := writeConfig(cfgW, initConfig{
+		Rootfs: merged, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
+		ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts, Proc: procOf(s),
+	}); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, errR, err))
 	}
-	if err == nil {
-		err = sendConfig(cfgW, initConfig{
-			Rootfs: merged, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
-			ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts, Proc: procOf(s),
-		})
-	} else {
-		_ = cfgW.Close()
+	<-placed
+	if placeErr != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, placeErr)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	if _, err := cfgW.Write([]byte{placedByte}); err != nil {
+		err = fmt.Errorf("tell the container init it is in its cgroup: %w", err)
+		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, errR, err))
 	}
+	_ = cfgW.Close()
 	if err := awaitExec(ctx, errR); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
@@ -217,15 +227,33 @@ func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err err
 	return cmd, cfgW, errR, nil
 }
 
-func sendConfig(w *os.File, cfg any) error {
-	err := json.NewEncoder(w).Encode(cfg)
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+// placedByte follows an init's config once the init is in its cgroup.
+const placedByte = '!'
+
+// writeConfig sends cfg to an init or exec helper.
+func writeConfig(w *os.File, cfg any) error {
+	if err := json.NewEncoder(w).Encode(cfg); err != nil {
 		return fmt.Errorf("send config to container init: %w", err)
 	}
 	return nil
+}
+
+// sendConfig sends cfg and closes w: all an exec helper reads.
+func sendConfig(w *os.File, cfg any) error {
+	err := writeConfig(w, cfg)
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("send config to container init: %w", cerr)
+	}
+	return err
+}
+
+// initFailed is the error of a failed write to an init's config pipe: the
+// init's own, if it exited (which closes the pipe), else err.
+func initFailed(ctx context.Context, errR *os.File, err error) error {
+	if ierr := awaitExec(ctx, errR); ierr != nil {
+		return ierr
+	}
+	return err
 }
 
 // awaitExec reads the error pipe: EOF without data means the exec closed it,

@@ -59,13 +59,33 @@ func readerOf(f *os.File) io.Reader {
 	return f
 }
 
+// confinement is what execProgram needs that takes more than a system call
+// to work out: done before the init may run anything of the container's,
+// while its parent may still be moving it into its cgroup.
+type confinement struct {
+	lastCap int
+	filter  *seccomp.Filter // nil without seccomp
+}
+
+func prepareConfinement(p procConfig) (confinement, error) {
+	c := confinement{lastCap: lastCap()}
+	if p.Seccomp {
+		f, err := seccomp.Prepare()
+		if err != nil {
+			return c, fmt.Errorf("container init: %w", err)
+		}
+		c.filter = f
+	}
+	return c, nil
+}
+
 // execProgram applies p and execs its program; it returns only on failure.
 // The order matters: limits and the user's lookup need root; the bounding
 // set is dropped while CAP_SETPCAP is still there; KEEPCAPS carries the
 // permitted set across setuid; with no_new_privs the seccomp filter comes
 // last, so nothing before it needs a syscall it refuses, and without it the
 // filter must come before the capability drop that takes CAP_SYS_ADMIN.
-func execProgram(p procConfig, u execUser) error {
+func execProgram(p procConfig, u execUser, c confinement) error {
 	for _, r := range p.Rlimits {
 		// syscall.Setrlimit, not unix's: it also stops syscall.Exec from
 		// restoring the NOFILE limit Go found at start.
@@ -94,26 +114,26 @@ func execProgram(p procConfig, u execUser) error {
 	if err != nil {
 		return err
 	}
-	if p.Seccomp && !p.NoNewPrivs {
-		if err := seccomp.Install(); err != nil {
+	if c.filter != nil && !p.NoNewPrivs {
+		if err := c.filter.Install(); err != nil {
 			return fmt.Errorf("container init: %w", err)
 		}
 	}
-	if err := dropBounding(p.Caps); err != nil {
+	if err := dropBounding(p.Caps, c.lastCap); err != nil {
 		return err
 	}
 	if err := setUser(u); err != nil {
 		return err
 	}
-	if err := setCaps(p.Caps); err != nil {
+	if err := setCaps(p.Caps, c.lastCap); err != nil {
 		return err
 	}
 	if p.NoNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("container init: no_new_privs: %w", err)
 		}
-		if p.Seccomp {
-			if err := seccomp.Install(); err != nil {
+		if c.filter != nil {
+			if err := c.filter.Install(); err != nil {
 				return fmt.Errorf("container init: %w", err)
 			}
 		}
@@ -147,8 +167,8 @@ func lastCap() int {
 
 // dropBounding removes every capability not in caps from the bounding set,
 // which execve never lets the program regain.
-func dropBounding(caps uint64) error {
-	for c := 0; c <= lastCap(); c++ {
+func dropBounding(caps uint64, last int) error {
+	for c := 0; c <= last; c++ {
 		if caps&(1<<c) != 0 {
 			continue
 		}
@@ -186,8 +206,8 @@ func setUser(u execUser) error {
 // inheritable and ambient ones, as Docker does since 20.10.14
 // (CVE-2022-24769). For root the program keeps caps across execve; for
 // another user execve leaves it with none, as it would in Docker.
-func setCaps(caps uint64) error {
-	caps &= uint64(1)<<(lastCap()+1) - 1
+func setCaps(caps uint64, last int) error {
+	caps &= uint64(1)<<(last+1) - 1
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{
 		{Effective: uint32(caps), Permitted: uint32(caps)},
