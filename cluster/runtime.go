@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -216,19 +214,18 @@ func mergeEnv(base, over []string) []string {
 // RunContainer runs a one-off container outside scheduling and returns its exit
 // code. Ending ctx (the client went away) stops the container.
 func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error) {
-	var b [4]byte
-	rand.Read(b[:])
-	id := "run." + hex.EncodeToString(b[:])
 	host := req.Name
 	if host == "" {
-		host = id
+		host = "run"
 	}
 	switch req.Network {
 	case "", api.NetworkBridge, api.NetworkHost:
 	default:
 		return -1, fmt.Errorf("%w: network %q: want bridge or host", api.ErrInvalid, req.Network)
 	}
-	spec, err := n.containerSpec(ctx, id, api.SanitizeName(host), req.Image, req.Command, req.Env, req.Network == api.NetworkHost)
+	// No id: the runtime names a one-off (oneOffPrefix) and may start it
+	// on an init it made ahead of time.
+	spec, err := n.containerSpec(ctx, "", api.SanitizeName(host), req.Image, req.Command, req.Env, req.Network == api.NetworkHost)
 	if err != nil {
 		return -1, err
 	}
@@ -237,6 +234,7 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, std
 	if err != nil {
 		return -1, err
 	}
+	id := c.ID()
 	// The exit code goes back before the container is removed: the user
 	// waits for the program, not for the unmount. Close waits for these.
 	n.cleanups.Add(1)

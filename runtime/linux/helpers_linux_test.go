@@ -91,17 +91,30 @@ func copyFile(from, to string) error {
 // containers; the parent cgroup is removed at the end.
 func newRuntime(t *testing.T) (*Runtime, Config) {
 	t.Helper()
+	return newRuntimeWith(t, "")
+}
+
+// newRuntimeWith is newRuntime with Config.OneOffPrefix; such a runtime is
+// also closed at the end, which removes its spare.
+func newRuntimeWith(t *testing.T, oneOffPrefix string) (*Runtime, Config) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	cfg := Config{
 		StateDir:     filepath.Join(t.TempDir(), "containers"),
 		CgroupParent: testutil.CgroupParent(t),
 		Logger:       testutil.Logger(t),
+		OneOffPrefix: oneOffPrefix,
 	}
 	rt, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if oneOffPrefix != "" {
+			if err := rt.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		}
 		if err := rt.Cleanup(nil); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}

@@ -66,7 +66,7 @@ func initContainer(cfgFile *os.File) error {
 	}
 	// Modes we create (devices, mount points) must be exactly as asked.
 	unix.Umask(0)
-	if err := prepareRootfs(cfg.Rootfs, cfg.HostNetwork); err != nil {
+	if err := prepareRootfs(cfg.Rootfs, cfg.Overlay, cfg.HostNetwork); err != nil {
 		return err
 	}
 	for _, m := range cfg.Mounts {

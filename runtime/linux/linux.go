@@ -17,16 +17,19 @@
 //		linux.InitMain() // never returns
 //	}
 //
-// which also covers Exec's helper ("__shoal_exec"). The child waits for its
-// configuration on a pipe, which the parent writes only after moving the
-// child into the cgroup: no user code ever runs outside its limits. The init
-// then builds the container's filesystem (proc, a private /dev, read-only
-// /sys, the Spec's bind mounts, resolved inside the rootfs), pivots into it,
-// masks /proc paths, sets the hostname, brings up loopback, enters a new
-// cgroup namespace, resolves the user in the image's /etc/passwd and
-// /etc/group and, with ReadOnlyRootfs, remounts / read-only. Last, on its one
-// locked thread, it confines itself and execs the user's program, which
-// becomes PID 1 of its pid namespace:
+// which also covers Exec's helper ("__shoal_exec"). The child reads its
+// configuration from a pipe and builds the container's filesystem (proc, a
+// private /dev, read-only /sys, the Spec's bind mounts, resolved inside the
+// rootfs), pivots into it, masks /proc paths, sets the hostname, brings up
+// loopback, resolves the user in the image's /etc/passwd and /etc/group and
+// assembles its seccomp filter, all while the parent moves it into the
+// cgroup: on cgroup v1 that move waits for a kernel RCU grace period, most
+// of a start's time otherwise. Then it waits for the parent's word that the
+// move is done (on cgroup v2 it was born in the cgroup), so no user code
+// ever runs outside its limits, enters a new cgroup namespace and, with
+// ReadOnlyRootfs, remounts / read-only. Last, on its one locked thread, it
+// confines itself and execs the user's program, which becomes PID 1 of its
+// pid namespace:
 //
 //  1. rlimits (RLIMIT_NOFILE defaults to DefaultNofile);
 //  2. the capabilities outside the container's set leave the bounding set;
@@ -41,6 +44,18 @@
 //
 // Errors before the exec travel back on a close-on-exec pipe: EOF means the
 // exec happened.
+//
+// # One-off containers and spares
+//
+// With Config.OneOffPrefix, a Spec without an ID is a one-off (shoal run):
+// the runtime names it, and after each one it forks a spare init ahead of
+// time, in its namespaces and already in the cgroup the next one-off will
+// have. The next one-off with its own network namespace, no stdin and no
+// limits starts on it: the spare mounts the overlay in its own mount
+// namespace (it is older than the rootfs) and goes on as above, with no
+// fork, no Go runtime start and no cgroup move left to wait for. A spare
+// unused for a minute is removed, so a node that runs no one-offs holds
+// none.
 //
 // # Exec
 //
@@ -58,10 +73,9 @@
 // # Caveats
 //
 //   - Containers are killed with the daemon (parent-death signal). The kernel
-//     ties that signal to the thread that forked, so Start must not be called
-//     from a goroutine that locked its OS thread and may exit. Exec'd
-//     programs have no such signal: they die with the container's pid
-//     namespace.
+//     ties that signal to the thread that forked, so every init is forked
+//     from one OS thread kept for the purpose. Exec'd programs have no such
+//     signal: they die with the container's pid namespace.
 //   - A program running as PID 1 ignores signals it has no handler for, as in
 //     Docker; Stop therefore escalates to SIGKILL of the whole cgroup.
 //   - No user namespace: the container's root is the host's root, confined
@@ -95,12 +109,19 @@ type Config struct {
 	CgroupParent string
 	// Logger receives the runtime's logs; discarded when nil.
 	Logger *slog.Logger
+	// OneOffPrefix, when set, lets Start make one-off containers: a Spec
+	// without an ID is named OneOffPrefix and 8 hex digits, and may start
+	// on a spare init made ahead of time (Close removes it).
+	OneOffPrefix string
 }
 
 // Validate reports what is wrong with c.
 func (c Config) Validate() error {
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("linux runtime: StateDir %q must be an absolute path", c.StateDir)
+	}
+	if c.OneOffPrefix != "" && !ValidID(c.OneOffPrefix+"00000000") {
+		return fmt.Errorf("linux runtime: OneOffPrefix %q does not make valid container ids", c.OneOffPrefix)
 	}
 	return nil
 }
@@ -293,7 +314,11 @@ func IsInit(args []string) bool {
 
 // initConfig is what the parent sends the init over the config pipe.
 type initConfig struct {
-	Rootfs         string     `json:"rootfs"`
+	Rootfs string `json:"rootfs"`
+	// Overlay, when set, are the options of the overlay the init mounts
+	// at Rootfs itself: a spare init's mount namespace is older than the
+	// container's rootfs (rootfs.PrepareOverlay).
+	Overlay        string     `json:"overlay,omitempty"`
 	Hostname       string     `json:"hostname"`
 	HostNetwork    bool       `json:"host_network"`
 	ReadOnlyRootfs bool       `json:"read_only_rootfs"`

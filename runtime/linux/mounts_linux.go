@@ -41,12 +41,17 @@ var devLinks = [][2]string{
 }
 
 // prepareRootfs mounts the container's filesystems under root, the overlay.
-func prepareRootfs(root string, hostNetwork bool) error {
+func prepareRootfs(root, overlay string, hostNetwork bool) error {
 	// Our mounts must not propagate back to the host (the namespace starts
 	// as a copy whose shared mounts are peers of the host's), nor host
 	// mounts into the container.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("container init: make / private: %w", err)
+	}
+	if overlay != "" {
+		if err := unix.Mount("overlay", root, "overlay", 0, overlay); err != nil {
+			return fmt.Errorf("container init: mount overlay at %s: %w", root, err)
+		}
 	}
 	// pivot_root needs the new root to be a mount point of its own.
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,8 +25,9 @@ import (
 // Runtime starts containers. Its methods may be called concurrently for
 // different containers.
 type Runtime struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	spares spares
 }
 
 // New returns a Runtime keeping its state under cfg.StateDir, which it
@@ -42,7 +45,9 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("linux runtime: state dir: %w", err)
 	}
-	return &Runtime{cfg: cfg, log: cfg.Logger}, nil
+	r := &Runtime{cfg: cfg, log: cfg.Logger}
+	r.spares.rt, r.spares.idle = r, spareIdle
+	return r, nil
 }
 
 // stateDir is the container's directory; its rootfs lives in stateDir/rootfs.
@@ -56,8 +61,30 @@ const waitDelay = 2 * time.Second
 // been exec'd. If that fails, the error says why (an *InitError for failures
 // inside the container) and everything created is removed. ctx bounds the
 // start only, not the container's life.
+//
+// With Config.OneOffPrefix set, an empty s.ID makes a one-off container:
+// the runtime names it and may start it on a spare init (see spare).
 func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
-	cgroup.WarmMigration() // first: it overlaps all that follows until cg.Add
+	var sp *spare
+	oneOff := s.ID == "" && r.cfg.OneOffPrefix != ""
+	if oneOff {
+		sp = r.spares.take(s)
+		defer r.spares.replenish()
+		if sp != nil {
+			s.ID = sp.id
+			// Until undo owns it, a failure must not leave it behind.
+			defer func() {
+				if sp != nil {
+					r.discard(sp)
+				}
+			}()
+		} else {
+			s.ID = r.oneOffID()
+		}
+	}
+	if sp == nil {
+		cgroup.WarmMigration() // first: it overlaps all that follows until cg.Add
+	}
 	s, err = s.normalize()
 	if err != nil {
 		return nil, err
@@ -87,18 +114,31 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	}()
 	undo = append(undo, func() error { return os.Remove(dir) })
 
-	cg, err := cgroup.New(r.cfg.CgroupParent, s.ID, s.Resources)
-	if err != nil {
+	var cg *cgroup.Cgroup
+	if sp != nil {
+		cg = sp.cg
+	} else if cg, err = cgroup.New(r.cfg.CgroupParent, s.ID, s.Resources); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	undo = append(undo, cg.Delete)
 
 	fsDir := filepath.Join(dir, "rootfs")
-	merged, err := rootfs.MountWith(s.Image, fsDir, rootfs.Options{Logger: log})
+	var merged, overlay string
+	if sp != nil {
+		merged, overlay, err = rootfs.PrepareOverlay(s.Image, fsDir)
+	} else {
+		merged, err = rootfs.MountWith(s.Image, fsDir, rootfs.Options{Logger: log})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	undo = append(undo, func() error { return rootfs.Unmount(fsDir) })
+	if oneOff && sp == nil {
+		// Spares mount their overlay themselves: only where one works.
+		if isCopy, err := rootfs.IsCopy(fsDir); err == nil && !isCopy {
+			r.spares.overlayWorks()
+		}
+	}
 	// overlayfs shows its upper dir's mode for /, and rootfs makes that
 	// 0700: a user other than root could not walk the container's /.
 	// Give / the image's mode.
@@ -107,60 +147,90 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 			return nil, fmt.Errorf("start container %s: mode of /: %w", s.ID, err)
 		}
 	}
-	cmd, cfgW, errR, inCgroup, err := startInit(s, cg.UnifiedDir())
-	if err != nil {
+
+	var l *launch
+	if sp != nil {
+		l = sp.l
+		sp.stdout.set(s.Stdout)
+		sp.stderr.set(s.Stderr)
+		sp = nil // from here on undo owns it
+	} else if l, err = launchInit(s, cg); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	defer errR.Close()
-	defer cfgW.Close()
-	// Moving a process into a cgroup may still wait for the end of the
-	// kernel grace period WarmMigration started: it runs while the init
-	// starts and builds the container's filesystem. The init waits for
-	// placedByte before anything of the container's runs, so nothing does
-	// outside its limits. On cgroup v2 the init was born in its cgroup.
-	placeErr, placed := error(nil), make(chan struct{})
-	if inCgroup {
-		close(placed)
-	} else {
-		go func() { placeErr = cg.Add(cmd.Process.Pid); close(placed) }()
-	}
-	undo = append(undo, func() error {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		<-placed // before the cgroup goes
-		return nil
-	})
-	// The namespaces' identity, for Exec, while the init surely lives: it
-	// waits for its config.
-	ids, err := nsIDsOf(cmd.Process.Pid)
-	if err != nil {
-		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
-	}
-	if err := writeConfig(cfgW, initConfig{
-		Rootfs: merged, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
+	undo = append(undo, func() error { l.kill(); return nil })
+	if err := writeConfig(l.cfgW, initConfig{
+		Rootfs: merged, Overlay: overlay, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
 		ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts, Proc: procOf(s),
 	}); err != nil {
-		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, errR, err))
+		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, l.errR, err))
 	}
-	<-placed
-	if placeErr != nil {
-		return nil, fmt.Errorf("start container %s: %w", s.ID, placeErr)
+	<-l.placed
+	if l.placeErr != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, l.placeErr)
 	}
-	if _, err := cfgW.Write([]byte{placedByte}); err != nil {
+	if _, err := l.cfgW.Write([]byte{placedByte}); err != nil {
 		err = fmt.Errorf("tell the container init it is in its cgroup: %w", err)
-		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, errR, err))
+		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, l.errR, err))
 	}
-	_ = cfgW.Close()
-	if err := awaitExec(ctx, errR); err != nil {
+	_ = l.cfgW.Close()
+	err = awaitExec(ctx, l.errR)
+	_ = l.errR.Close()
+	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	c := &Container{
-		id: s.ID, cmd: cmd, cg: cg, rt: r, log: log, done: make(chan struct{}),
-		proc: procOf(s), hostNetwork: s.HostNetwork, nsIDs: ids,
+		id: s.ID, cmd: l.cmd, cg: cg, rt: r, log: log, done: make(chan struct{}),
+		proc: procOf(s), hostNetwork: s.HostNetwork, nsIDs: l.ids,
 	}
 	go c.reap()
-	log.Info("container started", "pid", cmd.Process.Pid, "image", s.Image, "args", s.Args)
+	log.Info("container started", "pid", l.cmd.Process.Pid, "image", s.Image, "args", s.Args)
 	return c, nil
+}
+
+// launch is a container init forked in its namespaces and on its way into
+// its cgroup; it waits for its config.
+type launch struct {
+	cmd        *exec.Cmd
+	cfgW, errR *os.File
+	ids        [2]nsID // the namespaces' identity, for Exec
+
+	placed   chan struct{} // closed once the move into the cgroup is done
+	placeErr error         // written before placed is closed
+}
+
+// launchInit forks the init of s and starts moving it into cg. Moving a
+// process into a cgroup may have to wait for the end of the kernel grace
+// period WarmMigration started: it runs while the caller sends the config
+// and the init starts and builds the container's filesystem. The init waits
+// for placedByte before anything of the container's runs, so nothing does
+// outside its limits. On cgroup v2 the init is born in its cgroup.
+func launchInit(s Spec, cg *cgroup.Cgroup) (*launch, error) {
+	cmd, cfgW, errR, inCgroup, err := startInit(s, cg.UnifiedDir())
+	if err != nil {
+		return nil, err
+	}
+	l := &launch{cmd: cmd, cfgW: cfgW, errR: errR, placed: make(chan struct{})}
+	if inCgroup {
+		close(l.placed)
+	} else {
+		go func() { l.placeErr = cg.Add(cmd.Process.Pid); close(l.placed) }()
+	}
+	// Read while the init surely lives: it waits for its config.
+	if l.ids, err = nsIDsOf(cmd.Process.Pid); err != nil {
+		l.kill()
+		return nil, err
+	}
+	return l, nil
+}
+
+// kill ends an init that is not to become a container, and waits until it
+// is out of its cgroup's way.
+func (l *launch) kill() {
+	_ = l.cmd.Process.Kill()
+	_ = l.cmd.Wait()
+	<-l.placed
+	_ = l.cfgW.Close()
+	_ = l.errR.Close()
 }
 
 // startInit forks the container init in its new namespaces. It returns the
@@ -215,7 +285,7 @@ func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err err
 			CgroupFD:    max(cgroupFD, 0),
 		},
 	}
-	err = cmd.Start()
+	onForkThread(func() { err = cmd.Start() })
 	// The child holds its own copies; ours must go, or EOF never comes.
 	cfgR.Close()
 	errW.Close()
@@ -225,6 +295,31 @@ func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err err
 		return nil, nil, nil, fmt.Errorf("fork container init: %w", err)
 	}
 	return cmd, cfgW, errR, nil
+}
+
+// forkThread runs the forks of container inits on one OS thread that never
+// exits. The kernel sends an init its parent-death signal when the thread
+// that forked it ends, not the process, and Go does end threads: a
+// goroutine that exits locked to its thread takes the thread along (the
+// health checks' throw-away threads in other network namespaces do).
+var forkThread struct {
+	once sync.Once
+	reqs chan func()
+}
+
+func onForkThread(f func()) {
+	forkThread.once.Do(func() {
+		forkThread.reqs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // for good
+			for f := range forkThread.reqs {
+				f()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	forkThread.reqs <- func() { defer close(done); f() }
+	<-done
 }
 
 // placedByte follows an init's config once the init is in its cgroup.
@@ -319,6 +414,7 @@ func (r *Runtime) Cleanup(keep func(id string) bool) error {
 // Close removes the runtime's parent cgroup once every container is
 // deleted: after the daemon stops, no cgroup of it remains.
 func (r *Runtime) Close() error {
+	r.spares.close()
 	return cgroup.RemoveParent(r.cfg.CgroupParent)
 }
 

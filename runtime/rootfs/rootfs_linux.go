@@ -25,48 +25,18 @@ func Mount(lower, dir string) (merged string, err error) {
 // yet or be empty, and must not overlap lower; on failure nothing is left
 // behind.
 func MountWith(lower, dir string, o Options) (merged string, err error) {
-	if !filepath.IsAbs(lower) || !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("mount rootfs: lower %q and dir %q must be absolute paths", lower, dir)
-	}
-	lower, dir = filepath.Clean(lower), filepath.Clean(dir)
-	if fi, err := os.Stat(lower); err != nil {
-		return "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
-	} else if !fi.IsDir() {
-		return "", fmt.Errorf("mount rootfs: image rootfs %s is not a directory", lower)
-	}
 	if o.mount == nil {
 		o.mount = unix.Mount
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	realLower, opts, err := makeDir(lower, dir, !o.NoOverlay)
+	if err != nil {
+		return "", err
+	}
+	lower, dir = filepath.Clean(lower), filepath.Clean(dir)
 	upper, work, merged := dir+"/upper", dir+"/work", dir+"/merged"
-	opts, ok := overlayOptions(lower, upper, work)
-	if !ok && !o.NoOverlay {
-		return "", fmt.Errorf("mount rootfs: paths %s and %s must not contain ',', ':' or '\\' (overlayfs option syntax)", lower, dir)
-	}
-	// A copy of lower into itself would never end, and overlayfs refuses
-	// overlapping layers anyway: compare the resolved paths, before dir is
-	// made (inside the image, it would write the image).
-	realLower, err := filepath.EvalSymlinks(lower)
-	if err != nil {
-		return "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
-	}
-	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
-	if err != nil {
-		return "", fmt.Errorf("mount rootfs: %w", err)
-	}
-	if realDir := filepath.Join(parent, filepath.Base(dir)); within(realDir, realLower) || within(realLower, realDir) {
-		return "", fmt.Errorf("mount rootfs: dir %s and image rootfs %s overlap", dir, lower)
-	}
-	if err := os.Mkdir(dir, 0o700); errors.Is(err, os.ErrExist) {
-		// Never remove what was there: it may be a live leftover.
-		if err := requireEmpty(dir); err != nil {
-			return "", fmt.Errorf("mount rootfs: %w", err)
-		}
-	} else if err != nil {
-		return "", fmt.Errorf("mount rootfs: %w", err)
-	}
 	defer func() {
 		if err != nil {
 			// Nothing is mounted below dir here: a failed mount left
@@ -115,6 +85,67 @@ func MountWith(lower, dir string, o Options) (merged string, err error) {
 		"image", lower, "bytes", st.bytes, "files", st.files, "reflinked", st.reflinked,
 		"skipped", st.skipped, "elapsed", time.Since(start).Round(time.Millisecond))
 	return merged, nil
+}
+
+// makeDir checks lower and dir for MountWith and PrepareOverlay and makes
+// dir; it returns lower with its symlinks resolved and the overlay's mount
+// options ("" when they cannot be written and overlay is false).
+func makeDir(lower, dir string, overlay bool) (realLower, opts string, err error) {
+	if !filepath.IsAbs(lower) || !filepath.IsAbs(dir) {
+		return "", "", fmt.Errorf("mount rootfs: lower %q and dir %q must be absolute paths", lower, dir)
+	}
+	lower, dir = filepath.Clean(lower), filepath.Clean(dir)
+	if fi, err := os.Stat(lower); err != nil {
+		return "", "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
+	} else if !fi.IsDir() {
+		return "", "", fmt.Errorf("mount rootfs: image rootfs %s is not a directory", lower)
+	}
+	opts, ok := overlayOptions(lower, dir+"/upper", dir+"/work")
+	if !ok && overlay {
+		return "", "", fmt.Errorf("mount rootfs: paths %s and %s must not contain ',', ':' or '\\' (overlayfs option syntax)", lower, dir)
+	}
+	// A copy of lower into itself would never end, and overlayfs refuses
+	// overlapping layers anyway: compare the resolved paths, before dir is
+	// made (inside the image, it would write the image).
+	realLower, err = filepath.EvalSymlinks(lower)
+	if err != nil {
+		return "", "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return "", "", fmt.Errorf("mount rootfs: %w", err)
+	}
+	if realDir := filepath.Join(parent, filepath.Base(dir)); within(realDir, realLower) || within(realLower, realDir) {
+		return "", "", fmt.Errorf("mount rootfs: dir %s and image rootfs %s overlap", dir, lower)
+	}
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, os.ErrExist) {
+		// Never remove what was there: it may be a live leftover.
+		if err := requireEmpty(dir); err != nil {
+			return "", "", fmt.Errorf("mount rootfs: %w", err)
+		}
+	} else if err != nil {
+		return "", "", fmt.Errorf("mount rootfs: %w", err)
+	}
+	return realLower, opts, nil
+}
+
+// PrepareOverlay makes dir as MountWith does for an overlay, but mounts
+// nothing: it returns dir/merged and the mount options, for a process that
+// mounts the overlay in a mount namespace of its own (a container init
+// forked before the container's rootfs existed cannot see host mounts
+// made after). Unmount and removal work on dir as after MountWith.
+func PrepareOverlay(lower, dir string) (merged, opts string, err error) {
+	if _, opts, err = makeDir(lower, dir, true); err != nil {
+		return "", "", err
+	}
+	dir = filepath.Clean(dir)
+	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": 0o700, "work": 0o700} {
+		if err := os.Mkdir(dir+"/"+d, mode); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", "", fmt.Errorf("mount rootfs: %w", err)
+		}
+	}
+	return dir + "/merged", opts, nil
 }
 
 // copyMarker names the file in dir that says dir/merged is a copy.

@@ -127,3 +127,58 @@ func TestMountErrors(t *testing.T) {
 		t.Error("Mount accepted a relative path")
 	}
 }
+
+func TestPrepareOverlay(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	base := t.TempDir()
+	image := filepath.Join(base, "image")
+	if err := os.MkdirAll(image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(image+"/hello", []byte("image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "c1")
+	merged, opts, err := PrepareOverlay(image, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged != dir+"/merged" {
+		t.Errorf("merged = %q", merged)
+	}
+	if m := mounted(t, dir); len(m) != 0 {
+		t.Errorf("PrepareOverlay mounted %v", m)
+	}
+	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": 0o700, "work": 0o700} {
+		if fi, err := os.Stat(dir + "/" + d); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v, %v; want mode %v", d, fi, err, mode)
+		}
+	}
+	// What a container init does in its own mount namespace, here in ours.
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount with %q: %v", opts, err)
+	}
+	if err := os.WriteFile(merged+"/new", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(merged + "/hello"); err != nil || string(b) != "image\n" {
+		t.Errorf("image file through the overlay = %q, %v", b, err)
+	}
+	if _, err := os.Stat(dir + "/upper/new"); err != nil {
+		t.Errorf("write not in upper: %v", err)
+	}
+	if err := Unmount(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dir left behind: %v", err)
+	}
+	// The same refusals as MountWith.
+	if _, _, err := PrepareOverlay(image, image+"/c"); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("dir inside the image: err = %v", err)
+	}
+	if _, _, err := PrepareOverlay(image, "relative"); err == nil {
+		t.Error("relative dir accepted")
+	}
+}

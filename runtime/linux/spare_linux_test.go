@@ -1,0 +1,161 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/runtime/cgroup"
+)
+
+const oneOffPrefix = "oneoff."
+
+// runOneOff starts a one-off of the test program, waits for it and deletes
+// it, and returns its id and output.
+func runOneOff(t *testing.T, rt *Runtime, cfg Config, img string, s Spec) (string, string) {
+	t.Helper()
+	out := &syncBuffer{}
+	s.Image, s.Stdout, s.Stderr = img, out, testutil.LogWriter(t)
+	c, err := rt.Start(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := c.Wait(); ex.Code != 0 || ex.Err != nil {
+		t.Fatalf("exit = %+v, output %q", ex, out.String())
+	}
+	if err := c.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, c.ID())
+	return c.ID(), out.String()
+}
+
+// spareID waits until the runtime's cgroup parent holds exactly one group
+// (no container runs: it is the spare's) and returns its name.
+func spareID(t *testing.T, cfg Config) string {
+	t.Helper()
+	var id string
+	err := testutil.Poll(10*time.Second, func() error {
+		ids, err := cgroup.List(cfg.CgroupParent)
+		if err != nil {
+			return err
+		}
+		if len(ids) != 1 || !strings.HasPrefix(ids[0], oneOffPrefix) {
+			return fmt.Errorf("groups under %s: %v, want one spare", cfg.CgroupParent, ids)
+		}
+		id = ids[0]
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// spareProcs lists the processes in the spare's group.
+func spareProcs(t *testing.T, cfg Config, id string) []int {
+	t.Helper()
+	cg, err := cgroup.Load(cfg.CgroupParent, id)
+	if errors.Is(err, cgroup.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := cg.Procs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
+}
+
+func TestOneOffSpare(t *testing.T) {
+	rt, cfg := newRuntimeWith(t, oneOffPrefix)
+	img := testImage(t)
+
+	// The first one-off starts as any container and leaves a spare.
+	first, _ := runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}})
+	if !strings.HasPrefix(first, oneOffPrefix) {
+		t.Fatalf("one-off id %q lacks the prefix %q", first, oneOffPrefix)
+	}
+	spare := spareID(t, cfg)
+	if pids := spareProcs(t, cfg, spare); len(pids) != 1 {
+		t.Fatalf("spare group %s holds %v, want its init", spare, pids)
+	}
+
+	// The next one starts on it, and is a container like any other.
+	id, out := runOneOff(t, rt, cfg, img, Spec{
+		Hostname: "box", Args: []string{"/app", "-info", "-write", "/written.txt"}, Env: []string{"FOO=bar"},
+	})
+	if id != spare {
+		t.Fatalf("one-off %s did not start on the spare %s", id, spare)
+	}
+	in := decodeInfo(t, out)
+	if in.Pid != 1 || in.Hostname != "box" || !slices.Equal(in.Procs, []string{"1"}) {
+		t.Errorf("pid %d, hostname %q, /proc shows %v: want 1, box, [1]", in.Pid, in.Hostname, in.Procs)
+	}
+	if !slices.Equal(in.Ifaces, []string{"lo"}) || !in.LoUp || !in.SysReadOnly || !in.KeysMasked {
+		t.Errorf("interfaces %v (lo up %v), /sys read-only %v, /proc/keys masked %v", in.Ifaces, in.LoUp, in.SysReadOnly, in.KeysMasked)
+	}
+	if !slices.Equal(in.Env, []string{"FOO=bar", "HOME=/"}) || in.WriteErr != "" {
+		t.Errorf("env %v, write error %q", in.Env, in.WriteErr)
+	}
+	for _, l := range strings.Split(in.Cgroup, "\n") {
+		if !strings.HasSuffix(l, ":/") {
+			t.Errorf("/proc/self/cgroup line %q: want its own cgroup namespace", l)
+		}
+	}
+	if in.Status["NoNewPrivs"] != "1" || in.Status["Seccomp"] != "2" {
+		t.Errorf("no_new_privs %q, seccomp %q: want 1 and 2", in.Status["NoNewPrivs"], in.Status["Seccomp"])
+	}
+
+	// A one-off that does not fit a spare leaves it alone.
+	next := spareID(t, cfg)
+	hostID, _ := runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}, HostNetwork: true})
+	if hostID == next {
+		t.Fatalf("a host-network one-off started on the spare %s", next)
+	}
+	if got := spareID(t, cfg); got != next {
+		t.Fatalf("spare %s replaced by %s", next, got)
+	}
+
+	// Close removes the spare: no process, no group.
+	pids := spareProcs(t, cfg, next)
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, next)
+	for _, pid := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Errorf("spare init %d outlived Close", pid)
+		}
+	}
+}
+
+func TestOneOffSpareRetires(t *testing.T) {
+	rt, cfg := newRuntimeWith(t, oneOffPrefix)
+	rt.spares.idle = 300 * time.Millisecond
+	runOneOff(t, rt, cfg, testImage(t), Spec{Args: []string{"/app"}})
+	spare := spareID(t, cfg)
+	pids := spareProcs(t, cfg, spare)
+	err := testutil.Poll(10*time.Second, func() error {
+		if ids, err := cgroup.List(cfg.CgroupParent); err != nil || len(ids) > 0 {
+			return fmt.Errorf("groups %v (%v): the idle spare is still there", ids, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Errorf("retired spare's init %d still runs", pid)
+		}
+	}
+}
