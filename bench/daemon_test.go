@@ -42,15 +42,16 @@ func (d *daemon) Write(p []byte) (int, error) {
 // startDaemon bootstraps a one-node cluster named name in dataDir (a new
 // temporary dir when empty) and waits for it to lead. Cleanup stops it with
 // SIGTERM and fails the benchmark if it left mounts or cgroups behind.
-func startDaemon(b *testing.B, name, dataDir string) *daemon {
+func startDaemon(b *testing.B, name, dataDir string, upArgs ...string) *daemon {
 	b.Helper()
 	testutil.RequireRoot(b)
 	if dataDir == "" {
 		dataDir = b.TempDir()
 	}
 	d := &daemon{bin: shoalBin(b), name: name, dataDir: dataDir, done: make(chan struct{})}
-	d.cmd = exec.Command(d.bin, "--data-dir", dataDir, "up", "--name", name, "--bind", "127.0.0.1",
-		"--gossip-port", fmt.Sprint(testutil.FreePort(b)), "--port", fmt.Sprint(testutil.FreePort(b)))
+	args := []string{"--data-dir", dataDir, "up", "--name", name, "--bind", "127.0.0.1",
+		"--gossip-port", fmt.Sprint(testutil.FreePort(b)), "--port", fmt.Sprint(testutil.FreePort(b))}
+	d.cmd = exec.Command(d.bin, append(args, upArgs...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {

@@ -39,8 +39,12 @@ type starter struct {
 //
 //   - shoal: `shoal run --rm busybox:1 -- /bin/busybox true` through a
 //     running `shoal up` (the CLI process, the API call, the container);
-//   - shoal-api: the same request through the API client, without the CLI
-//     process: what the CLI's own start costs is the difference;
+//   - shoal-cold: the same on a node started with --spare-idle 0, so that
+//     no spare init is ready: every run forks its init and moves it into
+//     its cgroup (the first run after a minute without one is like this);
+//   - shoal-api: the same request through the API client (to a node of its
+//     own), without the CLI process: what the CLI's own start costs is the
+//     difference;
 //   - crun, runc: `crun run` / `runc run` of an OCI bundle on the same root
 //     file system (crun through its helper, see crunHelperMain);
 //   - docker: `docker run --rm` when a Docker daemon answers.
@@ -53,18 +57,29 @@ func BenchmarkOneShotStart(b *testing.B) {
 	archive := testutil.BuildBusyboxImage(b)
 	d := startDaemon(b, "bench-start", "")
 	d.importImage(b, archive)
+	// A node without spare inits: every run starts cold.
+	cold := startDaemon(b, "bench-start-cold", "", "--spare-idle", "0")
+	cold.importImage(b, archive)
+	// The API client gets a node of its own: on the CLI's, it would take
+	// the spare the CLI's next run is meant to find.
+	viaAPI := startDaemon(b, "bench-start-api", "")
+	viaAPI.importImage(b, archive)
 
 	logLoad(b, "before")
 	defer logLoad(b, "after")
 	shoalArgs := append([]string{"--data-dir", d.dataDir, "run", "--rm", busyboxRef, "--"}, trueArgs...)
+	coldArgs := append([]string{"--data-dir", cold.dataDir}, shoalArgs[2:]...)
 	starters := []starter{
 		{"shoal", func(int) (time.Duration, []byte, error) {
 			return timeRun(exec.Command(d.bin, shoalArgs...))
 		}},
+		{"shoal-cold", func(int) (time.Duration, []byte, error) {
+			return timeRun(exec.Command(cold.bin, coldArgs...))
+		}},
 		{"shoal-api", func(int) (time.Duration, []byte, error) {
 			var out bytes.Buffer
 			start := time.Now()
-			code, err := d.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, &out, &out)
+			code, err := viaAPI.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, &out, &out)
 			el := time.Since(start)
 			if err == nil && code != 0 {
 				err = fmt.Errorf("exit code %d", code)

@@ -31,8 +31,11 @@ type Config struct {
 	// DeadVoterGrace is how long a voter may be gone from gossip before
 	// autopilot replaces it with a non-voter.
 	DeadVoterGrace time.Duration
-	Labels         map[string]string
-	Logger         *slog.Logger
+	// SpareIdle is how long a spare container init for the next one-off
+	// container (shoal run) is kept unused; 0 makes none.
+	SpareIdle time.Duration
+	Labels    map[string]string
+	Logger    *slog.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -47,6 +50,7 @@ func DefaultConfig() Config {
 		Voters:     3,
 
 		DeadVoterGrace: 30 * time.Second,
+		SpareIdle:      time.Minute,
 	}
 }
 
@@ -79,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DeadVoterGrace < time.Second {
 		errs = append(errs, fmt.Errorf("dead voter grace %s: must be at least 1s", c.DeadVoterGrace))
+	}
+	if c.SpareIdle < 0 {
+		errs = append(errs, fmt.Errorf("spare idle %s: must not be negative", c.SpareIdle))
 	}
 	for k := range c.Labels {
 		if k == "" {

@@ -142,7 +142,7 @@ func New(cfg Config) (_ *Node, err error) {
 	} else if freed > 0 {
 		n.log.Info("image garbage collected", "bytes", freed)
 	}
-	if n.rt, err = linux.New(linux.Config{StateDir: filepath.Join(cfg.DataDir, "containers"), CgroupParent: n.cgroupParent(), Logger: n.log, OneOffPrefix: "run."}); err != nil {
+	if n.rt, err = linux.New(linux.Config{StateDir: filepath.Join(cfg.DataDir, "containers"), CgroupParent: n.cgroupParent(), Logger: n.log, OneOffPrefix: "run.", SpareIdle: cfg.SpareIdle}); err != nil {
 		return nil, fmt.Errorf("container runtime: %w", err)
 	}
 	n.monitors, err = monitor.New(monitor.Config{

@@ -30,6 +30,7 @@ func upCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "label", Usage: "node label k=v (repeatable)"},
 			&cli.IntFlag{Name: "voters", Usage: "voters the cluster keeps (odd)", Value: def.Voters},
 			&cli.DurationFlag{Name: "dead-voter-grace", Usage: "how long a voter may be unreachable before a non-voter replaces it", Value: def.DeadVoterGrace},
+			&cli.DurationFlag{Name: "spare-idle", Usage: "how long a container init started ahead of time for the next `shoal run` is kept unused (0: none)", Value: def.SpareIdle},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: up,
@@ -51,6 +52,7 @@ func up(c *cli.Context) error {
 	cfg.Voters = c.Int("voters")
 	cfg.Join = c.String("join")
 	cfg.DeadVoterGrace = c.Duration("dead-voter-grace")
+	cfg.SpareIdle = c.Duration("spare-idle")
 	cfg.Labels = map[string]string{}
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -91,12 +92,12 @@ func copyFile(from, to string) error {
 // containers; the parent cgroup is removed at the end.
 func newRuntime(t *testing.T) (*Runtime, Config) {
 	t.Helper()
-	return newRuntimeWith(t, "")
+	return newRuntimeWith(t, "", 0)
 }
 
-// newRuntimeWith is newRuntime with Config.OneOffPrefix; such a runtime is
-// also closed at the end, which removes its spare.
-func newRuntimeWith(t *testing.T, oneOffPrefix string) (*Runtime, Config) {
+// newRuntimeWith is newRuntime with one-off containers and spares; such a
+// runtime is also closed at the end, which removes its spare.
+func newRuntimeWith(t *testing.T, oneOffPrefix string, spareIdle time.Duration) (*Runtime, Config) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	cfg := Config{
@@ -104,6 +105,7 @@ func newRuntimeWith(t *testing.T, oneOffPrefix string) (*Runtime, Config) {
 		CgroupParent: testutil.CgroupParent(t),
 		Logger:       testutil.Logger(t),
 		OneOffPrefix: oneOffPrefix,
+		SpareIdle:    spareIdle,
 	}
 	rt, err := New(cfg)
 	if err != nil {

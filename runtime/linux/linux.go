@@ -96,6 +96,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 )
@@ -110,15 +111,20 @@ type Config struct {
 	// Logger receives the runtime's logs; discarded when nil.
 	Logger *slog.Logger
 	// OneOffPrefix, when set, lets Start make one-off containers: a Spec
-	// without an ID is named OneOffPrefix and 8 hex digits, and may start
-	// on a spare init made ahead of time (Close removes it).
+	// without an ID is named OneOffPrefix and 8 hex digits.
 	OneOffPrefix string
+	// SpareIdle, when positive, makes a spare init for the next one-off
+	// after each one and keeps it that long unused (Close removes it).
+	SpareIdle time.Duration
 }
 
 // Validate reports what is wrong with c.
 func (c Config) Validate() error {
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("linux runtime: StateDir %q must be an absolute path", c.StateDir)
+	}
+	if c.SpareIdle < 0 {
+		return fmt.Errorf("linux runtime: SpareIdle %s is negative", c.SpareIdle)
 	}
 	if c.OneOffPrefix != "" && !ValidID(c.OneOffPrefix+"00000000") {
 		return fmt.Errorf("linux runtime: OneOffPrefix %q does not make valid container ids", c.OneOffPrefix)

@@ -18,7 +18,7 @@ import (
 // a kernel RCU grace period: that is most of a start's time.
 //
 // A spare is made after each one-off Start and retired when no one-off
-// came for spareIdle, so a node that runs none holds none. Only a one-off
+// came for Config.SpareIdle, so a node that runs none holds none. Only a one-off
 // with its own network namespace, no stdin and no resource limits fits
 // one (shoal run); any other starts as usual.
 type spare struct {
@@ -28,13 +28,10 @@ type spare struct {
 	stdout, stderr *lateWriter
 }
 
-// spareIdle is how long an unused spare is kept.
-const spareIdle = time.Minute
-
 // spares holds a Runtime's spare, at most one.
 type spares struct {
 	rt   *Runtime
-	idle time.Duration // spareIdle but in tests
+	idle time.Duration // Config.SpareIdle
 
 	making sync.WaitGroup // the spare on its way, if any
 
@@ -76,11 +73,11 @@ func (p *spares) takeReady() *spare {
 }
 
 // replenish starts making a spare unless one is ready or on its way; it
-// pushes the retirement of the spare back by spareIdle.
+// pushes the retirement of the spare back by idle.
 func (p *spares) replenish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || !p.overlayOK {
+	if p.closed || !p.overlayOK || p.idle <= 0 {
 		return
 	}
 	if p.retire == nil {
@@ -113,7 +110,7 @@ func (p *spares) make() {
 	}
 }
 
-// retireIdle removes the ready spare: no one-off came for spareIdle.
+// retireIdle removes the ready spare: no one-off came for idle.
 func (p *spares) retireIdle() {
 	if sp := p.takeReady(); sp != nil {
 		p.rt.discard(sp)
@@ -134,8 +131,10 @@ func (p *spares) close() {
 	}
 }
 
-// newSpare starts an init for a one-off container and moves it into the
-// cgroup of the name it will have.
+// newSpare starts an init for a one-off container and starts moving it into
+// the cgroup of the name it will have. It is ready once forked: a Start that
+// takes it sooner waits for the rest of the move, which still beats making
+// its own.
 func (r *Runtime) newSpare() (*spare, error) {
 	id := r.oneOffID()
 	cg, err := cgroup.New(r.cfg.CgroupParent, id, cgroup.Resources{})
@@ -146,11 +145,6 @@ func (r *Runtime) newSpare() (*spare, error) {
 	sp.l, err = launchInit(Spec{ID: id, Stdout: sp.stdout, Stderr: sp.stderr}, cg)
 	if err != nil {
 		_ = cg.Delete()
-		return nil, err
-	}
-	<-sp.l.placed
-	if err := sp.l.placeErr; err != nil {
-		r.discard(sp)
 		return nil, err
 	}
 	return sp, nil

@@ -76,7 +76,7 @@ func spareProcs(t *testing.T, cfg Config, id string) []int {
 }
 
 func TestOneOffSpare(t *testing.T) {
-	rt, cfg := newRuntimeWith(t, oneOffPrefix)
+	rt, cfg := newRuntimeWith(t, oneOffPrefix, time.Minute)
 	img := testImage(t)
 
 	// The first one-off starts as any container and leaves a spare.
@@ -139,8 +139,7 @@ func TestOneOffSpare(t *testing.T) {
 }
 
 func TestOneOffSpareRetires(t *testing.T) {
-	rt, cfg := newRuntimeWith(t, oneOffPrefix)
-	rt.spares.idle = 300 * time.Millisecond
+	rt, cfg := newRuntimeWith(t, oneOffPrefix, 300*time.Millisecond)
 	runOneOff(t, rt, cfg, testImage(t), Spec{Args: []string{"/app"}})
 	spare := spareID(t, cfg)
 	pids := spareProcs(t, cfg, spare)
@@ -156,6 +155,18 @@ func TestOneOffSpareRetires(t *testing.T) {
 	for _, pid := range pids {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			t.Errorf("retired spare's init %d still runs", pid)
+		}
+	}
+}
+
+func TestOneOffWithoutSpares(t *testing.T) {
+	rt, cfg := newRuntimeWith(t, oneOffPrefix, 0)
+	img := testImage(t)
+	runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}})
+	// A spare takes some 20 ms to appear; none may in ten times that.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if ids, err := cgroup.List(cfg.CgroupParent); err != nil || len(ids) > 0 {
+			t.Fatalf("groups %v (%v) after a one-off with SpareIdle 0: want none", ids, err)
 		}
 	}
 }
