@@ -16,6 +16,40 @@ const overheadContainers = 5
 // reading is the high-water mark of the change, not its cost.
 const settle = 2 * time.Second
 
+// steady is when the helpers are measured again after the apply: past a
+// monitor's second trim (runtime/monitor's retrimAfter, 5 s).
+const steady = 10 * time.Second
+
+// helperMem sums the helpers of some containers.
+type helperMem struct {
+	n, monitors, rss, pss int64
+	spareRSS              int64 // the spare monitor's, a cost per node: not in rss
+}
+
+// measureHelpers reads the helpers of the containers pids (see
+// BenchmarkPerContainerOverhead).
+func measureHelpers(b *testing.B, daemon int, pids []int) helperMem {
+	var h helperMem
+	for _, p := range helpers(daemon, pids) {
+		m, err := readMem(p.PID)
+		if err != nil {
+			continue // gone meanwhile: not a per-container process
+		}
+		b.Logf("helper pid %d (ppid %d): rss %d KiB pss %d KiB: %s", p.PID, p.PPID, m.RSS>>10, m.PSS>>10, p.Cmdline)
+		if strings.HasSuffix(p.Cmdline, monitorMarker+" -") {
+			h.spareRSS += m.RSS
+			continue
+		}
+		h.n++
+		h.rss += m.RSS
+		h.pss += m.PSS
+		if strings.Contains(p.Cmdline, monitorMarker) {
+			h.monitors++
+		}
+	}
+	return h
+}
+
 // BenchmarkPerContainerOverhead measures what each running container costs
 // beyond its own processes, with overheadContainers busybox sleeps applied:
 //
@@ -24,6 +58,8 @@ const settle = 2 * time.Second
 //     below pid 1, such as a per-container monitor, whose command line
 //     then carries __shoal_monitor), their count per container and their
 //     RSS and PSS per container;
+//   - the same helpers' RSS and PSS once steady (after steady), and the
+//     spare monitor's RSS, which is per node, not per container;
 //   - the daemon's RSS growth per container, against the same daemon idle
 //     before the apply.
 //
@@ -40,6 +76,7 @@ func BenchmarkPerContainerOverhead(b *testing.B) {
 		n                                       float64
 		idleRSS, busyRSS                        int64
 		helperN, monitors, helperRSS, helperPSS int64
+		steadyRSS, steadyPSS, spareRSS          int64
 		ctrPSS                                  int64
 	)
 	for b.Loop() {
@@ -64,19 +101,17 @@ func BenchmarkPerContainerOverhead(b *testing.B) {
 			}
 			ctrPSS += m.PSS
 		}
-		for _, h := range helpers(d.pid(), pids) {
-			m, err := readMem(h.PID)
-			if err != nil {
-				continue // gone meanwhile: not a per-container process
-			}
-			helperN++
-			helperRSS += m.RSS
-			helperPSS += m.PSS
-			if strings.Contains(h.Cmdline, monitorMarker) {
-				monitors++
-			}
-			b.Logf("helper pid %d (ppid %d): rss %d KiB pss %d KiB: %s", h.PID, h.PPID, m.RSS>>10, m.PSS>>10, h.Cmdline)
-		}
+		h := measureHelpers(b, d.pid(), pids)
+		helperN += h.n
+		monitors += h.monitors
+		helperRSS += h.rss
+		helperPSS += h.pss
+		spareRSS += h.spareRSS
+		// Monitors trim their memory again once their start is over.
+		time.Sleep(steady - settle)
+		h = measureHelpers(b, d.pid(), pids)
+		steadyRSS += h.rss
+		steadyPSS += h.pss
 		idleRSS += idle.RSS
 		busyRSS += busy.RSS
 		d.remove(b, "overhead", pids...)
@@ -90,5 +125,8 @@ func BenchmarkPerContainerOverhead(b *testing.B) {
 	b.ReportMetric(float64(monitors)/per, "monitors-per-ctr")
 	b.ReportMetric(kib(helperRSS, per), "helper-rss-per-ctr-KB")
 	b.ReportMetric(kib(helperPSS, per), "helper-pss-per-ctr-KB")
+	b.ReportMetric(kib(steadyRSS, per), "helper-rss-steady-per-ctr-KB")
+	b.ReportMetric(kib(steadyPSS, per), "helper-pss-steady-per-ctr-KB")
+	b.ReportMetric(kib(spareRSS, n), "spare-monitor-rss-KB")
 	b.ReportMetric(kib(ctrPSS, per), "ctr-pss-KB")
 }

@@ -150,6 +150,7 @@ func New(cfg Config) (_ *Node, err error) {
 		RuntimeStateDir: filepath.Join(cfg.DataDir, "containers"),
 		CgroupParent:    n.cgroupParent(),
 		Logger:          n.log,
+		Spare:           true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container monitors: %w", err)
@@ -371,6 +372,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.store.Close())
 	}
 	n.cleanups.Wait()
+	if n.monitors != nil {
+		n.monitors.Close() // the spare monitor; monitors of containers stay
+	}
 	// The parent cgroup goes when no container is left in it; monitored
 	// containers outlive the daemon and keep it.
 	if n.rt != nil {

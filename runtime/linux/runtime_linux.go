@@ -46,7 +46,7 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("linux runtime: state dir: %w", err)
 	}
 	r := &Runtime{cfg: cfg, log: cfg.Logger}
-	r.spares.rt, r.spares.idle = r, cfg.SpareIdle
+	r.spares.init(r)
 	return r, nil
 }
 

@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"io"
 	"sync"
-	"time"
 
+	ahead "github.com/shoal-edge/shoal/internal/spare"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 )
 
@@ -28,19 +28,21 @@ type spare struct {
 	stdout, stderr *lateWriter
 }
 
-// spares holds a Runtime's spare, at most one.
+// spares holds a Runtime's spare init, at most one.
 type spares struct {
-	rt   *Runtime
-	idle time.Duration // Config.SpareIdle
-
-	making sync.WaitGroup // the spare on its way, if any
+	one ahead.One[*spare]
 
 	mu        sync.Mutex
-	ready     *spare
-	busy      bool // one is on its way
-	closed    bool
 	overlayOK bool // a one-off got an overlay: spares may mount theirs
-	retire    *time.Timer
+}
+
+func (p *spares) init(r *Runtime) {
+	p.one = ahead.One[*spare]{
+		Make:    r.newSpare,
+		Discard: r.discard,
+		Idle:    r.cfg.SpareIdle,
+		OnError: func(err error) { r.log.Warn("start a spare container init", "err", err) },
+	}
 }
 
 // overlayWorks records that overlayfs works for one-offs here: a spare
@@ -61,75 +63,21 @@ func (p *spares) take(s Spec) *spare {
 	if !fits(s) {
 		return nil
 	}
-	return p.takeReady()
-}
-
-func (p *spares) takeReady() *spare {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	sp := p.ready
-	p.ready = nil
+	sp, _ := p.one.Take()
 	return sp
 }
 
-// replenish starts making a spare unless one is ready or on its way; it
-// pushes the retirement of the spare back by idle.
+// replenish starts making a spare where spares are on and can work.
 func (p *spares) replenish() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || !p.overlayOK || p.idle <= 0 {
-		return
-	}
-	if p.retire == nil {
-		p.retire = time.AfterFunc(p.idle, p.retireIdle)
-	} else {
-		p.retire.Reset(p.idle)
-	}
-	if p.ready != nil || p.busy {
-		return
-	}
-	p.busy = true
-	p.making.Add(1)
-	go p.make()
-}
-
-func (p *spares) make() {
-	defer p.making.Done()
-	sp, err := p.rt.newSpare()
-	if err != nil {
-		p.rt.log.Warn("start a spare container init", "err", err)
-	}
-	p.mu.Lock()
-	p.busy = false
-	if sp != nil && !p.closed {
-		p.ready, sp = sp, nil
-	}
+	ok := p.overlayOK
 	p.mu.Unlock()
-	if sp != nil {
-		p.rt.discard(sp)
+	if ok && p.one.Idle > 0 {
+		p.one.Replenish()
 	}
 }
 
-// retireIdle removes the ready spare: no one-off came for idle.
-func (p *spares) retireIdle() {
-	if sp := p.takeReady(); sp != nil {
-		p.rt.discard(sp)
-	}
-}
-
-// close removes the spare, waiting for one on its way, and makes no more.
-func (p *spares) close() {
-	p.mu.Lock()
-	p.closed = true
-	if p.retire != nil {
-		p.retire.Stop()
-	}
-	p.mu.Unlock()
-	p.making.Wait()
-	if sp := p.takeReady(); sp != nil {
-		p.rt.discard(sp)
-	}
-}
+func (p *spares) close() { p.one.Close() }
 
 // newSpare starts an init for a one-off container and starts moving it into
 // the cgroup of the name it will have. It is ready once forked: a Start that

@@ -11,21 +11,26 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/logs"
+	"golang.org/x/sys/unix"
 )
 
 // reportFD is the inherited write end of the start report pipe; lockFD the
 // inherited lock on the state dir, held for the monitor's whole life so
-// that a daemon can tell a slow monitor from a dead one.
+// that a daemon can tell a slow monitor from a dead one. A spare inherits
+// only spareFD, a socket on which both arrive with its state dir.
 const (
 	reportFD = 3
 	lockFD   = 4
+	spareFD  = 3
 )
 
 // monitorGCPercent keeps the heap of a monitor, a few hundred KiB, from
@@ -39,13 +44,64 @@ const stopGrace = 10 * time.Second
 
 // Main is the monitor process: it starts the container described in the
 // state directory os.Args[2], serves the daemon and exits after the
-// container did. It never returns.
+// container did. A spare (os.Args[2] is spareArg) first waits for its state
+// directory. It never returns.
 func Main() {
 	debug.SetGCPercent(monitorGCPercent)
 	// Not the terminal's nor the daemon's signals: only SIGTERM and
 	// SIGINT mean "stop the container".
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-	os.Exit(monitorMain(os.Args[2]))
+	if !isSpare(os.Args[2]) {
+		// The pipe and the lock must not leak into the container init;
+		// the lock stays open (held) until this process exits.
+		syscall.CloseOnExec(reportFD)
+		syscall.CloseOnExec(lockFD)
+		os.Exit(monitorMain(os.Args[2], os.NewFile(reportFD, "report")))
+	}
+	// A spare may wait for hours: not with the binary mapped by its start.
+	debug.FreeOSMemory()
+	trimMappings()
+	dir, report, ok := awaitAssignment(spareFD)
+	if !ok {
+		os.Exit(0) // the daemon went away or gave up on this spare
+	}
+	setArgv2(dir)
+	os.Exit(monitorMain(dir, report))
+}
+
+// setArgv2 writes s over argv[2] in the process's own argument block, which
+// /proc/PID/cmdline (and so ps) shows; os.Args[2] points into it. s must fit
+// the room a spare's argv[2] holds; the rest becomes NULs.
+func setArgv2(s string) {
+	arg := os.Args[2]
+	if len(s) > len(arg) {
+		return
+	}
+	b := unsafe.Slice(unsafe.StringData(arg), len(arg))
+	n := copy(b, s)
+	clear(b[n:])
+}
+
+// awaitAssignment is a spare's wait for its container: one message on the
+// inherited socket fd with the state directory's path and, as rights, the
+// report pipe and the lock (kept open, not wrapped: a finalizer must never
+// close it). ok is false when the socket closed instead.
+func awaitAssignment(fd int) (dir string, report *os.File, ok bool) {
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	_ = unix.Close(fd)
+	if err != nil || n == 0 {
+		return "", nil, false
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return "", nil, false
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 2 {
+		return "", nil, false
+	}
+	return string(buf[:n]), os.NewFile(uintptr(fds[0]), "report"), true
 }
 
 // server is a running monitor's state.
@@ -63,12 +119,7 @@ type server struct {
 	conns     sync.WaitGroup // request handlers, added to by serve only
 }
 
-func monitorMain(dir string) int {
-	report := os.NewFile(reportFD, "report")
-	// The pipe and the lock must not leak into the container init; the
-	// lock stays open (held) until this process exits.
-	syscall.CloseOnExec(reportFD)
-	syscall.CloseOnExec(lockFD)
+func monitorMain(dir string, report *os.File) int {
 	logf, err := os.OpenFile(filepath.Join(dir, monLogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		sendReport(report, startReport{Err: fmt.Sprintf("monitor log: %v", err)})
@@ -202,6 +253,9 @@ func (s *server) run() {
 	// next container meanwhile. Handle.Delete still waits for this
 	// process to end, so nothing is reported gone before it is.
 	close(s.exited)
+	// The waiters' handlers are runnable now; on the monitor's one P they
+	// would wait for the cleanup's first slow system call (1-2 ms here).
+	runtime.Gosched()
 	if err := s.c.Delete(); err != nil {
 		s.log.Error("remove container", "err", err)
 	}

@@ -42,6 +42,23 @@
 // what it had learnt. A monitor never depends on a client: it exits after
 // its container whether or not anyone collected the exit.
 //
+// # Spares and memory
+//
+// With Config.Spare, Monitors keeps one monitor started ahead of time: its
+// argv[2] is "-" and room for a path, and it waits on an inherited socket.
+// Start hands it the state dir, the report pipe and the lock in one message
+// (SCM_RIGHTS) instead of starting a process, so that a restarted
+// container does not wait for a monitor's exec and Go start; the spare
+// writes its state dir over its argv[2], so ps shows it as any monitor. A
+// spare exits when its socket closes: Close, or the daemon's end.
+//
+// A monitor is this whole binary, whose package initialisation and the
+// kernel's fault-around leave most of its text and rodata mapped. Those
+// pages are shared page cache, but they count in every monitor's RSS. A
+// monitor therefore drops its mappings of the binary (MADV_DONTNEED) once
+// started, again once its start is over, and after every garbage
+// collection, which reads type descriptors and stack maps all over rodata.
+//
 // # Caveats
 //
 //   - The monitor stays in the daemon's cgroup (never the container's: it
@@ -56,6 +73,7 @@ package monitor
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -131,8 +149,19 @@ const (
 	lockFile   = "lock"
 )
 
-// monitorArg is argv[1] of a monitor process.
-const monitorArg = "__shoal_monitor"
+// monitorArg is argv[1] of a monitor process; argv[2] is its state dir, or
+// spareArg and spaces for a spare that waits to be given one: room for the
+// state dir it then writes over them, so that ps shows which container a
+// monitor serves however it started.
+const (
+	monitorArg = "__shoal_monitor"
+	spareArg   = "-"
+)
+
+// spareArgv2 is a spare's argv[2].
+var spareArgv2 = spareArg + strings.Repeat(" ", 511)
+
+func isSpare(argv2 string) bool { return strings.TrimRight(argv2, " ") == spareArg }
 
 // IsMonitor reports whether this process was started by Monitors.Start as a
 // monitor; main must then call Main before anything else.

@@ -12,9 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
+	ahead "github.com/shoal-edge/shoal/internal/spare"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +35,11 @@ type Config struct {
 	// AdoptPatience bounds Adopt's wait for a monitor that is alive (it
 	// holds its lock) but does not answer yet; 60 s when zero.
 	AdoptPatience time.Duration
+	// Spare keeps a monitor process started ahead of time, once a first
+	// Start has been made, for the next Start: a restarted container
+	// then does not wait for a monitor's exec and Go start. Close
+	// removes it.
+	Spare bool
 }
 
 // Validate reports what is wrong with c.
@@ -54,6 +59,8 @@ type Monitors struct {
 	cfg Config
 	log *slog.Logger
 	rt  *linux.Runtime // for removing what a dead monitor left
+
+	spare ahead.One[*spareMonitor] // Config.Spare
 }
 
 // New returns Monitors keeping their state under cfg.StateDir, which it
@@ -75,7 +82,13 @@ func New(cfg Config) (*Monitors, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Monitors{cfg: cfg, log: cfg.Logger.With("component", "monitor"), rt: rt}, nil
+	m := &Monitors{cfg: cfg, log: cfg.Logger.With("component", "monitor"), rt: rt}
+	m.spare = ahead.One[*spareMonitor]{
+		Make:    m.newSpare,
+		Discard: (*spareMonitor).discard,
+		OnError: func(err error) { m.log.Warn("start a spare monitor", "err", err) },
+	}
+	return m, nil
 }
 
 func (m *Monitors) dir(id string) string { return filepath.Join(m.cfg.StateDir, id) }
@@ -177,31 +190,12 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 		return nil, fmt.Errorf("start container %s: report pipe: %w", s.ID, err)
 	}
 	defer r.Close()
-	cmd = &exec.Cmd{
-		Path: m.cfg.Binary,
-		// The id in argv names the monitor in ps.
-		Args: []string{"shoal-monitor", monitorArg, dir},
-		// One P is plenty and saves per-P caches; nothing of the
-		// daemon's environment reaches it.
-		Env:        []string{"GOMAXPROCS=1"},
-		Dir:        "/",
-		ExtraFiles: []*os.File{w, lock}, // fds 3 and 4: reportFD, lockFD
-		// Its own session and no parent-death signal: the monitor and
-		// its container outlive the daemon.
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	err = cmd.Start()
+	cmd, reaped, err = m.launch(dir, w, lock)
 	w.Close()
 	if err != nil {
 		cmd = nil
 		return nil, fmt.Errorf("start container %s: run monitor: %w", s.ID, err)
 	}
-	reaped = make(chan struct{})
-	go func() {
-		// The monitor is our child until we exit: reap it.
-		_ = cmd.Wait()
-		close(reaped)
-	}()
 	rep, err := readReport(ctx, r)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -3,9 +3,11 @@ package monitor
 import (
 	"bufio"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,10 +27,43 @@ import (
 // copies it would discard.
 func trimMemory() {
 	debug.FreeOSMemory()
+	trimMappings()
+	// The start's tail (the daemon's first requests, the first log
+	// lines) maps another 1-2 MiB of the binary: drop that once too.
+	time.AfterFunc(retrimAfter, trimMappings)
+	retrimAfterGC()
+}
+
+// retrimAfter is when a monitor trims the binary's mappings a second time.
+const retrimAfter = 5 * time.Second
+
+// retrimAfterGC trims the binary's mappings again after every garbage
+// collection from now on: a collection reads type descriptors and stack
+// maps all over rodata, and a monitor that lived a while otherwise ends up
+// with 8-10 MiB of them mapped (measured after 20 minutes: one forced
+// collection every two minutes).
+func retrimAfterGC() {
+	type sentinel struct{ _ *byte } // with a pointer: never a tiny allocation
+	var arm func()
+	arm = func() {
+		// Its finalizer runs once a collection has found it unreachable.
+		runtime.SetFinalizer(&sentinel{}, func(*sentinel) {
+			trimMappings()
+			arm()
+		})
+	}
+	arm()
+}
+
+// trimMappings drops this process's page-table entries of the binary's
+// read-only mappings.
+func trimMappings() {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return
 	}
+	// Monitors outlive upgrades: their binary may be gone from disk.
+	exe = strings.TrimSuffix(exe, " (deleted)")
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return

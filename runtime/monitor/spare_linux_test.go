@@ -1,0 +1,116 @@
+package monitor
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/runtime/logs"
+)
+
+// spareMonitors lists our children that are spare monitors.
+func spareMonitors(t *testing.T) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte("shoal-monitor\x00" + monitorArg + "\x00" + spareArgv2 + "\x00")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Equal(b, want) && alive(pid) && ppid(t, pid) == os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestSpareMonitor(t *testing.T) {
+	_, cfg := newMonitors(t)
+	cfg.Spare = true
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+
+	// The first start leaves a spare behind.
+	h1, err := m.Start(t.Context(), testSpec(t, cfg, "sleep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spare int
+	waitFor(t, "a spare monitor", func() error {
+		pids := spareMonitors(t)
+		if len(pids) != 1 {
+			return fmt.Errorf("spare monitors %v, want one", pids)
+		}
+		spare = pids[0]
+		return nil
+	})
+
+	// The next container gets it as its monitor, and is monitored as any.
+	spec := testSpec(t, cfg, "term")
+	h2, err := m.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2.MonitorPid() != spare {
+		t.Fatalf("monitor of the second container is %d, want the spare %d", h2.MonitorPid(), spare)
+	}
+	if got := ppid(t, h2.Pid()); got != spare {
+		t.Errorf("container's parent is %d, want the spare %d", got, spare)
+	}
+	// ps shows which container it serves.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", spare)); err != nil || !bytes.Contains(b, []byte(filepath.Join(cfg.StateDir, spec.ID)+"\x00")) {
+		t.Errorf("cmdline of the spare turned monitor: %q, %v; want its state dir", b, err)
+	}
+	waitFor(t, "output in the log", func() error {
+		b, err := logs.Tail(spec.LogPath, -1)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), "waiting for SIGTERM\n") {
+			return fmt.Errorf("log is %q", b)
+		}
+		return nil
+	})
+	if err := h2.Stop(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ex := h2.Wait(); ex.Err != nil || ex.Code != 7 {
+		t.Errorf("exit of the stopped container: %+v, want code 7 (its SIGTERM handler)", ex)
+	}
+	if err := h2.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, spec.ID)
+
+	// Close removes the spare made since, and leaves containers running.
+	waitFor(t, "the next spare", func() error {
+		if pids := spareMonitors(t); len(pids) != 1 {
+			return fmt.Errorf("spare monitors %v, want one", pids)
+		}
+		return nil
+	})
+	m.Close()
+	if pids := spareMonitors(t); len(pids) != 0 {
+		t.Errorf("spare monitors %v after Close", pids)
+	}
+	if !alive(h1.Pid()) || !alive(h1.MonitorPid()) {
+		t.Error("Close stopped a monitored container")
+	}
+	if err := h1.Delete(); err != nil {
+		t.Fatal(err)
+	}
+}
