@@ -180,7 +180,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	}
 	c := &Container{
 		id: s.ID, cmd: l.cmd, cg: cg, rt: r, log: log, done: make(chan struct{}),
-		proc: procOf(s), hostNetwork: s.HostNetwork, nsIDs: l.ids,
+		proc: procOf(s), hostNetwork: s.HostNetwork, nsIDs: l.ids, mntNS: l.mntNS,
 	}
 	go c.reap()
 	log.Info("container started", "pid", l.cmd.Process.Pid, "image", s.Image, "args", s.Args)
@@ -192,7 +192,8 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 type launch struct {
 	cmd        *exec.Cmd
 	cfgW, errR *os.File
-	ids        [2]nsID // the namespaces' identity, for Exec
+	ids        [2]nsID  // the namespaces' identity, for Exec
+	mntNS      *os.File // held: see Container.mntNS
 
 	placed   chan struct{} // closed once the move into the cgroup is done
 	placeErr error         // written before placed is closed
@@ -216,9 +217,12 @@ func launchInit(s Spec, cg *cgroup.Cgroup) (*launch, error) {
 		go func() { l.placeErr = cg.Add(cmd.Process.Pid); close(l.placed) }()
 	}
 	// Read while the init surely lives: it waits for its config.
-	if l.ids, err = nsIDsOf(cmd.Process.Pid); err != nil {
+	if l.ids, err = nsIDsOf(cmd.Process.Pid); err == nil {
+		l.mntNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+	}
+	if err != nil {
 		l.kill()
-		return nil, err
+		return nil, fmt.Errorf("namespaces of the container init: %w", err)
 	}
 	return l, nil
 }
@@ -231,6 +235,9 @@ func (l *launch) kill() {
 	<-l.placed
 	_ = l.cfgW.Close()
 	_ = l.errR.Close()
+	if l.mntNS != nil {
+		_ = l.mntNS.Close()
+	}
 }
 
 // startInit forks the container init in its new namespaces. It returns the
