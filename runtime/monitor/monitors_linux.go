@@ -148,6 +148,11 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	if m.cfg.Spare {
+		// Once this start is over: the next spare's own start would
+		// take CPU from this one.
+		defer m.spare.Replenish()
+	}
 	dir := m.dir(s.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) {

@@ -54,11 +54,8 @@ func startReaped(cmd *exec.Cmd) (chan struct{}, error) {
 
 // launch runs the monitor of the state dir dir, handing it the report
 // pipe's write end and the lock: the spare if there is one, else a new
-// process. It starts making the next spare.
+// process.
 func (m *Monitors) launch(dir string, report, lock *os.File) (*exec.Cmd, chan struct{}, error) {
-	if m.cfg.Spare {
-		defer m.spare.Replenish()
-	}
 	if sp, ok := m.spare.Take(); ok {
 		err := unix.Sendmsg(int(sp.sock.Fd()), []byte(dir), unix.UnixRights(int(report.Fd()), int(lock.Fd())), nil, 0)
 		_ = sp.sock.Close()
