@@ -36,7 +36,7 @@ func measureHelpers(b *testing.B, daemon int, pids []int) helperMem {
 			continue // gone meanwhile: not a per-container process
 		}
 		b.Logf("helper pid %d (ppid %d): rss %d KiB pss %d KiB: %s", p.PID, p.PPID, m.RSS>>10, m.PSS>>10, p.Cmdline)
-		if strings.HasSuffix(p.Cmdline, monitorMarker+" -") {
+		if strings.Contains(p.Cmdline, monitorMarker+" - ") {
 			h.spareRSS += m.RSS
 			continue
 		}

@@ -120,7 +120,7 @@ func (n *node) removeAllApps() {
 		n.shoal("rm", app)
 	}
 	testutil.Poll(30*time.Second, func() error {
-		if m := monitorsOf(n.dataDir); len(m) > 0 {
+		if m := monitorsOf(n.dataDir, false); len(m) > 0 {
 			return fmt.Errorf("monitors still running: %v", m)
 		}
 		return nil
@@ -250,14 +250,15 @@ func leftoversOf(dataDir, cgroupName string, running bool, pids ...int) []string
 			out = append(out, fmt.Sprintf("process %d still alive", pid))
 		}
 	}
-	for _, m := range monitorsOf(dataDir) {
+	for _, m := range monitorsOf(dataDir, true) {
 		out = append(out, "monitor: "+m)
 	}
 	return out
 }
 
-// monitorsOf lists the monitor processes serving containers of a data dir.
-func monitorsOf(dataDir string) []string {
+// monitorsOf lists the monitor processes serving containers of a data dir,
+// and with spares its spare monitor (argv "__shoal_monitor - DATA/monitors").
+func monitorsOf(dataDir string, spares bool) []string {
 	var out []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -266,7 +267,7 @@ func monitorsOf(dataDir string) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "__shoal_monitor") && strings.Contains(cmd, dataDir) {
+		if strings.Contains(cmd, "__shoal_monitor") && strings.Contains(cmd, dataDir) && (spares || !strings.Contains(cmd, "__shoal_monitor - ")) {
 			out = append(out, strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/cmdline")+": "+cmd)
 		}
 	}

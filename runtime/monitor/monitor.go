@@ -149,19 +149,23 @@ const (
 	lockFile   = "lock"
 )
 
-// monitorArg is argv[1] of a monitor process; argv[2] is its state dir, or
-// spareArg and spaces for a spare that waits to be given one: room for the
-// state dir it then writes over them, so that ps shows which container a
-// monitor serves however it started.
+// monitorArg is argv[1] of a monitor process; argv[2] is its state dir, or,
+// for a spare that waits to be given one, spareArg, the monitors' root and
+// spaces: room for the state dir it then writes over them, so that ps shows
+// which container a monitor serves however it started, and whose spare a
+// waiting one is.
 const (
 	monitorArg = "__shoal_monitor"
 	spareArg   = "-"
 )
 
-// spareArgv2 is a spare's argv[2].
-var spareArgv2 = spareArg + strings.Repeat(" ", 511)
+// spareArgv2 is the argv[2] of a spare of the monitors under root.
+func spareArgv2(root string) string {
+	s := spareArg + " " + root
+	return s + strings.Repeat(" ", max(512-len(s), 1))
+}
 
-func isSpare(argv2 string) bool { return strings.TrimRight(argv2, " ") == spareArg }
+func isSpare(argv2 string) bool { return strings.HasPrefix(argv2, spareArg+" ") }
 
 // IsMonitor reports whether this process was started by Monitors.Start as a
 // monitor; main must then call Main before anything else.

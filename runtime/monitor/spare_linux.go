@@ -76,7 +76,7 @@ func (m *Monitors) newSpare() (*spareMonitor, error) {
 		return nil, fmt.Errorf("spare monitor socket: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "spare"), os.NewFile(uintptr(fds[1]), "spare")
-	cmd := m.monitorCmd(spareArgv2, theirs) // fd 3: spareFD
+	cmd := m.monitorCmd(spareArgv2(m.cfg.StateDir), theirs) // fd 3: spareFD
 	reaped, err := startReaped(cmd)
 	theirs.Close()
 	if err != nil {

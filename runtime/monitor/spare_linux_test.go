@@ -13,14 +13,14 @@ import (
 	"github.com/shoal-edge/shoal/runtime/logs"
 )
 
-// spareMonitors lists our children that are spare monitors.
-func spareMonitors(t *testing.T) []int {
+// spareMonitors lists our children that are spare monitors of cfg's.
+func spareMonitors(t *testing.T, cfg Config) []int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []byte("shoal-monitor\x00" + monitorArg + "\x00" + spareArgv2 + "\x00")
+	want := []byte("shoal-monitor\x00" + monitorArg + "\x00" + spareArgv2(cfg.StateDir) + "\x00")
 	var pids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -51,7 +51,7 @@ func TestSpareMonitor(t *testing.T) {
 	}
 	var spare int
 	waitFor(t, "a spare monitor", func() error {
-		pids := spareMonitors(t)
+		pids := spareMonitors(t, cfg)
 		if len(pids) != 1 {
 			return fmt.Errorf("spare monitors %v, want one", pids)
 		}
@@ -98,13 +98,13 @@ func TestSpareMonitor(t *testing.T) {
 
 	// Close removes the spare made since, and leaves containers running.
 	waitFor(t, "the next spare", func() error {
-		if pids := spareMonitors(t); len(pids) != 1 {
+		if pids := spareMonitors(t, cfg); len(pids) != 1 {
 			return fmt.Errorf("spare monitors %v, want one", pids)
 		}
 		return nil
 	})
 	m.Close()
-	if pids := spareMonitors(t); len(pids) != 0 {
+	if pids := spareMonitors(t, cfg); len(pids) != 0 {
 		t.Errorf("spare monitors %v after Close", pids)
 	}
 	if !alive(h1.Pid()) || !alive(h1.MonitorPid()) {
