@@ -21,7 +21,8 @@ type One[T any] struct {
 	// OnError receives Make's errors; nil drops them.
 	OnError func(error)
 
-	making sync.WaitGroup // the spare on its way
+	making   sync.WaitGroup // the spare on its way
+	retiring sync.WaitGroup // a retirement under way; Add only under mu, while !closed
 
 	mu     sync.Mutex // guards following
 	ready  *T
@@ -72,6 +73,10 @@ func (o *One[T]) make() {
 	keep := err == nil && !o.closed
 	if keep {
 		o.ready = &v
+		if o.retire != nil {
+			// The timer may have fired while this one was made.
+			o.retire.Reset(o.Idle)
+		}
 	}
 	o.mu.Unlock()
 	switch {
@@ -85,9 +90,17 @@ func (o *One[T]) make() {
 }
 
 func (o *One[T]) retireIdle() {
-	if v, ok := o.Take(); ok {
-		o.Discard(v)
+	o.mu.Lock()
+	if o.closed || o.ready == nil {
+		o.mu.Unlock()
+		return // Close discards it
 	}
+	v := *o.ready
+	o.ready = nil
+	o.retiring.Add(1)
+	o.mu.Unlock()
+	defer o.retiring.Done()
+	o.Discard(v)
 }
 
 // Close discards the spare, waiting for one on its way, and makes no more.
@@ -99,5 +112,8 @@ func (o *One[T]) Close() {
 	}
 	o.mu.Unlock()
 	o.making.Wait()
-	o.retireIdle()
+	o.retiring.Wait()
+	if v, ok := o.Take(); ok {
+		o.Discard(v)
+	}
 }

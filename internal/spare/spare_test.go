@@ -125,3 +125,41 @@ func TestMakeErrors(t *testing.T) {
 	}
 	o.Close()
 }
+
+// A retirement under way when Close is called has ended when Close returns.
+func TestCloseWaitsForRetirement(t *testing.T) {
+	c := &counter{}
+	o := c.one(10 * time.Millisecond)
+	discarding, release := make(chan struct{}), make(chan struct{})
+	o.Discard = func(int) { close(discarding); <-release }
+	o.Replenish()
+	<-discarding // retiring now
+	closed := make(chan struct{})
+	go func() { o.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a discard ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+}
+
+// A spare made more slowly than Idle is still retired.
+func TestSlowMakeIsRetired(t *testing.T) {
+	c := &counter{}
+	o := c.one(10 * time.Millisecond)
+	make := o.Make
+	o.Make = func() (int, error) { time.Sleep(50 * time.Millisecond); return make() }
+	o.Replenish()
+	err := testutil.Poll(5*time.Second, func() error {
+		if _, discarded := c.state(); len(discarded) != 1 {
+			return errors.New("not retired yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+}

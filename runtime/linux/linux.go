@@ -48,14 +48,16 @@
 // # One-off containers and spares
 //
 // With Config.OneOffPrefix, a Spec without an ID is a one-off (shoal run):
-// the runtime names it, and after each one it forks a spare init ahead of
-// time, in its namespaces and already in the cgroup the next one-off will
-// have. The next one-off with its own network namespace, no stdin and no
-// limits starts on it: the spare mounts the overlay in its own mount
-// namespace (it is older than the rootfs) and goes on as above, with no
-// fork, no Go runtime start and no cgroup move left to wait for. A spare
-// unused for a minute is removed, so a node that runs no one-offs holds
-// none.
+// the runtime names it and, with Config.SpareIdle, after each one forks a
+// spare init ahead of time, in its namespaces and moved into the cgroup the
+// next one-off will have. The next one-off with its own network namespace,
+// no stdin, no limits and pipes (not files) for its output starts on it
+// (waiting for the rest of the move if needed): the spare mounts the
+// overlay in its own mount namespace (it is older than the rootfs) and goes
+// on as above, with no fork and no Go runtime start left to wait for.
+// Spares are made only once a one-off got an overlay (not a copy of the
+// image), and one unused for SpareIdle is removed, so a node that runs no
+// one-offs holds none. A spare found dead is passed over.
 //
 // # Exec
 //

@@ -69,6 +69,11 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	oneOff := s.ID == "" && r.cfg.OneOffPrefix != ""
 	if oneOff {
 		sp = r.spares.take(s)
+		if sp != nil && sp.l.exited() {
+			// Killed from outside while it waited: no use.
+			r.discard(sp)
+			sp = nil
+		}
 		defer r.spares.replenish()
 		if sp != nil {
 			s.ID = sp.id
@@ -141,8 +146,8 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	}
 	// overlayfs shows its upper dir's mode for /, and rootfs makes that
 	// 0700: a user other than root could not walk the container's /.
-	// Give / the image's mode.
-	if fi, err := os.Stat(s.Image); err == nil {
+	// Give / the image's mode. (PrepareOverlay gives it to upper.)
+	if fi, err := os.Stat(s.Image); err == nil && sp == nil {
 		if err := os.Chmod(merged, fi.Mode().Perm()); err != nil {
 			return nil, fmt.Errorf("start container %s: mode of /: %w", s.ID, err)
 		}
@@ -164,8 +169,17 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, l.errR, err))
 	}
-	<-l.placed
+	select {
+	case <-l.placed:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("start container %s: %w", s.ID, ctx.Err())
+	}
 	if l.placeErr != nil {
+		// An init that failed by itself (the move then finds no
+		// process) has the better error.
+		if l.exited() {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, l.errR, l.placeErr))
+		}
 		return nil, fmt.Errorf("start container %s: %w", s.ID, l.placeErr)
 	}
 	if _, err := l.cfgW.Write([]byte{placedByte}); err != nil {
@@ -225,6 +239,14 @@ func launchInit(s Spec, cg *cgroup.Cgroup) (*launch, error) {
 		return nil, fmt.Errorf("namespaces of the container init: %w", err)
 	}
 	return l, nil
+}
+
+// exited reports whether the init has ended (it stays waitable: its Wait
+// is still to come).
+func (l *launch) exited() bool {
+	var info unix.Siginfo // stays zero while it runs
+	err := unix.Waitid(unix.P_PID, l.cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != nil || info.Signo != 0
 }
 
 // kill ends an init that is not to become a container, and waits until it
@@ -355,7 +377,7 @@ func initFailed(ctx context.Context, errR *os.File, err error) error {
 	if ierr := awaitExec(ctx, errR); ierr != nil {
 		return ierr
 	}
-	return err
+	return fmt.Errorf("the container init ended without saying why (killed?): %w", err)
 }
 
 // awaitExec reads the error pipe: EOF without data means the exec closed it,

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"os"
 	"sync"
 
 	ahead "github.com/shoal-edge/shoal/internal/spare"
@@ -53,9 +54,29 @@ func (p *spares) overlayWorks() {
 	p.mu.Unlock()
 }
 
-// fits reports whether a one-off s can start on a spare.
+// fits reports whether a one-off s can start on a spare. A spare's stdout
+// and stderr are pipes made at its fork: a file (a terminal) would reach
+// the container as a pipe, and one writer for both would be written by
+// two goroutines at once, where exec.Cmd gives it one.
 func fits(s Spec) bool {
-	return !s.HostNetwork && s.Stdin == nil && s.Resources == (cgroup.Resources{})
+	_, outFile := s.Stdout.(*os.File)
+	_, errFile := s.Stderr.(*os.File)
+	return !s.HostNetwork && s.Stdin == nil && s.Resources == (cgroup.Resources{}) &&
+		!outFile && !errFile && !sameWriter(s.Stdout, s.Stderr)
+}
+
+// sameWriter is a == b for writers, false where their type cannot be
+// compared.
+func sameWriter(a, b io.Writer) (same bool) {
+	if a == nil || b == nil {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // take hands out the spare if s fits it, nil otherwise.

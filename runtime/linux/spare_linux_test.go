@@ -7,11 +7,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"golang.org/x/sys/unix"
 )
 
 const oneOffPrefix = "oneoff."
@@ -115,8 +117,42 @@ func TestOneOffSpare(t *testing.T) {
 		t.Errorf("no_new_privs %q, seccomp %q: want 1 and 2", in.Status["NoNewPrivs"], in.Status["Seccomp"])
 	}
 
-	// A one-off that does not fit a spare leaves it alone.
+	// Its / has the image's mode: a user other than root can walk it.
 	next := spareID(t, cfg)
+	id, out = runOneOff(t, rt, cfg, img, Spec{User: "4242", Args: []string{"/app", "-info", "-read", "/usr/bin/prog"}})
+	if id != next {
+		t.Fatalf("one-off %s did not start on the spare %s", id, next)
+	}
+	if in := decodeInfo(t, out); in.Uid != 4242 || strings.Contains(in.Reads["/usr/bin/prog"], "denied") {
+		t.Errorf("uid %d read /usr/bin/prog: %q, want it read as 4242", in.Uid, in.Reads["/usr/bin/prog"])
+	}
+
+	// A spare killed while it waited is passed over.
+	dead := spareID(t, cfg)
+	for _, pid := range spareProcs(t, cfg, dead) {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// Dead, not yet reaped, and with all its threads gone: then
+		// waiting for it would return.
+		err := testutil.Poll(5*time.Second, func() error {
+			var info unix.Siginfo
+			if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil || info.Signo != 0 {
+				return nil
+			}
+			return fmt.Errorf("spare init %d still runs", pid)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if id, _ := runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}}); id == dead {
+		t.Fatalf("one-off %s started on the killed spare", id)
+	}
+	assertGone(t, cfg, dead)
+
+	// A one-off that does not fit a spare leaves it alone.
+	next = spareID(t, cfg)
 	hostID, _ := runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}, HostNetwork: true})
 	if hostID == next {
 		t.Fatalf("a host-network one-off started on the spare %s", next)

@@ -70,16 +70,20 @@ func Main() {
 }
 
 // setArgv2 writes s over argv[2] in the process's own argument block, which
-// /proc/PID/cmdline (and so ps) shows; os.Args[2] points into it. s must fit
-// the room a spare's argv[2] holds; the rest becomes NULs.
+// /proc/PID/cmdline (and so ps) shows; os.Args[2] points into it (Go does
+// not copy argv; TestSpareMonitor would notice). s must fit the room a
+// spare's argv[2] holds; the rest becomes spaces, so that the argument
+// count stays the same.
 func setArgv2(s string) {
 	arg := os.Args[2]
 	if len(s) > len(arg) {
-		return
+		return // ps keeps showing "-"; the monitor works all the same
 	}
 	b := unsafe.Slice(unsafe.StringData(arg), len(arg))
 	n := copy(b, s)
-	clear(b[n:])
+	for i := n; i < len(b); i++ {
+		b[i] = ' '
+	}
 }
 
 // awaitAssignment is a spare's wait for its container: one message on the

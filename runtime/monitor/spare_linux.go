@@ -63,7 +63,7 @@ func (m *Monitors) launch(dir string, report, lock *os.File) (*exec.Cmd, chan st
 			return sp.cmd, sp.reaped, nil
 		}
 		m.log.Warn("hand a container to the spare monitor", "err", err)
-		<-sp.reaped // it exits on the closed socket
+		sp.discard()
 	}
 	cmd := m.monitorCmd(dir, report, lock) // fds 3 and 4: reportFD, lockFD
 	reaped, err := startReaped(cmd)

@@ -72,8 +72,10 @@ func TestSpareMonitor(t *testing.T) {
 		t.Errorf("container's parent is %d, want the spare %d", got, spare)
 	}
 	// ps shows which container it serves.
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", spare)); err != nil || !bytes.Contains(b, []byte(filepath.Join(cfg.StateDir, spec.ID)+"\x00")) {
-		t.Errorf("cmdline of the spare turned monitor: %q, %v; want its state dir", b, err)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", spare))
+	args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	if err != nil || len(args) != 3 || strings.TrimRight(args[2], " ") != filepath.Join(cfg.StateDir, spec.ID) {
+		t.Errorf("cmdline of the spare turned monitor: %q, %v; want its state dir as argv[2]", b, err)
 	}
 	waitFor(t, "output in the log", func() error {
 		b, err := logs.Tail(spec.LogPath, -1)

@@ -2,11 +2,14 @@ package monitor
 
 import (
 	"bufio"
+	"encoding/binary"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,8 +59,13 @@ func retrimAfterGC() {
 }
 
 // trimMappings drops this process's page-table entries of the binary's
-// read-only mappings.
+// read-only mappings. Not in a position-independent binary: there the
+// loader's relocations wrote private pages of read-only mappings
+// (.data.rel.ro), and dropping those would lose them.
 func trimMappings() {
+	if pie() {
+		return
+	}
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return
@@ -92,6 +100,25 @@ func trimMappings() {
 		_ = madvise(r[0], r[1]-r[0], unix.MADV_DONTNEED)
 	}
 }
+
+// pie reports whether this binary is position-independent (ELF type
+// ET_DYN), or cannot be read to tell.
+var pie = sync.OnceValue(func() bool {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var h [18]byte // e_ident (16 bytes), then e_type
+	if _, err := io.ReadFull(f, h[:]); err != nil || string(h[:4]) != "\x7fELF" {
+		return true
+	}
+	typ := binary.LittleEndian.Uint16(h[16:])
+	if h[5] == 2 { // ELFDATA2MSB
+		typ = binary.BigEndian.Uint16(h[16:])
+	}
+	return typ != 2 // ET_EXEC
+})
 
 func madvise(addr, length uintptr, advice int) error {
 	_, _, e := unix.Syscall(unix.SYS_MADVISE, addr, length, uintptr(advice))

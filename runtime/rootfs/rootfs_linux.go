@@ -133,14 +133,25 @@ func makeDir(lower, dir string, overlay bool) (realLower, opts string, err error
 // nothing: it returns dir/merged and the mount options, for a process that
 // mounts the overlay in a mount namespace of its own (a container init
 // forked before the container's rootfs existed cannot see host mounts
-// made after). Unmount and removal work on dir as after MountWith.
+// made after). The overlay's / shows upper's mode: upper gets lower's.
+// Unmount and removal work on dir as after MountWith.
 func PrepareOverlay(lower, dir string) (merged, opts string, err error) {
-	if _, opts, err = makeDir(lower, dir, true); err != nil {
+	realLower, opts, err := makeDir(lower, dir, true)
+	if err != nil {
 		return "", "", err
 	}
+	fi, err := os.Stat(realLower)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
+	}
 	dir = filepath.Clean(dir)
-	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": 0o700, "work": 0o700} {
-		if err := os.Mkdir(dir+"/"+d, mode); err != nil {
+	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": fi.Mode().Perm(), "work": 0o700} {
+		// Chmod too: Mkdir's mode passes through the umask.
+		if err := os.Mkdir(dir+"/"+d, mode); err == nil {
+			err = os.Chmod(dir+"/"+d, mode)
+		}
+		if err != nil {
 			_ = os.RemoveAll(dir)
 			return "", "", fmt.Errorf("mount rootfs: %w", err)
 		}

@@ -150,7 +150,8 @@ func TestPrepareOverlay(t *testing.T) {
 	if m := mounted(t, dir); len(m) != 0 {
 		t.Errorf("PrepareOverlay mounted %v", m)
 	}
-	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": 0o700, "work": 0o700} {
+	// upper becomes the overlay's /: it has the image's mode.
+	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": 0o755, "work": 0o700} {
 		if fi, err := os.Stat(dir + "/" + d); err != nil || fi.Mode().Perm() != mode {
 			t.Errorf("%s: %v, %v; want mode %v", d, fi, err, mode)
 		}
