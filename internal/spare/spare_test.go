@@ -43,6 +43,20 @@ func (c *counter) state() (int, []int) {
 	return c.made, append([]int(nil), c.discarded...)
 }
 
+// waitRetired polls until one spare was discarded.
+func waitRetired(t *testing.T, c *counter) {
+	t.Helper()
+	err := testutil.Poll(5*time.Second, func() error {
+		if _, discarded := c.state(); len(discarded) != 1 {
+			return errors.New("not retired yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // take polls until a spare is ready.
 func take(t *testing.T, o *One[int]) int {
 	t.Helper()
@@ -92,15 +106,7 @@ func TestIdleRetires(t *testing.T) {
 	c := &counter{}
 	o := c.one(50 * time.Millisecond)
 	o.Replenish()
-	err := testutil.Poll(5*time.Second, func() error {
-		if _, discarded := c.state(); len(discarded) != 1 {
-			return errors.New("not retired yet")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitRetired(t, c)
 	if _, ok := o.Take(); ok {
 		t.Fatal("a retired spare was handed out")
 	}
@@ -152,14 +158,6 @@ func TestSlowMakeIsRetired(t *testing.T) {
 	make := o.Make
 	o.Make = func() (int, error) { time.Sleep(50 * time.Millisecond); return make() }
 	o.Replenish()
-	err := testutil.Poll(5*time.Second, func() error {
-		if _, discarded := c.state(); len(discarded) != 1 {
-			return errors.New("not retired yet")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitRetired(t, c)
 	o.Close()
 }
