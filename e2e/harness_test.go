@@ -217,7 +217,8 @@ func leftovers(dataDir, cgroupName string, pids ...int) []string {
 	return leftoversOf(dataDir, cgroupName, false, pids...)
 }
 
-// leftoversWhileRunning allows the node's own parent cgroup.
+// leftoversWhileRunning allows the node's own parent cgroup and its spare
+// monitor.
 func leftoversWhileRunning(dataDir, cgroupName string, pids ...int) []string {
 	return leftoversOf(dataDir, cgroupName, true, pids...)
 }
@@ -250,7 +251,8 @@ func leftoversOf(dataDir, cgroupName string, running bool, pids ...int) []string
 			out = append(out, fmt.Sprintf("process %d still alive", pid))
 		}
 	}
-	for _, m := range monitorsOf(dataDir, true) {
+	// A running node keeps a spare monitor; a stopped one none.
+	for _, m := range monitorsOf(dataDir, !running) {
 		out = append(out, "monitor: "+m)
 	}
 	return out
