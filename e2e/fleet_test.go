@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,17 +27,65 @@ type fleet struct {
 	dirs  map[string]string // node -> data dir
 	token string
 	extra []string // more `shoal up` flags for every node
+
+	cgroups []string // the nodes' cgroup parents, learnt at cleanup
 }
 
 func newFleet(t *testing.T, extra ...string) *fleet {
 	testutil.RequireRoot(t)
-	return &fleet{t: t, lab: lab.New(t), bin: shoalBin(t), dirs: map[string]string{}, extra: extra}
+	f := &fleet{t: t, bin: shoalBin(t), dirs: map[string]string{}, extra: extra}
+	// Registered first, so it runs after the lab's teardown: that kills
+	// the daemons (a kill -9 cleans nothing up) and every process left.
+	t.Cleanup(f.removeCgroups)
+	f.lab = lab.New(t)
+	return f
+}
+
+// removeCgroups removes the empty cgroup trees of the fleet's nodes: those
+// of containers a killed daemon could not remove (its next start would)
+// and the nodes' own.
+func (f *fleet) removeCgroups() {
+	for _, name := range f.cgroups {
+		roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
+		for _, root := range roots {
+			var dirs []string
+			filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			// Children first. Containers whose monitors the teardown
+			// killed die by their parent-death signal, a moment later.
+			for i := len(dirs) - 1; i >= 0; i-- {
+				err := testutil.Poll(10*time.Second, func() error {
+					if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+						return err
+					}
+					return nil
+				})
+				if err != nil {
+					f.t.Errorf("remove cgroup %s: %v", dirs[i], err)
+				}
+			}
+		}
+	}
 }
 
 // add creates a lab node for name with a data dir of its own.
 func (f *fleet) add(name string) {
 	f.lab.AddNode(name)
-	f.dirs[name] = f.t.TempDir()
+	dir := f.t.TempDir()
+	f.dirs[name] = dir
+	// Before the data dir goes (cleanups run last first): which cgroup
+	// removeCgroups is to remove.
+	f.t.Cleanup(func() {
+		var id struct{ ID string }
+		b, err := os.ReadFile(filepath.Join(dir, "node.json"))
+		if err == nil && json.Unmarshal(b, &id) == nil && len(id.ID) >= 12 {
+			f.cgroups = append(f.cgroups, "shoal-"+id.ID[:12])
+		}
+	})
 }
 
 // upArgs is the `shoal up` of node name on the lab node host.
