@@ -60,6 +60,23 @@ func spareID(t *testing.T, cfg Config) string {
 	return id
 }
 
+// spareInit waits until the spare's init is in its group (a spare is handed
+// out while it is still being moved in) and returns its pid.
+func spareInit(t *testing.T, cfg Config, id string) int {
+	t.Helper()
+	var pids []int
+	err := testutil.Poll(10*time.Second, func() error {
+		if pids = spareProcs(t, cfg, id); len(pids) != 1 {
+			return fmt.Errorf("spare group %s holds %v, want its init", id, pids)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids[0]
+}
+
 // spareProcs lists the processes in the spare's group.
 func spareProcs(t *testing.T, cfg Config, id string) []int {
 	t.Helper()
@@ -87,9 +104,7 @@ func TestOneOffSpare(t *testing.T) {
 		t.Fatalf("one-off id %q lacks the prefix %q", first, oneOffPrefix)
 	}
 	spare := spareID(t, cfg)
-	if pids := spareProcs(t, cfg, spare); len(pids) != 1 {
-		t.Fatalf("spare group %s holds %v, want its init", spare, pids)
-	}
+	spareInit(t, cfg, spare)
 
 	// The next one starts on it, and is a container like any other.
 	id, out := runOneOff(t, rt, cfg, img, Spec{
@@ -129,22 +144,21 @@ func TestOneOffSpare(t *testing.T) {
 
 	// A spare killed while it waited is passed over.
 	dead := spareID(t, cfg)
-	for _, pid := range spareProcs(t, cfg, dead) {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
+	pid := spareInit(t, cfg, dead)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Dead, not yet reaped, and with all its threads gone: then waiting
+	// for it would return.
+	err := testutil.Poll(5*time.Second, func() error {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil || info.Signo != 0 {
+			return nil
 		}
-		// Dead, not yet reaped, and with all its threads gone: then
-		// waiting for it would return.
-		err := testutil.Poll(5*time.Second, func() error {
-			var info unix.Siginfo
-			if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil || info.Signo != 0 {
-				return nil
-			}
-			return fmt.Errorf("spare init %d still runs", pid)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		return fmt.Errorf("spare init %d still runs", pid)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if id, _ := runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}}); id == dead {
 		t.Fatalf("one-off %s started on the killed spare", id)
@@ -162,7 +176,7 @@ func TestOneOffSpare(t *testing.T) {
 	}
 
 	// Close removes the spare: no process, no group.
-	pids := spareProcs(t, cfg, next)
+	pids := []int{spareInit(t, cfg, next)}
 	if err := rt.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +192,7 @@ func TestOneOffSpareRetires(t *testing.T) {
 	rt, cfg := newRuntimeWith(t, oneOffPrefix, 300*time.Millisecond)
 	runOneOff(t, rt, cfg, testImage(t), Spec{Args: []string{"/app"}})
 	spare := spareID(t, cfg)
-	pids := spareProcs(t, cfg, spare)
+	pids := []int{spareInit(t, cfg, spare)}
 	err := testutil.Poll(10*time.Second, func() error {
 		if ids, err := cgroup.List(cfg.CgroupParent); err != nil || len(ids) > 0 {
 			return fmt.Errorf("groups %v (%v): the idle spare is still there", ids, err)
