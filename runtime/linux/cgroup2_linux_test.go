@@ -28,14 +28,14 @@ func TestOnCgroup2(t *testing.T) {
 	}
 	t.Parallel()
 	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.v",
-		"-test.run", "^(TestIsolation|TestHostNetwork|TestExitCodes|TestStop|TestStartErrors|TestCleanup|TestExec|TestSecurityDefaults|TestInItsCgroup)$")
+		"-test.run", "^(TestIsolation|TestHostNetwork|TestExitCodes|TestStop|TestStartErrors|TestCleanup|TestExec|TestSecurityDefaults|TestInItsCgroup|TestOneOffSpare|TestOneOffSpareRetires)$")
 	cmd.Env = append(os.Environ(), cgroup2Env+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("tests on cgroup2: %v\n%s", err, out)
 	}
-	if n := strings.Count(string(out), "--- PASS"); n < 9 {
-		t.Errorf("only %d of 9 tests passed on cgroup2:\n%s", n, out)
+	if n := strings.Count(string(out), "--- PASS"); n < 11 {
+		t.Errorf("only %d of 11 tests passed on cgroup2:\n%s", n, out)
 	}
 }
