@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // WarmMigration makes the next Add of this process fast on cgroup v1 and
@@ -24,11 +25,14 @@ func WarmMigration() {
 		return
 	}
 	go func() {
-		if procs := ownProcsFile(); procs != "" {
+		if procs := ownProcs(); procs != "" {
 			_ = os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0)
 		}
 	}()
 }
+
+// ownProcs is ownProcsFile, looked up once: a daemon stays in its group.
+var ownProcs = sync.OnceValue(ownProcsFile)
 
 // ownProcsFile is the cgroup.procs file of this process's group in the first
 // v1 hierarchy of /proc/self/cgroup that is mounted where Debian, systemd and
