@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +284,25 @@ func TestOOMKilled(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// WarmMigration moves this process into the group it is in: the file it
+// writes must be that group's, one that lists this process.
+func TestOwnProcsFile(t *testing.T) {
+	h, err := detect()
+	if err != nil || h.v2Root != "" {
+		t.Skip("not a cgroup v1 or hybrid host: WarmMigration does nothing")
+	}
+	f := ownProcsFile()
+	if f == "" {
+		t.Fatal("no cgroup.procs found for this process")
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Fields(string(b)), strconv.Itoa(os.Getpid())) {
+		t.Fatalf("%s does not list this process (%d)", f, os.Getpid())
 	}
 }
