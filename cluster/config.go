@@ -34,8 +34,11 @@ type Config struct {
 	// SpareIdle is how long a spare container init for the next one-off
 	// container (shoal run) is kept unused; 0 makes none.
 	SpareIdle time.Duration
-	Labels    map[string]string
-	Logger    *slog.Logger
+	// SpareMonitor keeps a container monitor process started ahead of
+	// time for the next container start or restart.
+	SpareMonitor bool
+	Labels       map[string]string
+	Logger       *slog.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -51,6 +54,7 @@ func DefaultConfig() Config {
 
 		DeadVoterGrace: 30 * time.Second,
 		SpareIdle:      time.Minute,
+		SpareMonitor:   true,
 	}
 }
 

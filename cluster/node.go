@@ -150,7 +150,7 @@ func New(cfg Config) (_ *Node, err error) {
 		RuntimeStateDir: filepath.Join(cfg.DataDir, "containers"),
 		CgroupParent:    n.cgroupParent(),
 		Logger:          n.log,
-		Spare:           true,
+		Spare:           cfg.SpareMonitor,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container monitors: %w", err)

@@ -100,3 +100,29 @@ func sparesOf(t *testing.T, dataDir string) []string {
 	}
 	return out
 }
+
+// --spare-monitor=false keeps no monitor ahead of time: containers still
+// start and restart.
+func TestNoSpareMonitor(t *testing.T) {
+	n := newNode(t, "e2e-nospare")
+	n.args = append(n.args, "--spare-monitor=false")
+	n.start()
+	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
+	first := waitInstance(t, n, running)
+	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		i := waitInstance(t, n, running)
+		if i.PID == first.PID {
+			return fmt.Errorf("not restarted yet")
+		}
+		return nil
+	})
+	for _, s := range sparesOf(t, n.dataDir) {
+		if strings.Contains(s, "__shoal_monitor") {
+			t.Fatalf("a spare monitor with --spare-monitor=false: %s", s)
+		}
+	}
+}
