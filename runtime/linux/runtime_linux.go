@@ -141,7 +141,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if oneOff && sp == nil {
 		// Spares mount their overlay themselves: only where one works.
 		if isCopy, err := rootfs.IsCopy(fsDir); err == nil && !isCopy {
-			r.spares.overlayWorks()
+			r.spares.overlayOK.Store(true)
 		}
 	}
 	// overlayfs shows its upper dir's mode for /, and rootfs makes that

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	ahead "github.com/shoal-edge/shoal/internal/spare"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
@@ -15,13 +16,14 @@ import (
 // container: forked in new namespaces (its own network namespace
 // included), moved into a cgroup named as that container will be, its Go
 // runtime up, waiting for a config. A one-off Start on a spare skips the
-// fork, the init's start and the cgroup move, which on cgroup v1 waits for
-// a kernel RCU grace period: that is most of a start's time.
+// fork and the init's start, and what is done of the cgroup move, which on
+// cgroup v1 waits for a kernel RCU grace period: together most of a
+// start's time. A spare is handed out as soon as it is forked.
 //
 // A spare is made after each one-off Start and retired when no one-off
-// came for Config.SpareIdle, so a node that runs none holds none. Only a one-off
-// with its own network namespace, no stdin and no resource limits fits
-// one (shoal run); any other starts as usual.
+// came for Config.SpareIdle, so a node that runs none holds none. Only a
+// one-off with its own network namespace, no stdin, no resource limits and
+// pipes for its output fits one (shoal run); any other starts as usual.
 type spare struct {
 	id             string
 	cg             *cgroup.Cgroup
@@ -31,10 +33,8 @@ type spare struct {
 
 // spares holds a Runtime's spare init, at most one.
 type spares struct {
-	one ahead.One[*spare]
-
-	mu        sync.Mutex
-	overlayOK bool // a one-off got an overlay: spares may mount theirs
+	one       ahead.One[*spare]
+	overlayOK atomic.Bool // a one-off got an overlay: spares may mount theirs
 }
 
 func (p *spares) init(r *Runtime) {
@@ -44,14 +44,6 @@ func (p *spares) init(r *Runtime) {
 		Idle:    r.cfg.SpareIdle,
 		OnError: func(err error) { r.log.Warn("start a spare container init", "err", err) },
 	}
-}
-
-// overlayWorks records that overlayfs works for one-offs here: a spare
-// mounts its container's overlay itself, with no copy to fall back on.
-func (p *spares) overlayWorks() {
-	p.mu.Lock()
-	p.overlayOK = true
-	p.mu.Unlock()
 }
 
 // fits reports whether a one-off s can start on a spare. A spare's stdout
@@ -90,10 +82,9 @@ func (p *spares) take(s Spec) *spare {
 
 // replenish starts making a spare where spares are on and can work.
 func (p *spares) replenish() {
-	p.mu.Lock()
-	ok := p.overlayOK
-	p.mu.Unlock()
-	if ok && p.one.Idle > 0 {
+	// A spare mounts its container's overlay itself, with no copy to
+	// fall back on: only where overlayfs worked for a one-off.
+	if p.overlayOK.Load() && p.one.Idle > 0 {
 		p.one.Replenish()
 	}
 }
