@@ -358,13 +358,8 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: format %q is not %q", sf.Format, snapshotFormat)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
+		if err := emptyReplicated(tx); err != nil {
+			return err
 		}
 		for _, a := range sf.Apps {
 			if err := putJSON(tx.Bucket(bucketApps), []byte(a.Name), a); err != nil {

@@ -205,13 +205,8 @@ func (s *Store) Secrets() (sec Secrets, ok bool, err error) {
 // records: for a node that rejoins its cluster with no Raft state.
 func (s *Store) Reset() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
+		if err := emptyReplicated(tx); err != nil {
+			return err
 		}
 		meta := tx.Bucket(bucketMeta)
 		for _, k := range [][]byte{keyApplied, keyCluster, keySecrets, keyRevoked} {
@@ -225,6 +220,20 @@ func (s *Store) Reset() error {
 		return fmt.Errorf("reset state: %w", err)
 	}
 	s.notify(0)
+	return nil
+}
+
+// emptyReplicated empties the buckets of replicated state (apps,
+// allocations, nodes), for a reset or a snapshot restore.
+func emptyReplicated(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
