@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -95,18 +94,8 @@ func TestRevokedIDs(t *testing.T) {
 		t.Fatalf("revoked: old %v gone %v new %v", s.Revoked("old"), s.Revoked("gone"), s.Revoked("new"))
 	}
 	// Raft snapshots carry the list.
-	snap, err := s.FSM().Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
 	dst := openTest(t)
-	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	snapshotInto(t, s, dst)
 	if !dst.Revoked("old") || !dst.Revoked("gone") {
 		t.Fatal("revoked ids lost in a snapshot")
 	}

@@ -131,19 +131,9 @@ func TestSnapshotRestore(t *testing.T) {
 	apply(t, src, 2, PutApps{Apps: []api.App{app("web", "x")}})
 	apply(t, src, 3, PutNode{Node: NodeRecord{Name: "n1", ID: "id1", Labels: map[string]string{"site": "a"}}})
 	apply(t, src, 4, SetAllocs{Put: []api.Allocation{{App: "web", Version: 2, Node: "n1"}}})
-	snap, err := src.FSM().Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
 	dst := openTest(t)
 	apply(t, dst, 1, PutApps{Apps: []api.App{app("stale", "z")}})
-	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshotInto(t, src, dst)
 	a, _ := src.Snapshot()
 	b, _ := dst.Snapshot()
 	if d := cmp.Diff(a, b); d != "" {
@@ -155,13 +145,31 @@ func TestSnapshotRestore(t *testing.T) {
 	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader([]byte(`{"format":"other"}`)))); err == nil {
 		t.Fatal("foreign snapshot accepted")
 	}
-	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()[:10]))); err == nil {
+	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(snap[:10]))); err == nil {
 		t.Fatal("truncated snapshot accepted")
 	}
 	b2, _ := dst.Snapshot()
 	if d := cmp.Diff(a, b2); d != "" {
 		t.Fatalf("bad restore changed the state (-want +got):\n%s", d)
 	}
+}
+
+// snapshotInto restores a Raft snapshot of src's FSM into dst's and
+// returns the snapshot.
+func snapshotInto(t *testing.T, src, dst *Store) []byte {
+	t.Helper()
+	snap, err := src.FSM().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.FSM().Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	return sink.Bytes()
 }
 
 type memSink struct{ bytes.Buffer }
