@@ -110,11 +110,7 @@ func TestAppLifecycle(t *testing.T) {
 // the running container without restarting it, and learns what happened to
 // one that exited while the node was down.
 func TestRestartKeepsApps(t *testing.T) {
-	n := newNode(t, "e2e-restart")
-	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
-	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
-	before := waitInstance(t, n, running)
+	n, before := sleeperNode(t, "e2e-restart")
 	st1 := n.must("status", "-o", "json")
 
 	n.stop()
@@ -221,13 +217,21 @@ func field(t *testing.T, js, key string) string {
 	return rest[:strings.IndexByte(rest, '"')]
 }
 
-// scale changes the replica count without touching the running instances.
-func TestScaleKeepsInstances(t *testing.T) {
-	n := newNode(t, "e2e-scale")
+// sleeperNode starts node name (with more `shoal up` flags) and the sleeper
+// app on it, and returns the node and the running instance.
+func sleeperNode(t *testing.T, name string, upArgs ...string) (*node, instance) {
+	t.Helper()
+	n := newNode(t, name)
+	n.args = append(n.args, upArgs...)
 	n.start()
 	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
 	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
-	first := waitInstance(t, n, running)
+	return n, waitInstance(t, n, running)
+}
+
+// scale changes the replica count without touching the running instances.
+func TestScaleKeepsInstances(t *testing.T) {
+	n, first := sleeperNode(t, "e2e-scale")
 	count := func(want int) map[string]instance {
 		var byName map[string]instance
 		testutil.WaitFor(t, 20*time.Second, func() error {

@@ -34,11 +34,7 @@ func TestForeignImageRuns(t *testing.T) {
 // kill -9 of `shoal up` leaves its containers running under their
 // monitors; the next start adopts them.
 func TestDaemonKillNine(t *testing.T) {
-	n := newNode(t, "e2e-kill")
-	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
-	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
-	before := waitInstance(t, n, running)
+	n, before := sleeperNode(t, "e2e-kill")
 	// A one-off leaves a spare init, the app's start a spare monitor.
 	n.must("run", "--rm", "testprog:1", "--", "/app")
 	testutil.WaitFor(t, 10*time.Second, func() error {
@@ -104,12 +100,7 @@ func sparesOf(t *testing.T, dataDir string) []string {
 // --spare-monitor=false keeps no monitor ahead of time: containers still
 // start and restart.
 func TestNoSpareMonitor(t *testing.T) {
-	n := newNode(t, "e2e-nospare")
-	n.args = append(n.args, "--spare-monitor=false")
-	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
-	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
-	first := waitInstance(t, n, running)
+	n, first := sleeperNode(t, "e2e-nospare", "--spare-monitor=false")
 	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
