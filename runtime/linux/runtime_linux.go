@@ -69,11 +69,6 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	oneOff := s.ID == "" && r.cfg.OneOffPrefix != ""
 	if oneOff {
 		sp = r.spares.take(s)
-		if sp != nil && sp.l.exited() {
-			// Killed from outside while it waited: no use.
-			r.discard(sp)
-			sp = nil
-		}
 		defer r.spares.replenish()
 		if sp != nil {
 			s.ID = sp.id

@@ -71,12 +71,17 @@ func sameWriter(a, b io.Writer) (same bool) {
 	return a == b
 }
 
-// take hands out the spare if s fits it, nil otherwise.
+// take hands out the spare if s fits it, nil otherwise. A spare killed from
+// outside while it waited is discarded instead.
 func (p *spares) take(s Spec) *spare {
 	if !fits(s) {
 		return nil
 	}
-	sp, _ := p.one.Take()
+	sp, ok := p.one.Take()
+	if ok && sp.l.exited() {
+		p.one.Discard(sp)
+		return nil
+	}
 	return sp
 }
 
