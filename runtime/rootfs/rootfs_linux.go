@@ -31,7 +31,7 @@ func MountWith(lower, dir string, o Options) (merged string, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	realLower, opts, err := makeDir(lower, dir, !o.NoOverlay)
+	realLower, _, opts, err := makeDir(lower, dir, !o.NoOverlay)
 	if err != nil {
 		return "", err
 	}
@@ -88,45 +88,48 @@ func MountWith(lower, dir string, o Options) (merged string, err error) {
 }
 
 // makeDir checks lower and dir for MountWith and PrepareOverlay and makes
-// dir; it returns lower with its symlinks resolved and the overlay's mount
-// options ("" when they cannot be written and overlay is false).
-func makeDir(lower, dir string, overlay bool) (realLower, opts string, err error) {
+// dir; it returns lower with its symlinks resolved, its mode and the
+// overlay's mount options ("" when they cannot be written and overlay is
+// false).
+func makeDir(lower, dir string, overlay bool) (realLower string, mode os.FileMode, opts string, err error) {
 	if !filepath.IsAbs(lower) || !filepath.IsAbs(dir) {
-		return "", "", fmt.Errorf("mount rootfs: lower %q and dir %q must be absolute paths", lower, dir)
+		return "", 0, "", fmt.Errorf("mount rootfs: lower %q and dir %q must be absolute paths", lower, dir)
 	}
 	lower, dir = filepath.Clean(lower), filepath.Clean(dir)
-	if fi, err := os.Stat(lower); err != nil {
-		return "", "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
+	fi, err := os.Stat(lower)
+	if err != nil {
+		return "", 0, "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
 	} else if !fi.IsDir() {
-		return "", "", fmt.Errorf("mount rootfs: image rootfs %s is not a directory", lower)
+		return "", 0, "", fmt.Errorf("mount rootfs: image rootfs %s is not a directory", lower)
 	}
+	mode = fi.Mode().Perm()
 	opts, ok := overlayOptions(lower, dir+"/upper", dir+"/work")
 	if !ok && overlay {
-		return "", "", fmt.Errorf("mount rootfs: paths %s and %s must not contain ',', ':' or '\\' (overlayfs option syntax)", lower, dir)
+		return "", 0, "", fmt.Errorf("mount rootfs: paths %s and %s must not contain ',', ':' or '\\' (overlayfs option syntax)", lower, dir)
 	}
 	// A copy of lower into itself would never end, and overlayfs refuses
 	// overlapping layers anyway: compare the resolved paths, before dir is
 	// made (inside the image, it would write the image).
 	realLower, err = filepath.EvalSymlinks(lower)
 	if err != nil {
-		return "", "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
+		return "", 0, "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
 	}
 	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
 	if err != nil {
-		return "", "", fmt.Errorf("mount rootfs: %w", err)
+		return "", 0, "", fmt.Errorf("mount rootfs: %w", err)
 	}
 	if realDir := filepath.Join(parent, filepath.Base(dir)); within(realDir, realLower) || within(realLower, realDir) {
-		return "", "", fmt.Errorf("mount rootfs: dir %s and image rootfs %s overlap", dir, lower)
+		return "", 0, "", fmt.Errorf("mount rootfs: dir %s and image rootfs %s overlap", dir, lower)
 	}
 	if err := os.Mkdir(dir, 0o700); errors.Is(err, os.ErrExist) {
 		// Never remove what was there: it may be a live leftover.
 		if err := requireEmpty(dir); err != nil {
-			return "", "", fmt.Errorf("mount rootfs: %w", err)
+			return "", 0, "", fmt.Errorf("mount rootfs: %w", err)
 		}
 	} else if err != nil {
-		return "", "", fmt.Errorf("mount rootfs: %w", err)
+		return "", 0, "", fmt.Errorf("mount rootfs: %w", err)
 	}
-	return realLower, opts, nil
+	return realLower, mode, opts, nil
 }
 
 // PrepareOverlay makes dir as MountWith does for an overlay, but mounts
@@ -136,17 +139,12 @@ func makeDir(lower, dir string, overlay bool) (realLower, opts string, err error
 // made after). The overlay's / shows upper's mode: upper gets lower's.
 // Unmount and removal work on dir as after MountWith.
 func PrepareOverlay(lower, dir string) (merged, opts string, err error) {
-	realLower, opts, err := makeDir(lower, dir, true)
+	_, lowerMode, opts, err := makeDir(lower, dir, true)
 	if err != nil {
 		return "", "", err
 	}
-	fi, err := os.Stat(realLower)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return "", "", fmt.Errorf("mount rootfs: image rootfs: %w", err)
-	}
 	dir = filepath.Clean(dir)
-	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": fi.Mode().Perm(), "work": 0o700} {
+	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": lowerMode, "work": 0o700} {
 		// Chmod too: Mkdir's mode passes through the umask.
 		if err := os.Mkdir(dir+"/"+d, mode); err == nil {
 			err = os.Chmod(dir+"/"+d, mode)
