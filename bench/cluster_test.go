@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/api/client"
+	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/internal/testutil/lab"
 )
 
@@ -284,18 +285,13 @@ func label(c *client.Client, target, k, v string) error {
 // within. The time is taken right after the successful check, so it is
 // late by at most one interval plus one check.
 func waitUntil(start time.Time, within, interval time.Duration, check func() error) (time.Duration, error) {
-	deadline := start.Add(within)
-	for {
+	var took time.Duration
+	err := testutil.PollEvery(within-time.Since(start), interval, func() error {
 		err := check()
-		now := time.Now()
-		if err == nil {
-			return now.Sub(start), nil
-		}
-		if now.After(deadline) {
-			return 0, err
-		}
-		time.Sleep(interval)
-	}
+		took = time.Since(start)
+		return err
+	})
+	return took, err
 }
 
 // running checks that every node named still runs: a daemon that exits

@@ -22,6 +22,12 @@ func WaitFor(t testing.TB, timeout time.Duration, check func() error) {
 // Poll is WaitFor without a test: it returns check's last error on timeout,
 // for helpers that report on their own.
 func Poll(timeout time.Duration, check func() error) error {
+	return PollEvery(timeout, pollInterval, check)
+}
+
+// PollEvery is Poll at another interval: benchmarks that time a state
+// poll more often.
+func PollEvery(timeout, interval time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := check()
@@ -31,6 +37,6 @@ func Poll(timeout time.Duration, check func() error) error {
 		if time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(pollInterval)
+		time.Sleep(interval)
 	}
 }
