@@ -42,15 +42,21 @@ func newNode(t *testing.T, name string) *node {
 	n.args = []string{"--data-dir", n.dataDir, "up", "--name", name, "--bind", "127.0.0.1",
 		"--gossip-port", fmt.Sprint(testutil.FreePort(t)), "--port", fmt.Sprint(testutil.FreePort(t))}
 	t.Cleanup(func() {
+		// The log first: a check below may end the test.
+		defer func() {
+			if t.Failed() && n.log != nil {
+				t.Logf("log of %s:\n%s", name, n.log)
+			}
+		}()
 		n.removeAllApps()
 		n.stop()
+		if _, err := os.Stat(filepath.Join(n.dataDir, "node.json")); n.cmd == nil || err != nil {
+			return // a node that never got its identity never ran anything
+		}
 		// Containers outlive `shoal up`; with its apps removed first,
 		// nothing of it may remain on the host after it exits.
 		if left := leftovers(n.dataDir, n.cgroupParent()); len(left) > 0 {
 			t.Errorf("left behind after shoal up exited: %v", left)
-		}
-		if t.Failed() && n.log != nil {
-			t.Logf("log of %s:\n%s", name, n.log)
 		}
 	})
 	return n
@@ -67,7 +73,13 @@ func (n *node) start() {
 	}
 	n.done = make(chan struct{})
 	go func() { n.cmd.Wait(); close(n.done) }()
-	testutil.WaitFor(n.t, 10*time.Second, func() error {
+	// Generous: a loaded CI machine runs this beside every other package.
+	testutil.WaitFor(n.t, 30*time.Second, func() error {
+		select {
+		case <-n.done:
+			return fmt.Errorf("shoal up exited: %v", n.cmd.ProcessState)
+		default:
+		}
 		var st struct {
 			Leader    string `json:"leader"`
 			ClusterID string `json:"cluster_id"`
