@@ -26,10 +26,10 @@ package logs
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 )
 
@@ -72,12 +72,12 @@ func Open(path string, maxSize int64, keep int) (*Writer, error) {
 func (w *Writer) open() error {
 	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("open log: %w", err)
+		return &logError{"open log", err}
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("open log: %w", err)
+		return &logError{"open log", err}
 	}
 	w.f, w.size = f, st.Size()
 	return nil
@@ -144,11 +144,11 @@ func (w *Writer) rotate() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("rotate log %s: %w", w.path, errors.Join(errs...))
+		return &logError{"rotate log " + w.path, errors.Join(errs...)}
 	}
 	old := w.f
 	if err := w.open(); err != nil {
-		return fmt.Errorf("rotate log %s: %w", w.path, err)
+		return &logError{"rotate log " + w.path, err}
 	}
 	old.Close()
 	return nil
@@ -161,7 +161,7 @@ func (w *Writer) Close() error {
 	if w.err != nil {
 		return nil
 	}
-	w.err = fmt.Errorf("write log %s: %w", w.path, fs.ErrClosed)
+	w.err = &logError{"write log " + w.path, fs.ErrClosed}
 	return w.f.Close()
 }
 
@@ -170,8 +170,18 @@ func numbered(path string, i int) string {
 	if i == 0 {
 		return path
 	}
-	return fmt.Sprintf("%s.%d", path, i)
+	return path + "." + strconv.Itoa(i)
 }
+
+// logError is "op: err". The Writer is also part of the monitor program,
+// which is kept small: no fmt.
+type logError struct {
+	op  string
+	err error
+}
+
+func (e *logError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *logError) Unwrap() error { return e.err }
 
 // Remove deletes a log and every rotated file of it (path.1, path.2, ...).
 func Remove(path string) error {
