@@ -172,13 +172,26 @@ func (c *Container) Delete() error {
 			return fmt.Errorf("delete container %s: %w", c.id, err)
 		}
 	}
-	if c.mntNS != nil {
-		_ = c.mntNS.Close()
-		c.mntNS = nil
-	}
+	c.releaseLocked()
 	if err := c.rt.remove(c.id, c.cg); err != nil {
 		return fmt.Errorf("delete container %s: %w", c.id, err)
 	}
 	c.log.Info("container deleted")
 	return nil
+}
+
+// Release closes what the runtime holds of a container another process
+// reaps (Spec.Forker), its mount namespace: call it once that process has
+// reported the exit, before the container's removal.
+func (c *Container) Release() {
+	c.deleteMu.Lock()
+	defer c.deleteMu.Unlock()
+	c.releaseLocked()
+}
+
+func (c *Container) releaseLocked() {
+	if c.mntNS != nil {
+		_ = c.mntNS.Close()
+		c.mntNS = nil
+	}
 }

@@ -158,6 +158,12 @@ type Spec struct {
 	// copied through pipes by goroutines that end with the container.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Forker, when set, forks the init in another process, which becomes
+	// its parent and decides its stdio (Stdin, Stdout and Stderr are
+	// ignored): a monitor. The Container Start returns then does not
+	// reap, stop or delete the container (its Wait never returns); the
+	// forker's process does the first three, Runtime.Remove the last.
+	Forker Forker
 
 	// User runs the program as "uid", "uid:gid", "name" or "name:group",
 	// names resolved in the container's /etc/passwd and /etc/group;

@@ -191,15 +191,24 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		id: s.ID, cmd: l.cmd, cg: cg, rt: r, log: log, done: make(chan struct{}),
 		proc: procOf(s), hostNetwork: s.HostNetwork, nsIDs: l.ids, mntNS: l.mntNS,
 	}
-	go c.reap()
-	log.Info("container started", "pid", l.cmd.Process.Pid, "image", s.Image, "args", s.Args)
+	if l.remote != nil {
+		// Another process's child: it reaps, stops and deletes.
+		p, _ := os.FindProcess(l.pid)
+		c.cmd = &exec.Cmd{Process: p}
+	} else {
+		go c.reap()
+	}
+	log.Info("container started", "pid", l.pid, "image", s.Image, "args", s.Args)
 	return c, nil
 }
 
 // launch is a container init forked in its namespaces and on its way into
-// its cgroup; it waits for its config.
+// its cgroup; it waits for its config. It is our child (cmd), or another
+// process's (remote; see Spec.Forker).
 type launch struct {
+	pid        int
 	cmd        *exec.Cmd
+	remote     RemoteInit
 	cfgW, errR *os.File
 	ids        [2]nsID  // the namespaces' identity, for Exec
 	mntNS      *os.File // held: see Container.mntNS
@@ -215,19 +224,19 @@ type launch struct {
 // for placedByte before anything of the container's runs, so nothing does
 // outside its limits. On cgroup v2 the init is born in its cgroup.
 func launchInit(s Spec, cg *cgroup.Cgroup) (*launch, error) {
-	cmd, cfgW, errR, inCgroup, err := startInit(s, cg.UnifiedDir())
+	l, inCgroup, err := startInit(s, cg.UnifiedDir())
 	if err != nil {
 		return nil, err
 	}
-	l := &launch{cmd: cmd, cfgW: cfgW, errR: errR, placed: make(chan struct{})}
+	l.placed = make(chan struct{})
 	if inCgroup {
 		close(l.placed)
 	} else {
-		go func() { l.placeErr = cg.Add(cmd.Process.Pid); close(l.placed) }()
+		go func() { l.placeErr = cg.Add(l.pid); close(l.placed) }()
 	}
 	// Read while the init surely lives: it waits for its config.
-	if l.ids, err = nsIDsOf(cmd.Process.Pid); err == nil {
-		l.mntNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+	if l.ids, err = nsIDsOf(l.pid); err == nil {
+		l.mntNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", l.pid))
 	}
 	if err != nil {
 		l.kill()
@@ -236,20 +245,34 @@ func launchInit(s Spec, cg *cgroup.Cgroup) (*launch, error) {
 	return l, nil
 }
 
-// exited reports whether the init has ended (it stays waitable: its Wait
-// is still to come).
+// exited reports whether the init has ended (a child of ours stays
+// waitable: its Wait is still to come).
 func (l *launch) exited() bool {
+	if l.remote != nil {
+		select {
+		case <-l.remote.Exited():
+			return true
+		default:
+			return false
+		}
+	}
 	var info unix.Siginfo // stays zero while it runs
-	err := unix.Waitid(unix.P_PID, l.cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	err := unix.Waitid(unix.P_PID, l.pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
 	return err != nil || info.Signo != 0
 }
 
 // kill ends an init that is not to become a container, and waits until it
 // is out of its cgroup's way.
 func (l *launch) kill() {
-	_ = l.cmd.Process.Kill()
-	_ = l.cmd.Wait()
-	<-l.placed
+	if l.remote != nil {
+		l.remote.Kill()
+	} else {
+		_ = l.cmd.Process.Kill()
+		_ = l.cmd.Wait()
+	}
+	if l.placed != nil {
+		<-l.placed
+	}
 	_ = l.cfgW.Close()
 	_ = l.errR.Close()
 	if l.mntNS != nil {
@@ -257,45 +280,69 @@ func (l *launch) kill() {
 	}
 }
 
-// startInit forks the container init in its new namespaces. It returns the
-// parent's ends of the config pipe (to write) and the error pipe (to read),
-// and whether the init was started inside cgroupDir (a cgroup v2 directory,
-// or ""), which needs clone3 (Linux 5.7).
-func startInit(s Spec, cgroupDir string) (cmd *exec.Cmd, cfgW, errR *os.File, inCgroup bool, err error) {
+// startInit forks the container init in its new namespaces: a launch with
+// the parent's ends of the config pipe (to write) and the error pipe (to
+// read), and whether the init was started inside cgroupDir (a cgroup v2
+// directory, or ""), which needs clone3 (Linux 5.7).
+func startInit(s Spec, cgroupDir string) (l *launch, inCgroup bool, err error) {
+	var cgroupDirFile *os.File
 	if cgroupDir != "" {
 		if fd, err := unix.Open(cgroupDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			cmd, cfgW, errR, err = forkInit(s, fd)
-			unix.Close(fd)
-			if err == nil {
-				return cmd, cfgW, errR, true, nil
-			}
-			// An older kernel: fall back to moving the init in.
+			cgroupDirFile = os.NewFile(uintptr(fd), cgroupDir)
+			defer cgroupDirFile.Close()
 		}
 	}
-	cmd, cfgW, errR, err = forkInit(s, -1)
-	return cmd, cfgW, errR, false, err
+	if s.Forker != nil {
+		return forkRemote(s, cgroupDirFile)
+	}
+	if cgroupDirFile != nil {
+		if l, err := forkInit(s, int(cgroupDirFile.Fd())); err == nil {
+			return l, true, nil
+		}
+		// An older kernel: fall back to moving the init in.
+	}
+	l, err = forkInit(s, -1)
+	return l, false, err
 }
 
-// forkInit starts the init; cgroupFD >= 0 starts it in that cgroup.
-func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err error) {
-	cfgR, cfgW, err := os.Pipe()
+// initPipes makes the config and error pipes of an init: the child's ends
+// first.
+func initPipes() (cfgR, cfgW, errR, errW *os.File, err error) {
+	cfgR, cfgW, err = os.Pipe()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("config pipe: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("config pipe: %w", err)
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err = os.Pipe()
 	if err != nil {
 		cfgR.Close()
 		cfgW.Close()
-		return nil, nil, nil, fmt.Errorf("error pipe: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("error pipe: %w", err)
 	}
+	return cfgR, cfgW, errR, errW, nil
+}
+
+// cloneFlags are the namespaces of s's init.
+func cloneFlags(s Spec) uintptr {
 	flags := syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC
 	if !s.HostNetwork {
 		flags |= syscall.CLONE_NEWNET
 	}
-	cmd = &exec.Cmd{
-		Path: "/proc/self/exe", // this very binary, even if replaced on disk
-		// The id in argv names the init in ps until it execs.
-		Args:       []string{"shoal", initArg, s.ID},
+	return uintptr(flags)
+}
+
+// initArgs is an init's argv: the id names it in ps until it execs.
+func initArgs(s Spec) []string { return []string{"shoal", initArg, s.ID} }
+
+// forkInit starts the init as our child; cgroupFD >= 0 starts it in that
+// cgroup.
+func forkInit(s Spec, cgroupFD int) (*launch, error) {
+	cfgR, cfgW, errR, errW, err := initPipes()
+	if err != nil {
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe", // this very binary, even if replaced on disk
+		Args:       initArgs(s),
 		Env:        []string{}, // the program's env travels in the config
 		Stdin:      s.Stdin,
 		Stdout:     s.Stdout,
@@ -303,7 +350,7 @@ func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err err
 		ExtraFiles: []*os.File{cfgR, errW}, // fds 3 and 4: configFD, errorFD
 		WaitDelay:  waitDelay,
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  uintptr(flags),
+			Cloneflags:  cloneFlags(s),
 			Pdeathsig:   syscall.SIGKILL,
 			UseCgroupFD: cgroupFD >= 0,
 			CgroupFD:    max(cgroupFD, 0),
@@ -316,9 +363,34 @@ func forkInit(s Spec, cgroupFD int) (cmd *exec.Cmd, cfgW, errR *os.File, err err
 	if err != nil {
 		cfgW.Close()
 		errR.Close()
-		return nil, nil, nil, fmt.Errorf("fork container init: %w", err)
+		return nil, fmt.Errorf("fork container init: %w", err)
 	}
-	return cmd, cfgW, errR, nil
+	return &launch{pid: cmd.Process.Pid, cmd: cmd, cfgW: cfgW, errR: errR}, nil
+}
+
+// forkRemote has s.Forker fork the init; cgroupDir, if not nil, is the
+// cgroup v2 directory to start it in.
+func forkRemote(s Spec, cgroupDir *os.File) (*launch, bool, error) {
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, false, fmt.Errorf("fork container init: %w", err)
+	}
+	defer exe.Close()
+	cfgR, cfgW, errR, errW, err := initPipes()
+	if err != nil {
+		return nil, false, err
+	}
+	ri, err := s.Forker.ForkInit(InitFork{
+		Args: initArgs(s), Exe: exe, Config: cfgR, Errors: errW, Cloneflags: cloneFlags(s), Cgroup: cgroupDir,
+	})
+	cfgR.Close()
+	errW.Close()
+	if err != nil {
+		cfgW.Close()
+		errR.Close()
+		return nil, false, fmt.Errorf("fork container init: %w", err)
+	}
+	return &launch{pid: ri.Pid(), remote: ri, cfgW: cfgW, errR: errR}, ri.InCgroup(), nil
 }
 
 // forkThread runs the forks of container inits on one OS thread that never
@@ -433,6 +505,17 @@ func (r *Runtime) Cleanup(keep func(id string) bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// OOMKilled reports whether the kernel's OOM killer killed a process of
+// container id, which exists until it is removed: how a monitor's daemon
+// completes the exit the monitor reports.
+func (r *Runtime) OOMKilled(id string) (bool, error) {
+	cg, err := cgroup.Load(r.cfg.CgroupParent, id)
+	if err != nil {
+		return false, err
+	}
+	return cg.OOMKilled()
 }
 
 // Close removes the runtime's parent cgroup once every container is
