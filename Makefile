@@ -13,17 +13,26 @@ GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -tags $(GOTAGS) -ldflags "$(LDFL
 # arm64 tests on this amd64 host.
 TEST_DEBS := umoci skopeo busybox-static qemu-user-static
 
-.PHONY: all build cross test test-arm64 test-deps lint demo demo-stop bench clean
+.PHONY: all build cross monitor-prog test test-arm64 test-deps lint demo demo-stop bench clean
 
 all: build
 
-build:
+# The container monitor is a small program of its own that shoal embeds
+# (runtime/monitor): built for the target GOARCH before shoal itself.
+monitor-prog:
+	$(GO) generate ./runtime/monitor
+
+build: monitor-prog
 	$(GOBUILD) -o bin/shoal .
 
 cross:
+	GOOS=linux GOARCH=amd64 $(GO) generate ./runtime/monitor
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o bin/shoal-linux-amd64 .
+	GOOS=linux GOARCH=arm64 $(GO) generate ./runtime/monitor
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o bin/shoal-linux-arm64 .
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) generate ./runtime/monitor
 	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o bin/shoal-linux-armv7 .
+	GOOS=linux GOARCH=riscv64 $(GO) generate ./runtime/monitor
 	GOOS=linux GOARCH=riscv64 $(GOBUILD) -o bin/shoal-linux-riscv64 .
 
 test-deps:
@@ -33,7 +42,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: test-deps lint
+test: test-deps lint monitor-prog
 	SHOAL_TEST_STRICT=1 $(GO) test -count=1 -timeout 8m ./...
 	@$(MAKE) --no-print-directory test-arm64
 
@@ -43,6 +52,7 @@ test: test-deps lint
 # after the amd64 tests, not beside them, so that the Raft tests' timeouts do
 # not share the two cores with them.
 test-arm64: test-deps
+	GOARCH=arm64 $(GO) generate ./runtime/monitor
 	SHOAL_TEST_STRICT=1 CGO_ENABLED=0 GOARCH=arm64 $(GO) test -exec qemu-aarch64-static -count=1 -timeout 5m ./store/... ./cluster/...
 
 bench: build test-deps
@@ -64,4 +74,4 @@ demo-stop:
 	@scripts/demo.sh stop
 
 clean:
-	rm -rf bin
+	rm -rf bin runtime/monitor/progbin/*/shoal-monitor

@@ -29,13 +29,6 @@ func IsContainerInit(args []string) bool { return linux.IsInit(args) }
 // ContainerInit becomes the container's init; it never returns.
 func ContainerInit() { linux.InitMain() }
 
-// IsContainerMonitor reports whether this process was started as a
-// container's monitor.
-func IsContainerMonitor(args []string) bool { return monitor.IsMonitor(args) }
-
-// ContainerMonitor becomes a container's monitor; it never returns.
-func ContainerMonitor() { monitor.Main() }
-
 // runtimeAdapter translates the agent's instances into the Linux runtime's
 // specs: the one place where app spec meets container spec.
 type runtimeAdapter struct{ n *Node }

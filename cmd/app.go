@@ -32,9 +32,6 @@ func Main(args []string) int {
 	if cluster.IsContainerInit(args) {
 		cluster.ContainerInit() // never returns
 	}
-	if cluster.IsContainerMonitor(args) {
-		cluster.ContainerMonitor() // never returns
-	}
 	return run(args, os.Stdin, os.Stdout, os.Stderr)
 }
 

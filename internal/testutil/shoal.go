@@ -48,3 +48,25 @@ func RemoveShoalBinary() {
 		os.RemoveAll(filepath.Dir(shoalPath))
 	}
 }
+
+// BuildMonitorProgram builds the container monitor program as `go
+// generate ./runtime/monitor` does, from the current source, into a
+// temporary directory that cleanup removes: for the monitor package's tests,
+// which run it through monitor.Config.Program.
+func BuildMonitorProgram() (path string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "shoal-monitor-prog")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	path = filepath.Join(dir, "shoal-monitor")
+	_, self, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "./runtime/monitor/prog")
+	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("go build monitor program: %v\n%s", err, out)
+	}
+	return path, cleanup, nil
+}

@@ -35,6 +35,9 @@ type Handle struct {
 	// reaped is closed once our child monitor is reaped; nil for an
 	// adopted one, which is not our child.
 	reaped <-chan struct{}
+	// ctr is the runtime's view of a container we started, which holds
+	// its mount namespace until Delete; nil for an adopted one.
+	ctr *linux.Container
 
 	mu       sync.Mutex // guards following
 	waitConn net.Conn
@@ -88,7 +91,7 @@ func (h *Handle) watch(conn net.Conn) {
 		err = json.Unmarshal(line, &resp)
 	}
 	if err == nil && resp.Exit != nil {
-		h.exit = resp.Exit.exit()
+		h.exit = h.m.withOOM(h.id, resp.Exit.exit())
 		return
 	}
 	h.mu.Lock()
@@ -102,7 +105,7 @@ func (h *Handle) watch(conn net.Conn) {
 	// exit before it died.
 	var ed exitDoc
 	if rerr := readJSON(filepath.Join(h.dir, exitFile), &ed); rerr == nil {
-		h.exit = ed.exit()
+		h.exit = h.m.withOOM(h.id, ed.exit())
 		return
 	}
 	h.exit = linux.Exit{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit: %v", h.id, h.monitorPid, err)}
@@ -231,15 +234,18 @@ func (h *Handle) Delete() error {
 			h.m.log.Warn("monitor still running after its container's exit", "container", h.id, "monitor_pid", h.monitorPid)
 		}
 	} else {
-		// Adopted: not our child, but it holds its lock until it has
-		// removed its container and exits.
+		// Adopted: not our child, but it holds its lock until it
+		// exits.
 		deadline := time.Now().Add(reapTimeout)
 		for lockHeld(h.m.dir(h.id)) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	// The monitor removed the container; this sweeps what a monitor
-	// that died half-way left, and the monitor's own directory.
+	// The monitor has gone: remove the container and the monitor's
+	// directory.
+	if h.ctr != nil {
+		h.ctr.Release()
+	}
 	if err := h.m.removeLeftovers(h.id); err != nil {
 		return fmt.Errorf("delete container %s: %w", h.id, err)
 	}

@@ -51,6 +51,15 @@ func main() {
 		fmt.Println("waiting for SIGTERM")
 		<-c
 		os.Exit(7)
+	case "eat":
+		var kept [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			kept = append(kept, b)
+		}
 	case "spam":
 		n, _ := strconv.Atoi(os.Args[2])
 		for i := 0; i < n; i++ {
@@ -68,11 +77,7 @@ func main() {
 var imageDir string
 
 func TestMain(m *testing.M) {
-	// Monitors.Start re-executes this binary as the monitor, and the
-	// monitor's runtime re-executes it as the container init.
-	if IsMonitor(os.Args) {
-		Main()
-	}
+	// The monitor forks this binary as the container init.
 	if linux.IsInit(os.Args) {
 		linux.InitMain()
 	}
@@ -87,8 +92,18 @@ func run(m *testing.M) int {
 	}
 	defer cleanup()
 	imageDir = dir
+	prog, cleanupProg, err := testutil.BuildMonitorProgram()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanupProg()
+	program = prog
 	return m.Run()
 }
+
+// program is the monitor program built from the current source.
+var program string
 
 // newMonitors returns a Config with state dirs and a cgroup parent of the
 // test's own, and Monitors on it. At the end every monitor left is stopped
@@ -102,6 +117,7 @@ func newMonitors(t *testing.T) (*Monitors, Config) {
 		RuntimeStateDir: filepath.Join(dir, "containers"),
 		CgroupParent:    testutil.CgroupParent(t),
 		Logger:          testutil.Logger(t),
+		Program:         program,
 	}
 	m, err := New(cfg)
 	if err != nil {
@@ -198,14 +214,41 @@ func memKiB(t *testing.T, file, key string) int {
 	return 0
 }
 
-// startReleased starts spec and lets go of it, as a daemon that stops
-// leaves its monitors running.
-func startReleased(t *testing.T, m *Monitors, spec Spec) *Handle {
+// mustStart starts spec.
+func mustStart(t *testing.T, m *Monitors, spec Spec) *Handle {
 	t.Helper()
 	h, err := m.Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
+
+// waitForLog waits until spec's log holds text: the workload is ready.
+func waitForLog(t *testing.T, spec Spec, text string) {
+	t.Helper()
+	waitFor(t, "workload ready", func() error {
+		if b, _ := os.ReadFile(spec.LogPath); !strings.Contains(string(b), text) {
+			return fmt.Errorf("log %q has no %q", b, text)
+		}
+		return nil
+	})
+}
+
+// deleteGone deletes h and checks that nothing of it is left.
+func deleteGone(t *testing.T, cfg Config, h *Handle) {
+	t.Helper()
+	if err := h.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, cfg, h.ID())
+}
+
+// startReleased starts spec and lets go of it, as a daemon that stops
+// leaves its monitors running.
+func startReleased(t *testing.T, m *Monitors, spec Spec) *Handle {
+	t.Helper()
+	h := mustStart(t, m, spec)
 	h.Close()
 	return h
 }

@@ -1,63 +1,63 @@
 // Package monitor owns the process that keeps one container alive
-// independently of the daemon: a small monitor per container, re-executed
-// from the same binary, that starts the container, copies its output into a
-// rotating log, records its exit and answers the daemon over a unix socket.
-// Stopping, upgrading or crashing the daemon leaves monitors and containers
-// running; the next daemon adopts them (Monitors.Adopt) without a restart and
-// learns the exits of those that ended meanwhile.
+// independently of the daemon: a small monitor per container that is the
+// container's parent, copies its output into a rotating log, records its
+// exit and answers the daemon over a unix socket. Stopping, upgrading or
+// crashing the daemon leaves monitors and containers running; the next
+// daemon adopts them (Monitors.Adopt) without a restart and learns the exits
+// of those that ended meanwhile.
+//
+// # The monitor program
+//
+// A monitor runs once per container, so its memory is the per-container
+// overhead. It is therefore not this binary (whose package initialisation
+// alone leaves ~2 MiB of heap and data in every process) but a small
+// program of its own, ./prog, that links little beyond os and os/signal:
+// `go generate` builds it into progbin/GOARCH and the binary embeds it
+// (program_GOARCH.go). The daemon puts it into a sealed memfd once and
+// starts monitors from there.
 //
 // # Basics
 //
-// The binary's main must begin, next to linux.IsInit, with
-//
-//	if monitor.IsMonitor(os.Args) {
-//		monitor.Main() // never returns
-//	}
-//
-// Monitors.Start writes the spec into the state dir, runs
-// "/proc/self/exe __shoal_monitor DATA/monitors/<id>" in a new session (no
-// parent-death signal, stdio on /dev/null) and waits for the monitor's
-// report on an inherited pipe: the container's pid, or why it did not start
-// (then nothing is left behind). The container is the monitor's child and
-// carries the runtime's parent-death SIGKILL: it dies with its monitor,
-// never with the daemon.
+// Monitors.Start makes the state dir, writes spec.json, takes the lock,
+// binds the socket and has the runtime start the container with a
+// linux.Spec.Forker: everything about the container (cgroup, overlay,
+// config, the checks before its program runs) is done by the daemon, but
+// the init is forked by the monitor, which the daemon starts with a control
+// socket (package ctl). The monitor gets the lock and the listening socket
+// with the fork request and keeps them for life. The container carries the
+// parent-death SIGKILL: it dies with its monitor, never with the daemon.
 //
 // # State directory (DATA/monitors/<id>)
 //
 //	spec.json     the container spec and runtime settings, by the daemon
-//	state.json    monitor pid, container pid, start time, by the monitor
+//	state.json    monitor pid, container pid, start time, by the daemon
+//	lock          flock held by the monitor for its whole life
 //	sock          the monitor's unix socket
-//	exit.json     how the container ended, by the monitor, before cleanup
+//	exit.json     how the container ended, by the monitor
 //	monitor.log   the monitor's own log lines (not the container's output)
 //
-// The daemon removes the directory (Handle.Delete) once it has the exit.
+// Handle.Delete removes the container (the runtime's Cleanup of its id)
+// and the directory once the monitor has gone; OOM kills are read from the
+// container's cgroup before that, when the exit arrives.
 //
 // # Protocol
 //
 // One request per connection, one JSON object per line each way:
 // {"op":"status"}, {"op":"signal","signal":N}, {"op":"stop","grace":ns}
 // (answered once PID 1 has exited) and {"op":"wait"}, answered with the
-// exit once the container has exited and been removed. A connection that
-// closes without an answer means the monitor is gone; exit.json then says
-// what it had learnt. A monitor never depends on a client: it exits after
-// its container whether or not anyone collected the exit.
+// exit once the container has exited. A connection that closes without an
+// answer means the monitor is gone; exit.json then says what it had learnt.
+// A monitor never depends on a client: it exits after its container whether
+// or not anyone collected the exit.
 //
-// # Spares and memory
+// # Spares
 //
 // With Config.Spare, Monitors keeps one monitor started ahead of time: its
-// argv[2] is "-" and room for a path, and it waits on an inherited socket.
-// Start hands it the state dir, the report pipe and the lock in one message
-// (SCM_RIGHTS) instead of starting a process, so that a restarted
-// container does not wait for a monitor's exec and Go start; the spare
-// writes its state dir over its argv[2], so ps shows it as any monitor. A
-// spare exits when its socket closes: Close, or the daemon's end.
-//
-// A monitor is this whole binary, whose package initialisation and the
-// kernel's fault-around leave most of its text and rodata mapped. Those
-// pages are shared page cache, but they count in every monitor's RSS. A
-// monitor therefore drops its mappings of the binary (MADV_DONTNEED) once
-// started, again once its start is over, and after every garbage
-// collection, which reads type descriptors and stack maps all over rodata.
+// argv[2] is "-", the monitors' root and room for a path, and it waits on
+// its control socket. Start hands it the container instead of starting a
+// process; the spare writes its state dir over its argv[2], so ps shows it
+// as any monitor. A spare exits when its socket closes: Close, or the
+// daemon's end.
 //
 // # Caveats
 //
@@ -69,6 +69,8 @@
 //     (10s grace) and records the exit.
 //   - Adopt must run before the daemon's first Start and before
 //     linux.Runtime.Cleanup, to which it passes Owns.
+//   - A container whose monitor ended while no daemon ran keeps its
+//     cgroup and overlay until the next daemon adopts it.
 package monitor
 
 import (
@@ -165,14 +167,6 @@ func spareArgv2(root string) string {
 	return s + strings.Repeat(" ", max(512-len(s), 1))
 }
 
-func isSpare(argv2 string) bool { return strings.HasPrefix(argv2, spareArg+" ") }
-
-// IsMonitor reports whether this process was started by Monitors.Start as a
-// monitor; main must then call Main before anything else.
-func IsMonitor(args []string) bool {
-	return len(args) > 2 && args[1] == monitorArg
-}
-
 // specDoc is spec.json: the spec and the runtime the monitor creates.
 type specDoc struct {
 	Spec            Spec   `json:"spec"`
@@ -210,13 +204,6 @@ func (d exitDoc) exit() linux.Exit {
 		ex.Err = &RemoteError{Msg: d.Err}
 	}
 	return ex
-}
-
-// startReport is what the monitor writes on the report pipe.
-type startReport struct {
-	State     *stateDoc        `json:"state,omitempty"`
-	Err       string           `json:"err,omitempty"`
-	InitError *linux.InitError `json:"init_error,omitempty"`
 }
 
 // request is one client request.

@@ -5,17 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
 
 	ahead "github.com/shoal-edge/shoal/internal/spare"
 	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,16 +28,16 @@ type Config struct {
 	CgroupParent    string
 	// Logger receives the daemon side's logs; discarded when nil.
 	Logger *slog.Logger
-	// Binary is the executable run as the monitor, /proc/self/exe when
-	// empty: this very binary, even if an upgrade replaced it on disk.
-	Binary string
+	// Program is the monitor program to run; empty runs the one embedded
+	// in this binary (tests run one they built).
+	Program string
 	// AdoptPatience bounds Adopt's wait for a monitor that is alive (it
 	// holds its lock) but does not answer yet; 60 s when zero.
 	AdoptPatience time.Duration
 	// Spare keeps a monitor process started ahead of time, once a first
 	// Start has been made, for the next Start: a restarted container
-	// then does not wait for a monitor's exec and Go start. Close
-	// removes it.
+	// then does not wait for a monitor's exec and start. Close removes
+	// it.
 	Spare bool
 }
 
@@ -60,7 +59,7 @@ type Monitors struct {
 	log *slog.Logger
 	rt  *linux.Runtime // for removing what a dead monitor left
 
-	spare ahead.One[*spareMonitor] // Config.Spare
+	spare ahead.One[*monitorProc] // Config.Spare
 }
 
 // New returns Monitors keeping their state under cfg.StateDir, which it
@@ -72,8 +71,10 @@ func New(cfg Config) (*Monitors, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Binary == "" {
-		cfg.Binary = "/proc/self/exe"
+	if cfg.Program == "" {
+		if _, err := embeddedProgram(); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("monitors: state dir: %w", err)
@@ -83,9 +84,9 @@ func New(cfg Config) (*Monitors, error) {
 		return nil, err
 	}
 	m := &Monitors{cfg: cfg, log: cfg.Logger.With("component", "monitor"), rt: rt}
-	m.spare = ahead.One[*spareMonitor]{
-		Make:    m.newSpare,
-		Discard: (*spareMonitor).discard,
+	m.spare = ahead.One[*monitorProc]{
+		Make:    func() (*monitorProc, error) { return m.startMonitor(spareArgv2(cfg.StateDir)) },
+		Discard: (*monitorProc).discard,
 		OnError: func(err error) { m.log.Warn("start a spare monitor", "err", err) },
 	}
 	return m, nil
@@ -136,14 +137,14 @@ func lockHeld(dir string) bool {
 	return false
 }
 
-// reportTimeout bounds how long a monitor whose start failed may take to
-// exit before it is killed.
-const reportTimeout = 5 * time.Second
-
-// Start runs a monitor that starts the container s and returns once the
-// container runs. If it does not start, the error says why (it wraps a
+// Start starts the container s under a monitor process and returns once
+// the container runs. If it does not start, the error says why (it wraps a
 // *linux.InitError for failures inside the container) and nothing is left
 // behind. ctx bounds the start only.
+//
+// The daemon does the work of the start (cgroup, filesystem, the init's
+// config) through its runtime; the monitor forks the init, so that it is
+// the container's parent (linux.Spec.Forker).
 func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -160,21 +161,15 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 		}
 		return nil, fmt.Errorf("start container %s: monitor dir: %w", s.ID, err)
 	}
-	var cmd *exec.Cmd
-	var reaped chan struct{}
+	var mp *monitorProc
 	defer func() {
 		if err == nil {
 			return
 		}
-		// Whatever the monitor did, it is gone or goes now, and so does
-		// its container (parent-death signal); then sweep.
-		if cmd != nil {
-			select {
-			case <-reaped:
-			case <-time.After(reportTimeout):
-				_ = cmd.Process.Kill()
-				<-reaped
-			}
+		// The monitor exits once its socket closes, and its init (if
+		// any) dies with it (parent-death signal); then sweep.
+		if mp != nil {
+			mp.discard()
 		}
 		if rerr := m.removeLeftovers(s.ID); rerr != nil {
 			m.log.Error("clean up after failed start", "container", s.ID, "err", rerr)
@@ -184,64 +179,82 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if err := writeJSON(filepath.Join(dir, specFile), doc); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
+	if s.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(s.LogPath), 0o700); err != nil {
+			return nil, fmt.Errorf("start container %s: log dir: %w", s.ID, err)
+		}
+	}
+	// The monitor gets the lock and the listening socket and holds them
+	// until it exits.
 	lock, err := takeLock(dir)
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	// The monitor inherits the lock and holds it until it exits.
 	defer lock.Close()
-	r, w, err := os.Pipe()
+	ln, err := listen(dir)
 	if err != nil {
-		return nil, fmt.Errorf("start container %s: report pipe: %w", s.ID, err)
-	}
-	defer r.Close()
-	cmd, reaped, err = m.launch(dir, w, lock)
-	w.Close()
-	if err != nil {
-		cmd = nil
-		return nil, fmt.Errorf("start container %s: run monitor: %w", s.ID, err)
-	}
-	rep, err := readReport(ctx, r)
-	if err != nil {
-		if ctx.Err() != nil {
-			_ = cmd.Process.Kill()
-		}
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	if rep.State == nil {
-		if rep.InitError != nil {
-			return nil, fmt.Errorf("start container %s: %w", s.ID, rep.InitError)
-		}
-		return nil, fmt.Errorf("start container %s: %w", s.ID, &RemoteError{Msg: rep.Err})
-	}
-	h, err := m.connect(s, *rep.State, reaped)
-	if err != nil {
-		_ = cmd.Process.Kill()
+	defer ln.Close()
+	if mp, err = m.monitorFor(dir); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	m.log.Info("container started", "container", s.ID, "pid", rep.State.Pid, "monitor_pid", rep.State.MonitorPid)
+	ls := s.linux()
+	ls.Forker = &forker{mp: mp, fds: []*os.File{lock, ln}, start: ctl.Start{Dir: dir, LogPath: s.LogPath, LogMaxSize: s.LogMaxSize, LogKeep: s.LogKeep}}
+	c, err := m.rt.Start(ctx, ls)
+	if err != nil {
+		return nil, err
+	}
+	st := stateDoc{MonitorPid: mp.pid(), Pid: c.Pid(), StartedAt: time.Now().UTC()}
+	stateJSON, _ := json.Marshal(st)
+	if err := writeJSON(filepath.Join(dir, stateFile), st); err != nil {
+		// The container runs: better a monitor without state.json
+		// (status still answers) than killing it.
+		m.log.Warn("write monitor state", "container", s.ID, "err", err)
+	}
+	if err := mp.started(stateJSON); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	h, err := m.connect(s, st, mp.reaped)
+	if err != nil {
+		_ = mp.cmd.Process.Kill()
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	h.ctr = c
+	m.log.Info("container started", "container", s.ID, "pid", st.Pid, "monitor_pid", st.MonitorPid)
 	return h, nil
 }
 
-// readReport reads the monitor's start report; ctx cancels the wait.
-func readReport(ctx context.Context, r *os.File) (startReport, error) {
-	stop := context.AfterFunc(ctx, func() { _ = r.SetReadDeadline(time.Now()) })
-	defer stop()
-	var rep startReport
-	b, err := io.ReadAll(r)
+// listen makes the monitor's listening socket, dir/sock. The state dir's
+// path may be longer than a sockaddr allows (108 bytes): bind through
+// /proc/self/fd.
+func listen(dir string) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		if ctx.Err() != nil {
-			return rep, fmt.Errorf("waiting for the monitor: %w", ctx.Err())
+		return nil, fmt.Errorf("monitor socket: %w", err)
+	}
+	ln := os.NewFile(uintptr(fd), "monitor socket")
+	err = viaDirFD(dir, func(short string) error {
+		if err := unix.Bind(fd, &unix.SockaddrUnix{Name: short}); err != nil {
+			return err
 		}
-		return rep, fmt.Errorf("read monitor report: %w", err)
+		return unix.Listen(fd, 16)
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("monitor socket: %w", err)
 	}
-	if len(b) == 0 {
-		return rep, errors.New("the monitor exited without a report")
+	return ln, nil
+}
+
+// withOOM completes the exit a monitor reported for container id: whether
+// the OOM killer ended it, which the container's cgroup (removed only by
+// Delete) still tells.
+func (m *Monitors) withOOM(id string, ex linux.Exit) linux.Exit {
+	if oom, err := m.rt.OOMKilled(id); err == nil && oom {
+		ex.OOMKilled = true
 	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		return rep, fmt.Errorf("monitor report %q: %w", b, err)
-	}
-	return rep, nil
+	return ex
 }
 
 // removeLeftovers removes monitor id's state dir and what its container may
@@ -337,7 +350,7 @@ func (m *Monitors) adopt(id string) (*Handle, error) {
 	var ed exitDoc
 	if err := readJSON(filepath.Join(dir, exitFile), &ed); err == nil {
 		log.Info("container exited while no daemon ran", "code", ed.Code, "exited_at", ed.ExitedAt)
-		return m.exitedHandle(doc.Spec, st, ed.exit()), nil
+		return m.exitedHandle(doc.Spec, st, m.withOOM(id, ed.exit())), nil
 	}
 	// The monitor died without recording an exit: its container died with
 	// it (parent-death signal); remove what they left.
@@ -345,4 +358,47 @@ func (m *Monitors) adopt(id string) (*Handle, error) {
 	ex := linux.Exit{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit", id, st.MonitorPid)}
 	log.Warn("monitor died", "err", ex.Err)
 	return m.exitedHandle(doc.Spec, st, ex), err
+}
+
+// readJSON decodes the file name into v.
+func readJSON(name string, v any) error {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// writeJSON replaces name with v atomically: a temporary file renamed over
+// it. Nothing is fsynced (flash wear): after a power cut every container
+// is dead anyway.
+func writeJSON(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := name + ".tmp"
+	err = os.WriteFile(tmp, append(b, '\n'), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// viaDirFD calls f with a short name of dir/sock: /proc/self/fd/<fd>/sock,
+// valid while f runs.
+func viaDirFD(dir string, f func(short string) error) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return f(fmt.Sprintf("/proc/self/fd/%d/%s", fd, sockFile))
 }

@@ -1,100 +1,185 @@
 package monitor
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 	"golang.org/x/sys/unix"
 )
 
-// spareMonitor is a monitor process started ahead of time (Config.Spare):
-// its Go runtime is up and it waits on a socket for the state dir of the
-// container it will monitor, with the report pipe and the lock. It exits
-// when the socket closes first: the daemon went away, or Close.
-type spareMonitor struct {
+// monitorProc is a monitor process that waits on its control socket for
+// the container it is to fork and monitor (package ctl). One started ahead
+// of time (Config.Spare) is a spare; it exits when the socket closes first:
+// the daemon went away, or Close.
+type monitorProc struct {
 	cmd    *exec.Cmd
 	reaped chan struct{}
-	sock   *os.File // our end
+	sock   *os.File // our end of the control socket
 }
 
-// monitorCmd is a monitor process: argv[2] is its state dir or spareArgv2;
-// files are its fds from 3 on.
-func (m *Monitors) monitorCmd(arg string, files ...*os.File) *exec.Cmd {
-	return &exec.Cmd{
-		Path: m.cfg.Binary,
-		// The id in argv names the monitor in ps.
+// startMonitor starts a monitor process; arg is its argv[2], its state dir
+// or, for a spare, spareArgv2, which it overwrites with its state dir.
+func (m *Monitors) startMonitor(arg string) (*monitorProc, error) {
+	prog := m.cfg.Program
+	if prog == "" {
+		var err error
+		if prog, err = embeddedProgram(); err != nil {
+			return nil, err
+		}
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("monitor control socket: %w", err)
+	}
+	// Non-blocking: our reads then take deadlines.
+	_ = unix.SetNonblock(fds[0], true)
+	ours, theirs := os.NewFile(uintptr(fds[0]), "monitor"), os.NewFile(uintptr(fds[1]), "monitor")
+	defer theirs.Close()
+	cmd := &exec.Cmd{
+		Path: prog,
 		Args: []string{"shoal-monitor", monitorArg, arg},
 		// One P is plenty and saves per-P caches; nothing of the
 		// daemon's environment reaches it.
 		Env:        []string{"GOMAXPROCS=1"},
 		Dir:        "/",
-		ExtraFiles: files,
+		ExtraFiles: []*os.File{theirs}, // fd 3: ctl.FD
 		// Its own session and no parent-death signal: the monitor and
 		// its container outlive the daemon.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
-}
-
-// startReaped starts cmd and reaps it when it exits: monitors are our
-// children until we exit.
-func startReaped(cmd *exec.Cmd) (chan struct{}, error) {
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		ours.Close()
+		return nil, fmt.Errorf("run monitor: %w", err)
 	}
 	reaped := make(chan struct{})
 	go func() {
-		_ = cmd.Wait()
+		_ = cmd.Wait() // monitors are our children until we exit
 		close(reaped)
 	}()
-	return reaped, nil
+	return &monitorProc{cmd: cmd, reaped: reaped, sock: ours}, nil
 }
 
-// launch runs the monitor of the state dir dir, handing it the report
-// pipe's write end and the lock: the spare if there is one, else a new
-// process.
-func (m *Monitors) launch(dir string, report, lock *os.File) (*exec.Cmd, chan struct{}, error) {
+// monitorFor returns the spare monitor, if there is one, or a new one for
+// the state dir dir.
+func (m *Monitors) monitorFor(dir string) (*monitorProc, error) {
 	if sp, ok := m.spare.Take(); ok {
-		err := unix.Sendmsg(int(sp.sock.Fd()), []byte(dir), unix.UnixRights(int(report.Fd()), int(lock.Fd())), nil, 0)
-		_ = sp.sock.Close()
-		if err == nil {
-			return sp.cmd, sp.reaped, nil
-		}
-		m.log.Warn("hand a container to the spare monitor", "err", err)
-		sp.discard()
+		return sp, nil
 	}
-	cmd := m.monitorCmd(dir, report, lock) // fds 3 and 4: reportFD, lockFD
-	reaped, err := startReaped(cmd)
-	return cmd, reaped, err
+	return m.startMonitor(dir)
 }
 
-func (m *Monitors) newSpare() (*spareMonitor, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("spare monitor socket: %w", err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "spare"), os.NewFile(uintptr(fds[1]), "spare")
-	cmd := m.monitorCmd(spareArgv2(m.cfg.StateDir), theirs) // fd 3: spareFD
-	reaped, err := startReaped(cmd)
-	theirs.Close()
-	if err != nil {
-		ours.Close()
-		return nil, err
-	}
-	return &spareMonitor{cmd: cmd, reaped: reaped, sock: ours}, nil
-}
+// pid is the monitor's pid.
+func (mp *monitorProc) pid() int { return mp.cmd.Process.Pid }
 
-// discard ends a spare: it exits when its socket closes; one that does not
-// in a few seconds is killed.
-func (sp *spareMonitor) discard() {
-	_ = sp.sock.Close()
+// discard ends a monitor that has no running container: it exits when its
+// socket closes (killing an init it forked); one that does not in a few
+// seconds is killed.
+func (mp *monitorProc) discard() {
+	_ = mp.sock.Close()
 	select {
-	case <-sp.reaped:
+	case <-mp.reaped:
 	case <-time.After(5 * time.Second):
-		_ = sp.cmd.Process.Kill()
-		<-sp.reaped
+		_ = mp.cmd.Process.Kill()
+		<-mp.reaped
+	}
+}
+
+// started tells the monitor that its container runs, with the state
+// document it serves, and closes the control socket.
+func (mp *monitorProc) started(state []byte) error {
+	_ = mp.sock.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := mp.sock.Write(append([]byte(ctl.Started), state...))
+	_ = mp.sock.Close()
+	if err != nil {
+		return fmt.Errorf("tell the monitor the container runs: %w", err)
+	}
+	return nil
+}
+
+// forkTimeout bounds the wait for a monitor's answer to Start.
+const forkTimeout = 10 * time.Second
+
+// forker has a monitor fork the container init: linux.Spec.Forker.
+type forker struct {
+	mp    *monitorProc
+	start ctl.Start  // without the init's part
+	fds   []*os.File // lock and listener
+}
+
+func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
+	s := f.start
+	s.Args, s.Cloneflags, s.CgroupFD = in.Args, in.Cloneflags, in.Cgroup != nil
+	files := append(f.fds[:len(f.fds):len(f.fds)], in.Exe, in.Config, in.Errors)
+	if in.Cgroup != nil {
+		files = append(files, in.Cgroup)
+	}
+	fds := make([]int, len(files))
+	for i, file := range files {
+		fds[i] = int(file.Fd())
+	}
+	if err := unix.Sendmsg(int(f.mp.sock.Fd()), s.Marshal(), unix.UnixRights(fds...), nil, 0); err != nil {
+		return nil, fmt.Errorf("hand the container to its monitor: %w", err)
+	}
+	_ = f.mp.sock.SetReadDeadline(time.Now().Add(forkTimeout))
+	buf := make([]byte, 4096)
+	n, err := f.mp.sock.Read(buf)
+	_ = f.mp.sock.SetReadDeadline(time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("no answer from the monitor: %w", err)
+	}
+	reply := string(buf[:n])
+	if msg, ok := strings.CutPrefix(reply, ctl.ErrReply); ok {
+		return nil, &RemoteError{Msg: msg}
+	}
+	fields := strings.Fields(strings.TrimPrefix(reply, ctl.PidReply))
+	pid, err := strconv.Atoi(fields[0])
+	if !strings.HasPrefix(reply, ctl.PidReply) || len(fields) != 2 || err != nil {
+		return nil, fmt.Errorf("monitor answer %q", reply)
+	}
+	ri := &remoteInit{pid: pid, inCgroup: fields[1] == "1", exited: make(chan struct{})}
+	go ri.watch(f.mp.sock)
+	return ri, nil
+}
+
+// remoteInit is an init a monitor forked, until the container runs.
+type remoteInit struct {
+	pid      int
+	inCgroup bool
+	exited   chan struct{} // closed when the monitor says it ended, or hangs up
+}
+
+// watch reads the monitor's "exited" (or the socket's end).
+func (ri *remoteInit) watch(sock *os.File) {
+	defer close(ri.exited)
+	buf := make([]byte, 64)
+	for {
+		n, err := sock.Read(buf)
+		if err != nil || bytes.Equal(buf[:n], []byte(ctl.Exited)) {
+			return
+		}
+	}
+}
+
+func (ri *remoteInit) Pid() int                { return ri.pid }
+func (ri *remoteInit) InCgroup() bool          { return ri.inCgroup }
+func (ri *remoteInit) Exited() <-chan struct{} { return ri.exited }
+
+// killWait bounds the wait for a SIGKILLed init.
+const killWait = 30 * time.Second
+
+func (ri *remoteInit) Kill() {
+	_ = unix.Kill(ri.pid, unix.SIGKILL)
+	select {
+	case <-ri.exited:
+	case <-time.After(killWait):
 	}
 }
 

@@ -1,0 +1,56 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The monitor program (./prog) is built for the target architecture into
+// progbin/GOARCH and embedded from there (program_GOARCH.go).
+//go:generate sh -c "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o progbin/$GOARCH/shoal-monitor ./prog"
+
+// errNoProgram says how to build a binary that has its monitor program.
+var errNoProgram = errors.New("this shoal binary was built without its container monitor program: build it with `make build`, or run `go generate ./runtime/monitor` before `go build`")
+
+// embeddedProgram is the monitor program in a sealed memfd, made once per
+// daemon: monitors run it from there, so nothing is written to disk and a
+// replaced or noexec data dir does not matter. Its pages are shared by all
+// monitors of this daemon.
+var embeddedProgram = sync.OnceValues(func() (string, error) {
+	if programPath == "" {
+		return "", errNoProgram
+	}
+	b, err := programFS.ReadFile(programPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", errNoProgram
+	}
+	if err != nil {
+		return "", err
+	}
+	fd, err := unix.MemfdCreate("shoal-monitor", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return "", fmt.Errorf("monitor program: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "shoal-monitor")
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return "", fmt.Errorf("monitor program: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return "", fmt.Errorf("monitor program: %w", err)
+	}
+	// Kept open for good (and from the finalizer): exec'd through
+	// /proc/self/fd.
+	programMemfd = f
+	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), nil
+})
+
+var programMemfd *os.File

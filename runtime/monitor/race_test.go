@@ -1,6 +1,0 @@
-//go:build race
-
-package monitor
-
-// raceEnabled: the race detector multiplies memory; RSS bounds do not apply.
-const raceEnabled = true
