@@ -16,8 +16,9 @@ const overheadContainers = 5
 // reading is the high-water mark of the change, not its cost.
 const settle = 2 * time.Second
 
-// steady is when the helpers are measured again after the apply: past a
-// monitor's second trim (runtime/monitor's retrimAfter, 5 s).
+// steady is when the helpers are measured again after the apply: after the
+// daemon's first requests to its monitors, whose garbage a monitor must
+// not keep.
 const steady = 10 * time.Second
 
 // helperMem sums the helpers of some containers.
@@ -107,7 +108,6 @@ func BenchmarkPerContainerOverhead(b *testing.B) {
 		helperRSS += h.rss
 		helperPSS += h.pss
 		spareRSS += h.spareRSS
-		// Monitors trim their memory again once their start is over.
 		time.Sleep(steady - settle)
 		h = measureHelpers(b, d.pid(), pids)
 		steadyRSS += h.rss

@@ -42,6 +42,13 @@ func (o *One[T]) Take() (v T, ok bool) {
 	return v, true
 }
 
+// Ready reports whether a spare is ready to Take.
+func (o *One[T]) Ready() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ready != nil
+}
+
 // Replenish starts making a spare unless one is ready or on its way, and
 // pushes the retirement of the spare back by Idle.
 func (o *One[T]) Replenish() {

@@ -38,12 +38,16 @@ func runOneOff(t *testing.T, rt *Runtime, cfg Config, img string, s Spec) (strin
 	return c.ID(), out.String()
 }
 
-// spareID waits until the runtime's cgroup parent holds exactly one group
-// (no container runs: it is the spare's) and returns its name.
-func spareID(t *testing.T, cfg Config) string {
+// spareID waits until rt has a spare ready to hand out (its group may exist
+// well before) and its cgroup parent holds exactly one group (no container
+// runs: it is the spare's), and returns the group's name.
+func spareID(t *testing.T, rt *Runtime, cfg Config) string {
 	t.Helper()
 	var id string
 	err := testutil.Poll(10*time.Second, func() error {
+		if !rt.spares.one.Ready() {
+			return errors.New("no spare ready")
+		}
 		ids, err := cgroup.List(cfg.CgroupParent)
 		if err != nil {
 			return err
@@ -103,7 +107,7 @@ func TestOneOffSpare(t *testing.T) {
 	if !strings.HasPrefix(first, oneOffPrefix) {
 		t.Fatalf("one-off id %q lacks the prefix %q", first, oneOffPrefix)
 	}
-	spare := spareID(t, cfg)
+	spare := spareID(t, rt, cfg)
 	spareInit(t, cfg, spare)
 
 	// The next one starts on it, and is a container like any other.
@@ -133,7 +137,7 @@ func TestOneOffSpare(t *testing.T) {
 	}
 
 	// Its / has the image's mode: a user other than root can walk it.
-	next := spareID(t, cfg)
+	next := spareID(t, rt, cfg)
 	id, out = runOneOff(t, rt, cfg, img, Spec{User: "4242", Args: []string{"/app", "-info", "-read", "/usr/bin/prog"}})
 	if id != next {
 		t.Fatalf("one-off %s did not start on the spare %s", id, next)
@@ -143,7 +147,7 @@ func TestOneOffSpare(t *testing.T) {
 	}
 
 	// A spare killed while it waited is passed over.
-	dead := spareID(t, cfg)
+	dead := spareID(t, rt, cfg)
 	pid := spareInit(t, cfg, dead)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -166,12 +170,12 @@ func TestOneOffSpare(t *testing.T) {
 	assertGone(t, cfg, dead)
 
 	// A one-off that does not fit a spare leaves it alone.
-	next = spareID(t, cfg)
+	next = spareID(t, rt, cfg)
 	hostID, _ := runOneOff(t, rt, cfg, img, Spec{Args: []string{"/app"}, HostNetwork: true})
 	if hostID == next {
 		t.Fatalf("a host-network one-off started on the spare %s", next)
 	}
-	if got := spareID(t, cfg); got != next {
+	if got := spareID(t, rt, cfg); got != next {
 		t.Fatalf("spare %s replaced by %s", next, got)
 	}
 
@@ -191,7 +195,7 @@ func TestOneOffSpare(t *testing.T) {
 func TestOneOffSpareRetires(t *testing.T) {
 	rt, cfg := newRuntimeWith(t, oneOffPrefix, 300*time.Millisecond)
 	runOneOff(t, rt, cfg, testImage(t), Spec{Args: []string{"/app"}})
-	spare := spareID(t, cfg)
+	spare := spareID(t, rt, cfg)
 	pids := []int{spareInit(t, cfg, spare)}
 	err := testutil.Poll(10*time.Second, func() error {
 		if ids, err := cgroup.List(cfg.CgroupParent); err != nil || len(ids) > 0 {
