@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"syscall"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/internal/testutil"
 )
+
+var noSpareMonitor = flag.Bool("crash-no-spare-monitor", false, "BenchmarkCrashToRunning: run the node with --spare-monitor=false")
 
 // BenchmarkCrashToRunning measures how long a crashed container takes to run
 // again: from the SIGKILL of its PID 1 until `ps` (the API, polled every
@@ -22,11 +25,16 @@ import (
 // crashes sees), kills the restarted container at once ("recrash": the
 // second restart of a crash loop, with whatever backoff the policy gives),
 // and removes the app. It reports the medians and p90s as "crash-ms" and
-// "recrash-ms".
+// "recrash-ms". With -crash-no-spare-monitor the node keeps no spare
+// monitor: every restart starts its monitor process.
 func BenchmarkCrashToRunning(b *testing.B) {
 	testutil.RequireRoot(b)
 	archive := testutil.BuildBusyboxImage(b)
-	d := startDaemon(b, "bench-crash", "")
+	var upArgs []string
+	if *noSpareMonitor {
+		upArgs = append(upArgs, "--spare-monitor=false")
+	}
+	d := startDaemon(b, "bench-crash", "", upArgs...)
 	d.importImage(b, archive)
 
 	logLoad(b, "before")

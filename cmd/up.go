@@ -31,7 +31,7 @@ func upCommand() *cli.Command {
 			&cli.IntFlag{Name: "voters", Usage: "voters the cluster keeps (odd)", Value: def.Voters},
 			&cli.DurationFlag{Name: "dead-voter-grace", Usage: "how long a voter may be unreachable before a non-voter replaces it", Value: def.DeadVoterGrace},
 			&cli.DurationFlag{Name: "spare-idle", Usage: "how long (`DURATION`) a container init started ahead of time for the next shoal run is kept unused (0: none)", Value: def.SpareIdle},
-			&cli.BoolFlag{Name: "spare-monitor", Usage: "keep a container monitor started ahead of time for the next start or restart (--spare-monitor=false saves its ~3.5 MB)", Value: def.SpareMonitor},
+			&cli.BoolFlag{Name: "spare-monitor", Usage: "keep a container monitor started ahead of time for the next start or restart (--spare-monitor=false saves its ~2.3 MB)", Value: def.SpareMonitor},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: up,

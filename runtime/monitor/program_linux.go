@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -18,27 +19,39 @@ import (
 // errNoProgram says how to build a binary that has its monitor program.
 var errNoProgram = errors.New("this shoal binary was built without its container monitor program: build it with `make build`, or run `go generate ./runtime/monitor` before `go build`")
 
-// embeddedProgram is the monitor program in a sealed memfd, made once per
-// daemon: monitors run it from there, so nothing is written to disk and a
-// replaced or noexec data dir does not matter. Its pages are shared by all
-// monitors of this daemon.
-var embeddedProgram = sync.OnceValues(func() (string, error) {
+// hasProgram returns errNoProgram unless this binary embeds its monitor
+// program.
+func hasProgram() error {
 	if programPath == "" {
-		return "", errNoProgram
+		return errNoProgram
 	}
-	b, err := programFS.ReadFile(programPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", errNoProgram
+	if _, err := fs.Stat(programFS, programPath); err != nil {
+		return errNoProgram
 	}
+	return nil
+}
+
+// embeddedProgram is the monitor program in a sealed memfd, made at the
+// first start of a monitor: monitors run it from there, so nothing is
+// written to disk and a noexec data dir does not matter. Its 1.7 MB are
+// shared by all monitors of this daemon (and its successors', which keep it
+// mapped).
+var embeddedProgram = sync.OnceValues(func() (string, error) {
+	if err := hasProgram(); err != nil {
+		return "", err
+	}
+	src, err := programFS.Open(programPath)
 	if err != nil {
 		return "", err
 	}
+	defer src.Close()
 	fd, err := unix.MemfdCreate("shoal-monitor", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "shoal-monitor")
-	if _, err := f.Write(b); err != nil {
+	// Streamed, not read whole: no 1.7 MB copy on the daemon's heap.
+	if _, err := io.Copy(f, src); err != nil {
 		f.Close()
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
