@@ -72,7 +72,7 @@ func New(cfg Config) (*Monitors, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Program == "" {
-		if err := hasProgram(); err != nil {
+		if err := HasProgram(); err != nil {
 			return nil, err
 		}
 	}

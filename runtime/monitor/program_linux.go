@@ -19,9 +19,10 @@ import (
 // errNoProgram says how to build a binary that has its monitor program.
 var errNoProgram = errors.New("this shoal binary was built without its container monitor program: build it with `make build`, or run `go generate ./runtime/monitor` before `go build`")
 
-// hasProgram returns errNoProgram unless this binary embeds its monitor
-// program.
-func hasProgram() error {
+// HasProgram returns an error that says how to build a binary that has its
+// monitor program, unless this binary has it: a daemon checks before it
+// touches its data dir.
+func HasProgram() error {
 	if programPath == "" {
 		return errNoProgram
 	}
@@ -37,7 +38,7 @@ func hasProgram() error {
 // shared by all monitors of this daemon (and its successors', which keep it
 // mapped).
 var embeddedProgram = sync.OnceValues(func() (string, error) {
-	if err := hasProgram(); err != nil {
+	if err := HasProgram(); err != nil {
 		return "", err
 	}
 	src, err := programFS.Open(programPath)
