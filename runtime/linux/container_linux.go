@@ -181,12 +181,13 @@ func (c *Container) Delete() error {
 }
 
 // Release closes what the runtime holds of a container another process
-// reaps (Spec.Forker), its mount namespace: call it once that process has
-// reported the exit, before the container's removal.
+// reaps (Spec.Forker), its mount namespace and process handle: call it once
+// that process has reported the exit, before the container's removal.
 func (c *Container) Release() {
 	c.deleteMu.Lock()
 	defer c.deleteMu.Unlock()
 	c.releaseLocked()
+	_ = c.cmd.Process.Release()
 }
 
 func (c *Container) releaseLocked() {

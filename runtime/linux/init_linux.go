@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ const (
 // user's program. It never returns; on failure it reports to the parent and
 // exits with 127 (program not found) or 126.
 func InitMain() {
+	initParent = unix.Getppid()
 	// unshare, setns, the capability calls and execve act on the calling
 	// thread: keep them on one so the program inherits what they did.
 	runtime.LockOSThread()
@@ -30,6 +32,7 @@ func InitMain() {
 	// exec is what tells the parent the exec happened.
 	unix.CloseOnExec(configFD)
 	unix.CloseOnExec(errorFD)
+	closeInherited()
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == execArg {
 		err = execHelper(os.NewFile(configFD, "config"))
@@ -43,6 +46,25 @@ func InitMain() {
 	}
 	os.Exit(126)
 }
+
+// closeInherited marks every fd above the error pipe close-on-exec: fds
+// the daemon inherited without the flag (from a service manager, a shell)
+// must not reach the container.
+func closeInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > errorFD {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
+// initParent is the process that forked this one (a monitor, or the
+// daemon), whose death must take the container along.
+var initParent int
 
 func report(w *os.File, err error) {
 	ie := &InitError{Msg: err.Error()}

@@ -128,6 +128,14 @@ func execProgram(p procConfig, u execUser, c confinement) error {
 	if err := setCaps(p.Caps, c.lastCap); err != nil {
 		return err
 	}
+	// A change of user clears the parent-death signal: set it again, then
+	// make sure the parent did not die before it was set.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("container init: parent-death signal: %w", err)
+	}
+	if unix.Getppid() != initParent {
+		return errors.New("container init: its parent has died")
+	}
 	if p.NoNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("container init: no_new_privs: %w", err)

@@ -126,9 +126,9 @@ func (h *Handle) StartedAt() time.Time { return h.startedAt }
 // Spec is the spec the container was started with, labels included.
 func (h *Handle) Spec() Spec { return h.spec }
 
-// Wait blocks until the container has exited and been removed by its
-// monitor (or the monitor is gone, or Close released the handle) and
-// returns how it ended. It may be called any number of times.
+// Wait blocks until the container has exited (or its monitor is gone, or
+// Close released the handle) and returns how it ended; Delete removes it.
+// It may be called any number of times.
 func (h *Handle) Wait() linux.Exit {
 	<-h.done
 	return h.exit

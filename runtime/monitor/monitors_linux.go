@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	ahead "github.com/shoal-edge/shoal/internal/spare"
@@ -60,6 +61,8 @@ type Monitors struct {
 	rt  *linux.Runtime // for removing what a dead monitor left
 
 	spare ahead.One[*monitorProc] // Config.Spare
+
+	programFile func() (string, error) // made once, where memfds may not run
 }
 
 // New returns Monitors keeping their state under cfg.StateDir, which it
@@ -84,6 +87,7 @@ func New(cfg Config) (*Monitors, error) {
 		return nil, err
 	}
 	m := &Monitors{cfg: cfg, log: cfg.Logger.With("component", "monitor"), rt: rt}
+	m.programFile = sync.OnceValues(m.writeProgramFile)
 	m.spare = ahead.One[*monitorProc]{
 		Make:    func() (*monitorProc, error) { return m.startMonitor(spareArgv2(cfg.StateDir)) },
 		Discard: (*monitorProc).discard,
@@ -200,11 +204,18 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	ls := s.linux()
-	ls.Forker = &forker{mp: mp, fds: []*os.File{lock, ln}, start: ctl.Start{Dir: dir, LogPath: s.LogPath, LogMaxSize: s.LogMaxSize, LogKeep: s.LogKeep}}
+	fk := &forker{m: m, mp: mp, fds: []*os.File{lock, ln}, start: ctl.Start{Dir: dir, LogPath: s.LogPath, LogMaxSize: s.LogMaxSize, LogKeep: s.LogKeep}}
+	ls.Forker = fk
 	c, err := m.rt.Start(ctx, ls)
+	mp = fk.mp
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			c.Release()
+		}
+	}()
 	st := stateDoc{MonitorPid: mp.pid(), Pid: c.Pid(), StartedAt: time.Now().UTC()}
 	stateJSON, _ := json.Marshal(st)
 	if err := writeJSON(filepath.Join(dir, stateFile), st); err != nil {
@@ -212,12 +223,17 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 		// (status still answers) than killing it.
 		m.log.Warn("write monitor state", "container", s.ID, "err", err)
 	}
-	if err := mp.started(stateJSON); err != nil {
-		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
-	}
+	// The wait stream before Started, while the socket surely exists: the
+	// monitor of a program that has already ended records the exit and
+	// unlinks the socket right after Started. The connection waits in the
+	// listen backlog; if the monitor exits without serving it, the handle
+	// reads exit.json.
 	h, err := m.connect(s, st, mp.reaped)
 	if err != nil {
-		_ = mp.cmd.Process.Kill()
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := mp.started(stateJSON); err != nil {
+		h.Close()
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	h.ctr = c

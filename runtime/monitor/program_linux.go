@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -35,8 +36,8 @@ func HasProgram() error {
 // embeddedProgram is the monitor program in a sealed memfd, made at the
 // first start of a monitor: monitors run it from there, so nothing is
 // written to disk and a noexec data dir does not matter. Its 1.7 MB are
-// shared by all monitors of this daemon (and its successors', which keep it
-// mapped).
+// shared by all monitors this daemon starts; monitors of an earlier daemon
+// keep that daemon's memfd until they exit.
 var embeddedProgram = sync.OnceValues(func() (string, error) {
 	if err := HasProgram(); err != nil {
 		return "", err
@@ -46,7 +47,16 @@ var embeddedProgram = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	defer src.Close()
-	fd, err := unix.MemfdCreate("shoal-monitor", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+	fd, err := unix.MemfdCreate("shoal-monitor", flags|unix.MFD_EXEC)
+	if errors.Is(err, unix.EINVAL) {
+		// Before Linux 6.3 there is no MFD_EXEC: every memfd can be
+		// executed.
+		fd, err = unix.MemfdCreate("shoal-monitor", flags)
+	}
+	if errors.Is(err, unix.EACCES) {
+		return "", errNoExecMemfd // vm.memfd_noexec = 2
+	}
 	if err != nil {
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
@@ -68,3 +78,53 @@ var embeddedProgram = sync.OnceValues(func() (string, error) {
 })
 
 var programMemfd *os.File
+
+// errNoExecMemfd: the kernel refuses executable memfds (vm.memfd_noexec).
+var errNoExecMemfd = errors.New("executable memfds are not allowed")
+
+// program is the path monitors are run from: Config.Program, else the
+// embedded program's memfd, else (where memfds may not be executed) a copy
+// in the state dir, written once per daemon.
+func (m *Monitors) program() (string, error) {
+	if m.cfg.Program != "" {
+		return m.cfg.Program, nil
+	}
+	path, err := embeddedProgram()
+	if errors.Is(err, errNoExecMemfd) {
+		return m.programFile()
+	}
+	return path, err
+}
+
+// programFileName is the copy of the program in the state dir: not a valid
+// container id, so Adopt passes it over.
+const programFileName = ".shoal-monitor"
+
+func (m *Monitors) writeProgramFile() (string, error) {
+	src, err := programFS.Open(programPath)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	path := filepath.Join(m.cfg.StateDir, programFileName)
+	tmp, err := os.CreateTemp(m.cfg.StateDir, programFileName+".*")
+	if err != nil {
+		return "", fmt.Errorf("monitor program: %w", err)
+	}
+	_, err = io.Copy(tmp, src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o700)
+	}
+	if err == nil {
+		// Running monitors keep the inode they run.
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("monitor program: %w", err)
+	}
+	return path, nil
+}

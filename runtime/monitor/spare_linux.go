@@ -2,9 +2,12 @@ package monitor
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,12 +31,9 @@ type monitorProc struct {
 // startMonitor starts a monitor process; arg is its argv[2], its state dir
 // or, for a spare, spareArgv2, which it overwrites with its state dir.
 func (m *Monitors) startMonitor(arg string) (*monitorProc, error) {
-	prog := m.cfg.Program
-	if prog == "" {
-		var err error
-		if prog, err = embeddedProgram(); err != nil {
-			return nil, err
-		}
+	prog, err := m.program()
+	if err != nil {
+		return nil, err
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -71,7 +71,14 @@ func (m *Monitors) startMonitor(arg string) (*monitorProc, error) {
 // the state dir dir.
 func (m *Monitors) monitorFor(dir string) (*monitorProc, error) {
 	if sp, ok := m.spare.Take(); ok {
-		return sp, nil
+		select {
+		case <-sp.reaped:
+			// Killed while it waited (the OOM killer, an admin):
+			// start one as if there were none.
+			sp.discard()
+		default:
+			return sp, nil
+		}
 	}
 	return m.startMonitor(dir)
 }
@@ -109,9 +116,10 @@ const forkTimeout = 10 * time.Second
 
 // forker has a monitor fork the container init: linux.Spec.Forker.
 type forker struct {
-	mp    *monitorProc
-	start ctl.Start  // without the init's part
-	fds   []*os.File // lock and listener
+	m     *Monitors
+	mp    *monitorProc // replaced if it turns out dead
+	start ctl.Start    // without the init's part
+	fds   []*os.File   // lock and listener
 }
 
 func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
@@ -125,28 +133,52 @@ func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
 	for i, file := range files {
 		fds[i] = int(file.Fd())
 	}
-	if err := unix.Sendmsg(int(f.mp.sock.Fd()), s.Marshal(), unix.UnixRights(fds...), nil, 0); err != nil {
-		return nil, fmt.Errorf("hand the container to its monitor: %w", err)
+	reply, err := f.mp.request(s.Marshal(), fds)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		// A spare that died a moment ago (it forked nothing: an init
+		// it forked would have died with it, before its config):
+		// once more, with a new monitor.
+		f.mp.discard()
+		if f.mp, err = f.m.startMonitor(s.Dir); err != nil {
+			return nil, err
+		}
+		reply, err = f.mp.request(s.Marshal(), fds)
 	}
-	_ = f.mp.sock.SetReadDeadline(time.Now().Add(forkTimeout))
-	buf := make([]byte, 4096)
-	n, err := f.mp.sock.Read(buf)
-	_ = f.mp.sock.SetReadDeadline(time.Time{})
 	if err != nil {
-		return nil, fmt.Errorf("no answer from the monitor: %w", err)
+		return nil, err
 	}
-	reply := string(buf[:n])
 	if msg, ok := strings.CutPrefix(reply, ctl.ErrReply); ok {
 		return nil, &RemoteError{Msg: msg}
 	}
 	fields := strings.Fields(strings.TrimPrefix(reply, ctl.PidReply))
+	if !strings.HasPrefix(reply, ctl.PidReply) || len(fields) != 2 {
+		return nil, fmt.Errorf("monitor answer %q", reply)
+	}
 	pid, err := strconv.Atoi(fields[0])
-	if !strings.HasPrefix(reply, ctl.PidReply) || len(fields) != 2 || err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("monitor answer %q", reply)
 	}
 	ri := &remoteInit{pid: pid, inCgroup: fields[1] == "1", exited: make(chan struct{})}
 	go ri.watch(f.mp.sock)
 	return ri, nil
+}
+
+// request sends the Start msg with fds and reads the monitor's answer.
+func (mp *monitorProc) request(msg []byte, fds []int) (string, error) {
+	if err := unix.Sendmsg(int(mp.sock.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
+		return "", fmt.Errorf("hand the container to its monitor: %w", err)
+	}
+	_ = mp.sock.SetReadDeadline(time.Now().Add(forkTimeout))
+	defer mp.sock.SetReadDeadline(time.Time{})
+	buf := make([]byte, 4096)
+	n, err := mp.sock.Read(buf)
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	if err != nil {
+		return "", fmt.Errorf("no answer from the monitor: %w", err)
+	}
+	return string(buf[:n]), nil
 }
 
 // remoteInit is an init a monitor forked, until the container runs.
@@ -176,6 +208,11 @@ func (ri *remoteInit) Exited() <-chan struct{} { return ri.exited }
 const killWait = 30 * time.Second
 
 func (ri *remoteInit) Kill() {
+	select {
+	case <-ri.exited:
+		return // reaped, maybe: the pid may be another process's now
+	default:
+	}
 	_ = unix.Kill(ri.pid, unix.SIGKILL)
 	select {
 	case <-ri.exited:
@@ -184,5 +221,9 @@ func (ri *remoteInit) Kill() {
 }
 
 // Close removes the spare monitor, if any, and makes no more. Monitors of
-// containers are left running: they outlive the daemon.
-func (m *Monitors) Close() { m.spare.Close() }
+// containers are left running: they outlive the daemon (and keep the
+// program they run, should it have been a copy in the state dir).
+func (m *Monitors) Close() {
+	m.spare.Close()
+	_ = os.Remove(filepath.Join(m.cfg.StateDir, programFileName))
+}

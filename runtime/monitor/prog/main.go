@@ -52,10 +52,16 @@ func main() {
 	// main's thread forks and is never given back.
 	runtime.LockOSThread()
 	// Not the terminal's nor the daemon's signals: only SIGTERM and SIGINT
-	// mean "stop the container".
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	// mean "stop the container". The others are caught and dropped, not
+	// ignored: an ignored signal stays ignored across exec, in the
+	// container (SIGHUP is how many programs reload).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// ps, top and pgrep show a process's comm, which an exec through
+	// /proc/self/fd/N sets to "N".
+	_ = os.WriteFile("/proc/self/comm", []byte("shoal-monitor"), 0)
+	closeInherited()
 
 	start, fds, ok := receiveStart()
 	if !ok {
@@ -74,7 +80,7 @@ func main() {
 	m.pid = pid
 	reply(ctl.PidReply + strconv.Itoa(pid) + map[bool]string{false: " 0", true: " 1"}[inCgroup])
 
-	waited := make(chan syscall.WaitStatus, 1)
+	waited := make(chan exitStatus, 1)
 	go func() { waited <- wait(pid) }()
 	copied := make(chan struct{})
 	go m.copyOutput(start, logR, copied)
@@ -96,6 +102,21 @@ func main() {
 	}()
 	ws := <-waited
 	m.finish(ws, copied)
+}
+
+// closeInherited marks every fd above the control socket close-on-exec:
+// fds the daemon inherited without the flag (from a service manager, a
+// shell) must not reach the container.
+func closeInherited() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > ctl.FD {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // receiveStart reads the Start message and its fds from the control
@@ -178,22 +199,49 @@ func forkInit(s ctl.Start, fds []int) (pid int, inCgroup bool, logR *os.File, er
 	return pid, inCgroup, logR, nil
 }
 
-// wait reaps the init and returns its status.
-func wait(pid int) syscall.WaitStatus {
-	var ws syscall.WaitStatus
+// wait waits for the init to end and returns how, without reaping it: its
+// pid stays its own (a zombie) until the monitor exits, so that a late
+// signal or kill never reaches another process that got the pid.
+func wait(pid int) exitStatus {
+	var info [128]byte // siginfo_t
 	for {
-		_, err := syscall.Wait4(pid, &ws, 0, nil)
-		if err != syscall.EINTR {
-			return ws
+		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid), uintptr(unsafe.Pointer(&info[0])),
+			syscall.WEXITED|syscall.WNOWAIT, 0, 0)
+		if e == syscall.EINTR {
+			continue
 		}
+		if e != 0 {
+			return exitStatus{code: -1}
+		}
+		// si_code at 8; the SIGCHLD fields (pid, uid, status) after
+		// the header, which is padded to 16 bytes on 64-bit.
+		hdr := 12
+		if unsafe.Sizeof(uintptr(0)) == 8 {
+			hdr = 16
+		}
+		code := *(*int32)(unsafe.Pointer(&info[8]))
+		status := int(*(*int32)(unsafe.Pointer(&info[hdr+8])))
+		if code == cldExited {
+			return exitStatus{code: status}
+		}
+		return exitStatus{code: 128 + status, signal: status} // CLD_KILLED, CLD_DUMPED
 	}
 }
+
+// waitid's P_PID and siginfo's CLD_EXITED (syscall has neither).
+const (
+	pPID      = 1
+	cldExited = 1
+)
+
+// exitStatus is how the init ended: the exit code, or 128+signal.
+type exitStatus struct{ code, signal int }
 
 // awaitStarted waits for the daemon's Started message and returns the
 // state document in it; it is false when the daemon hung up instead. An
 // init that ends meanwhile is reported ("exited"): it may have failed, or
 // its program may have run and ended.
-func awaitStarted(waited chan syscall.WaitStatus) ([]byte, bool) {
+func awaitStarted(waited chan exitStatus) ([]byte, bool) {
 	got := make(chan []byte, 1)
 	go func() {
 		buf := make([]byte, 4096)
@@ -228,8 +276,10 @@ type monitor struct {
 	exited chan struct{} // closed once the exit is recorded
 	exit   []byte        // the exit document, written before exited is closed
 
-	conns sync.WaitGroup // request handlers
-	logMu sync.Mutex
+	mu      sync.Mutex // guards closing and conns.Add
+	closing bool       // finish waits for the handlers: start no more
+	conns   sync.WaitGroup
+	logMu   sync.Mutex
 }
 
 // copyOutput copies the container's output into its log; done is closed
@@ -264,13 +314,8 @@ func (m *monitor) copyOutput(s ctl.Start, r *os.File, done chan struct{}) {
 
 // finish records the exit, tells the waiters and returns once they had
 // their answer.
-func (m *monitor) finish(ws syscall.WaitStatus, copied chan struct{}) {
-	code, sig := ws.ExitStatus(), 0
-	if ws.Signaled() {
-		sig = int(ws.Signal())
-		code = 128 + sig
-	}
-	m.exit = exitDoc(code, sig, time.Now().UTC())
+func (m *monitor) finish(ex exitStatus, copied chan struct{}) {
+	m.exit = exitDoc(ex.code, ex.signal, time.Now().UTC())
 	// Before anything else: a monitor killed from here on still leaves the
 	// exit for the next daemon. Not fsynced: after a power cut every
 	// container is dead anyway, and a sync costs flash wear and
@@ -280,6 +325,11 @@ func (m *monitor) finish(ws syscall.WaitStatus, copied chan struct{}) {
 	}
 	close(m.exited)
 	_ = os.Remove(filepath.Join(m.dir, "sock"))
+	// No new handlers from here on (a client still in the backlog reads
+	// exit.json); those running answer below.
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
 	// The last output of processes that outlived PID 1 for a moment.
 	select {
 	case <-copied:
@@ -292,6 +342,8 @@ func (m *monitor) finish(ws syscall.WaitStatus, copied chan struct{}) {
 	case <-time.After(5 * time.Second):
 		m.logf("clients still connected; exiting anyway")
 	}
+	var ws syscall.WaitStatus
+	_, _ = syscall.Wait4(m.pid, &ws, syscall.WNOHANG, nil)
 	os.Exit(0)
 }
 
@@ -399,7 +451,14 @@ func (m *monitor) serve(lfd int) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		m.mu.Lock()
+		if m.closing {
+			m.mu.Unlock()
+			syscall.Close(fd)
+			return
+		}
 		m.conns.Add(1)
+		m.mu.Unlock()
 		go func() {
 			defer m.conns.Done()
 			conn := os.NewFile(uintptr(fd), "conn")
