@@ -197,6 +197,24 @@ func waitFor(t *testing.T, what string, check func() error) {
 	}
 }
 
+// statusField reads a hex mask field ("SigIgn:\t0000000000000001") of
+// /proc/PID/status.
+func statusField(t *testing.T, pid int, key string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == key {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return n
+		}
+	}
+	t.Fatalf("/proc/%d/status: no %s", pid, key)
+	return 0
+}
+
 // memKiB reads a "Key:   123 kB" figure of a /proc file.
 func memKiB(t *testing.T, file, key string) int {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
+	"golang.org/x/sys/unix"
 )
 
 // TestOutlivesDaemon: the container runs under its monitor, survives the
@@ -281,6 +283,14 @@ func TestMonitorRSS(t *testing.T) {
 	if rss >= 3<<10 {
 		t.Errorf("monitor VmRSS %d KiB: want under 3 MiB", rss)
 	}
+	// ps and pgrep find it by name; the container does not inherit an
+	// ignored SIGHUP from it.
+	if b, _ := os.ReadFile(proc + "comm"); string(b) != "shoal-monitor\n" {
+		t.Errorf("monitor comm %q, want shoal-monitor", b)
+	}
+	if ign := statusField(t, h.Pid(), "SigIgn"); ign&(1<<(syscall.SIGHUP-1)) != 0 {
+		t.Errorf("the container starts with SIGHUP ignored (SigIgn %x)", ign)
+	}
 	// A monitor that works as it should has nothing to say.
 	if b, err := os.ReadFile(filepath.Join(cfg.StateDir, spec.ID, monLogFile)); len(b) > 0 {
 		t.Errorf("monitor log: %s (%v)", b, err)
@@ -448,6 +458,111 @@ func TestOOMKillThroughMonitor(t *testing.T) {
 	}
 	if ex := h.Wait(); !ex.OOMKilled || ex.Code != 137 {
 		t.Errorf("exit %+v, want OOMKilled with code 137", ex)
+	}
+	deleteGone(t, cfg, h)
+}
+
+// A program that ends at once still ran: Start succeeds and the exit is its
+// own, however soon the monitor has it (and unlinks its socket).
+func TestQuickExit(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	for i := range 40 {
+		spec := testSpec(t, cfg, "exit", "3")
+		h := mustStart(t, m, spec)
+		if ex := h.Wait(); ex.Code != 3 || ex.Err != nil {
+			t.Fatalf("start %d: exit %+v, want 3", i, ex)
+		}
+		deleteGone(t, cfg, h)
+	}
+}
+
+// Where the kernel refuses executable memfds (vm.memfd_noexec = 2), the
+// daemon runs the embedded program from a copy in the state dir.
+func TestNoExecMemfd(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := HasProgram(); err != nil {
+		t.Skip(err)
+	}
+	if os.Getenv("SHOAL_TEST_MEMFD_NOEXEC") == "" {
+		if _, err := os.Stat("/proc/sys/vm/memfd_noexec"); err != nil {
+			t.Skip("kernel without vm.memfd_noexec")
+		}
+		// The setting is per pid namespace: run this test again in one
+		// of its own.
+		cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
+			`echo 2 > /proc/sys/vm/memfd_noexec && exec "$0" -test.run '^TestNoExecMemfd$' -test.v`, os.Args[0])
+		cmd.Env = append(os.Environ(), "SHOAL_TEST_MEMFD_NOEXEC=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestNoExecMemfd") {
+			t.Fatalf("in a pid namespace with vm.memfd_noexec=2: %v\n%s", err, out)
+		}
+		return
+	}
+	if _, err := unix.MemfdCreate("probe", unix.MFD_EXEC); !errors.Is(err, unix.EACCES) {
+		t.Fatalf("memfd_create(MFD_EXEC) = %v, want EACCES under vm.memfd_noexec=2", err)
+	}
+	_, cfg := newMonitors(t)
+	cfg.Program = "" // the embedded one
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec(t, cfg, "exit", "3")
+	h := mustStart(t, m, spec)
+	if ex := h.Wait(); ex.Code != 3 {
+		t.Errorf("exit %+v, want 3", ex)
+	}
+	deleteGone(t, cfg, h)
+	if fi, err := os.Stat(filepath.Join(cfg.StateDir, programFileName)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("program copy in the state dir: %v, %v", fi, err)
+	}
+}
+
+// A container that runs as another user dies with its monitor too: the
+// change of user clears the parent-death signal, which the init sets again.
+func TestUserContainerDiesWithMonitor(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	spec := testSpec(t, cfg, "sleep")
+	spec.User = "4242"
+	h := mustStart(t, m, spec)
+	waitForLog(t, spec, "hello stdout")
+	if err := syscall.Kill(h.MonitorPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the container dies with its monitor", func() error {
+		if alive(h.Pid()) {
+			return fmt.Errorf("container pid %d still runs", h.Pid())
+		}
+		return nil
+	})
+	h.Wait()
+	deleteGone(t, cfg, h)
+}
+
+// An fd the daemon inherited without close-on-exec (from a service manager,
+// a shell) does not reach the container.
+func TestNoInheritedFDs(t *testing.T) {
+	m, cfg := newMonitors(t)
+	t.Parallel()
+	marker := filepath.Join(t.TempDir(), "inherited")
+	fd, err := unix.Open(marker, unix.O_CREAT|unix.O_RDWR, 0o600) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	spec := testSpec(t, cfg, "sleep")
+	h := mustStart(t, m, spec)
+	waitForLog(t, spec, "hello stdout")
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", h.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", h.Pid(), e.Name())); target == marker {
+			t.Errorf("the container has the daemon's fd %d as its fd %s", fd, e.Name())
+		}
 	}
 	deleteGone(t, cfg, h)
 }

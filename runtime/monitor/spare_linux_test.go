@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +36,21 @@ func spareMonitors(t *testing.T, cfg Config) []int {
 	return pids
 }
 
+// waitSpare waits for one spare monitor of cfg's and returns its pid.
+func waitSpare(t *testing.T, cfg Config) int {
+	t.Helper()
+	var spare int
+	waitFor(t, "a spare monitor", func() error {
+		pids := spareMonitors(t, cfg)
+		if len(pids) != 1 {
+			return fmt.Errorf("spare monitors %v, want one", pids)
+		}
+		spare = pids[0]
+		return nil
+	})
+	return spare
+}
+
 func TestSpareMonitor(t *testing.T) {
 	_, cfg := newMonitors(t)
 	cfg.Spare = true
@@ -49,15 +65,7 @@ func TestSpareMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var spare int
-	waitFor(t, "a spare monitor", func() error {
-		pids := spareMonitors(t, cfg)
-		if len(pids) != 1 {
-			return fmt.Errorf("spare monitors %v, want one", pids)
-		}
-		spare = pids[0]
-		return nil
-	})
+	spare := waitSpare(t, cfg)
 
 	// The next container gets it as its monitor, and is monitored as any.
 	spec := testSpec(t, cfg, "term")
@@ -98,13 +106,20 @@ func TestSpareMonitor(t *testing.T) {
 	}
 	assertGone(t, cfg, spec.ID)
 
+	// A spare killed while it waited is passed over, at once or once the
+	// start finds its socket dead.
+	next := waitSpare(t, cfg)
+	if err := syscall.Kill(next, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h3 := mustStart(t, m, testSpec(t, cfg, "sleep"))
+	if h3.MonitorPid() == next {
+		t.Errorf("the killed spare %d is the new container's monitor", next)
+	}
+	deleteGone(t, cfg, h3)
+
 	// Close removes the spare made since, and leaves containers running.
-	waitFor(t, "the next spare", func() error {
-		if pids := spareMonitors(t, cfg); len(pids) != 1 {
-			return fmt.Errorf("spare monitors %v, want one", pids)
-		}
-		return nil
-	})
+	waitSpare(t, cfg)
 	m.Close()
 	if pids := spareMonitors(t, cfg); len(pids) != 0 {
 		t.Errorf("spare monitors %v after Close", pids)
