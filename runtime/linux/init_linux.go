@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"syscall"
 
+	"github.com/shoal-edge/shoal/internal/fds"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,7 +32,7 @@ func InitMain() {
 	// exec is what tells the parent the exec happened.
 	unix.CloseOnExec(configFD)
 	unix.CloseOnExec(errorFD)
-	closeInherited()
+	fds.CloseOnExecAbove(errorFD)
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == execArg {
 		err = execHelper(os.NewFile(configFD, "config"))
@@ -45,21 +45,6 @@ func InitMain() {
 		os.Exit(127)
 	}
 	os.Exit(126)
-}
-
-// closeInherited marks every fd above the error pipe close-on-exec: fds
-// the daemon inherited without the flag (from a service manager, a shell)
-// must not reach the container.
-func closeInherited() {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > errorFD {
-			unix.CloseOnExec(fd)
-		}
-	}
 }
 
 // initParent is the process that forked this one (a monitor, or the

@@ -3,8 +3,9 @@
 // Command shoal-monitor is the process that keeps one container alive
 // independently of the daemon. It is its own small program, embedded into
 // shoal (see package monitor), because it runs once per container and its
-// memory is the per-container overhead: it links no more than os, os/signal
-// and the log writer, and keeps no more than a few goroutines.
+// memory is the per-container overhead: it links little beyond os and
+// os/signal (the log writer, the start protocol, the fd sweep of
+// internal/fds), and keeps no more than a few goroutines.
 //
 // The daemon starts it with a control socket as fd 3 and sends one Start
 // (package ctl). The monitor forks the container init from it, in its
@@ -30,6 +31,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shoal-edge/shoal/internal/fds"
 	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 )
@@ -61,9 +63,9 @@ func main() {
 	// ps, top and pgrep show a process's comm, which an exec through
 	// /proc/self/fd/N sets to "N".
 	_ = os.WriteFile("/proc/self/comm", []byte("shoal-monitor"), 0)
-	closeInherited()
+	fds.CloseOnExecAbove(ctl.FD)
 
-	start, fds, ok := receiveStart()
+	start, sent, ok := receiveStart()
 	if !ok {
 		os.Exit(0) // a spare the daemon gave up on, or a garbled start
 	}
@@ -71,8 +73,8 @@ func main() {
 		setArg(2, start.Dir)
 	}
 	m := &monitor{dir: start.Dir, exited: make(chan struct{})}
-	m.lock = fds[ctl.FDLock] // held open for life: the daemon tells a live monitor by it
-	pid, inCgroup, logR, err := forkInit(start, fds)
+	m.lock = sent[ctl.FDLock] // held open for life: the daemon tells a live monitor by it
+	pid, inCgroup, logR, err := forkInit(start, sent)
 	if err != nil {
 		reply(ctl.ErrReply + err.Error())
 		os.Exit(1)
@@ -93,7 +95,7 @@ func main() {
 		os.Exit(1)
 	}
 	m.state = state
-	go m.serve(fds[ctl.FDListener])
+	go m.serve(sent[ctl.FDListener])
 	go func() {
 		for range sigs {
 			m.logf("stopping the container on signal")
@@ -102,21 +104,6 @@ func main() {
 	}()
 	ws := <-waited
 	m.finish(ws, copied)
-}
-
-// closeInherited marks every fd above the control socket close-on-exec:
-// fds the daemon inherited without the flag (from a service manager, a
-// shell) must not reach the container.
-func closeInherited() {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > ctl.FD {
-			syscall.CloseOnExec(fd)
-		}
-	}
 }
 
 // receiveStart reads the Start message and its fds from the control
