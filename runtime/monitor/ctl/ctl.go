@@ -3,7 +3,9 @@
 // SOCK_SEQPACKET pair, fd 3 in the monitor), one message per packet.
 //
 //	daemon  -> monitor  Start, with the fds FDLock... as SCM_RIGHTS
-//	monitor -> daemon   "pid N" once it forked the container init, or
+//	monitor -> daemon   "pid N 1" once it forked the container init in
+//	                    the cgroup sent along, "pid N 0" outside it (an
+//	                    older kernel: the daemon moves it), or
 //	                    "err MESSAGE"
 //	monitor -> daemon   "exited" if the init ends before Started
 //	daemon  -> monitor  Started + the state.json document, once the

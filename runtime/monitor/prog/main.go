@@ -80,7 +80,11 @@ func main() {
 		os.Exit(1)
 	}
 	m.pid = pid
-	reply(ctl.PidReply + strconv.Itoa(pid) + map[bool]string{false: " 0", true: " 1"}[inCgroup])
+	born := " 0" // in the cgroup sent along: 1
+	if inCgroup {
+		born = " 1"
+	}
+	reply(ctl.PidReply + strconv.Itoa(pid) + born)
 
 	waited := make(chan exitStatus, 1)
 	go func() { waited <- wait(pid) }()
@@ -89,8 +93,8 @@ func main() {
 
 	state, ok := awaitStarted(waited)
 	if !ok {
-		// The start failed (the daemon hung up) or the init died: the
-		// init dies with us in any case (parent-death signal).
+		// The start failed: the daemon hung up. The init dies with us
+		// in any case (parent-death signal).
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		os.Exit(1)
 	}
