@@ -111,6 +111,7 @@ func TestAppLifecycle(t *testing.T) {
 // one that exited while the node was down.
 func TestRestartKeepsApps(t *testing.T) {
 	n, before := sleeperNode(t, "e2e-restart")
+	assertEmbeddedMonitor(t, before.PID)
 	st1 := n.must("status", "-o", "json")
 
 	n.stop()

@@ -288,6 +288,24 @@ func monitorsOf(dataDir string, spares bool) []string {
 	return out
 }
 
+// assertEmbeddedMonitor checks that the container pid is the child of a
+// monitor that runs the program embedded in shoal, from its memfd.
+func assertEmbeddedMonitor(t *testing.T, pid int) {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The parent follows the state, after the ")" that ends the name.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	parent := fields[1]
+	comm, _ := os.ReadFile("/proc/" + parent + "/comm")
+	exe, _ := os.Readlink("/proc/" + parent + "/exe")
+	if string(comm) != "shoal-monitor\n" || !strings.HasPrefix(exe, "/memfd:shoal-monitor") {
+		t.Errorf("the container's parent %s is %q running %q, want shoal-monitor from its memfd", parent, comm, exe)
+	}
+}
+
 func readDirNames(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	var names []string

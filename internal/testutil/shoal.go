@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,9 +29,11 @@ func ShoalBinary(tb testing.TB) string {
 			return
 		}
 		shoalPath = filepath.Join(dir, "shoal")
-		_, self, _, _ := runtime.Caller(0)
+		if shoalErr = checkMonitorProgram(); shoalErr != nil {
+			return
+		}
 		cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-ldflags", "-s -w", "-o", shoalPath, ".")
-		cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+		cmd.Dir = repoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			shoalErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -40,6 +43,37 @@ func ShoalBinary(tb testing.TB) string {
 		tb.Fatal(shoalErr)
 	}
 	return shoalPath
+}
+
+// repoRoot is the module's root directory.
+func repoRoot() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "..")
+}
+
+// checkMonitorProgram makes sure the monitor program the binary will embed
+// is the one the source builds: go build embeds whatever `go generate`
+// left, and a stale one fails in ways that point elsewhere. Builds are
+// reproducible (-trimpath, the same flags), so the bytes must be equal.
+func checkMonitorProgram() error {
+	embedded := filepath.Join(repoRoot(), "runtime", "monitor", "progbin", runtime.GOARCH, "shoal-monitor")
+	have, err := os.ReadFile(embedded)
+	if err != nil {
+		return fmt.Errorf("no monitor program to embed (%v): run `go generate ./runtime/monitor` (make test does)", err)
+	}
+	fresh, cleanup, err := BuildMonitorProgram()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	want, err := os.ReadFile(fresh)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(have, want) {
+		return fmt.Errorf("%s is stale, older than the source of runtime/monitor/prog: run `go generate ./runtime/monitor` (make test does)", embedded)
+	}
+	return nil
 }
 
 // RemoveShoalBinary deletes what ShoalBinary built.
@@ -60,9 +94,8 @@ func BuildMonitorProgram() (path string, cleanup func(), err error) {
 	}
 	cleanup = func() { os.RemoveAll(dir) }
 	path = filepath.Join(dir, "shoal-monitor")
-	_, self, _, _ := runtime.Caller(0)
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "./runtime/monitor/prog")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+	cmd.Dir = repoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		cleanup()
