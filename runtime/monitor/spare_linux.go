@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +27,9 @@ type monitorProc struct {
 	cmd    *exec.Cmd
 	reaped chan struct{}
 	sock   *os.File // our end of the control socket
+	// watched is closed once the init's watch has read all the monitor
+	// sent (it hung up); nil until the monitor forked an init.
+	watched chan struct{}
 }
 
 // startMonitor starts a monitor process; arg is its argv[2], its state dir
@@ -100,13 +104,22 @@ func (mp *monitorProc) discard() {
 }
 
 // started tells the monitor that its container runs, with the state
-// document it serves, and closes the control socket.
+// document it serves, and ends our side of the control socket.
+//
+// Closing a unix socket with a message still unread on our side (the
+// monitor's "exited", just sent) resets the connection, and the monitor
+// would read that instead of Started: it closes only once the monitor,
+// having read Started, has hung up and the init's watch has read all.
 func (mp *monitorProc) started(state []byte) error {
+	defer mp.sock.Close()
 	_ = mp.sock.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := mp.sock.Write(append([]byte(ctl.Started), state...))
-	_ = mp.sock.Close()
-	if err != nil {
+	if _, err := mp.sock.Write(append([]byte(ctl.Started), state...)); err != nil {
 		return fmt.Errorf("tell the monitor the container runs: %w", err)
+	}
+	select {
+	case <-mp.watched:
+	case <-time.After(5 * time.Second):
+		return errors.New("tell the monitor the container runs: it did not take the message within 5s")
 	}
 	return nil
 }
@@ -159,7 +172,8 @@ func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
 		return nil, fmt.Errorf("monitor answer %q", reply)
 	}
 	ri := &remoteInit{pid: pid, inCgroup: fields[1] == "1", exited: make(chan struct{})}
-	go ri.watch(f.mp.sock)
+	f.mp.watched = make(chan struct{})
+	go ri.watch(f.mp.sock, f.mp.watched)
 	return ri, nil
 }
 
@@ -189,13 +203,22 @@ type remoteInit struct {
 }
 
 // watch reads the monitor's "exited" (or the socket's end).
-func (ri *remoteInit) watch(sock *os.File) {
-	defer close(ri.exited)
+//
+// It reads until the monitor hangs up (after Started, or when it exits),
+// then closes done.
+func (ri *remoteInit) watch(sock *os.File, done chan struct{}) {
+	defer close(done)
+	var once sync.Once
+	exited := func() { once.Do(func() { close(ri.exited) }) }
+	defer exited()
 	buf := make([]byte, 64)
 	for {
 		n, err := sock.Read(buf)
-		if err != nil || bytes.Equal(buf[:n], []byte(ctl.Exited)) {
+		if err != nil || n == 0 {
 			return
+		}
+		if bytes.Equal(buf[:n], []byte(ctl.Exited)) {
+			exited()
 		}
 	}
 }

@@ -72,6 +72,12 @@ func main() {
 	if len(os.Args) > 2 {
 		setArg(2, start.Dir)
 	}
+	// What the Go runtime prints when it crashes goes to stderr: into the
+	// monitor's log, not /dev/null.
+	if f, err := os.OpenFile(filepath.Join(start.Dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o600); err == nil {
+		_ = syscall.Dup3(int(f.Fd()), 2, 0)
+		f.Close()
+	}
 	m := &monitor{dir: start.Dir, exited: make(chan struct{})}
 	m.lock = sent[ctl.FDLock] // held open for life: the daemon tells a live monitor by it
 	pid, inCgroup, logR, err := forkInit(start, sent)
