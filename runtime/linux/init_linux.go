@@ -1,12 +1,15 @@
 package linux
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/shoal-edge/shoal/internal/fds"
@@ -24,7 +27,7 @@ const (
 // user's program. It never returns; on failure it reports to the parent and
 // exits with 127 (program not found) or 126.
 func InitMain() {
-	initParent = unix.Getppid()
+	initParent = hostParent()
 	// unshare, setns, the capability calls and execve act on the calling
 	// thread: keep them on one so the program inherits what they did.
 	runtime.LockOSThread()
@@ -48,8 +51,45 @@ func InitMain() {
 }
 
 // initParent is the process that forked this one (a monitor, or the
-// daemon), whose death must take the container along.
+// daemon), whose death must take the container along, as the host sees its
+// pid.
 var initParent int
+
+// selfStat is the host's /proc/self/stat of this process, opened at start:
+// in its own pid namespace a process's getppid() is 0, and once the
+// container's /proc is mounted it shows that namespace's view.
+var selfStat *os.File
+
+// hostParent is this process's parent pid in the host's view, or -1.
+func hostParent() int {
+	if selfStat == nil {
+		f, err := os.Open("/proc/self/stat")
+		if err != nil {
+			return -1
+		}
+		selfStat = f
+	}
+	b := make([]byte, 512)
+	n, err := selfStat.ReadAt(b, 0)
+	if n == 0 && err != nil {
+		return -1
+	}
+	b = b[:n]
+	// "pid (comm) state ppid ...": the comm may hold anything but ")".
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return ppid
+}
 
 func report(w *os.File, err error) {
 	ie := &InitError{Msg: err.Error()}

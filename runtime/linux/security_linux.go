@@ -133,8 +133,8 @@ func execProgram(p procConfig, u execUser, c confinement) error {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return fmt.Errorf("container init: parent-death signal: %w", err)
 	}
-	if unix.Getppid() != initParent {
-		return errors.New("container init: its parent has died")
+	if hostParent() != initParent {
+		return fmt.Errorf("container init: its parent (pid %d) has died", initParent)
 	}
 	if p.NoNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {

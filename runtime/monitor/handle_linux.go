@@ -179,10 +179,12 @@ func (h *Handle) Stop(grace time.Duration) error {
 	}
 	resp, err := request1(h.dir, request{Op: "stop", Grace: grace}, grace+stopSlack)
 	if err != nil {
+		// A monitor whose container just exited no longer answers, but
+		// its wait stream ends at once.
 		select {
-		case <-h.done: // it was exiting anyway
+		case <-h.done:
 			return nil
-		default:
+		case <-time.After(2 * time.Second):
 		}
 		return fmt.Errorf("stop container %s: %w", h.id, err)
 	}

@@ -153,6 +153,9 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
 	if m.cfg.Spare {
 		// Once this start is over: the next spare's own start would
 		// take CPU from this one.

@@ -146,17 +146,22 @@ func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
 	for i, file := range files {
 		fds[i] = int(file.Fd())
 	}
-	reply, err := f.mp.request(s.Marshal(), fds)
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		// A spare that died a moment ago (it forked nothing: an init
-		// it forked would have died with it, before its config):
-		// once more, with a new monitor.
+	err := f.mp.send(s.Marshal(), fds)
+	if err != nil {
+		// A spare that died a moment ago, before it got the request:
+		// once more, with a new monitor. Not once it may have got it:
+		// an init it forked might live on (one killed before its
+		// parent-death signal was set) and read the same pipes.
 		f.mp.discard()
 		if f.mp, err = f.m.startMonitor(s.Dir); err != nil {
 			return nil, err
 		}
-		reply, err = f.mp.request(s.Marshal(), fds)
+		err = f.mp.send(s.Marshal(), fds)
 	}
+	if err != nil {
+		return nil, err
+	}
+	reply, err := f.mp.reply()
 	if err != nil {
 		return nil, err
 	}
@@ -177,11 +182,30 @@ func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
 	return ri, nil
 }
 
-// request sends the Start msg with fds and reads the monitor's answer.
-func (mp *monitorProc) request(msg []byte, fds []int) (string, error) {
-	if err := unix.Sendmsg(int(mp.sock.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
-		return "", fmt.Errorf("hand the container to its monitor: %w", err)
+// send sends the Start msg with fds. Through the raw connection, not
+// Fd(): that would make the socket blocking, and its deadlines void.
+func (mp *monitorProc) send(msg []byte, fds []int) error {
+	raw, err := mp.sock.SyscallConn()
+	if err != nil {
+		return err
 	}
+	var serr error
+	_ = mp.sock.SetWriteDeadline(time.Now().Add(forkTimeout))
+	err = raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), msg, unix.UnixRights(fds...), nil, 0)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("hand the container to its monitor: %w", err)
+	}
+	return nil
+}
+
+// reply reads the monitor's answer to Start.
+func (mp *monitorProc) reply() (string, error) {
 	_ = mp.sock.SetReadDeadline(time.Now().Add(forkTimeout))
 	defer mp.sock.SetReadDeadline(time.Time{})
 	buf := make([]byte, 4096)

@@ -118,6 +118,28 @@ func TestSpareMonitor(t *testing.T) {
 	}
 	deleteGone(t, cfg, h3)
 
+	// A spare told to stop (pkill shoal-monitor) goes, rather than keep
+	// the signal for the next container it would monitor.
+	next = waitSpare(t, cfg)
+	if err := syscall.Kill(next, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spare to go on SIGTERM", func() error {
+		if alive(next) {
+			return fmt.Errorf("spare %d still runs", next)
+		}
+		return nil
+	})
+	spec4 := testSpec(t, cfg, "sleep")
+	h4 := mustStart(t, m, spec4)
+	waitForLog(t, spec4, "hello stdout")
+	select {
+	case <-h4.Done():
+		t.Errorf("the container after a SIGTERMed spare ended: %+v", h4.Wait())
+	default:
+	}
+	deleteGone(t, cfg, h4)
+
 	// Close removes the spare made since, and leaves containers running.
 	waitSpare(t, cfg)
 	m.Close()

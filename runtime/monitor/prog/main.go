@@ -27,6 +27,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -60,6 +61,21 @@ func main() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// A spare has no container to stop: it just goes. Once it has one,
+	// the signal waits for its start to finish and then stops it.
+	var assigned atomic.Bool
+	stops := make(chan struct{}, 1)
+	go func() {
+		for range sigs {
+			if !assigned.Load() {
+				os.Exit(0)
+			}
+			select {
+			case stops <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	// ps, top and pgrep show a process's comm, which an exec through
 	// /proc/self/fd/N sets to "N".
 	_ = os.WriteFile("/proc/self/comm", []byte("shoal-monitor"), 0)
@@ -69,6 +85,7 @@ func main() {
 	if !ok {
 		os.Exit(0) // a spare the daemon gave up on, or a garbled start
 	}
+	assigned.Store(true)
 	if len(os.Args) > 2 {
 		setArg(2, start.Dir)
 	}
@@ -107,7 +124,7 @@ func main() {
 	m.state = state
 	go m.serve(sent[ctl.FDListener])
 	go func() {
-		for range sigs {
+		for range stops {
 			m.logf("stopping the container on signal")
 			go m.stop(stopGrace)
 		}
