@@ -81,6 +81,7 @@ import (
 
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 )
 
 // Spec describes one monitored container: what linux.Spec needs, where its
@@ -145,9 +146,9 @@ func (s Spec) Linux() linux.Spec { return s.linux() }
 const (
 	specFile   = "spec.json"
 	stateFile  = "state.json"
-	exitFile   = "exit.json"
-	sockFile   = "sock"
-	monLogFile = "monitor.log"
+	exitFile   = ctl.ExitFile
+	sockFile   = ctl.SockFile
+	monLogFile = ctl.LogFile
 	lockFile   = "lock"
 )
 

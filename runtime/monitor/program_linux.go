@@ -42,11 +42,6 @@ var embeddedProgram = sync.OnceValues(func() (string, error) {
 	if err := HasProgram(); err != nil {
 		return "", err
 	}
-	src, err := programFS.Open(programPath)
-	if err != nil {
-		return "", err
-	}
-	defer src.Close()
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate("shoal-monitor", flags|unix.MFD_EXEC)
 	if errors.Is(err, unix.EINVAL) {
@@ -61,8 +56,7 @@ var embeddedProgram = sync.OnceValues(func() (string, error) {
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "shoal-monitor")
-	// Streamed, not read whole: no 1.7 MB copy on the daemon's heap.
-	if _, err := io.Copy(f, src); err != nil {
+	if err := copyProgram(f); err != nil {
 		f.Close()
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
@@ -78,6 +72,18 @@ var embeddedProgram = sync.OnceValues(func() (string, error) {
 })
 
 var programMemfd *os.File
+
+// copyProgram writes the embedded program to w, streamed rather than read
+// whole: no 1.7 MB copy on the daemon's heap.
+func copyProgram(w io.Writer) error {
+	src, err := programFS.Open(programPath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	_, err = io.Copy(w, src)
+	return err
+}
 
 // errNoExecMemfd: the kernel refuses executable memfds (vm.memfd_noexec).
 var errNoExecMemfd = errors.New("executable memfds are not allowed")
@@ -101,17 +107,12 @@ func (m *Monitors) program() (string, error) {
 const programFileName = ".shoal-monitor"
 
 func (m *Monitors) writeProgramFile() (string, error) {
-	src, err := programFS.Open(programPath)
-	if err != nil {
-		return "", err
-	}
-	defer src.Close()
 	path := filepath.Join(m.cfg.StateDir, programFileName)
 	tmp, err := os.CreateTemp(m.cfg.StateDir, programFileName+".*")
 	if err != nil {
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
-	_, err = io.Copy(tmp, src)
+	err = copyProgram(tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

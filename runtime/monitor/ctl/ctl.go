@@ -45,6 +45,36 @@ const (
 	Started  = "started\n"
 )
 
+// Names in a monitor's state directory that both sides use.
+const (
+	ExitFile = "exit.json"   // how the container ended, by the monitor
+	SockFile = "sock"        // the monitor's listening socket
+	LogFile  = "monitor.log" // the monitor's own lines and stderr
+)
+
+// Pid is the reply once the init is forked: its pid, and whether it was
+// born in the cgroup sent along.
+func Pid(pid int, inCgroup bool) string {
+	born := "0"
+	if inCgroup {
+		born = "1"
+	}
+	return PidReply + strconv.Itoa(pid) + " " + born
+}
+
+// ParsePid reads a Pid reply.
+func ParsePid(reply string) (pid int, inCgroup bool, err error) {
+	rest, ok := strings.CutPrefix(reply, PidReply)
+	f := strings.Fields(rest)
+	if !ok || len(f) != 2 || (f[1] != "0" && f[1] != "1") {
+		return 0, false, errors.New("monitor answer " + strconv.Quote(reply))
+	}
+	if pid, err = strconv.Atoi(f[0]); err != nil {
+		return 0, false, errors.New("monitor answer " + strconv.Quote(reply))
+	}
+	return pid, f[1] == "1", nil
+}
+
 // Start is the daemon's request: fork the container init, then monitor it.
 type Start struct {
 	Dir        string // the monitor's state dir

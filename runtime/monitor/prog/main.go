@@ -89,25 +89,22 @@ func main() {
 	if len(os.Args) > 2 {
 		setArg(2, start.Dir)
 	}
-	// What the Go runtime prints when it crashes goes to stderr: into the
-	// monitor's log, not /dev/null.
-	if f, err := os.OpenFile(filepath.Join(start.Dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o600); err == nil {
+	// Stderr becomes the monitor's log: its own lines (logf) and what the
+	// Go runtime prints when it crashes, instead of /dev/null.
+	if f, err := os.OpenFile(filepath.Join(start.Dir, ctl.LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o600); err == nil {
 		_ = syscall.Dup3(int(f.Fd()), 2, 0)
 		f.Close()
 	}
+	// sent[ctl.FDLock] stays open for life: the daemon tells a live
+	// monitor by the lock.
 	m := &monitor{dir: start.Dir, exited: make(chan struct{})}
-	m.lock = sent[ctl.FDLock] // held open for life: the daemon tells a live monitor by it
 	pid, inCgroup, logR, err := forkInit(start, sent)
 	if err != nil {
 		reply(ctl.ErrReply + err.Error())
 		os.Exit(1)
 	}
 	m.pid = pid
-	born := " 0" // in the cgroup sent along: 1
-	if inCgroup {
-		born = " 1"
-	}
-	reply(ctl.PidReply + strconv.Itoa(pid) + born)
+	reply(ctl.Pid(pid, inCgroup))
 
 	waited := make(chan exitStatus, 1)
 	go func() { waited <- wait(pid) }()
@@ -284,7 +281,6 @@ func awaitStarted(waited chan exitStatus) ([]byte, bool) {
 type monitor struct {
 	dir   string
 	pid   int
-	lock  int
 	state []byte // state.json, as the daemon wrote it
 
 	exited chan struct{} // closed once the exit is recorded
@@ -293,7 +289,6 @@ type monitor struct {
 	mu      sync.Mutex // guards closing and conns.Add
 	closing bool       // finish waits for the handlers: start no more
 	conns   sync.WaitGroup
-	logMu   sync.Mutex
 }
 
 // copyOutput copies the container's output into its log; done is closed
@@ -334,11 +329,11 @@ func (m *monitor) finish(ex exitStatus, copied chan struct{}) {
 	// exit for the next daemon. Not fsynced: after a power cut every
 	// container is dead anyway, and a sync costs flash wear and
 	// milliseconds on the restart path.
-	if err := writeFile(filepath.Join(m.dir, "exit.json"), m.exit); err != nil {
+	if err := writeFile(filepath.Join(m.dir, ctl.ExitFile), m.exit); err != nil {
 		m.logf("record the exit: " + err.Error())
 	}
 	close(m.exited)
-	_ = os.Remove(filepath.Join(m.dir, "sock"))
+	_ = os.Remove(filepath.Join(m.dir, ctl.SockFile))
 	// No new handlers from here on (a client still in the backlog reads
 	// exit.json); those running answer below.
 	m.mu.Lock()
@@ -387,20 +382,14 @@ func writeFile(name string, data []byte) error {
 	return err
 }
 
-// logf appends a line to the monitor's own log (not the container's).
+// logf appends a line to the monitor's own log (not the container's): its
+// stderr, opened O_APPEND, so each line is written whole.
 func (m *monitor) logf(msg string) {
-	m.logMu.Lock()
-	defer m.logMu.Unlock()
-	f, err := os.OpenFile(filepath.Join(m.dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return
-	}
 	line := time.Now().UTC().AppendFormat(nil, time.RFC3339Nano)
 	line = append(line, " pid="...)
 	line = strconv.AppendInt(line, int64(os.Getpid()), 10)
 	line = append(append(append(line, ' '), msg...), '\n')
-	_, _ = f.Write(line)
-	f.Close()
+	_, _ = os.Stderr.Write(line)
 }
 
 // stop sends SIGTERM and, after grace, SIGKILL to PID 1, which takes the
