@@ -23,3 +23,9 @@ func CloseOnExecAbove(fd int) {
 		}
 	}
 }
+
+// HelperEnv is the environment to start a Go process with that will
+// exec a container's program (a container init, an exec helper): Go's
+// runtime otherwise opens its cgroup's CPU limit files at start and keeps
+// them open, host descriptors a container could reach through /proc.
+var HelperEnv = []string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0"}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-edge/shoal/internal/fds"
+	"github.com/shoal-edge/shoal/internal/sealexe"
 	"golang.org/x/sys/unix"
 )
 
@@ -216,10 +218,14 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, p Process) (Exit, erro
 		cfg.ConsoleFD = len(childFiles) + 2
 	}
 
+	exe, err := sealedSelf()
+	if err != nil {
+		return fail(fmt.Errorf("start exec helper: %w", err))
+	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe", // resolved in the host, by the parent's fork
+		Path:       sealexe.ExecPath(exe), // resolved in the host, by the parent's fork
 		Args:       []string{"shoal", execArg, c.id},
-		Env:        []string{},
+		Env:        fds.HelperEnv,
 		ExtraFiles: childFiles,
 		WaitDelay:  waitDelay,
 	}

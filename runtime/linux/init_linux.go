@@ -27,6 +27,12 @@ const (
 // user's program. It never returns; on failure it reports to the parent and
 // exits with 127 (program not found) or 126.
 func InitMain() {
+	// First of all: a container's processes may see this one in /proc
+	// (an exec helper runs in their pid namespace). Its capabilities keep
+	// them out of /proc/PID/{exe,fd,mem} only until it drops to the
+	// container's set; from then on, being not dumpable does. The
+	// program's execve makes its process dumpable again.
+	dumpErr := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	initParent = hostParent()
 	// unshare, setns, the capability calls and execve act on the calling
 	// thread: keep them on one so the program inherits what they did.
@@ -36,8 +42,10 @@ func InitMain() {
 	unix.CloseOnExec(configFD)
 	unix.CloseOnExec(errorFD)
 	fds.CloseOnExecAbove(errorFD)
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == execArg {
+	err := dumpErr
+	if err != nil {
+		err = fmt.Errorf("make the init not dumpable: %w", err)
+	} else if len(os.Args) > 1 && os.Args[1] == execArg {
 		err = execHelper(os.NewFile(configFD, "config"))
 	} else {
 		err = initContainer(os.NewFile(configFD, "config"))

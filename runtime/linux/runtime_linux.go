@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoal-edge/shoal/internal/fds"
+	"github.com/shoal-edge/shoal/internal/sealexe"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/rootfs"
 	"golang.org/x/sys/unix"
@@ -336,14 +338,18 @@ func initArgs(s Spec) []string { return []string{"shoal", initArg, s.ID} }
 // forkInit starts the init as our child; cgroupFD >= 0 starts it in that
 // cgroup.
 func forkInit(s Spec, cgroupFD int) (*launch, error) {
+	exe, err := sealedSelf()
+	if err != nil {
+		return nil, fmt.Errorf("fork container init: %w", err)
+	}
 	cfgR, cfgW, errR, errW, err := initPipes()
 	if err != nil {
 		return nil, err
 	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe", // this very binary, even if replaced on disk
+		Path:       sealexe.ExecPath(exe), // this very binary, sealed
 		Args:       initArgs(s),
-		Env:        []string{}, // the program's env travels in the config
+		Env:        fds.HelperEnv, // the program's env travels in the config
 		Stdin:      s.Stdin,
 		Stdout:     s.Stdout,
 		Stderr:     s.Stderr,
@@ -371,11 +377,10 @@ func forkInit(s Spec, cgroupFD int) (*launch, error) {
 // forkRemote has s.Forker fork the init; cgroupDir, if not nil, is the
 // cgroup v2 directory to start it in.
 func forkRemote(s Spec, cgroupDir *os.File) (*launch, bool, error) {
-	exe, err := os.Open("/proc/self/exe")
+	exe, err := sealedSelf()
 	if err != nil {
 		return nil, false, fmt.Errorf("fork container init: %w", err)
 	}
-	defer exe.Close()
 	cfgR, cfgW, errR, errW, err := initPipes()
 	if err != nil {
 		return nil, false, err

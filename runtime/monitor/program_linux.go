@@ -7,10 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoal-edge/shoal/internal/sealexe"
 )
 
 // The monitor program (./prog) is built for the target architecture into
@@ -42,33 +41,23 @@ var embeddedProgram = sync.OnceValues(func() (string, error) {
 	if err := HasProgram(); err != nil {
 		return "", err
 	}
-	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
-	fd, err := unix.MemfdCreate("shoal-monitor", flags|unix.MFD_EXEC)
-	if errors.Is(err, unix.EINVAL) {
-		// Before Linux 6.3 there is no MFD_EXEC: every memfd can be
-		// executed.
-		fd, err = unix.MemfdCreate("shoal-monitor", flags)
-	}
-	if errors.Is(err, unix.EACCES) {
-		return "", errNoExecMemfd // vm.memfd_noexec = 2
-	}
+	src, err := programFS.Open(programPath)
 	if err != nil {
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "shoal-monitor")
-	if err := copyProgram(f); err != nil {
-		f.Close()
-		return "", fmt.Errorf("monitor program: %w", err)
+	defer src.Close()
+	// Streamed, not read whole: no 1.7 MB copy on the daemon's heap.
+	f, err := sealexe.Memfd("shoal-monitor", src)
+	if errors.Is(err, sealexe.ErrNoExec) {
+		return "", errNoExecMemfd
 	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
-		f.Close()
+	if err != nil {
 		return "", fmt.Errorf("monitor program: %w", err)
 	}
 	// Kept open for good (and from the finalizer): exec'd through
 	// /proc/self/fd.
 	programMemfd = f
-	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), nil
+	return sealexe.ExecPath(f), nil
 })
 
 var programMemfd *os.File

@@ -14,6 +14,11 @@
 //	                 (or -reply TEXT), /healthz replies 200 "ok"; keeps running
 //	-sleep DURATION  wait this long (e.g. "1h", "500ms") before exiting
 //	-ignore-term     ignore SIGTERM and SIGINT (to test kill escalation)
+//	-race-exe D      for D, play a hostile PID 1 (race.go): write /race.sh
+//	                 ("#!/proc/self/exe"), catch /proc/PID/exe and /proc/PID/fd
+//	                 of every process not run from the container's own root,
+//	                 and try to write to each executable caught; then print
+//	                 "race: handles=N writable=N hostfds=N"
 //	-exit N          exit with code N (default 0)
 //
 // With -http and no -sleep it serves until it is signalled. On SIGTERM or
@@ -49,8 +54,13 @@ func main() {
 		sleep      = flag.Duration("sleep", 0, "wait this long before exiting")
 		ignoreTerm = flag.Bool("ignore-term", false, "ignore SIGTERM and SIGINT")
 		exitCode   = flag.Int("exit", 0, "exit code")
+		race       = flag.Duration("race-exe", 0, "race for the executables of other processes this long")
 	)
 	flag.Parse()
+
+	if *race > 0 {
+		raceExe(*race)
+	}
 
 	if *printArgs {
 		for _, a := range os.Args[1:] {

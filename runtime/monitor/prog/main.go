@@ -32,7 +32,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/shoal-edge/shoal/internal/fds"
+	fdsweep "github.com/shoal-edge/shoal/internal/fds"
 	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 )
@@ -79,7 +79,7 @@ func main() {
 	// ps, top and pgrep show a process's comm, which an exec through
 	// /proc/self/fd/N sets to "N".
 	_ = os.WriteFile("/proc/self/comm", []byte("shoal-monitor"), 0)
-	fds.CloseOnExecAbove(ctl.FD)
+	fdsweep.CloseOnExecAbove(ctl.FD)
 
 	start, sent, ok := receiveStart()
 	if !ok {
@@ -180,7 +180,7 @@ func forkInit(s ctl.Start, fds []int) (pid int, inCgroup bool, logR *os.File, er
 	attr := &syscall.SysProcAttr{Cloneflags: s.Cloneflags, Pdeathsig: syscall.SIGKILL}
 	proc := &syscall.ProcAttr{
 		Dir:   "/",
-		Env:   []string{}, // the program's env travels in the config
+		Env:   fdsweep.HelperEnv, // the program's env travels in the config
 		Files: []uintptr{uintptr(null), uintptr(out), uintptr(out), uintptr(fds[ctl.FDConfig]), uintptr(fds[ctl.FDErrors])},
 		Sys:   attr,
 	}
