@@ -22,6 +22,7 @@ import (
 // then run by no process, and containers outlive the daemon). The binary
 // must come out unchanged, and no host descriptor of a helper reachable.
 func TestContainerCannotReachTheHostBinary(t *testing.T) {
+	t.Parallel()
 	n := newNode(t, "e2e-escape")
 	// A binary of its own: were the race won, it would be this copy that
 	// is overwritten, not the one the other tests run.
@@ -31,13 +32,13 @@ func TestContainerCannotReachTheHostBinary(t *testing.T) {
 	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
 	n.must("apply", "-f", n.writeFile("race.yaml", `name: race
 image: testprog:1
-command: ["/app", "-race-exe", "25s", "-sleep", "1h"]
+command: ["/app", "-race-exe", "16s", "-sleep", "1h"]
 health: {exec: ["/app", "-exit", "0"], interval: 200ms, timeout: 2s, retries: 3}
 `))
 	waitInstance(t, n, running)
 	logPath := filepath.Join(n.dataDir, "logs", "race", "0.log")
 	// Exec helpers and the script's interpreter, again and again.
-	until := time.Now().Add(8 * time.Second)
+	until := time.Now().Add(6 * time.Second)
 	for time.Now().Before(until) {
 		n.shoal("exec", "race", "--", "/race.sh")
 		n.shoal("exec", "race", "--", "/app", "-exit", "0")
