@@ -29,9 +29,13 @@ type NotVoterError struct {
 }
 
 func (e *NotVoterError) Error() string {
+	voters := strings.Join(e.Voters, ", ")
+	if voters == "" {
+		voters = "none known to this node yet"
+	}
 	return fmt.Sprintf("node %s is a non-voter, which may not change the cluster or reach other nodes' instances: "+
 		"run the command with the admin credential (--credential FILE or SHOAL_CREDENTIAL; the bootstrap node keeps it in DATA/tls/admin.credential), "+
-		"and the CLI takes it to a voter (%s)", e.Node, strings.Join(e.Voters, ", "))
+		"and the CLI takes it to a voter (%s)", e.Node, voters)
 }
 
 func (e *NotVoterError) Is(target error) bool { return target == ErrForbidden }

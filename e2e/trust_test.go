@@ -115,6 +115,17 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 		t.Errorf("instances after the credential's apply: %+v", ps)
 	}
 	a.must("rm", "web")
+
+	// Leaving is its own job: it may.
+	if out := b.must("leave"); !strings.Contains(out, "left the cluster") {
+		t.Errorf("leave on the non-voter said: %s", out)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if _, ok := nodeLabels(t, a)["trust-b"]; ok {
+			return fmt.Errorf("trust-b is still listed")
+		}
+		return nil
+	})
 }
 
 // stolenClient is an HTTP client that presents node dataDir's certificate
