@@ -145,9 +145,11 @@ func (n *Node) votersOnly(h http.HandlerFunc) http.HandlerFunc {
 
 // asNotVoter turns the leader's refusal of a node call from this node,
 // a non-voter, into the error its client can act on: where the voters are.
+// A voter whose promotion the leader has not yet heard of keeps the
+// leader's word.
 func (n *Node) asNotVoter(err error) error {
 	var nv *api.NotVoterError
-	if !errors.Is(err, api.ErrForbidden) || errors.As(err, &nv) {
+	if !errors.Is(err, api.ErrForbidden) || errors.As(err, &nv) || n.isVoter(n.id.ID) {
 		return err
 	}
 	return n.notVoter()

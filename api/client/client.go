@@ -128,16 +128,19 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		if json.Unmarshal(data, &we) != nil || we.Message == "" {
 			return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
 		}
-		if s, ok := body.(io.Seeker); body == nil || ok {
-			var rewind func() error
-			if ok {
-				rewind = func() error { _, err := s.Seek(0, io.SeekStart); return err }
-			}
-			return redirect(c, &we, rewind, func(v *Client) (*http.Response, error) {
-				return v.do(ctx, method, path, q, body, contentType)
-			})
+		// A refusal may send the request to a voter, if its body can be
+		// sent again.
+		s, seekable := body.(io.Seeker)
+		if body != nil && !seekable {
+			return nil, &we
 		}
-		return nil, &we
+		var rewind func() error
+		if seekable {
+			rewind = func() error { _, err := s.Seek(0, io.SeekStart); return err }
+		}
+		return redirect(c, &we, rewind, func(v *Client) (*http.Response, error) {
+			return v.do(ctx, method, path, q, body, contentType)
+		})
 	}
 	return resp, nil
 }
