@@ -111,9 +111,13 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 	if got := nodeLabels(t, a)["trust-a"]["x"]; got != "y" {
 		t.Errorf("label x on trust-a after the credential's write: %q", got)
 	}
-	if ps := a.ps(); len(ps) != 1 || ps[0].App != "web" {
-		t.Errorf("instances after the credential's apply: %+v", ps)
-	}
+	// The leader's scheduler places the app a moment after the write.
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if ps := a.ps(); len(ps) != 1 || ps[0].App != "web" {
+			return fmt.Errorf("instances after the credential's apply: %+v", ps)
+		}
+		return nil
+	})
 	a.must("rm", "web")
 
 	// Leaving is its own job: it may.
