@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors the CLI and the daemon branch on with errors.Is.
@@ -12,7 +13,32 @@ var (
 	ErrInvalid   = errors.New("invalid request")
 	ErrConflict  = errors.New("conflict")
 	ErrImageUsed = errors.New("image in use")
+	// ErrForbidden: the caller may not do this here (see NotVoterError).
+	ErrForbidden = errors.New("forbidden")
 )
+
+// NotVoterError refuses, on a non-voter, what only the admin credential or
+// a voter may do: change the cluster, or reach another node's instances.
+// A non-voter is an untrusted device; it cannot pass such a request on,
+// because the voters do not take it from a non-voter's certificate.
+// Voters are the voters' cluster-port addresses (HOST:PORT), the leader
+// first: where a client with the admin credential takes the request.
+type NotVoterError struct {
+	Node   string
+	Voters []string
+}
+
+func (e *NotVoterError) Error() string {
+	voters := strings.Join(e.Voters, ", ")
+	if voters == "" {
+		voters = "none known to this node yet"
+	}
+	return fmt.Sprintf("node %s is a non-voter, which may not change the cluster or reach other nodes' instances: "+
+		"run the command with the admin credential (--credential FILE or SHOAL_CREDENTIAL; the bootstrap node keeps it in DATA/tls/admin.credential), "+
+		"and the CLI takes it to a voter (%s)", e.Node, voters)
+}
+
+func (e *NotVoterError) Is(target error) bool { return target == ErrForbidden }
 
 // FieldError says which field of an app spec is wrong and why.
 type FieldError struct {
@@ -28,17 +54,30 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // Error kinds on the wire, so a client can branch without comparing strings.
 const (
-	KindNotFound = "not_found"
-	KindNoLeader = "no_leader"
-	KindInvalid  = "invalid"
-	KindConflict = "conflict"
-	KindInternal = "internal"
+	KindNotFound  = "not_found"
+	KindNoLeader  = "no_leader"
+	KindInvalid   = "invalid"
+	KindConflict  = "conflict"
+	KindForbidden = "forbidden"
+	KindInternal  = "internal"
 )
 
 // WireError is an error as the API sends it.
 type WireError struct {
 	Kind    string `json:"kind"`
 	Message string `json:"error"`
+	// Voters: where the request can go instead (a NotVoterError's).
+	Voters []string `json:"voters,omitempty"`
+}
+
+// Wire is err as the API sends it.
+func Wire(err error) *WireError {
+	we := &WireError{Kind: KindOf(err), Message: err.Error()}
+	var nv *NotVoterError
+	if errors.As(err, &nv) {
+		we.Voters = nv.Voters
+	}
+	return we
 }
 
 func (e *WireError) Error() string { return e.Message }
@@ -54,6 +93,8 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrInvalid
 	case KindConflict:
 		return target == ErrConflict || target == ErrImageUsed
+	case KindForbidden:
+		return target == ErrForbidden
 	}
 	return false
 }
@@ -69,6 +110,8 @@ func KindOf(err error) string {
 		return KindInvalid
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrImageUsed):
 		return KindConflict
+	case errors.Is(err, ErrForbidden):
+		return KindForbidden
 	}
 	return KindInternal
 }

@@ -230,6 +230,10 @@ func (n *Node) Where(ctx context.Context, app string, index int) (string, http.R
 		if a.App != app || a.Index != index || a.Node == n.id.Name {
 			continue
 		}
+		// The other node admits only voters and the admin credential.
+		if !n.isVoter(n.id.ID) {
+			return "", nil, n.notVoter()
+		}
 		recs, err := n.store.Nodes()
 		if err != nil {
 			return "", nil, err

@@ -145,7 +145,7 @@ func (n *Node) callOnce(ctx context.Context, addr raft.ServerAddress, path strin
 	if json.Unmarshal(data, &we) != nil || we.Message == "" {
 		return fmt.Errorf("leader %s: %s", hp, resp.Status)
 	}
-	return &we
+	return n.asNotVoter(&we)
 }
 
 // serveLeave is the leader's side of Leave: a node asks to be removed,
@@ -290,5 +290,5 @@ func (n *Node) removeNode(id, name string) error {
 func writeWireError(w http.ResponseWriter, code int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(api.WireError{Kind: api.KindOf(err), Message: err.Error()})
+	json.NewEncoder(w).Encode(api.Wire(err))
 }

@@ -3,12 +3,10 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"reflect"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
-	"github.com/shoal-edge/shoal/cluster/port"
 	"github.com/shoal-edge/shoal/store"
 )
 
@@ -144,6 +141,9 @@ func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []
 	}
 	defer resp.Body.Close()
 	notApplied, err := readAnswer(resp, out)
+	if errors.Is(err, api.ErrForbidden) {
+		return false, n.asNotVoter(err)
+	}
 	if err != nil && !notApplied {
 		var we *api.WireError
 		if !errors.As(err, &we) {
@@ -157,6 +157,14 @@ func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []
 // to drop it). notApplied: the node was not the leader, the call went
 // nowhere.
 func readAnswer(resp *http.Response, out any) (notApplied bool, err error) {
+	if resp.StatusCode == http.StatusForbidden {
+		// Refused before the call was served (votersOnly): a plain error.
+		var we api.WireError
+		if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&we); err != nil || we.Message == "" {
+			return true, fmt.Errorf("%w: %s", api.ErrForbidden, resp.Status)
+		}
+		return true, &we
+	}
 	var ans forwardAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxForwardBody)).Decode(&ans); err != nil {
 		return false, fmt.Errorf("%s: %w", resp.Status, err)
@@ -177,7 +185,7 @@ func writeAnswer(w http.ResponseWriter, v any, err error, notApplied bool) {
 		ans.Response, err = json.Marshal(v)
 	}
 	if err != nil {
-		ans.Error = &api.WireError{Kind: api.KindOf(err), Message: err.Error()}
+		ans.Error = api.Wire(err)
 	}
 	writeJSONResponse(w, ans)
 }
@@ -215,11 +223,12 @@ func (n *Node) internalServers() map[string]*http.Server {
 	join := http.NewServeMux()
 	join.HandleFunc("POST /v1/join", n.serveJoin)
 	node := http.NewServeMux()
-	node.HandleFunc("POST /v1/apply", n.serveApply)
-	node.HandleFunc("POST /v1/leave", n.serveLeave)
-	node.HandleFunc("POST /v1/forget", n.serveForget)
+	// Who may call what: see trust.go.
+	node.HandleFunc("POST /v1/apply", n.votersOnly(n.serveApply))
+	node.HandleFunc("POST /v1/forget", n.votersOnly(n.serveForget))
+	node.HandleFunc("POST /v1/leave", n.serveLeave)   // the caller itself
+	node.HandleFunc("POST /v1/report", n.serveReport) // the caller's own instances
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
-	node.HandleFunc("POST /v1/report", n.serveReport)
 	node.HandleFunc("GET /v1/ps", n.servePS)
 	// Joins come from anyone: a connection is held no longer than a join
 	// takes, and bodies are small.
@@ -322,24 +331,4 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	idx, err := n.readIndex(r.Context())
 	writeAnswer(w, readIndexAnswer{Index: idx}, err, false)
-}
-
-type peerStateKey struct{}
-
-// withPeerState keeps a cluster-port connection's TLS state in its
-// requests' context: handlers that act for the calling node check who it is.
-func withPeerState(ctx context.Context, c net.Conn) context.Context {
-	if pc, ok := c.(*port.Conn); ok {
-		return context.WithValue(ctx, peerStateKey{}, pc.State)
-	}
-	return ctx
-}
-
-// peerOf is the node that sent r over the node protocol.
-func (n *Node) peerOf(r *http.Request) *pki.NodeIdentity {
-	cs, ok := r.Context().Value(peerStateKey{}).(tls.ConnectionState)
-	if !ok {
-		return nil
-	}
-	return n.mat.ident.Peer(cs, nil).Node
 }

@@ -106,6 +106,10 @@ func (n *Node) serveReport(w http.ResponseWriter, r *http.Request) {
 		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: report: %v", api.ErrInvalid, err))
 		return
 	}
+	if peer := n.peerOf(r); peer == nil || !n.isNode(*peer, rep.Node) {
+		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only report its own instances", api.ErrForbidden))
+		return
+	}
 	n.keepReport(rep)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -1,20 +1,16 @@
 package cluster
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
-	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 	"github.com/shoal-edge/shoal/store"
 )
@@ -158,50 +154,6 @@ func pendingBootstrap(dataDir string) (*bootstrapState, error) {
 		return nil, fmt.Errorf("%s: %w", bootstrapFile, err)
 	}
 	return &bs, nil
-}
-
-// adminAdmitted says whether pub is an admitted admin key.
-func (n *Node) adminAdmitted(pub ed25519.PublicKey) bool {
-	sec, ok, err := n.store.Secrets()
-	if err != nil || !ok {
-		return false
-	}
-	return slices.ContainsFunc(sec.AdminKeys, func(k []byte) bool { return pub.Equal(ed25519.PublicKey(k)) })
-}
-
-// allow decides what a cluster-port peer may speak: Raft and node calls
-// are for nodes, the API for nodes and admins, joining for anyone who
-// knows the secret (checked by the join handler).
-func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
-	if proto == pki.ProtoJoin {
-		return true
-	}
-	p := n.mat.ident.Peer(cs, n.adminAdmitted)
-	if p.Node != nil && n.store.Revoked(p.Node.ID) {
-		return false
-	}
-	switch {
-	case proto == pki.RaftProto(n.epoch.Load()), proto == pki.ProtoNode:
-		return p.Node != nil
-	case proto == pki.ProtoAPI:
-		return p.Node != nil || p.Admin
-	}
-	return false
-}
-
-// refuse answers an HTTP peer that allow turned down, so that a remote CLI
-// says why instead of "EOF".
-func (n *Node) refuse(proto string, c net.Conn) {
-	if proto != pki.ProtoAPI && proto != pki.ProtoNode {
-		return
-	}
-	_, hasSecrets, _ := n.store.Secrets()
-	msg := "this node does not admit that credential: it is not an admin credential or node certificate of this cluster, or it was revoked"
-	if !hasSecrets {
-		msg = "this node has not received its cluster's state yet and admits no credential: try again in a moment, or another node"
-	}
-	body, _ := json.Marshal(api.WireError{Kind: api.KindInvalid, Message: msg})
-	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }
 
 // serverTLS is the cluster port's TLS configuration: the Raft protocol it

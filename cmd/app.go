@@ -5,6 +5,7 @@
 package cmd
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -71,7 +72,7 @@ func remoteFlags() []cli.Flag {
 		},
 		&cli.StringFlag{
 			Name:    "credential",
-			Usage:   "the admin credential printed at bootstrap, or a file holding it (with --server)",
+			Usage:   "the admin credential printed at bootstrap, or a file holding it: for --server, and to take a write that a non-voter refuses to a voter",
 			EnvVars: []string{"SHOAL_CREDENTIAL"},
 		},
 	}
@@ -156,10 +157,11 @@ func flagValue(c *cli.Context, name string) string {
 }
 
 // apiClient talks to the local node, or with --server to a remote one. A
-// bad --credential comes back from the client's first call.
+// bad --credential comes back from the client's first call that needs it.
+// With a credential, a write that a non-voter refuses goes to a voter.
 func apiClient(c *cli.Context) *client.Client {
+	cred := flagValue(c, "credential")
 	if server := flagValue(c, "server"); server != "" {
-		cred := flagValue(c, "credential")
 		if cred == "" {
 			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential printed when the cluster was bootstrapped"))
 		}
@@ -173,5 +175,9 @@ func apiClient(c *cli.Context) *client.Client {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	return client.New(cluster.SocketPath(dir))
+	local := client.New(cluster.SocketPath(dir))
+	if cred != "" {
+		local.WithCredential(func() (*tls.Config, error) { return cluster.RemoteTLS(cred) })
+	}
+	return local
 }

@@ -138,7 +138,8 @@ func TestAutopilotReplacesDeadVoter(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := f.label(asker, asker, "after=replacement"); err != nil {
+	// asker may be the non-voter: the credential takes the write to a voter.
+	if _, err := f.adminCLI(asker, "label", asker, "after=replacement"); err != nil {
 		t.Fatalf("write after the replacement: %v", err)
 	}
 }
@@ -285,7 +286,8 @@ func TestRemoteCLI(t *testing.T) {
 	if err := json.Unmarshal(out, &ns); err != nil || len(ns) != 2 {
 		t.Fatalf("remote nodes: %v %s", err, out)
 	}
-	// A write through the remote API, forwarded to the leader.
+	// A write through the remote API of b, a non-voter, which cannot pass
+	// it on: the CLI takes it to the voter b names.
 	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", cred, "label", "b", "via=remote"); err != nil {
 		t.Fatalf("remote label: %v\n%s", err, out)
 	}
@@ -428,8 +430,9 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	// An image no registry serves: the app is desired state only, and no
 	// container starts.
 	os.WriteFile(spec, []byte("name: web\nimage: registry.invalid/web:1\nreplicas: 2\n"), 0o644)
-	old.mustCLI("b", "apply", "-f", spec)
-	old.mustCLI("b", "label", "a", "site=plant-a")
+	// b is a non-voter: its writes need the credential.
+	old.mustAdminCLI("b", "apply", "-f", spec)
+	old.mustAdminCLI("b", "label", "a", "site=plant-a")
 	file := filepath.Join(t.TempDir(), "backup")
 	old.mustCLI("b", "snapshot", "save", file)
 
@@ -562,7 +565,7 @@ image: testprog:1
 command: ["/app", "-stdout", "started", "-sleep", "1h"]
 replicas: 2
 `), 0o644)
-	f.mustCLI("b", "apply", "-f", spec)
+	f.mustAdminCLI("b", "apply", "-f", spec) // b is a non-voter
 	t.Cleanup(func() {
 		if f.lab.Running("b") || f.lab.Restart("b") == nil {
 			f.cli("a", "rm", "sleeper")
@@ -617,6 +620,19 @@ replicas: 2
 	}
 	if out, err := f.cli("a", "exec", onB, "--", "/app", "-exit", "3"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("exec's exit code through a: %q %v", out, err)
+	}
+
+	// b is a non-voter: it may not reach a's instance, and says how; with
+	// the credential the CLI asks the voter.
+	onA := ps("a")["a"].Instance
+	if _, err := f.cli("b", "exec", onA, "--", "/app", "-stdout", "x"); err == nil || !strings.Contains(err.Error(), "admin credential") {
+		t.Errorf("exec %s on the non-voter b: %v", onA, err)
+	}
+	if out, err := f.adminCLI("b", "exec", onA, "--", "/app", "-stdout", "ran-on-a"); err != nil || !strings.Contains(out, "ran-on-a") {
+		t.Errorf("exec %s on b with the credential: %q %v", onA, out, err)
+	}
+	if out, err := f.adminCLI("b", "logs", onA); err != nil || !strings.Contains(out, "started") {
+		t.Errorf("logs %s on b with the credential: %q %v", onA, out, err)
 	}
 
 	if err := f.lab.Kill9("b"); err != nil {

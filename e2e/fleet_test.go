@@ -26,6 +26,7 @@ type fleet struct {
 	bin   string
 	dirs  map[string]string // node -> data dir
 	token string
+	admin string   // the bootstrap node, which keeps the admin credential
 	extra []string // more `shoal up` flags for every node
 
 	cgroups []string // the nodes' cgroup parents, learnt at cleanup
@@ -101,6 +102,7 @@ func (f *fleet) upArgs(name, host string, join string) []string {
 func (f *fleet) bootstrap(name string) {
 	f.t.Helper()
 	f.add(name)
+	f.admin = name
 	if err := f.lab.Start(name, f.upArgs(name, name, ""), nil); err != nil {
 		f.t.Fatal(err)
 	}
@@ -134,6 +136,27 @@ func (f *fleet) cli(name string, args ...string) (string, error) {
 		return out.String(), fmt.Errorf("shoal %s on %s: %v: %s", strings.Join(args, " "), name, err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), nil
+}
+
+// adminCLI runs a shoal command on node name, in its network namespace,
+// with the admin credential: a cluster write that name, a non-voter,
+// refuses goes to a voter.
+func (f *fleet) adminCLI(name string, args ...string) (string, error) {
+	argv := append([]string{f.bin, "--data-dir", f.dirs[name], "--credential", f.credential(f.admin)}, args...)
+	out, err := f.lab.Exec(name, argv...)
+	if err != nil {
+		return string(out), fmt.Errorf("shoal %s on %s with the credential: %v: %s", strings.Join(args, " "), name, err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+func (f *fleet) mustAdminCLI(name string, args ...string) string {
+	f.t.Helper()
+	out, err := f.adminCLI(name, args...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
 }
 
 func (f *fleet) mustCLI(name string, args ...string) string {

@@ -162,9 +162,17 @@ func (n *node) stop() {
 // shoal runs a CLI command against this node.
 func (n *node) shoal(args ...string) (stdout, stderr string, code int) {
 	n.t.Helper()
+	return n.shoalEnv(nil, args...)
+}
+
+// shoalEnv runs a CLI command against this node with env added to the
+// CLI's environment.
+func (n *node) shoalEnv(env []string, args ...string) (stdout, stderr string, code int) {
+	n.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, n.bin, append([]string{"--data-dir", n.dataDir}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

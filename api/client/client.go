@@ -28,6 +28,17 @@ type Client struct {
 	http  *http.Client
 	// unreachable explains a failed dial.
 	unreachable func(err error) error
+	// credential, if set, is the admin credential's TLS configuration:
+	// with it the client takes a request that a non-voter refused
+	// (api.NotVoterError) to a voter, once.
+	credential func() (*tls.Config, error)
+}
+
+// WithCredential lets c take a request that a non-voter refused to a
+// voter, with the admin credential cred gives (called only then).
+func (c *Client) WithCredential(cred func() (*tls.Config, error)) *Client {
+	c.credential = cred
+	return c
 }
 
 // New returns a client of the node serving socket.
@@ -53,8 +64,15 @@ func New(socket string) *Client {
 }
 
 // NewRemote returns a client of the node at addr (host:port of its cluster
-// port), speaking over cfg: mutual TLS with the API protocol.
+// port), speaking over cfg: mutual TLS with the API protocol and the admin
+// credential, which also takes a request a non-voter refused to a voter.
 func NewRemote(addr string, cfg *tls.Config) *Client {
+	c := newRemote(addr, cfg)
+	c.credential = func() (*tls.Config, error) { return cfg, nil }
+	return c
+}
+
+func newRemote(addr string, cfg *tls.Config) *Client {
 	c := &Client{where: addr, base: "https://" + addr}
 	c.dial = func(ctx context.Context) (net.Conn, error) {
 		d := &tls.Dialer{Config: cfg}
@@ -86,7 +104,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	// The transport closes a body that can be closed; a body kept open
+	// can be sent again to a voter.
+	reqBody := body
+	if _, ok := body.(io.Closer); ok {
+		reqBody = struct{ io.Reader }{body}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, reqBody)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +128,19 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		if json.Unmarshal(data, &we) != nil || we.Message == "" {
 			return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
 		}
-		return nil, &we
+		// A refusal may send the request to a voter, if its body can be
+		// sent again.
+		s, seekable := body.(io.Seeker)
+		if body != nil && !seekable {
+			return nil, &we
+		}
+		var rewind func() error
+		if seekable {
+			rewind = func() error { _, err := s.Seek(0, io.SeekStart); return err }
+		}
+		return redirect(c, &we, rewind, func(v *Client) (*http.Response, error) {
+			return v.do(ctx, method, path, q, body, contentType)
+		})
 	}
 	return resp, nil
 }

@@ -43,8 +43,11 @@ func (c *Client) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader,
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()
 		var we api.WireError
-		if json.NewDecoder(resp.Body).Decode(&we) == nil && we.Message != "" {
-			return -1, &we
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&we) == nil && we.Message != "" {
+			// Nothing of stdin was read yet: a voter can take it all.
+			return redirect(c, &we, nil, func(v *Client) (int, error) {
+				return v.Exec(ctx, req, stdin, stdout, stderr, resize)
+			})
 		}
 		return -1, fmt.Errorf("exec: %s", resp.Status)
 	}

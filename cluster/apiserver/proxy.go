@@ -12,7 +12,8 @@ import (
 const proxiedHeader = "X-Shoal-Proxied"
 
 // elsewhere passes a request for an instance on another node (logs, exec)
-// to that node's API, over the cluster port; it reports whether it did.
+// to that node's API, over the cluster port; it reports whether it
+// answered the request, which it also does when it cannot pass it on.
 // The node's answer, an upgraded exec stream included, goes back as it is.
 func (s *Server) elsewhere(w http.ResponseWriter, r *http.Request, app, index string) bool {
 	if r.Header.Get(proxiedHeader) != "" {
@@ -23,7 +24,11 @@ func (s *Server) elsewhere(w http.ResponseWriter, r *http.Request, app, index st
 		return false
 	}
 	addr, via, err := s.cfg.Instances.Where(r.Context(), app, i)
-	if err != nil || addr == "" {
+	if err != nil {
+		s.fail(w, r, err)
+		return true
+	}
+	if addr == "" {
 		return false
 	}
 	target := &url.URL{Scheme: "https", Host: addr}

@@ -150,15 +150,15 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	kind := api.KindOf(err)
-	code := map[string]int{api.KindNotFound: 404, api.KindNoLeader: 503, api.KindInvalid: 400, api.KindConflict: 409}[kind]
+	we := api.Wire(err)
+	code := map[string]int{api.KindNotFound: 404, api.KindNoLeader: 503, api.KindInvalid: 400, api.KindConflict: 409, api.KindForbidden: 403}[we.Kind]
 	if code == 0 {
 		code = 500
 		s.cfg.Logger.Error("api", "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(api.WireError{Kind: kind, Message: err.Error()})
+	json.NewEncoder(w).Encode(we)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

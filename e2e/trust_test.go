@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/store"
+)
+
+// A voter and a non-voter on loopback: the non-voter is an untrusted
+// device. Its node certificate, stolen with the device, is no admin of the
+// fleet: the voter's API refuses it, and on the node protocol it may only
+// do its own job. Its own socket refuses cluster writes and says how to
+// make them: with the admin credential, with which they go to a voter.
+func TestNonVoterIsNoAdmin(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, "trust-a")
+	a.args = append(a.args, "--voters", "1")
+	a.start()
+	token := strings.TrimSpace(strings.TrimPrefix(a.must("token"), "shoal up --join "))
+	b := newNode(t, "trust-b")
+	b.args = append(b.args, "--join", token, "--voters", "1")
+	b.start()
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		var st clusterStatus
+		if err := b.json(&st, "status", "-o", "json"); err != nil {
+			return err
+		}
+		if st.Role != "non-voter" || len(st.Voters) != 1 || st.Voters[0] != "trust-a" || st.Leader != "trust-a" {
+			return fmt.Errorf("b's status: %+v", st)
+		}
+		return nil
+	})
+	aPort := portOf(t, a)
+	aID := nodeID(t, a.dataDir)
+
+	// The attack: b's certificate and key as a client of a's API.
+	api := stolenClient(t, b.dataDir, "shoal-api/1")
+	app := `[{"name":"evil","image":"registry.invalid/evil:1","volumes":["/:/host"]}]`
+	execReq := url.QueryEscape(`{"app":"evil","index":0,"command":["cat","/host/etc/shadow"]}`)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/nodes/trust-a/labels", `{"set":{"pwned":"yes"}}`},
+		{"POST", "/v1/apps", app},
+		{"POST", "/v1/exec?req=" + execReq, ""},
+		{"GET", "/v1/logs/evil/0", ""},
+	} {
+		code, body := call(t, api, c.method, aPort, c.path, c.body)
+		if code != http.StatusForbidden || !strings.Contains(body, "not a voter") || !strings.Contains(body, "admin credential") {
+			t.Errorf("%s %s with a non-voter's certificate on a voter's API: %d %s, want 403 saying it is not a voter", c.method, c.path, code, body)
+		}
+	}
+
+	// The same certificate on the node protocol: only its own job.
+	node := stolenClient(t, b.dataDir, "shoal-node/1")
+	write, err := store.Encode(store.SetLabels{Node: "trust-a", Set: map[string]string{"pwned": "yes"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, path, body string }{
+		{"a forwarded write", "/v1/apply", string(write)},
+		{"forget of another node", "/v1/forget", `{"name":"trust-a"}`},
+		{"leave of another node", "/v1/leave", fmt.Sprintf(`{"id":%q,"name":"trust-a"}`, aID)},
+		{"a report of another node's instances", "/v1/report", `{"node":"trust-a","instances":[]}`},
+	} {
+		if code, body := call(t, node, "POST", aPort, c.path, c.body); code != http.StatusForbidden {
+			t.Errorf("%s from a non-voter: %d %s, want 403", c.what, code, body)
+		}
+	}
+	// Its own job it may do.
+	if code, body := call(t, node, "POST", aPort, "/v1/report", `{"node":"trust-b","instances":[]}`); code != http.StatusNoContent {
+		t.Errorf("b's report of its own instances: %d %s", code, body)
+	}
+	if code, body := call(t, node, "GET", aPort, "/v1/read-index", ""); code != http.StatusOK || !strings.Contains(body, "index") {
+		t.Errorf("b's read index: %d %s", code, body)
+	}
+
+	// b's own socket: cluster writes are refused, naming the credential.
+	spec := b.writeFile("app.yaml", "name: web\nimage: registry.invalid/web:1\n")
+	for _, args := range [][]string{{"label", "trust-a", "x=y"}, {"apply", "-f", spec}} {
+		out, errOut, code := b.shoal(args...)
+		if code == 0 || !strings.Contains(errOut, "admin credential") || !strings.Contains(errOut, "non-voter") {
+			t.Errorf("shoal %s on the non-voter's socket: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	ns := nodeLabels(t, a)
+	if len(ns["trust-a"]) != 0 || len(ns["trust-b"]) != 0 {
+		t.Errorf("labels after the refused writes: %v", ns)
+	}
+	if ps := a.ps(); len(ps) != 0 {
+		t.Errorf("instances after the refused writes: %+v", ps)
+	}
+
+	// With the admin credential the CLI takes them to the voter.
+	cred := "SHOAL_CREDENTIAL=" + filepath.Join(a.dataDir, "tls", "admin.credential")
+	for _, args := range [][]string{{"label", "trust-a", "x=y"}, {"apply", "-f", spec}} {
+		if out, errOut, code := b.shoalEnv([]string{cred}, args...); code != 0 {
+			t.Errorf("shoal %s on the non-voter's socket with the credential: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	if got := nodeLabels(t, a)["trust-a"]["x"]; got != "y" {
+		t.Errorf("label x on trust-a after the credential's write: %q", got)
+	}
+	// The leader's scheduler places the app a moment after the write.
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if ps := a.ps(); len(ps) != 1 || ps[0].App != "web" {
+			return fmt.Errorf("instances after the credential's apply: %+v", ps)
+		}
+		return nil
+	})
+	a.must("rm", "web")
+
+	// Leaving is its own job: it may.
+	if out := b.must("leave"); !strings.Contains(out, "left the cluster") {
+		t.Errorf("leave on the non-voter said: %s", out)
+	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if _, ok := nodeLabels(t, a)["trust-b"]; ok {
+			return fmt.Errorf("trust-b is still listed")
+		}
+		return nil
+	})
+}
+
+// stolenClient is an HTTP client that presents node dataDir's certificate
+// with ALPN proto, as a thief of the device would.
+func stolenClient(t *testing.T, dataDir, proto string) *http.Client {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dataDir, "tls", "node.crt"), filepath.Join(dataDir, "tls", "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{proto}, MinVersion: tls.VersionTLS13,
+		InsecureSkipVerify: true} // the thief does not care whom it reaches
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: false}, Timeout: 10 * time.Second}
+}
+
+// call sends one request to the cluster port at 127.0.0.1:port.
+func call(t *testing.T, c *http.Client, method string, port int, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(data)
+}
+
+// portOf is the cluster port a harness node listens on.
+func portOf(t *testing.T, n *node) int {
+	t.Helper()
+	for i, a := range n.args {
+		if a == "--port" && i+1 < len(n.args) {
+			var p int
+			fmt.Sscan(n.args[i+1], &p)
+			return p
+		}
+	}
+	t.Fatal("no --port")
+	return 0
+}
+
+func nodeID(t *testing.T, dataDir string) string {
+	t.Helper()
+	var id struct{ ID string }
+	b, err := os.ReadFile(filepath.Join(dataDir, "node.json"))
+	if err != nil || json.Unmarshal(b, &id) != nil {
+		t.Fatalf("node.json of %s: %v", dataDir, err)
+	}
+	return id.ID
+}
+
+// nodeLabels is every node's labels as n sees them.
+func nodeLabels(t *testing.T, n *node) map[string]map[string]string {
+	t.Helper()
+	var ns []fleetNode
+	if err := n.json(&ns, "nodes", "-o", "json"); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, nd := range ns {
+		out[nd.Name] = nd.Labels
+	}
+	return out
+}
