@@ -197,6 +197,26 @@ func TestPromotedVoterGetsCAKey(t *testing.T) {
 	if !bytes.Contains(log, []byte("admitted a node")) {
 		t.Error("d's log does not record that it admitted e")
 	}
+
+	// The replaced voter comes back as a non-voter and deletes its copy.
+	if err := f.lab.Restart(victim); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		ns, err := f.nodes("a")
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if n.Name == victim && (n.State != "alive" || n.Role != "non-voter") {
+				return fmt.Errorf("%s is %s, %s: want alive, non-voter", victim, n.State, n.Role)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(f.dirs[victim], "tls", "ca.key")); err == nil {
+			return fmt.Errorf("%s, no voter any more, still has its ca.key", victim)
+		}
+		return nil
+	})
 }
 
 func waitCAKey(t *testing.T, f *fleet, name string) {
