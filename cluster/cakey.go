@@ -149,9 +149,10 @@ func (n *Node) keepCAKey(ctx context.Context) error {
 	for {
 		changed := n.store.Changed()
 		if err := n.settleCAKey(ctx); err != nil {
-			// Once per new reason: a voter waits for a holder every tick.
+			// Once per new reason: a voter waits for a holder every tick,
+			// which is usual for a moment after a start or an upgrade.
 			if err.Error() != lastErr {
-				n.log.Warn("CA key", "err", err)
+				n.log.Info("CA key", "err", err)
 			}
 			lastErr = err.Error()
 		} else {
