@@ -102,9 +102,10 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		log.Error("write the cluster's id and secrets", "err", err)
 		return
 	}
+	// Not fatal: the cluster keeps working on the old record meanwhile;
+	// the next term tries again.
 	if err := n.migrateSecrets(log); err != nil {
 		log.Error("move the cluster's secrets out of the clear", "err", err)
-		return
 	}
 	// A periodic pass catches deadlines (reschedule_after) no event marks.
 	tick := time.NewTicker(5 * time.Second)

@@ -41,7 +41,6 @@ func upCommand() *cli.Command {
 
 func up(c *cli.Context) error {
 	var level slog.Level
-	var err error
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
@@ -53,9 +52,11 @@ func up(c *cli.Context) error {
 	cfg.GossipPort = c.Int("gossip-port")
 	cfg.Port = c.Int("port")
 	cfg.Voters = c.Int("voters")
-	if cfg.Join, err = joinToken(c); err != nil {
+	join, err := joinToken(c)
+	if err != nil {
 		return err
 	}
+	cfg.Join = join
 	cfg.DeadVoterGrace = c.Duration("dead-voter-grace")
 	cfg.SpareIdle = c.Duration("spare-idle")
 	cfg.SpareMonitor = c.Bool("spare-monitor")
