@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +127,49 @@ func walHolds(t *testing.T, n *Node, typ store.CommandType) bool {
 		}
 	}
 	return false
+}
+
+// The CA key goes to a voter only: a non-voter's certificate, though the
+// CA signed it, is refused the key, and the non-voter neither holds it nor
+// admits joins.
+func TestCAKeyOnlyForVoters(t *testing.T) {
+	oneVoter := func(c *Config) { c.Voters = 1 }
+	a, _ := startNodeWith(t, t.TempDir(), "a", oneVoter)
+	tok, err := a.JoinToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdir := t.TempDir()
+	b, _ := startNodeWith(t, bdir, "b", func(c *Config) { oneVoter(c); c.Join = tok })
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		cf := b.raft.r().GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return err
+		}
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == b.id.ID && s.Suffrage == raft.Nonvoter {
+				return nil
+			}
+		}
+		return fmt.Errorf("b is no non-voter yet: %+v", cf.Configuration().Servers)
+	})
+	addr := raftAddr(a.id.ID, fmt.Sprintf("127.0.0.1:%d", a.cfg.Port))
+	ctx := context.Background()
+	ans, err := b.askCAKey(ctx, addr)
+	if err != nil || ans.Refused == "" || len(ans.Key) != 0 {
+		t.Fatalf("a non-voter asked for the CA key: refused %q, %d key bytes, %v", ans.Refused, len(ans.Key), err)
+	}
+	ans, err = a.askCAKey(ctx, addr)
+	if err != nil || !bytes.Equal(ans.Key, a.cakey.get().KeyPEM()) {
+		t.Fatalf("a voter asked for the CA key: refused %q, %v", ans.Refused, err)
+	}
+	if b.cakey.get() != nil {
+		t.Error("the non-voter holds the CA key")
+	}
+	if _, err := os.Stat(filepath.Join(bdir, "tls", caKeyFile)); err == nil {
+		t.Error("the non-voter has a ca.key")
+	}
+	if _, err := b.JoinToken(); err == nil || !strings.Contains(err.Error(), "run this on a voter") {
+		t.Errorf("join token on the non-voter: %v", err)
+	}
 }
