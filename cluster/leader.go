@@ -291,6 +291,29 @@ func (n *Node) migrateSecrets(log *slog.Logger) error {
 	if _, err := n.applyLocal(store.PutSealedSecrets{Secrets: sec}, 10*time.Second); err != nil {
 		return err
 	}
+	if err := n.compactLog(); err != nil {
+		log.Warn("compact the Raft log after moving the secrets: nodes that join may still receive the old record", "err", err)
+	}
 	log.Warn("moved the cluster's secrets out of the clear: the CA key is now on the voters only, the join secret sealed; older Raft log segments, snapshots and free pages of state.db may still hold them until overwritten: rotate the join secret with shoal token --rotate")
 	return nil
+}
+
+// compactLog snapshots the state and drops the whole log before it, so
+// that a node that joins from now on receives the snapshot, which holds
+// the sealed record only, rather than the old record's entry.
+func (n *Node) compactLog() error {
+	r := n.raft.r()
+	rc := r.ReloadableConfig()
+	keep := rc.TrailingLogs
+	rc.TrailingLogs = 0
+	if err := r.ReloadConfig(rc); err != nil {
+		return err
+	}
+	defer func() {
+		rc.TrailingLogs = keep
+		if err := r.ReloadConfig(rc); err != nil {
+			n.log.Warn("restore the Raft log's trailing entries", "err", err)
+		}
+	}()
+	return r.Snapshot().Error()
 }
