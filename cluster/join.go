@@ -221,6 +221,13 @@ func (n *Node) Token(ctx context.Context) (string, error) { return n.JoinToken()
 
 // errNoCAKey refuses what only a holder of the CA key can do.
 func (n *Node) errNoCAKey() error {
+	if f := n.raft.r().GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == n.id.ID && s.Suffrage == raft.Voter {
+				return fmt.Errorf("%w: node %s is a voter but has not received the cluster CA's key yet: try again in a moment", api.ErrNoLeader, n.id.Name)
+			}
+		}
+	}
 	return fmt.Errorf("%w: node %s is not a voter and holds no copy of the cluster CA's key: run this on a voter (shoal status lists them)", api.ErrConflict, n.id.Name)
 }
 
