@@ -11,7 +11,7 @@ import (
 
 // oldPutSecrets is a log entry exactly as the previous release wrote it:
 // type 7, the CA's key and the join secret in clear.
-var oldPutSecrets = []byte("\x07" + `{"secrets":{"ca_cert":"Q0VSVA==","ca_key":"S0VZLUlOLUNMRUFS","join_secret":"Sk9JTi1TRUNSRVQ=","admin_keys":["QURNSU4="]}}`)
+const oldPutSecrets = "\x07" + `{"secrets":{"ca_cert":"Q0VSVA==","ca_key":"S0VZLUlOLUNMRUFS","join_secret":"Sk9JTi1TRUNSRVQ=","admin_keys":["QURNSU4="]}}`
 
 // The previous release's record is still applied from old logs and carried
 // by snapshots, and the sealed record that replaces it deletes it from the
@@ -19,7 +19,7 @@ var oldPutSecrets = []byte("\x07" + `{"secrets":{"ca_cert":"Q0VSVA==","ca_key":"
 func TestLegacySecretsReplaced(t *testing.T) {
 	s := openTest(t)
 	apply(t, s, 1, Bootstrap{ClusterID: "c"})
-	if res := s.FSM().Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: oldPutSecrets}); res != nil {
+	if res := s.FSM().Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte(oldPutSecrets)}); res != nil {
 		t.Fatalf("old PutSecrets: %v", res)
 	}
 	legacy, ok, err := s.LegacySecrets()
