@@ -117,10 +117,11 @@ func (lc *labCluster) add(names ...string) {
 func (lc *labCluster) start(name string) error {
 	n := lc.nodes[name]
 	argv := []string{lc.bin, "--data-dir", n.dir, "up", "--name", name, "--bind", lc.lab.IP(name)}
+	var env []string
 	if lc.token != "" {
-		argv = append(argv, "--join", lc.token)
+		env = []string{"SHOAL_JOIN=" + lc.token} // as the docs say: not in argv
 	}
-	return lc.lab.Start(name, argv, nil)
+	return lc.lab.Start(name, argv, env)
 }
 
 // bootstrap starts node name as the cluster's first node, waits for it to

@@ -74,6 +74,9 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, leftFile), []byte(time.Now().UTC().Format(time.RFC3339)+"\n")); err != nil {
 		return err
 	}
+	if err := n.cakey.drop(); err != nil {
+		n.log.Warn("delete the CA key after leaving", "err", err)
+	}
 	n.log.Info("left the cluster; stopping")
 	n.stopOnce.Do(func() { close(n.stop) })
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // joinRequest is what a joining node sends, once it has checked that the
@@ -131,7 +132,9 @@ func joinOne(ctx context.Context, ca pki.Fingerprint, addr string, body []byte) 
 
 // serveJoin admits a node that knows the join secret: it signs the node's
 // key and tells it the gossip key and where the members are. It writes
-// nothing to Raft: the leader registers the node once it gossips.
+// nothing to Raft: the leader registers the node once it gossips. Only a
+// node holding the CA key (a voter) can: others send the joining node on
+// to the next address of its token.
 func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 	fail := func(code int, kind, format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
@@ -145,12 +148,17 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, api.KindInvalid, "decode join request: %v", err)
 		return
 	}
-	sec, ok, err := n.store.Secrets()
-	if err != nil || !ok {
-		fail(http.StatusServiceUnavailable, api.KindNoLeader, "this node does not hold the cluster's secrets yet: try another address")
+	ca := n.cakey.get()
+	if ca == nil {
+		fail(http.StatusServiceUnavailable, api.KindNoLeader, "this node holds no copy of the cluster CA's key (only voters do): try another address")
 		return
 	}
-	if !pki.SecretMatches(req.Secret, sec.JoinSecret) {
+	secret, err := n.joinSecret(ca)
+	if err != nil {
+		fail(http.StatusServiceUnavailable, api.KindNoLeader, "%v: try another address", err)
+		return
+	}
+	if !pki.SecretMatches(req.Secret, secret) {
 		fail(http.StatusForbidden, api.KindInvalid, "wrong join secret: get the current token with `shoal token`")
 		return
 	}
@@ -187,18 +195,13 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, api.KindInvalid, "public key: %v", err)
 		return
 	}
-	ca, err := pki.ParseCA(sec.CACert, sec.CAKey)
-	if err != nil {
-		fail(http.StatusInternalServerError, api.KindInternal, "cluster CA: %v", err)
-		return
-	}
 	cert, err := ca.Issue(pub, req.Name, req.ID)
 	if err != nil {
 		fail(http.StatusBadRequest, api.KindInvalid, "%v", err)
 		return
 	}
 	clusterID, _ := n.store.ClusterID()
-	resp := joinResponse{Cert: cert, CA: sec.CACert, GossipKey: n.mat.gossipKey, ClusterID: clusterID, Epoch: n.epoch.Load()}
+	resp := joinResponse{Cert: cert, CA: ca.CertPEM(), GossipKey: n.mat.gossipKey, ClusterID: clusterID, Epoch: n.epoch.Load()}
 	for _, m := range n.liveMembers() {
 		if m.State == "alive" {
 			resp.Members = append(resp.Members, m.GossipAddr)
@@ -216,17 +219,77 @@ func writeJSONResponse(w http.ResponseWriter, v any) {
 // Token answers `shoal token`.
 func (n *Node) Token(ctx context.Context) (string, error) { return n.JoinToken() }
 
+// errNoCAKey refuses what only a holder of the CA key can do.
+func (n *Node) errNoCAKey() error {
+	if f := n.raft.r().GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == n.id.ID && s.Suffrage == raft.Voter {
+				return fmt.Errorf("%w: node %s is a voter but has not received the cluster CA's key yet: try again in a moment", api.ErrNoLeader, n.id.Name)
+			}
+		}
+	}
+	return fmt.Errorf("%w: node %s is not a voter and holds no copy of the cluster CA's key: run this on a voter (shoal status lists them)", api.ErrConflict, n.id.Name)
+}
+
+// joinSecret opens the join secret of the replica's sealed record.
+func (n *Node) joinSecret(ca *pki.CA) ([]byte, error) {
+	sec, ok, err := n.store.Secrets()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: this node does not hold the cluster's secrets yet", api.ErrNoLeader)
+	}
+	secret, err := ca.OpenSecret(sec.SealedJoinSecret)
+	if err != nil {
+		return nil, fmt.Errorf("join secret: %w", err)
+	}
+	return secret, nil
+}
+
 // JoinToken is the token for new nodes: this cluster's CA, the secret, and
-// the cluster ports of the voters (this node first).
+// the cluster ports of the voters (this node first). Only a node holding
+// the CA key can open the secret.
 func (n *Node) JoinToken() (string, error) {
+	ca := n.cakey.get()
+	if ca == nil {
+		return "", n.errNoCAKey()
+	}
+	secret, err := n.joinSecret(ca)
+	if err != nil {
+		return "", err
+	}
+	return n.tokenFor(secret), nil
+}
+
+// RotateToken answers `shoal token --rotate`: a new join secret, committed
+// through the leader; the old token admits no node afterwards, and the
+// nodes already joined are not touched. It returns the new token.
+func (n *Node) RotateToken(ctx context.Context) (string, error) {
+	ca := n.cakey.get()
+	if ca == nil {
+		return "", n.errNoCAKey()
+	}
 	sec, ok, err := n.store.Secrets()
 	if err != nil {
 		return "", err
 	}
 	if !ok {
-		return "", fmt.Errorf("%w: the cluster's secrets are not written yet", api.ErrNoLeader)
+		return "", fmt.Errorf("%w: this node does not hold the cluster's secrets yet", api.ErrNoLeader)
 	}
-	tok := pki.Token{CA: pki.FingerprintOf(n.mat.ident.CA), Secret: sec.JoinSecret}
+	secret := pki.NewSecret()
+	if sec.SealedJoinSecret, err = ca.SealSecret(secret); err != nil {
+		return "", err
+	}
+	if err := n.write(ctx, store.PutSealedSecrets{Secrets: sec}, nil); err != nil {
+		return "", fmt.Errorf("rotate the join secret: %w", err)
+	}
+	n.log.Warn("the join secret was rotated: earlier tokens admit no node")
+	return n.tokenFor(secret), nil
+}
+
+func (n *Node) tokenFor(secret []byte) string {
+	tok := pki.Token{CA: pki.FingerprintOf(n.mat.ident.CA), Secret: secret}
 	self := net.JoinHostPort(n.advertise, fmt.Sprint(n.cfg.Port))
 	tok.Addrs = append(tok.Addrs, self)
 	if f := n.raft.r().GetConfiguration(); f.Error() == nil {
@@ -236,5 +299,5 @@ func (n *Node) JoinToken() (string, error) {
 			}
 		}
 	}
-	return tok.String(), nil
+	return tok.String()
 }

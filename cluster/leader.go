@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -101,6 +102,11 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		log.Error("write the cluster's id and secrets", "err", err)
 		return
 	}
+	// Not fatal: the cluster keeps working on the old record meanwhile;
+	// the next term tries again.
+	if err := n.migrateSecrets(log); err != nil {
+		log.Error("move the cluster's secrets out of the clear", "err", err)
+	}
 	// A periodic pass catches deadlines (reschedule_after) no event marks.
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
@@ -127,8 +133,10 @@ func (n *Node) leaderLoop(ctx context.Context) {
 }
 
 // writeBootstrap puts what bootstrap made into Raft, once: the cluster id
-// and the secrets that let any node admit others. Until then they wait in
-// DATA/tls/bootstrap.json, which goes once they are committed.
+// and the sealed secrets. Until then they wait in DATA/tls/bootstrap.json,
+// which goes once they are committed. A bootstrap.json of the previous
+// release (secrets in clear) is committed as that release did, for
+// migrateSecrets to replace.
 func (n *Node) writeBootstrap() error {
 	pending, err := pendingBootstrap(n.cfg.DataDir)
 	if err != nil {
@@ -150,10 +158,26 @@ func (n *Node) writeBootstrap() error {
 	if pending == nil {
 		return nil
 	}
-	if _, ok, err := n.store.Secrets(); err != nil {
+	_, sealed, err := n.store.Secrets()
+	if err != nil {
 		return err
-	} else if !ok {
-		if _, err := n.applyLocal(store.PutSecrets{Secrets: pending.Secrets}, 10*time.Second); err != nil {
+	}
+	_, legacy, err := n.store.LegacySecrets()
+	if err != nil {
+		return err
+	}
+	var cmd any
+	switch {
+	case sealed || legacy:
+	case pending.Sealed != nil:
+		cmd = store.PutSealedSecrets{Secrets: *pending.Sealed}
+	case pending.Legacy != nil:
+		cmd = store.PutSecrets{Secrets: *pending.Legacy}
+	default:
+		return fmt.Errorf("%s holds no secrets", bootstrapFile)
+	}
+	if cmd != nil {
+		if _, err := n.applyLocal(cmd, 10*time.Second); err != nil {
 			return err
 		}
 	}
@@ -236,4 +260,60 @@ func (n *Node) schedule() error {
 	}
 	_, err = n.applyLocal(cmd, 10*time.Second)
 	return err
+}
+
+// migrateSecrets replaces the previous release's record, which held the
+// CA's key and the join secret in clear on every replica: the leader keeps
+// the key in its own DATA/tls/ca.key (the other voters fetch it from
+// there) and commits the sealed record, which deletes the old one from
+// every replica's state.
+func (n *Node) migrateSecrets(log *slog.Logger) error {
+	legacy, ok, err := n.store.LegacySecrets()
+	if err != nil || !ok {
+		return err
+	}
+	if n.cakey.get() == nil {
+		if err := n.cakey.put(legacy.CAKey); err != nil {
+			return fmt.Errorf("keep the CA key: %w", err)
+		}
+	}
+	sec, ok, err := n.store.Secrets()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		sealed, err := n.cakey.get().SealSecret(legacy.JoinSecret)
+		if err != nil {
+			return err
+		}
+		sec = store.Secrets{SealedJoinSecret: sealed, AdminKeys: legacy.AdminKeys}
+	}
+	if _, err := n.applyLocal(store.PutSealedSecrets{Secrets: sec}, 10*time.Second); err != nil {
+		return err
+	}
+	if err := n.compactLog(); err != nil {
+		log.Warn("compact the Raft log after moving the secrets: nodes that join may still receive the old record", "err", err)
+	}
+	log.Warn("moved the cluster's secrets out of the clear: the CA key is now on the voters only, the join secret sealed; older Raft log segments, snapshots and free pages of state.db may still hold them until overwritten: rotate the join secret with shoal token --rotate")
+	return nil
+}
+
+// compactLog snapshots the state and drops the whole log before it, so
+// that a node that joins from now on receives the snapshot, which holds
+// the sealed record only, rather than the old record's entry.
+func (n *Node) compactLog() error {
+	r := n.raft.r()
+	rc := r.ReloadableConfig()
+	keep := rc.TrailingLogs
+	rc.TrailingLogs = 0
+	if err := r.ReloadConfig(rc); err != nil {
+		return err
+	}
+	defer func() {
+		rc.TrailingLogs = keep
+		if err := r.ReloadConfig(rc); err != nil {
+			n.log.Warn("restore the Raft log's trailing entries", "err", err)
+		}
+	}()
+	return r.Snapshot().Error()
 }

@@ -49,6 +49,7 @@ type Node struct {
 	lock      *os.File // DATA/lock, held while the node runs
 
 	mat        *material
+	cakey      *caKeeper // the CA's private key, on voters
 	port       *port.Port
 	nodeClient *http.Client            // node protocol, to the leader
 	internal   map[string]*http.Server // by protocol: join and node
@@ -131,6 +132,9 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := n.loadOrMakeMaterial(fresh); err != nil {
+		return nil, err
+	}
+	if n.cakey, err = newCAKeeper(cfg.DataDir, n.mat.ident.CA); err != nil {
 		return nil, err
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
@@ -311,6 +315,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("gossip", n.keepGossiping)
 	run("report", n.reportStatus)
 	run("leadership", n.watchLeadership)
+	run("ca key", n.keepCAKey)
 	run("agent", n.agent.Run)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))
 	select {

@@ -21,9 +21,11 @@ import (
 //	ca.crt             the cluster CA's certificate
 //	node.crt node.key  this node's certificate (signed by the CA) and key
 //	gossip.key         memberlist's encryption key (32 bytes)
+//	ca.key             voters only: the cluster CA's private key (cakey.go)
 //	bootstrap.json     bootstrap only, until the first leader has put it in
-//	                   Raft: the cluster id and secrets (store.Secrets)
-//	admin.credential   bootstrap only: the admin credential printed then
+//	                   Raft: the cluster id and the sealed secrets
+//	                   (store.Secrets)
+//	admin.credential   bootstrap only: the admin credential
 const (
 	tlsDirName     = "tls"
 	bootstrapFile  = "bootstrap.json"
@@ -96,8 +98,11 @@ func writeMaterial(dataDir string, certPEM, keyPEM, caPEM, gossipKey []byte, ext
 
 // bootstrapState is DATA/tls/bootstrap.json.
 type bootstrapState struct {
-	ClusterID string        `json:"cluster_id"`
-	Secrets   store.Secrets `json:"secrets"`
+	ClusterID string         `json:"cluster_id"`
+	Sealed    *store.Secrets `json:"sealed_secrets,omitempty"`
+	// Legacy: the previous release bootstrapped this node and wrote its
+	// secrets in clear here; the first leader migrates them.
+	Legacy *store.LegacySecrets `json:"secrets,omitempty"`
 }
 
 // bootstrapMaterial makes a new cluster's CA, this node's certificate, the
@@ -121,17 +126,19 @@ func bootstrapMaterial(dataDir string, id identity) (*material, error) {
 	gossipKey := make([]byte, gossipKeyLen)
 	rand.Read(gossipKey)
 	cred := pki.NewCredential(ca.Fingerprint())
-	bs := bootstrapState{ClusterID: clusterID, Secrets: store.Secrets{
-		CACert:     ca.CertPEM(),
-		CAKey:      ca.KeyPEM(),
-		JoinSecret: pki.NewSecret(),
-		AdminKeys:  [][]byte{cred.PublicKey()},
+	sealed, err := ca.SealSecret(pki.NewSecret())
+	if err != nil {
+		return nil, err
+	}
+	bs := bootstrapState{ClusterID: clusterID, Sealed: &store.Secrets{
+		SealedJoinSecret: sealed,
+		AdminKeys:        [][]byte{cred.PublicKey()},
 	}}
 	bsJSON, err := json.Marshal(bs)
 	if err != nil {
 		return nil, err
 	}
-	extra := map[string][]byte{bootstrapFile: bsJSON, credentialFile: []byte(cred.String() + "\n")}
+	extra := map[string][]byte{bootstrapFile: bsJSON, credentialFile: []byte(cred.String() + "\n"), caKeyFile: ca.KeyPEM()}
 	if err := writeMaterial(dataDir, certPEM, pki.KeyPEM(key), ca.CertPEM(), gossipKey, extra); err != nil {
 		return nil, err
 	}
@@ -176,14 +183,10 @@ func routeProto(proto string) string {
 	return proto
 }
 
-// AdminCredential returns the credential bootstrap wrote, if this node made
-// the cluster.
-func AdminCredential(dataDir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(tlsDir(dataDir), credentialFile))
-	if err != nil {
-		return "", err
-	}
-	return string(data), nil
+// AdminCredentialPath is where bootstrap wrote the admin credential, on
+// the node that made the cluster.
+func AdminCredentialPath(dataDir string) string {
+	return filepath.Join(tlsDir(dataDir), credentialFile)
 }
 
 // RemoteTLS is the remote CLI's TLS configuration from an admin

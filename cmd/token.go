@@ -9,14 +9,25 @@ import (
 func tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
-		Usage: "print the command that joins a new node to this cluster",
+		Usage: "print the command that joins a new node to this cluster (on a voter)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rotate", Usage: "make a new join secret first: earlier tokens admit no node afterwards (joined nodes stay)"},
+		},
 		Action: func(c *cli.Context) error {
-			tok, err := apiClient(c).Token(c.Context)
+			get := apiClient(c).Token
+			if c.Bool("rotate") {
+				get = apiClient(c).RotateToken
+			}
+			tok, err := get(c.Context)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "shoal up --join %s\n", tok)
+			fmt.Fprintln(c.App.Writer, joinCommand(tok))
 			return nil
 		},
 	}
 }
+
+// joinCommand is how a new node joins with tok: through the environment,
+// never the command line, which every user of the machine can read.
+func joinCommand(tok string) string { return "SHOAL_JOIN=" + tok + " shoal up" }

@@ -3,10 +3,10 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -26,7 +26,8 @@ func upCommand() *cli.Command {
 			&cli.StringFlag{Name: "advertise", Usage: "IP address other nodes reach this one at (default: bind, or the first non-loopback address)"},
 			&cli.IntFlag{Name: "gossip-port", Usage: "gossip port (TCP and UDP)", Value: def.GossipPort},
 			&cli.IntFlag{Name: "port", Usage: "cluster port: Raft, the remote API and joins, over mutual TLS", Value: def.Port},
-			&cli.StringFlag{Name: "join", Usage: "join the cluster of this `TOKEN` (from shoal token) instead of bootstrapping one", EnvVars: []string{"SHOAL_JOIN"}},
+			&cli.StringFlag{Name: "join", Usage: "join the cluster of this `TOKEN` (from shoal token) instead of bootstrapping one; prefer the environment or --join-file, as the command line is readable by every user", EnvVars: []string{"SHOAL_JOIN"}},
+			&cli.StringFlag{Name: "join-file", Usage: "join the cluster of the token in `FILE` (as --join)", EnvVars: []string{"SHOAL_JOIN_FILE"}},
 			&cli.StringSliceFlag{Name: "label", Usage: "node label k=v (repeatable)"},
 			&cli.IntFlag{Name: "voters", Usage: "voters the cluster keeps (odd)", Value: def.Voters},
 			&cli.DurationFlag{Name: "dead-voter-grace", Usage: "how long a voter may be unreachable before a non-voter replaces it", Value: def.DeadVoterGrace},
@@ -51,7 +52,11 @@ func up(c *cli.Context) error {
 	cfg.GossipPort = c.Int("gossip-port")
 	cfg.Port = c.Int("port")
 	cfg.Voters = c.Int("voters")
-	cfg.Join = c.String("join")
+	join, err := joinToken(c)
+	if err != nil {
+		return err
+	}
+	cfg.Join = join
 	cfg.DeadVoterGrace = c.Duration("dead-voter-grace")
 	cfg.SpareIdle = c.Duration("spare-idle")
 	cfg.SpareMonitor = c.Bool("spare-monitor")
@@ -91,11 +96,43 @@ func up(c *cli.Context) error {
 func printBootstrap(c *cli.Context, node *cluster.Node, dataDir string) {
 	w := c.App.Writer
 	if tok, err := node.JoinToken(); err == nil {
-		fmt.Fprintf(w, "\nJoin other nodes with (again any time: shoal token):\n  shoal up --join %s\n", tok)
+		fmt.Fprintf(w, "\nJoin other nodes with (again any time: shoal token; or put the token in a root-only file for shoal up --join-file FILE):\n  %s\n", joinCommand(tok))
 	}
-	if cred, err := cluster.AdminCredential(dataDir); err == nil {
-		fmt.Fprintf(w, "\nAdmin credential for the remote CLI (kept in %s; treat it as a root password):\n  %s\n",
-			filepath.Join(dataDir, "tls", "admin.credential"), strings.TrimSpace(cred))
-		fmt.Fprintf(w, "Use it from elsewhere through the environment or a file, not the command line:\n  SHOAL_CREDENTIAL=... shoal --server HOST:%d nodes\n", c.Int("port"))
+	// The credential itself never goes to the output, which a service
+	// manager keeps in a journal others may read: only where it is.
+	if cred := cluster.AdminCredentialPath(dataDir); fileExists(cred) {
+		fmt.Fprintf(w, "\nThe admin credential for the remote CLI is in %s (root only; treat it as a root password).\n", cred)
+		fmt.Fprintf(w, "Copy that file to the admin's machine and use it as a file, not on the command line:\n  SHOAL_CREDENTIAL=/path/to/admin.credential shoal --server HOST:%d nodes\n", c.Int("port"))
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// joinToken is --join, or the token in --join-file.
+func joinToken(c *cli.Context) (string, error) {
+	tok, file := c.String("join"), c.String("join-file")
+	if file == "" {
+		return tok, nil
+	}
+	if tok != "" {
+		return "", fmt.Errorf("--join and --join-file (or SHOAL_JOIN and SHOAL_JOIN_FILE) both given: use one")
+	}
+	// Bounded: a token is some hundred bytes.
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("--join-file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 4<<10))
+	if err != nil {
+		return "", fmt.Errorf("--join-file %s: %w", file, err)
+	}
+	tok = strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("--join-file %s is empty", file)
+	}
+	return tok, nil
 }

@@ -89,11 +89,16 @@ func (f *fleet) add(name string) {
 	})
 }
 
-// upArgs is the `shoal up` of node name on the lab node host.
+// upArgs is the `shoal up` of node name on the lab node host. The token
+// goes in a file, as the docs say, never on the command line.
 func (f *fleet) upArgs(name, host string, join string) []string {
 	args := []string{f.bin, "--data-dir", f.dirs[name], "up", "--name", name, "--bind", f.lab.IP(host)}
 	if join != "" {
-		args = append(args, "--join", join)
+		file := filepath.Join(f.t.TempDir(), "join")
+		if err := os.WriteFile(file, []byte(join+"\n"), 0o600); err != nil {
+			f.t.Fatal(err)
+		}
+		args = append(args, "--join-file", file)
 	}
 	return append(args, f.extra...)
 }
@@ -111,8 +116,8 @@ func (f *fleet) bootstrap(name string) {
 		if err != nil {
 			return err
 		}
-		f.token = strings.TrimSpace(strings.TrimPrefix(out, "shoal up --join "))
-		return nil
+		f.token, err = tokenOf(out)
+		return err
 	})
 }
 
@@ -296,4 +301,14 @@ func threeVoters(t *testing.T, asker string) (*fleet, []string, clusterStatus) {
 	f.join("c")
 	all := []string{"a", "b", "c"}
 	return f, all, f.waitFormed(asker, all, all, 30*time.Second)
+}
+
+// tokenOf reads the token out of the join command `shoal token` prints.
+func tokenOf(out string) (string, error) {
+	line := strings.TrimSpace(out)
+	tok, ok := strings.CutPrefix(line, "SHOAL_JOIN=")
+	if !ok || !strings.HasSuffix(tok, " shoal up") {
+		return "", fmt.Errorf("shoal token printed %q, want SHOAL_JOIN=TOKEN shoal up", line)
+	}
+	return strings.TrimSuffix(tok, " shoal up"), nil
 }

@@ -16,12 +16,13 @@ func TestBackupRestore(t *testing.T) {
 	apply(t, src, 2, PutApps{Apps: []api.App{app("web", "hello:1"), app("db", "pg:16")}})
 	apply(t, src, 3, NodeFacts{Node: NodeRecord{Name: "pi-1", ID: "x"}})
 	apply(t, src, 4, SetLabels{Node: "pi-1", Set: map[string]string{"site": "a"}})
-	apply(t, src, 5, PutSecrets{Secrets: Secrets{JoinSecret: []byte("s3cret")}})
+	apply(t, src, 5, PutSecrets{Secrets: LegacySecrets{JoinSecret: []byte("s3cret")}})
+	apply(t, src, 6, PutSealedSecrets{Secrets: Secrets{SealedJoinSecret: []byte("s3aled")}})
 	data, err := src.Backup(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(data, []byte("s3cret")) || bytes.Contains(data, []byte("join_secret")) {
+	if bytes.Contains(data, []byte("s3cret")) || bytes.Contains(data, []byte("join_secret")) || bytes.Contains(data, []byte("s3aled")) {
 		t.Fatal("a backup carries the cluster's secrets")
 	}
 	b, err := ReadBackup(bytes.NewReader(data))

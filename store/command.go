@@ -25,6 +25,9 @@ const (
 	CmdRestore     CommandType = 11
 	CmdRevoke      CommandType = 12
 	CmdScale       CommandType = 13
+	// CmdPutSealedSecrets replaces CmdPutSecrets, which this release
+	// decodes from old logs but never writes.
+	CmdPutSealedSecrets CommandType = 14
 )
 
 // Bootstrap is the first entry of a cluster.
@@ -66,9 +69,17 @@ type DeleteNodes struct {
 	Names []string `json:"names"`
 }
 
-// PutSecrets records the cluster's secrets, written once by the first
-// leader from what bootstrap made.
+// PutSecrets is the previous release's record of the cluster's secrets,
+// in clear. It is still applied from old logs, so that the leader finds
+// the record to replace (PutSealedSecrets), and never written.
 type PutSecrets struct {
+	Secrets LegacySecrets `json:"secrets"`
+}
+
+// PutSealedSecrets records the cluster's trust record: from bootstrap, a
+// migration of the previous release's record (which it deletes), or a new
+// join secret (`shoal token --rotate`).
+type PutSealedSecrets struct {
 	Secrets Secrets `json:"secrets"`
 }
 
@@ -123,6 +134,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdDeleteNodes
 	case PutSecrets, *PutSecrets:
 		t = CmdPutSecrets
+	case PutSealedSecrets, *PutSealedSecrets:
+		t = CmdPutSealedSecrets
 	case NodeFacts, *NodeFacts:
 		t = CmdNodeFacts
 	case SetLabels, *SetLabels:
@@ -167,6 +180,8 @@ func decode(data []byte) (any, error) {
 		cmd = &DeleteNodes{}
 	case CmdPutSecrets:
 		cmd = &PutSecrets{}
+	case CmdPutSealedSecrets:
+		cmd = &PutSealedSecrets{}
 	case CmdNodeFacts:
 		cmd = &NodeFacts{}
 	case CmdSetLabels:

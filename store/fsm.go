@@ -94,7 +94,12 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 	case *RestoreBackup:
 		err = restoreBackup(tx, index, c.Backup)
 	case *PutSecrets:
-		err = putJSON(tx.Bucket(bucketMeta), keySecrets, c.Secrets)
+		err = putJSON(tx.Bucket(bucketMeta), keyLegacy, c.Secrets)
+	case *PutSealedSecrets:
+		// The record in clear goes from every replica with it.
+		if err = tx.Bucket(bucketMeta).Delete(keyLegacy); err == nil {
+			err = putJSON(tx.Bucket(bucketMeta), keySecrets, c.Secrets)
+		}
 	case *DeleteNodes:
 		for _, n := range c.Names {
 			if err = tx.Bucket(bucketNodes).Delete([]byte(n)); err != nil {
@@ -286,8 +291,11 @@ type snapshotFile struct {
 	Apps      []api.App        `json:"apps"`
 	Allocs    []api.Allocation `json:"allocs"`
 	Nodes     []NodeRecord     `json:"nodes"`
-	Secrets   *Secrets         `json:"secrets,omitempty"`
+	Sealed    *Secrets         `json:"sealed_secrets,omitempty"`
 	Revoked   json.RawMessage  `json:"revoked,omitempty"`
+	// Legacy is the previous release's record, until the leader has
+	// replaced it; that release's snapshots carry it under this name.
+	Legacy *LegacySecrets `json:"secrets,omitempty"`
 }
 
 const snapshotFormat = "shoal-state-v1"
@@ -308,7 +316,12 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if sec, ok, err := s.Secrets(); err != nil {
 		return nil, err
 	} else if ok {
-		sf.Secrets = &sec
+		sf.Sealed = &sec
+	}
+	if sec, ok, err := s.LegacySecrets(); err != nil {
+		return nil, err
+	} else if ok {
+		sf.Legacy = &sec
 	}
 	s.db.View(func(tx *bolt.Tx) error {
 		sf.Revoked = bytes.Clone(tx.Bucket(bucketMeta).Get(keyRevoked))
@@ -377,19 +390,23 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if err := meta.Delete(keySecrets); err != nil {
-			return err
-		}
-		if err := meta.Delete(keyRevoked); err != nil {
-			return err
+		for _, k := range [][]byte{keySecrets, keyLegacy, keyRevoked} {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
 		}
 		if len(sf.Revoked) > 0 {
 			if err := meta.Put(keyRevoked, sf.Revoked); err != nil {
 				return err
 			}
 		}
-		if sf.Secrets != nil {
-			if err := putJSON(meta, keySecrets, *sf.Secrets); err != nil {
+		if sf.Sealed != nil {
+			if err := putJSON(meta, keySecrets, *sf.Sealed); err != nil {
+				return err
+			}
+		}
+		if sf.Legacy != nil {
+			if err := putJSON(meta, keyLegacy, *sf.Legacy); err != nil {
 				return err
 			}
 		}

@@ -10,8 +10,11 @@
 //	  applied   uint64 big-endian: index of the last applied log entry
 //	  cluster   cluster id (set by the bootstrap entry)
 //	  schema    uint64: on-disk format version
-//	  secrets   Secrets as JSON: the cluster CA's key, the join secret,
-//	            admitted admin keys
+//	  sealed-secrets  Secrets as JSON: the join secret sealed under the
+//	            CA's key (only voters hold that key), admitted admin keys
+//	  secrets   LegacySecrets as JSON, from the previous release (the CA's
+//	            key and the join secret in clear): the first leader of this
+//	            release replaces it with sealed-secrets, which deletes it
 //	  revoked   JSON list of node ids refused for good
 //	apps/
 //	  <name>    api.App as JSON; Version is the log index that last changed it
@@ -54,14 +57,24 @@ var (
 	keyApplied = []byte("applied")
 	keyCluster = []byte("cluster")
 	keySchema  = []byte("schema")
-	keySecrets = []byte("secrets")
+	keySecrets = []byte("sealed-secrets")
+	keyLegacy  = []byte("secrets")
 	keyRevoked = []byte("revoked")
 )
 
-// Secrets are what lets a node admit others: every replica holds them, so
-// any node can answer a join. PEM for the CA; admin keys are raw Ed25519
-// public keys.
+// Secrets is the cluster's trust record that every replica holds: the join
+// secret sealed under a key derived from the CA's private key, which only
+// voters keep (pki.CA.SealSecret), and the admitted admin keys (raw
+// Ed25519 public keys).
 type Secrets struct {
+	SealedJoinSecret []byte   `json:"sealed_join_secret"`
+	AdminKeys        [][]byte `json:"admin_keys"`
+}
+
+// LegacySecrets is the previous release's record, which put the CA's key
+// and the join secret in clear on every replica. It is still read from old
+// logs, snapshots and state files, only to be replaced (see Secrets).
+type LegacySecrets struct {
 	CACert     []byte   `json:"ca_cert"`
 	CAKey      []byte   `json:"ca_key"`
 	JoinSecret []byte   `json:"join_secret"`
@@ -186,18 +199,33 @@ func (s *Store) ClusterID() (string, error) {
 	return id, err
 }
 
-// Secrets returns the cluster's secrets; ok is false before the first
-// leader has written them.
+// Secrets returns the cluster's trust record; ok is false before the first
+// leader has written it.
 func (s *Store) Secrets() (sec Secrets, ok bool, err error) {
+	ok, err = s.getMeta(keySecrets, &sec)
+	return sec, ok, err
+}
+
+// LegacySecrets returns the previous release's record, if the state still
+// holds it.
+func (s *Store) LegacySecrets() (sec LegacySecrets, ok bool, err error) {
+	ok, err = s.getMeta(keyLegacy, &sec)
+	return sec, ok, err
+}
+
+func (s *Store) getMeta(key []byte, v any) (ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMeta).Get(keySecrets)
-		if v == nil {
+		data := tx.Bucket(bucketMeta).Get(key)
+		if data == nil {
 			return nil
 		}
 		ok = true
-		return json.Unmarshal(v, &sec)
+		if err := json.Unmarshal(data, v); err != nil {
+			return fmt.Errorf("decode meta/%s: %w", key, err)
+		}
+		return nil
 	})
-	return sec, ok, err
+	return ok, err
 }
 
 // Reset drops the replicated state (apps, allocations, nodes, the cluster's
@@ -209,7 +237,7 @@ func (s *Store) Reset() error {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
-		for _, k := range [][]byte{keyApplied, keyCluster, keySecrets, keyRevoked} {
+		for _, k := range [][]byte{keyApplied, keyCluster, keySecrets, keyLegacy, keyRevoked} {
 			if err := meta.Delete(k); err != nil {
 				return err
 			}

@@ -179,7 +179,8 @@ func (m *memSink) Cancel() error { return nil }
 func (m *memSink) Close() error  { return nil }
 
 func FuzzDecode(f *testing.F) {
-	for _, c := range []any{Bootstrap{ClusterID: "x"}, PutApps{Apps: []api.App{app("a", "b")}}, DeleteApps{Names: []string{"a"}}} {
+	for _, c := range []any{Bootstrap{ClusterID: "x"}, PutApps{Apps: []api.App{app("a", "b")}}, DeleteApps{Names: []string{"a"}},
+		PutSecrets{Secrets: LegacySecrets{JoinSecret: []byte("s")}}, PutSealedSecrets{Secrets: Secrets{SealedJoinSecret: []byte("s")}}} {
 		b, _ := Encode(c)
 		f.Add(b)
 	}

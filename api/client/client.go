@@ -193,6 +193,13 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 	return t.Token, c.getJSON(ctx, "/v1/token", nil, &t)
 }
 
+// RotateToken makes a new join secret and returns the new token; the old
+// one admits no node afterwards.
+func (c *Client) RotateToken(ctx context.Context) (string, error) {
+	var t api.TokenResponse
+	return t.Token, c.sendJSON(ctx, http.MethodPost, "/v1/token/rotate", struct{}{}, &t)
+}
+
 // Apply creates or updates apps.
 func (c *Client) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error) {
 	var res []api.ApplyResult

@@ -15,6 +15,8 @@ type Fleet interface {
 	Nodes(ctx context.Context) ([]api.Node, error)
 	// Token is the join command's token.
 	Token(ctx context.Context) (string, error)
+	// RotateToken makes a new join secret and returns its token.
+	RotateToken(ctx context.Context) (string, error)
 	Label(ctx context.Context, node string, req api.LabelRequest) error
 	Cordon(ctx context.Context, node string, cordoned bool) error
 }
@@ -30,6 +32,7 @@ type Membership interface {
 func (s *Server) fleetRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/nodes", s.nodes)
 	mux.HandleFunc("GET /v1/token", s.token)
+	mux.HandleFunc("POST /v1/token/rotate", s.rotateToken)
 	mux.HandleFunc("POST /v1/nodes/{name}/labels", s.label)
 	mux.HandleFunc("POST /v1/nodes/{name}/cordon", s.cordon)
 	mux.HandleFunc("POST /v1/leave", s.leave)
@@ -62,6 +65,15 @@ func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	tok, err := s.cfg.Fleet.Token(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, api.TokenResponse{Token: tok})
+}
+
+func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) {
+	tok, err := s.cfg.Fleet.RotateToken(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -29,6 +29,7 @@ func (f *fake) Status(context.Context) (api.ClusterStatus, error) {
 }
 func (f *fake) Nodes(context.Context) ([]api.Node, error)             { return nil, nil }
 func (f *fake) Token(context.Context) (string, error)                 { return "shoal1/t", nil }
+func (f *fake) RotateToken(context.Context) (string, error)           { return "shoal1/r", nil }
 func (f *fake) Label(context.Context, string, api.LabelRequest) error { return nil }
 func (f *fake) Cordon(context.Context, string, bool) error            { return nil }
 func (f *fake) Leave(context.Context) error                           { return nil }

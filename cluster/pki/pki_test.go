@@ -206,3 +206,32 @@ func TestIdentityMismatch(t *testing.T) {
 		t.Fatal("a certificate of another CA was accepted")
 	}
 }
+
+// A sealed join secret opens with its CA's key only; a flipped byte or
+// another cluster's CA is refused.
+func TestSealSecret(t *testing.T) {
+	ca, other := newCA(t), newCA(t)
+	secret := NewSecret()
+	sealed, err := ca.SealSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), string(secret)) {
+		t.Fatal("the sealed form holds the secret in clear")
+	}
+	got, err := ca.OpenSecret(sealed)
+	if err != nil || string(got) != string(secret) {
+		t.Fatalf("open = %x, %v; want %x", got, err, secret)
+	}
+	if _, err := other.OpenSecret(sealed); !errors.Is(err, ErrUnseal) {
+		t.Errorf("another CA opened it: %v", err)
+	}
+	damaged := append([]byte(nil), sealed...)
+	damaged[len(damaged)-1] ^= 1
+	if _, err := ca.OpenSecret(damaged); !errors.Is(err, ErrUnseal) {
+		t.Errorf("a damaged seal opened: %v", err)
+	}
+	if _, err := ca.OpenSecret(sealed[:5]); !errors.Is(err, ErrUnseal) {
+		t.Errorf("a truncated seal opened: %v", err)
+	}
+}
