@@ -1,0 +1,65 @@
+package hostpath
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Check looks at the real file: symlinks resolved, device types from stat,
+// hard links counted.
+func TestCheckOnNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod needs root")
+	}
+	allowed, dataDir := t.TempDir(), t.TempDir()
+	mk := func(name string, mode uint32, dev int) string {
+		p := filepath.Join(allowed, name)
+		if err := unix.Mknod(p, mode|0o600, dev); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	disk := mk("disk", unix.S_IFBLK, int(unix.Mkdev(7, 0)))
+	mem := mk("mem", unix.S_IFCHR, int(unix.Mkdev(1, 1)))
+	null := mk("null", unix.S_IFCHR, int(unix.Mkdev(1, 3)))
+	for name, to := range map[string]string{"proc": "/proc", "data": dataDir, "up": ".."} {
+		if err := os.Symlink(to, filepath.Join(allowed, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(allowed, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries := []string{allowed}
+	for p, want := range map[string]string{
+		disk:                              "is a block device (7:0)",
+		mem:                               "driver mem (1:1)",
+		null:                              "",
+		file:                              "",
+		filepath.Join(allowed, "proc"):    "(resolves to /proc) is not allowed on this node: /proc is guarded",
+		filepath.Join(allowed, "data"):    "is guarded",
+		filepath.Join(allowed, "up"):      "which is guarded", // it holds the data dir
+		filepath.Join(allowed, "missing"): "no such file or directory",
+	} {
+		tgt, err := Check(entries, dataDir, p, false)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", p, err, want)
+		}
+		if err == nil && tgt.Ino == 0 {
+			t.Errorf("%s: no identity: %+v", p, tgt)
+		}
+	}
+	// Hard links are counted.
+	if err := os.Link(file, filepath.Join(allowed, "file2")); err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := Inspect(file)
+	if err != nil || tgt.Links != 2 || tgt.Kind != File {
+		t.Fatalf("Inspect %s: %+v, %v", file, tgt, err)
+	}
+}
