@@ -118,6 +118,8 @@ var safeDrivers = []string{
 // Refused is the error of a host path this node does not allow.
 type Refused struct {
 	Path, Resolved string
+	// Node names the node in the message when set ("this node" otherwise).
+	Node string
 	// Why says what the path is; Fix what the operator can do.
 	Why, Fix string
 }
@@ -127,7 +129,11 @@ func (e *Refused) Error() string {
 	if e.Resolved != e.Path {
 		p = fmt.Sprintf("%s (resolves to %s)", e.Path, e.Resolved)
 	}
-	return fmt.Sprintf("host path %s is not allowed on this node: %s (%s)", p, e.Why, e.Fix)
+	node := "this node"
+	if e.Node != "" {
+		node = "node " + e.Node
+	}
+	return fmt.Sprintf("host path %s is not allowed on %s: %s (%s)", p, node, e.Why, e.Fix)
 }
 
 // Decide reports whether t may be mounted (read-only if readOnly) under p:
