@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,12 @@ import (
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"golang.org/x/sys/unix"
 )
+
+// status is an instance as ps -o json shows it, with its error.
+type status struct {
+	instance
+	Error string `json:"error"`
+}
 
 // A node binds only the host paths its operator allows: an app asking for
 // /proc, /, the data dir or a block device does not start, and ps says
@@ -64,10 +71,6 @@ func TestHostPaths(t *testing.T) {
 	}
 	app("ok", `"/app", "-cat", "/etc/site/site.conf", "-sleep", "1h"`, allowed+":/etc/site:ro", serial+":/dev/serial0")
 
-	type status struct {
-		instance
-		Error string `json:"error"`
-	}
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		var ps []status
 		if err := n.json(&ps, "ps", "-o", "json"); err != nil {
@@ -119,4 +122,39 @@ func TestHostPaths(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A node restarted with a narrower --allow-host-path stops the container
+// it adopts that binds a path no longer allowed, and does not start it
+// again.
+func TestHostPathNarrowedOnRestart(t *testing.T) {
+	allowed := t.TempDir()
+	n := newNode(t, "e2e-narrow")
+	base := slices.Clone(n.args)
+	n.args = append(n.args, "--allow-host-path", allowed)
+	n.start()
+	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("apply", "-f", n.writeFile("app.yaml", "name: data\nimage: testprog:1\ncommand: [/app, -sleep, 1h]\nrestart: always\nvolumes: ["+allowed+":/data]\n"))
+	first := waitInstance(t, n, running)
+
+	n.stop()
+	n.args = base
+	n.start()
+	want := fmt.Sprintf("host path %[1]s is not allowed on node e2e-narrow: it is not in the default list", allowed)
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		var ps []status
+		if err := n.json(&ps, "ps", "-o", "json"); err != nil {
+			return err
+		}
+		if len(ps) != 1 || ps[0].State == "running" || ps[0].PID != 0 || !strings.Contains(ps[0].Error, want) {
+			return fmt.Errorf("ps: %+v, want data/0 refused with %q", ps, want)
+		}
+		if unix.Kill(first.PID, 0) == nil {
+			return fmt.Errorf("the adopted container %d still runs", first.PID)
+		}
+		return nil
+	})
+	if mons := monitorsOf(n.dataDir, false); len(mons) != 0 {
+		t.Fatalf("container monitors left: %q", mons)
+	}
 }
