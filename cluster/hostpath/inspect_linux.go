@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,11 +24,24 @@ func Inspect(p string) (Target, error) {
 		return t, fmt.Errorf("host path %s: %w", p, err)
 	}
 	t.Resolved = filepath.Clean(r)
-	var st unix.Stat_t
-	// Lstat: the resolved path has no symlink left; one that appeared
-	// since is checked as the symlink it is.
-	if err := unix.Lstat(t.Resolved, &st); err != nil {
+	// Opened without following: the resolved path has no symlink left,
+	// and one that appeared since is checked as the symlink it is. The
+	// kernel's name for what was opened must be the resolved path, or a
+	// directory on the way was swapped for a symlink meanwhile.
+	fd, err := unix.Open(t.Resolved, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return t, fmt.Errorf("host path %s: %w", t.Resolved, err)
+	}
+	defer unix.Close(fd)
+	if at, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || at != t.Resolved {
+		return t, fmt.Errorf("host path %s changed while it was checked (now %q)", t.Resolved, at)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return t, fmt.Errorf("host path %s: %w", t.Resolved, err)
+	}
+	if t.KernelMounts, err = kernelMounts(t.Resolved); err != nil {
+		return t, err
 	}
 	t.Links = uint64(st.Nlink)
 	t.WorldReadable = st.Mode&0o004 != 0
@@ -133,4 +147,57 @@ func parseDevices(r io.Reader, major uint32) string {
 		}
 	}
 	return ""
+}
+
+// kernelMounts lists the node's mounts of kernel file systems at, above or
+// below p, from /proc/self/mountinfo.
+func kernelMounts(p string) ([]Mount, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read the node's mounts: %w", err)
+	}
+	defer f.Close()
+	var out []Mount
+	for _, m := range parseMountinfo(io.LimitReader(f, 16<<20)) {
+		if slices.Contains(kernelFS, m.FSType) && (under(m.Path, p) || under(p, m.Path)) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// parseMountinfo reads the mount points and file system types of
+// /proc/self/mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - TYPE ...".
+func parseMountinfo(r io.Reader) []Mount {
+	var out []Mount
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := slices.Index(fields, "-")
+		if len(fields) < 5 || sep < 5 || sep+1 >= len(fields) {
+			continue
+		}
+		out = append(out, Mount{Path: unescapeMount(fields[4]), FSType: fields[sep+1]})
+	}
+	return out
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -63,3 +63,53 @@ func TestCheckOnNode(t *testing.T) {
 		t.Fatalf("Inspect %s: %+v, %v", file, tgt, err)
 	}
 }
+
+// A bind of a directory brings the mounts below it: one holding a proc
+// mount needs an entry naming it.
+func TestCheckKernelMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mount needs root")
+	}
+	parent := t.TempDir()
+	proc := filepath.Join(parent, "app", "chroot", "proc")
+	if err := os.MkdirAll(proc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(proc, unix.MNT_DETACH) })
+	app := filepath.Join(parent, "app")
+	for _, tc := range []struct {
+		entries []string
+		path    string
+		want    string
+	}{
+		{[]string{parent}, app, "it contains the kernel's proc file system at " + proc + ", which is guarded"},
+		{[]string{parent}, filepath.Join(proc, "sys"), "the kernel's proc file system at " + proc + " is guarded"},
+		{[]string{app}, app, ""},
+	} {
+		_, err := Check(tc.entries, t.TempDir(), tc.path, false)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s under %v: %v, want %q", tc.path, tc.entries, err, tc.want)
+		}
+	}
+}
+
+func TestParseMountinfo(t *testing.T) {
+	const text = `21 26 0:20 / /proc rw,relatime - proc proc rw
+26 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+90 26 0:50 / /mnt/with\040space rw - sysfs sysfs rw
+bad line
+`
+	got := parseMountinfo(strings.NewReader(text))
+	want := []Mount{{"/proc", "proc"}, {"/", "ext4"}, {"/mnt/with space", "sysfs"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("mount %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+}

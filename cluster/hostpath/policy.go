@@ -16,9 +16,9 @@
 //
 //   - An entry of Policy.Allow allows its path and everything under it.
 //   - Guarded paths (/, /proc, /sys, directories and files under /dev, the
-//     data dir, container runtime sockets and state) need an entry at or
-//     below them; binding a directory that contains one needs an entry for
-//     that directory itself.
+//     data dir, container runtime sockets and state, every mount of a
+//     kernel file system) need an entry at or below them; binding a
+//     directory that contains one needs an entry for that directory itself.
 //   - Block devices, character devices outside a short list of safe drivers
 //     (serial ports, i2c, spi, gpio, video, sound, null and the like) and
 //     sockets need an entry naming the file itself.
@@ -63,7 +63,21 @@ type Target struct {
 	// Dev and Ino identify the file for the runtime, which mounts it only
 	// if it is still the same file.
 	Dev, Ino uint64
+	// KernelMounts are the node's mounts of kernel file systems (proc,
+	// sysfs, ...) at, above or below Resolved: a bind of a directory
+	// brings the mounts below it along.
+	KernelMounts []Mount
 }
+
+// Mount is a mount of the node.
+type Mount struct {
+	Path, FSType string
+}
+
+// kernelFS are the file systems through which the kernel is configured or
+// inspected: a writable one in a container reaches the host.
+var kernelFS = []string{"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+	"securityfs", "bpf", "configfs", "efivarfs", "fusectl", "pstore", "binfmt_misc", "nsfs"}
 
 // Policy is a node's rule for host paths.
 type Policy struct {
@@ -158,11 +172,19 @@ func Decide(p Policy, t Target, readOnly bool) error {
 	case t.Kind == Socket && !named:
 		return refuse("it is a socket", flag)
 	}
-	guards := p.Guarded
+	type guard struct{ path, what string }
+	var guards []guard
+	for _, g := range p.Guarded {
+		guards = append(guards, guard{g, g})
+	}
 	if t.Kind != CharDevice {
 		// Device nodes are judged by their driver above; anything else of
-		// /dev (a directory of disks, /dev/shm) is guarded.
-		guards = append(slices.Clone(guards), "/dev")
+		// /dev (a directory of disks, /dev/shm) is guarded, and so is
+		// every kernel file system the node has mounted, wherever.
+		guards = append(guards, guard{"/dev", "/dev"})
+		for _, m := range t.KernelMounts {
+			guards = append(guards, guard{m.Path, fmt.Sprintf("the kernel's %s file system at %s", m.FSType, m.Path)})
+		}
 	}
 	if path == "/" {
 		if !named {
@@ -173,17 +195,17 @@ func Decide(p Policy, t Target, readOnly bool) error {
 	for _, g := range guards {
 		var outer string // the one of path and g that holds the other
 		switch {
-		case under(path, g):
-			outer = g
-		case under(g, path):
+		case under(path, g.path):
+			outer = g.path
+		case under(g.path, path):
 			outer = path
 		default:
 			continue
 		}
 		if !slices.ContainsFunc(p.Allow, func(e string) bool { return under(path, e) && under(e, outer) }) {
-			why := fmt.Sprintf("%s is guarded", g)
-			if outer == path && g != path {
-				why = fmt.Sprintf("it contains %s, which is guarded", g)
+			why := fmt.Sprintf("%s is guarded", g.what)
+			if outer == path && g.path != path {
+				why = fmt.Sprintf("it contains %s, which is guarded", g.what)
 			}
 			return refuse(why, flag)
 		}

@@ -112,6 +112,12 @@ func TestDecide(t *testing.T) {
 		{"named /dev/mem", node("/dev/mem"), chr("/dev/mem", 1, 1, "mem"), false, ""},
 		{"named socket", node("/srv/app/api.sock"), sock, false, ""},
 		{"/dev/bus/usb named", node("/dev/bus/usb"), dir("/dev/bus/usb"), false, ""},
+		// Kernel file systems mounted elsewhere.
+		{"a proc mount under /mnt", node(), withMounts(dir("/mnt"), Mount{"/mnt/chroot/proc", "proc"}), false, "it contains the kernel's proc file system at /mnt/chroot/proc, which is guarded"},
+		{"a proc mount under /mnt, /mnt named", node("/mnt"), withMounts(dir("/mnt"), Mount{"/mnt/chroot/proc", "proc"}), false, ""},
+		{"in a proc mount under /srv", node("/srv"), withMounts(dir("/srv/p/sys"), Mount{"/srv/p", "proc"}), false, "the kernel's proc file system at /srv/p is guarded"},
+		{"a sysfs bind under /srv", node(), withMounts(dir("/srv/s"), Mount{"/srv/s", "sysfs"}), true, "the kernel's sysfs file system at /srv/s is guarded"},
+		{"serial port on devtmpfs", node(), withMounts(chr("/dev/ttyUSB0", 188, 0, "ttyUSB"), Mount{"/dev", "devtmpfs"}), false, ""},
 		// none: only the entries.
 		{"none", node("none"), dir("/srv/app"), false, "allows only the host paths given to it"},
 		{"none refuses serial", node("none"), chr("/dev/ttyUSB0", 188, 0, "ttyUSB"), false, "allows only the host paths"},
@@ -146,6 +152,11 @@ func TestDataDirUnderDefault(t *testing.T) {
 	if err := Decide(p, Target{Path: "/srv/app", Resolved: "/srv/app", Kind: Dir}, false); err != nil {
 		t.Fatalf("bind of /srv/app beside the data dir: %v", err)
 	}
+}
+
+func withMounts(t Target, ms ...Mount) Target {
+	t.KernelMounts = ms
+	return t
 }
 
 func TestParseDevices(t *testing.T) {
