@@ -96,6 +96,10 @@ func NodePolicy(entries []string, dataDir string) Policy {
 		}
 		p.Allow = append(p.Allow, Resolve(e))
 	}
+	// A data dir given relative (--data-dir ./d) is guarded all the same.
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
 	for _, g := range GuardedPaths(dataDir) {
 		// Both: a guarded path may be reached by its own name or its target.
 		p.Guarded = append(p.Guarded, filepath.Clean(g), Resolve(g))

@@ -113,3 +113,16 @@ bad line
 		}
 	}
 }
+
+// A data dir given relative to the daemon's working directory is guarded.
+func TestRelativeDataDir(t *testing.T) {
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	if err := os.Mkdir("data", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(cwd, "data")
+	if _, err := Check([]string{cwd}, "data", data, false); err == nil || !strings.Contains(err.Error(), data+" is guarded") {
+		t.Fatalf("bind of the data dir given as ./data: %v", err)
+	}
+}
