@@ -124,9 +124,9 @@ func TestHostPaths(t *testing.T) {
 	})
 }
 
-// A node restarted with a narrower --allow-host-path stops the container
-// it adopts that binds a path no longer allowed, and does not start it
-// again.
+// A node restarted with a narrower --allow-host-path (here none: no host
+// path at all) stops the container it adopts that binds a path no longer
+// allowed, and does not start it again.
 func TestHostPathNarrowedOnRestart(t *testing.T) {
 	allowed := t.TempDir()
 	n := newNode(t, "e2e-narrow")
@@ -138,9 +138,9 @@ func TestHostPathNarrowedOnRestart(t *testing.T) {
 	first := waitInstance(t, n, running)
 
 	n.stop()
-	n.args = base
+	n.args = append(base, "--allow-host-path=none")
 	n.start()
-	want := fmt.Sprintf("host path %[1]s is not allowed on node e2e-narrow: it is not in the default list", allowed)
+	want := fmt.Sprintf("host path %[1]s is not allowed on node e2e-narrow: this node allows only the host paths given to it (shoal up --allow-host-path %[1]s)", allowed)
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		var ps []status
 		if err := n.json(&ps, "ps", "-o", "json"); err != nil {
