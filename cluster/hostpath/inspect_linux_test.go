@@ -126,3 +126,13 @@ func TestRelativeDataDir(t *testing.T) {
 		t.Fatalf("bind of the data dir given as ./data: %v", err)
 	}
 }
+
+// The check runs at every start of a container with a host path.
+func BenchmarkCheck(b *testing.B) {
+	dir, data := b.TempDir(), b.TempDir()
+	for b.Loop() {
+		if _, err := Check([]string{dir}, data, dir, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
