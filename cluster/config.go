@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/shoal-edge/shoal/api"
@@ -37,8 +39,13 @@ type Config struct {
 	// SpareMonitor keeps a container monitor process started ahead of
 	// time for the next container start or restart.
 	SpareMonitor bool
-	Labels       map[string]string
-	Logger       *slog.Logger
+	// AllowHostPaths are the host paths apps may bind on this node, each
+	// with everything under it, beside the built-in list; "none" drops the
+	// built-in list (see cluster/hostpath). A node setting: no API caller
+	// can widen it.
+	AllowHostPaths []string
+	Labels         map[string]string
+	Logger         *slog.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -91,12 +98,28 @@ func (c *Config) Validate() error {
 	if c.SpareIdle < 0 {
 		errs = append(errs, fmt.Errorf("spare idle %s: must not be negative", c.SpareIdle))
 	}
+	if err := checkHostPaths(c.AllowHostPaths); err != nil {
+		errs = append(errs, err)
+	}
 	for k := range c.Labels {
 		if k == "" {
 			errs = append(errs, errors.New("label: empty key"))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkHostPaths checks the entries of --allow-host-path: "none" or clean
+// absolute paths.
+func checkHostPaths(entries []string) error {
+	for _, e := range entries {
+		switch {
+		case e == "none":
+		case !filepath.IsAbs(e) || slices.Contains(strings.Split(e, "/"), ".."):
+			return fmt.Errorf("allow host path %q: want an absolute path without .. or none", e)
+		}
+	}
+	return nil
 }
 
 // SocketPath is the local API socket of a data dir.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/agent"
+	"github.com/shoal-edge/shoal/cluster/hostpath"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
@@ -54,11 +55,13 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	for _, k := range slices.Sorted(maps.Keys(app.Env)) {
 		env = append(env, k+"="+app.Env[k])
 	}
-	spec, err := ra.n.containerSpec(ctx, in.ID, in.Hostname, app.Image, app.Command, env, app.Network == api.NetworkHost)
+	// Volumes first: a host path this node refuses fails the start before
+	// anything is prepared for it.
+	mounts, err := ra.n.volumes(app.Volumes)
 	if err != nil {
 		return nil, err
 	}
-	mounts, err := ra.n.volumes(app.Volumes)
+	spec, err := ra.n.containerSpec(ctx, in.ID, in.Hostname, app.Image, app.Command, env, app.Network == api.NetworkHost)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +109,8 @@ func rlimits(m map[string]string) []linux.Rlimit {
 // volumes turns an app's volumes into bind mounts: NAME:/path is the named
 // volume DATA/volumes/NAME (created on first use and kept after the app is
 // removed: it holds the app's data), /host/path:/path a host file,
-// directory or device; a ":ro" suffix makes it read-only.
+// directory or device this node allows (--allow-host-path); a ":ro"
+// suffix makes it read-only.
 func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
 	var out []linux.Mount
 	for _, v := range specs {
@@ -114,16 +118,26 @@ func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := vol.Source
 		if !vol.HostPath {
-			src = filepath.Join(n.cfg.DataDir, "volumes", vol.Source)
+			src := filepath.Join(n.cfg.DataDir, "volumes", vol.Source)
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return nil, fmt.Errorf("volume %s: %w", vol.Source, err)
 			}
-		} else if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("volume %s: %w on node %s", v, err, n.id.Name)
+			out = append(out, linux.Mount{Source: src, Target: vol.Target, ReadOnly: vol.ReadOnly})
+			continue
 		}
-		out = append(out, linux.Mount{Source: src, Target: vol.Target, ReadOnly: vol.ReadOnly})
+		// This node's operator decides which host paths apps may bind
+		// here; the runtime then binds the very file that was checked.
+		t, err := hostpath.Check(n.cfg.AllowHostPaths, n.cfg.DataDir, vol.Source, vol.ReadOnly)
+		if r := (*hostpath.Refused)(nil); errors.As(err, &r) {
+			r.Node = n.id.Name
+			return nil, fmt.Errorf("volume %s: %w", v, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("volume %s on node %s: %w", v, n.id.Name, err)
+		}
+		out = append(out, linux.Mount{Source: t.Resolved, Target: vol.Target, ReadOnly: vol.ReadOnly,
+			Expect: &linux.FileID{Dev: t.Dev, Ino: t.Ino}})
 	}
 	return out, nil
 }
@@ -161,9 +175,38 @@ func (n *Node) adopt() []agent.Adopted {
 			h.Delete()
 			continue
 		}
+		if err := n.recheckMounts(h.Spec().Mounts); err != nil {
+			// Started under a wider --allow-host-path (or before there
+			// was one): the agent starts it again, and the check says why
+			// it cannot run.
+			n.log.Warn("container binds a host path this node no longer allows: stopping it", "container", h.ID(), "err", err)
+			h.Stop(2 * time.Second)
+			h.Wait()
+			h.Delete()
+			continue
+		}
 		out = append(out, agent.Adopted{App: l[labelApp], Index: idx, Version: ver, Process: h})
 	}
 	return out
+}
+
+// recheckMounts reports a host path of a running container's mounts that
+// this node's rule refuses; named volumes (under DATA/volumes) are the
+// node's own.
+func (n *Node) recheckMounts(mounts []linux.Mount) error {
+	volumes := filepath.Join(n.cfg.DataDir, "volumes") + "/"
+	for _, m := range mounts {
+		if strings.HasPrefix(m.Source, volumes) {
+			continue
+		}
+		// Only a refusal stops it: a path gone since (a USB stick pulled)
+		// leaves the running container as it is.
+		_, err := hostpath.Check(n.cfg.AllowHostPaths, n.cfg.DataDir, m.Source, m.ReadOnly)
+		if r := (*hostpath.Refused)(nil); errors.As(err, &r) {
+			return err
+		}
+	}
+	return nil
 }
 
 // containerSpec resolves an image and a command into a runtime spec.

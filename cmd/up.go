@@ -33,6 +33,7 @@ func upCommand() *cli.Command {
 			&cli.DurationFlag{Name: "dead-voter-grace", Usage: "how long a voter may be unreachable before a non-voter replaces it", Value: def.DeadVoterGrace},
 			&cli.DurationFlag{Name: "spare-idle", Usage: "how long (`DURATION`) a container init started ahead of time for the next shoal run is kept unused (0: none)", Value: def.SpareIdle},
 			&cli.BoolFlag{Name: "spare-monitor", Usage: "keep a container monitor started ahead of time for the next start or restart (--spare-monitor=false saves its ~2.3 MB)", Value: def.SpareMonitor},
+			&cli.StringSliceFlag{Name: "allow-host-path", Usage: "apps may bind this host `PATH` and what is under it (repeatable); none: only the paths given, not the built-in list (see docs/spec.md, Volumes)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: up,
@@ -60,6 +61,7 @@ func up(c *cli.Context) error {
 	cfg.DeadVoterGrace = c.Duration("dead-voter-grace")
 	cfg.SpareIdle = c.Duration("spare-idle")
 	cfg.SpareMonitor = c.Bool("spare-monitor")
+	cfg.AllowHostPaths = c.StringSlice("allow-host-path")
 	cfg.Labels = map[string]string{}
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")

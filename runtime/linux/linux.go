@@ -204,6 +204,16 @@ type Mount struct {
 	Target string
 	// ReadOnly makes the mount, and the mounts below it, read-only.
 	ReadOnly bool
+	// Expect, when set, is the file Source was when the caller checked
+	// it: Source is then opened without following a final symlink and
+	// mounted only if it is still that file, so a path swapped after the
+	// check (a symlink, a rename) is refused rather than mounted.
+	Expect *FileID `json:",omitempty"`
+}
+
+// FileID identifies a file on the host: its device and inode numbers.
+type FileID struct {
+	Dev, Ino uint64
 }
 
 // Rlimit is a resource limit, setrlimit(2).

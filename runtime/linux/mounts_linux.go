@@ -240,7 +240,12 @@ func bindMount(root string, m Mount) error {
 	fail := func(err error) error {
 		return fmt.Errorf("container init: mount %s on %s: %w", m.Source, m.Target, err)
 	}
-	src, err := os.Stat(m.Source)
+	src, err := openSource(m)
+	if err != nil {
+		return fail(err)
+	}
+	defer src.Close()
+	srcInfo, err := src.Stat()
 	if err != nil {
 		return fail(err)
 	}
@@ -254,7 +259,7 @@ func bindMount(root string, m Mount) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return fail(err)
 	}
-	if src.IsDir() {
+	if srcInfo.IsDir() {
 		err = unix.Mkdir(target, 0o755)
 	} else {
 		var fd int
@@ -275,8 +280,8 @@ func bindMount(root string, m Mount) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fail(err)
 	}
-	if isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR; isDir != src.IsDir() {
-		return fail(fmt.Errorf("the target in the image is %s, the source %s", typeName(isDir), typeName(src.IsDir())))
+	if isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR; isDir != srcInfo.IsDir() {
+		return fail(fmt.Errorf("the target in the image is %s, the source %s", typeName(isDir), typeName(srcInfo.IsDir())))
 	}
 	// The path may have changed under a host directory mounted earlier:
 	// the descriptor must still be at the path that was resolved.
@@ -284,7 +289,10 @@ func bindMount(root string, m Mount) error {
 	if at, err := os.Readlink(fdPath); err != nil || at != target {
 		return fail(fmt.Errorf("the target moved while it was being mounted (now %q)", at))
 	}
-	if err := unix.Mount(m.Source, fdPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// The source by its descriptor too: what was opened (and checked) is
+	// what is mounted.
+	srcPath := fmt.Sprintf("/proc/self/fd/%d", src.Fd())
+	if err := unix.Mount(srcPath, fdPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fail(err)
 	}
 	if m.ReadOnly {
@@ -293,6 +301,34 @@ func bindMount(root string, m Mount) error {
 		}
 	}
 	return nil
+}
+
+// openSource opens a mount's source as an O_PATH descriptor (which opens
+// no device); with m.Expect, without following a final symlink, and only if
+// it is still the file the caller checked.
+func openSource(m Mount) (*os.File, error) {
+	flags := unix.O_PATH | unix.O_CLOEXEC
+	if m.Expect != nil {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Open(m.Source, flags, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: m.Source, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), m.Source)
+	if m.Expect == nil {
+		return f, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if uint64(st.Dev) != m.Expect.Dev || uint64(st.Ino) != m.Expect.Ino {
+		f.Close()
+		return nil, fmt.Errorf("%s is no longer the file that was checked (now device %d inode %d, checked device %d inode %d): refused", m.Source, st.Dev, st.Ino, m.Expect.Dev, m.Expect.Ino)
+	}
+	return f, nil
 }
 
 func typeName(dir bool) string {

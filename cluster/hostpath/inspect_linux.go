@@ -1,0 +1,207 @@
+package hostpath
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Inspect finds what the host path p is on this node, symlinks resolved.
+func Inspect(p string) (Target, error) {
+	t := Target{Path: p}
+	if !filepath.IsAbs(p) {
+		return t, fmt.Errorf("host path %q: not absolute", p)
+	}
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return t, fmt.Errorf("host path %s: %w", p, err)
+	}
+	t.Resolved = filepath.Clean(r)
+	// Opened without following: the resolved path has no symlink left,
+	// and one that appeared since is checked as the symlink it is. The
+	// kernel's name for what was opened must be the resolved path, or a
+	// directory on the way was swapped for a symlink meanwhile.
+	fd, err := unix.Open(t.Resolved, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return t, fmt.Errorf("host path %s: %w", t.Resolved, err)
+	}
+	defer unix.Close(fd)
+	if at, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || at != t.Resolved {
+		return t, fmt.Errorf("host path %s changed while it was checked (now %q)", t.Resolved, at)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return t, fmt.Errorf("host path %s: %w", t.Resolved, err)
+	}
+	if t.KernelMounts, err = kernelMounts(t.Resolved); err != nil {
+		return t, err
+	}
+	t.Links = uint64(st.Nlink)
+	t.WorldReadable = st.Mode&0o004 != 0
+	t.Dev, t.Ino = uint64(st.Dev), uint64(st.Ino)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		t.Kind = Dir
+	case unix.S_IFREG:
+		t.Kind = File
+	case unix.S_IFCHR, unix.S_IFBLK:
+		t.Kind = CharDevice
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			t.Kind = BlockDevice
+		}
+		t.Major, t.Minor = unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))
+		if t.Kind == CharDevice {
+			t.Driver = charDriver(t.Major)
+		}
+	case unix.S_IFSOCK:
+		t.Kind = Socket
+	default:
+		t.Kind = Other
+	}
+	return t, nil
+}
+
+// Resolve resolves the symlinks of the part of p that exists, so that an
+// entry or a guarded path matches what Inspect finds (/var/run is /run)
+// even when its last parts do not exist yet.
+func Resolve(p string) string {
+	p = filepath.Clean(p)
+	rest := ""
+	for dir := p; ; dir = filepath.Dir(dir) {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if dir == "/" || dir == "." {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
+// NodePolicy resolves an operator's entries (none among them drops the
+// built-in list) and the guarded paths of dataDir on this node.
+func NodePolicy(entries []string, dataDir string) Policy {
+	var p Policy
+	for _, e := range entries {
+		if e == "none" {
+			p.NoDefaults = true
+			continue
+		}
+		p.Allow = append(p.Allow, Resolve(e))
+	}
+	// A data dir given relative (--data-dir ./d) is guarded all the same.
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	for _, g := range GuardedPaths(dataDir) {
+		// Both: a guarded path may be reached by its own name or its target.
+		p.Guarded = append(p.Guarded, filepath.Clean(g), Resolve(g))
+	}
+	return p
+}
+
+// Check inspects p and decides on it under the node's entries: the target
+// to mount (Resolved, with its identity), or why not.
+func Check(entries []string, dataDir, p string, readOnly bool) (Target, error) {
+	t, err := Inspect(p)
+	if err != nil {
+		return t, err
+	}
+	return t, Decide(NodePolicy(entries, dataDir), t, readOnly)
+}
+
+// charDriver names the driver of a character device major from
+// /proc/devices; "" when it cannot tell.
+func charDriver(major uint32) string {
+	f, err := os.Open("/proc/devices")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return parseDevices(io.LimitReader(f, 64<<10), major)
+}
+
+// parseDevices finds the name of a character device major in the text of
+// /proc/devices; the first name that is not a /dev path.
+func parseDevices(r io.Reader, major uint32) string {
+	sc := bufio.NewScanner(r)
+	inChar := false
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "Character devices:":
+			inChar = true
+			continue
+		case strings.HasSuffix(line, "devices:"):
+			inChar = false
+			continue
+		case !inChar:
+			continue
+		}
+		num, name, ok := strings.Cut(line, " ")
+		if n, err := strconv.ParseUint(num, 10, 32); ok && err == nil && uint32(n) == major && !strings.HasPrefix(name, "/") {
+			return strings.TrimSpace(name)
+		}
+	}
+	return ""
+}
+
+// kernelMounts lists the node's mounts of kernel file systems at, above or
+// below p, from /proc/self/mountinfo.
+func kernelMounts(p string) ([]Mount, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read the node's mounts: %w", err)
+	}
+	defer f.Close()
+	var out []Mount
+	for _, m := range parseMountinfo(io.LimitReader(f, 16<<20)) {
+		if slices.Contains(kernelFS, m.FSType) && (under(m.Path, p) || under(p, m.Path)) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// parseMountinfo reads the mount points and file system types of
+// /proc/self/mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - TYPE ...".
+func parseMountinfo(r io.Reader) []Mount {
+	var out []Mount
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := slices.Index(fields, "-")
+		if len(fields) < 5 || sep < 5 || sep+1 >= len(fields) {
+			continue
+		}
+		out = append(out, Mount{Path: unescapeMount(fields[4]), FSType: fields[sep+1]})
+	}
+	return out
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
