@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -84,5 +86,110 @@ health: {exec: ["/app", "-yes"], interval: 100ms, timeout: 3s, retries: 1}
 	}
 	if len(health) > 2048 {
 		t.Errorf("health output is %d bytes; want it bounded", len(health))
+	}
+}
+
+// flagValue is the value of flag in a node's arguments.
+func (n *node) flagValue(flag string) string {
+	for i, a := range n.args {
+		if a == flag && i+1 < len(n.args) {
+			return n.args[i+1]
+		}
+	}
+	n.t.Fatalf("no %s in %v", flag, n.args)
+	return ""
+}
+
+// udpRxQueue is how many bytes wait in the receive queue of the UDP socket
+// bound to port on 127.0.0.1 (/proc/net/udp).
+func udpRxQueue(port string) (int64, error) {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, err
+	}
+	p, _ := strconv.Atoi(port)
+	local := fmt.Sprintf("0100007F:%04X", p)
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) > 4 && f[1] == local {
+			_, rx, _ := strings.Cut(f[4], ":")
+			return strconv.ParseInt(rx, 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("no UDP socket on 127.0.0.1:%s", port)
+}
+
+// Strangers on the cluster and gossip ports: idle connections do not keep
+// the remote CLI out, and garbage packets write a bounded number of log
+// lines, not one each.
+func TestStrangersOnThePorts(t *testing.T) {
+	n := newNode(t, "e2e-strangers")
+	n.start()
+	port, gossip := n.flagValue("--port"), n.flagValue("--gossip-port")
+	clusterAddr := net.JoinHostPort("127.0.0.1", port)
+
+	// 200 idle connections from one address (127.0.0.2), then the remote
+	// CLI from another (127.0.0.1).
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	for i := range 200 {
+		c, err := d.Dial("tcp", clusterAddr)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+	cred := filepath.Join(n.dataDir, "tls", "admin.credential")
+	began := time.Now()
+	out, errOut, code := n.shoal("--server", clusterAddr, "--credential", cred, "status")
+	if took := time.Since(began); code != 0 || took > 5*time.Second {
+		t.Fatalf("remote status beside 200 idle connections: exit %d after %s\nstdout: %s\nstderr: %s", code, took.Round(time.Millisecond), out, errOut)
+	}
+
+	// 5000 UDP packets and 500 TCP streams of garbage to the gossip port.
+	// The UDP ones are paced by the socket's queue, so that every packet
+	// reaches memberlist instead of being dropped by the kernel.
+	uc, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", gossip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	garbage := []byte("\x01not a gossip packet under the cluster's key, just noise")
+	for i := range 5000 {
+		if _, err := uc.Write(garbage); err != nil {
+			t.Fatalf("garbage packet %d: %v", i, err)
+		}
+		if i%100 == 99 {
+			testutil.WaitFor(t, 10*time.Second, func() error {
+				if q, err := udpRxQueue(gossip); err != nil || q > 0 {
+					return fmt.Errorf("gossip socket's queue: %d bytes, %v", q, err)
+				}
+				return nil
+			})
+		}
+	}
+	for i := range 500 {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", gossip), 5*time.Second)
+		if err != nil {
+			t.Fatalf("garbage stream %d: %v", i, err)
+		}
+		c.Write(garbage)
+		c.Close()
+	}
+	// Stopping writes the counts of what was suppressed; the log is then
+	// safe to read.
+	n.stop()
+	log := n.log.String()
+	var loud []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			loud = append(loud, l)
+		}
+	}
+	t.Logf("%d WARN/ERROR lines for 5000 bad packets, 500 bad streams and 200 idle connections:\n%s", len(loud), strings.Join(loud, "\n"))
+	if len(loud) > 60 {
+		t.Errorf("%d WARN/ERROR lines; want a bounded few. The first:\n%s", len(loud), strings.Join(loud[:60], "\n"))
+	}
+	if !strings.Contains(log, "more suppressed") {
+		t.Errorf("the log does not count the suppressed lines:\n%s", strings.Join(loud, "\n"))
 	}
 }

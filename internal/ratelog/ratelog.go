@@ -2,7 +2,7 @@
 // Handler passes the first Burst records of each kind in an Interval to the
 // handler it wraps, counts the rest, and when the interval ends writes one
 // record per kind saying how many it suppressed ("4995 more suppressed in
-// the last 10s: ...").
+// 10s" like="Decrypt packet failed: ...").
 //
 // It is for logs that strangers can cause: every bad gossip packet or TLS
 // handshake is one line from memberlist or the cluster port, and without a
@@ -15,8 +15,10 @@
 // its message with the digits taken out, so "from=10.0.0.7:41234" and
 // "from=10.0.0.9:5111" are one kind; at most maxKinds kinds are told apart
 // in an interval, the rest share one count. Handlers made by WithAttrs and
-// WithGroup share their parent's counts. Close writes the counts not yet
-// written and stops the timer that writes them.
+// WithGroup share their parent's counts. A count's record has the level,
+// the attributes and, as "like", the message of the first record of its
+// kind. Close writes the counts not yet written and stops the timer that
+// writes them.
 package ratelog
 
 import (
@@ -178,10 +180,12 @@ func (s *state) tick() {
 // roll ends the current interval at now and returns its summaries.
 func (s *state) roll(now time.Time) []summary {
 	var due []summary
+	took := now.Sub(s.start).Round(time.Second)
 	for _, k := range s.kinds {
 		if k.suppressed > 0 {
-			msg := fmt.Sprintf("%d more suppressed in the last %s: %s", k.suppressed, s.cfg.Interval, k.msg)
-			due = append(due, summary{h: k.h, r: slog.NewRecord(now, k.level, msg, 0)})
+			r := slog.NewRecord(now, k.level, fmt.Sprintf("%d more suppressed in %s", k.suppressed, took), 0)
+			r.AddAttrs(slog.String("like", k.msg))
+			due = append(due, summary{h: k.h, r: r})
 		}
 	}
 	clear(s.kinds)
