@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -192,4 +193,79 @@ func TestStrangersOnThePorts(t *testing.T) {
 	if !strings.Contains(log, "more suppressed") {
 		t.Errorf("the log does not count the suppressed lines:\n%s", strings.Join(loud, "\n"))
 	}
+}
+
+// stalled starts a CLI command whose stdout nobody reads: the daemon must
+// wait for the client (back-pressure), not hold what it would have sent.
+func (n *node) stalled(args ...string) *exec.Cmd {
+	n.t.Helper()
+	cmd := exec.Command(n.bin, append([]string{"--data-dir", n.dataDir}, args...)...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	w.Close()
+	n.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		r.Close()
+	})
+	return cmd
+}
+
+// Clients that stop reading — logs of a full log, exec and run of
+// commands that print without end — hold their streams back; the daemon's
+// memory stays flat.
+func TestStalledClientsDoNotGrowTheDaemon(t *testing.T) {
+	const maxRSS = 150 << 10 // KiB
+	n := newNode(t, "e2e-stalled")
+	n.start()
+	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("apply", "-f", n.writeFile("quiet.yaml", "name: quiet\nimage: testprog:1\ncommand: [\"/app\", \"-sleep\", \"1h\"]\n"))
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		if ps := n.ps(); len(ps) != 1 || ps[0].State != "running" {
+			return fmt.Errorf("ps: %+v; want quiet running", ps)
+		}
+		return nil
+	})
+	// A full log: three rotated files of 10 MiB.
+	dir := filepath.Join(n.dataDir, "logs", "quiet")
+	line := strings.Repeat("x", 1023) + "\n"
+	for _, name := range []string{"0.log.2", "0.log.1", "0.log"} {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(strings.Repeat(line, 10<<10)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	pid := n.cmd.Process.Pid
+	before := procStatusKB(t, pid, "VmRSS")
+	var cmds []*exec.Cmd
+	for range 10 {
+		cmds = append(cmds, n.stalled("logs", "quiet/0"))
+	}
+	cmds = append(cmds, n.stalled("exec", "quiet/0", "--", "/app", "-yes"))
+	cmds = append(cmds, n.stalled("run", "testprog:1", "--", "/app", "-yes"))
+	// Long enough for every stream to fill the pipes and sockets on its way
+	// and stop; a daemon that buffered would have read all it could.
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); <-tick.C {
+		if rss := procStatusKB(t, pid, "VmRSS"); rss > maxRSS {
+			t.Fatalf("the daemon's RSS is %d MiB with stalled clients (%d MiB before); want under %d MiB", rss>>10, before>>10, maxRSS>>10)
+		}
+		for _, c := range cmds {
+			if c.ProcessState != nil {
+				t.Fatalf("%v ended: %v", c.Args, c.ProcessState)
+			}
+		}
+	}
+	t.Logf("daemon RSS %d MiB before, %d MiB with 12 stalled clients (peak %d MiB)", before>>10, procStatusKB(t, pid, "VmRSS")>>10, procStatusKB(t, pid, "VmHWM")>>10)
 }
