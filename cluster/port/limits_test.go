@@ -108,8 +108,10 @@ func TestIdleConnectionsDoNotStarveOthers(t *testing.T) {
 	if took := time.Since(began); took > 2*time.Second {
 		t.Errorf("a node beside 200 idle connections took %s to get in", took)
 	}
-	// Over the limit from their address: closed at once.
-	if n := count(closedWithin(idle, time.Second)); n != len(idle)-maxPerSource {
+	// Over the limit from their address: closed at once. (All of them,
+	// if the machine was so slow that the deadline passed meanwhile.)
+	n := count(closedWithin(idle, time.Second))
+	if over := len(idle) - maxPerSource; n < over || (n > over && time.Since(start) < handshakeTimeout) {
 		t.Errorf("%d of %d idle connections closed at once; want all but %d", n, len(idle), maxPerSource)
 	}
 	// The rest: closed when the handshake deadline passes.
