@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
 // dialFrom opens n TCP connections from the loopback address src to addr
@@ -169,4 +173,77 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Running out of file descriptors (a flood of connections) pauses
+// accepting; it does not close the port for good.
+func TestAcceptSurvivesRunningOutOfFiles(t *testing.T) {
+	tp := newTestPort(t)
+	addr := tp.p.Addr().(*net.TCPAddr)
+	// Sockets made while there are descriptors to spare, connected once
+	// there are none, so that the port's accept finds none either.
+	var socks []int
+	defer func() {
+		for _, fd := range socks {
+			syscall.Close(fd)
+		}
+	}()
+	for range 4 {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, fd)
+	}
+	var was syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &was); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := was
+	low.Cur = uint64(len(fds) + 16)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &was) }
+	defer restore()
+	var fill []*os.File
+	closeFill := func() {
+		for _, f := range fill {
+			f.Close()
+		}
+		fill = nil
+	}
+	defer closeFill()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break // out of descriptors
+		}
+		fill = append(fill, f)
+	}
+	to := &syscall.SockaddrInet4{Port: addr.Port, Addr: [4]byte{127, 0, 0, 1}}
+	for _, fd := range socks {
+		if err := syscall.Connect(fd, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if !strings.Contains(tp.log.String(), "cluster port: accept") {
+			return fmt.Errorf("the port has not failed to accept yet")
+		}
+		return nil
+	})
+	closeFill()
+	restore()
+	began := time.Now()
+	if err := roundTrip(addr.String(), tp.node.ClientConfig(pki.ProtoRaft, nil)); err != nil {
+		t.Fatalf("after running out of files: %v\n%s", err, tp.log.String())
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("a node got in %s after the port ran out of files", took)
+	}
 }

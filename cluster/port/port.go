@@ -19,8 +19,10 @@
 // (a silent client never holds up the next one), within handshakeTimeout,
 // with at most maxPerSource in flight from one source address (an IPv4
 // address or an IPv6 /64) and maxHandshakes in all. A connection over a
-// limit is closed at once. The port's warnings pass through a rate limit,
-// so a flood of refused connections writes a few lines and a count.
+// limit is closed at once. Running out of file descriptors pauses
+// accepting with a backoff, never ends it. The port's warnings pass
+// through a rate limit, so a flood of refused connections writes a few
+// lines and a count.
 package port
 
 import (
