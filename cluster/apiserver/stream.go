@@ -44,12 +44,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	defer data.Close()
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
 	// Copied, never read whole: a client that reads slowly holds the
-	// copy, not the node's memory.
-	if _, err := io.Copy(w, data); err != nil {
+	// copy, not the node's memory. Closed before following, so that a
+	// rotated file's space is freed when the writer removes it.
+	_, err = io.Copy(w, data)
+	data.Close()
+	if err != nil {
 		return
 	}
 	if r.URL.Query().Get("follow") != "1" {
