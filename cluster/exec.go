@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -64,16 +63,16 @@ func (n *Node) attach(p supervise.Process) (*linux.Container, error) {
 	return n.rt.Attach(h.Spec().Linux(), h.Pid())
 }
 
-// ExecCheck runs an exec health check in the instance's container.
-func (ra runtimeAdapter) ExecCheck(ctx context.Context, p supervise.Process, args []string) (int, string, error) {
+// ExecCheck runs an exec health check in the instance's container; out
+// receives its output as it comes and decides how much of it to keep.
+func (ra runtimeAdapter) ExecCheck(ctx context.Context, p supervise.Process, args []string, out io.Writer) (int, error) {
 	c, err := ra.n.attach(p)
 	if err != nil {
-		return -1, "", err
+		return -1, err
 	}
-	var out bytes.Buffer
-	ex, err := ra.n.rt.Exec(ctx, c, linux.Process{Args: args, Stdout: &out, Stderr: &out})
+	ex, err := ra.n.rt.Exec(ctx, c, linux.Process{Args: args, Stdout: out, Stderr: out})
 	if err != nil {
-		return -1, out.String(), err
+		return -1, err
 	}
-	return ex.Code, out.String(), nil
+	return ex.Code, nil
 }

@@ -138,7 +138,7 @@ func joinOne(ctx context.Context, ca pki.Fingerprint, addr string, body []byte) 
 func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 	fail := func(code int, kind, format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
-		n.log.Warn("refused a join", "remote", r.RemoteAddr, "reason", msg)
+		n.peerLog.Warn("refused a join", "remote", r.RemoteAddr, "reason", msg) // strangers may try: rate-limited
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(api.WireError{Kind: kind, Message: msg})

@@ -8,7 +8,19 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/shoal-edge/shoal/internal/ratelog"
 )
+
+// peerLogger is the log of what other machines make happen: memberlist's
+// and Raft's. A stranger can cause its lines (every gossip packet under the
+// wrong key is an ERROR from memberlist), so each kind of warning or error
+// passes a few times per interval and is then counted, "N more
+// suppressed". Close the handler with the node.
+func peerLogger(l *slog.Logger) (*slog.Logger, *ratelog.Handler) {
+	h := ratelog.New(l.Handler(), ratelog.DefaultConfig())
+	return slog.New(h), h
+}
 
 // hclogFor adapts slog for raft and raft-wal, which speak hclog.
 func hclogFor(l *slog.Logger, name string) hclog.Logger {

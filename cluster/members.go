@@ -56,7 +56,7 @@ func newMembers(n *Node) (*members, error) {
 	c.AdvertisePort = n.cfg.GossipPort
 	c.Delegate = m
 	c.Events = m
-	c.Logger = stdlogFor(n.log)
+	c.Logger = stdlogFor(n.peerLog)
 	// Gossip is encrypted and authenticated with the cluster's key: a
 	// stranger can neither read it nor join it.
 	c.SecretKey = n.mat.gossipKey

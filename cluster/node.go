@@ -27,6 +27,7 @@ import (
 	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/cluster/pki"
 	"github.com/shoal-edge/shoal/cluster/port"
+	"github.com/shoal-edge/shoal/internal/ratelog"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor"
@@ -42,11 +43,15 @@ type identity struct {
 
 // Node is one running shoal daemon.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	id        identity
-	advertise string
-	lock      *os.File // DATA/lock, held while the node runs
+	cfg Config
+	log *slog.Logger
+	// peerLog is log with a bound on the lines peers and strangers can
+	// cause, for memberlist and Raft (peerLogger).
+	peerLog      *slog.Logger
+	peerLogLimit *ratelog.Handler
+	id           identity
+	advertise    string
+	lock         *os.File // DATA/lock, held while the node runs
 
 	mat        *material
 	cakey      *caKeeper // the CA's private key, on voters
@@ -107,6 +112,7 @@ func New(cfg Config) (_ *Node, err error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1), reports: map[string]receivedReport{}}
+	n.peerLog, n.peerLogLimit = peerLogger(n.log)
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -394,6 +400,7 @@ func (n *Node) Close() error {
 	if n.lock != nil {
 		errs = append(errs, n.lock.Close())
 	}
+	n.peerLogLimit.Close()
 	return errors.Join(errs...)
 }
 

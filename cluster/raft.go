@@ -63,7 +63,7 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 func raftConfig(id string, n *Node) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(id)
-	c.Logger = hclogFor(n.log, "raft")
+	c.Logger = hclogFor(n.peerLog, "raft")
 	// A single-voter cluster elects itself after one heartbeat timeout;
 	// 500 ms keeps bootstrap well under a second while staying tolerant of
 	// a slow link between voters.
@@ -133,7 +133,7 @@ func (n *Node) newTransport(ln net.Listener, adv peerAddr) *raft.NetworkTranspor
 		Stream:  &streamLayer{Listener: ln, n: n, advertise: adv},
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
-		Logger:  hclogFor(n.log, "raft-net"),
+		Logger:  hclogFor(n.peerLog, "raft-net"),
 	})
 }
 

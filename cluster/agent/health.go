@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/shoal-edge/shoal/api"
@@ -64,8 +65,8 @@ func (w *watch) startHealth(pid int) {
 		w.mu.Lock()
 		proc := w.proc
 		w.mu.Unlock()
-		t.Exec = func(ctx context.Context, args []string) (int, string, error) {
-			return ex.ExecCheck(ctx, proc, args)
+		t.Exec = func(ctx context.Context, args []string, out io.Writer) (int, error) {
+			return ex.ExecCheck(ctx, proc, args, out)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,7 +125,9 @@ func (w *watch) stopHealth() {
 }
 
 // Execer is implemented by runtimes that can run a command inside a
-// running container (exec health checks).
+// running container (exec health checks). The command's combined output
+// goes to out as it comes, never into a buffer of the runtime's own: out
+// bounds it.
 type Execer interface {
-	ExecCheck(ctx context.Context, p supervise.Process, args []string) (code int, output string, err error)
+	ExecCheck(ctx context.Context, p supervise.Process, args []string, out io.Writer) (code int, err error)
 }

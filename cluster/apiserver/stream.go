@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/shoal-edge/shoal/api"
@@ -36,13 +37,23 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data, err := logs.Tail(path, tail)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		data = io.NopCloser(strings.NewReader(""))
+	case err != nil:
 		s.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
-	w.Write(data)
+	// Copied, never read whole: a client that reads slowly holds the
+	// copy, not the node's memory. Closed before following, so that a
+	// rotated file's space is freed when the writer removes it.
+	_, err = io.Copy(w, data)
+	data.Close()
+	if err != nil {
+		return
+	}
 	if r.URL.Query().Get("follow") != "1" {
 		return
 	}

@@ -11,6 +11,18 @@
 // connections are closed. Allow decides, after the handshake, whether the
 // peer may speak the protocol it chose. Close stops accepting, closes every
 // protocol listener and waits for handshakes in flight.
+//
+// # Strangers
+//
+// Anyone may connect to the port, so what a connection can hold before it
+// has proved anything is bounded: each handshake runs on its own goroutine
+// (a silent client never holds up the next one), within handshakeTimeout,
+// with at most maxPerSource in flight from one source address (an IPv4
+// address or an IPv6 /64) and maxHandshakes in all. A connection over a
+// limit is closed at once. Running out of file descriptors pauses
+// accepting with a backoff, never ends it. The port's warnings pass
+// through a rate limit, so a flood of refused connections writes a few
+// lines and a count.
 package port
 
 import (
@@ -21,14 +33,27 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/shoal-edge/shoal/internal/ratelog"
 )
 
-// handshakeTimeout bounds a handshake so a silent client holds nothing;
-// maxHandshakes bounds how many run at once, so that strangers cannot
-// starve the nodes of the port.
+// handshakeTimeout bounds a handshake so a silent client holds little: a
+// TLS 1.3 handshake is one round trip, a few seconds cover a slow link.
+// maxPerSource bounds the handshakes in flight from one source address, so
+// that one stranger cannot take the slots of the nodes and clients
+// elsewhere; maxHandshakes bounds them in all. Nodes behind one NAT share a
+// source: a handshake takes milliseconds, so sixteen at once is plenty.
 const (
-	handshakeTimeout = 10 * time.Second
-	maxHandshakes    = 64
+	handshakeTimeout = 3 * time.Second
+	maxHandshakes    = 256
+	maxPerSource     = 16
+)
+
+// Backoff after a failed accept (out of file descriptors): retried, never
+// given up, so that a flood that exhausts them does not close the port.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
 )
 
 // Config describes a cluster port.
@@ -52,13 +77,16 @@ type Port struct {
 	ln  net.Listener
 	ctx context.Context
 
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	handshakes chan struct{} // one token per handshake in flight
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	log    *slog.Logger
+	limit  *ratelog.Handler // log's rate limit
 
-	mu     sync.Mutex // guards following
-	protos map[string]*listener
-	closed bool
+	mu        sync.Mutex // guards following
+	protos    map[string]*listener
+	closed    bool
+	inFlight  int            // handshakes
+	perSource map[string]int // handshakes in flight by source
 }
 
 // Listen opens the port and starts accepting.
@@ -71,7 +99,9 @@ func Listen(cfg Config) (*Port, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, protos: map[string]*listener{}, handshakes: make(chan struct{}, maxHandshakes)}
+	limit := ratelog.New(cfg.Logger.Handler(), ratelog.DefaultConfig())
+	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, log: slog.New(limit), limit: limit,
+		protos: map[string]*listener{}, perSource: map[string]int{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -112,51 +142,111 @@ func (p *Port) newListener(proto string) *listener {
 
 func (p *Port) accept() {
 	defer p.wg.Done()
+	backoff := time.Duration(0)
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
-			if p.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				p.cfg.Logger.Error("cluster port: accept", "err", err)
+			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
+			p.log.Error("cluster port: accept", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-p.ctx.Done():
+				return
+			}
 		}
-		select {
-		case p.handshakes <- struct{}{}:
-		default:
-			p.cfg.Logger.Warn("cluster port: too many handshakes at once: dropping a connection", "remote", c.RemoteAddr())
+		backoff = 0
+		src := sourceOf(c.RemoteAddr())
+		if why := p.admit(src); why != "" {
+			p.log.Warn("cluster port: "+why+": dropping a connection", "remote", c.RemoteAddr())
 			c.Close()
 			continue
 		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			p.dispatch(c)
+			tc, cs, ok := p.handshake(c)
+			p.release(src)
+			if ok {
+				p.dispatch(tc, cs)
+			}
 		}()
 	}
 }
 
-func (p *Port) dispatch(c net.Conn) {
-	tc := tls.Server(c, p.cfg.TLS)
+// admit takes a handshake slot for a connection from src, or says which
+// limit is reached.
+func (p *Port) admit(src string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.inFlight >= maxHandshakes:
+		return "too many handshakes at once"
+	case p.perSource[src] >= maxPerSource:
+		return "too many handshakes at once from one address"
+	}
+	p.inFlight++
+	p.perSource[src]++
+	return ""
+}
+
+// release gives back the slot admit took.
+func (p *Port) release(src string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight--
+	if p.perSource[src]--; p.perSource[src] <= 0 {
+		delete(p.perSource, src)
+	}
+}
+
+// sourceOf is the address the per-source limit counts by: the IP, or an
+// IPv6 address's /64, which one host usually holds whole.
+func sourceOf(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String()
+}
+
+// handshake runs the TLS handshake and asks Allow; ok says whether the
+// connection goes on to its protocol. It runs while the connection holds
+// its handshake slot, a refusal included, so that refused peers are
+// bounded like the rest.
+func (p *Port) handshake(c net.Conn) (tc *tls.Conn, cs tls.ConnectionState, ok bool) {
+	tc = tls.Server(c, p.cfg.TLS)
 	ctx, cancel := context.WithTimeout(p.ctx, handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
-	<-p.handshakes
 	if err != nil {
-		p.cfg.Logger.Debug("cluster port: handshake", "remote", c.RemoteAddr(), "err", err)
+		p.log.Debug("cluster port: handshake", "remote", c.RemoteAddr(), "err", err)
 		c.Close()
-		return
+		return nil, cs, false
 	}
-	cs := tc.ConnectionState()
+	cs = tc.ConnectionState()
 	proto := cs.NegotiatedProtocol
 	if p.cfg.Allow != nil && !p.cfg.Allow(proto, cs) {
-		p.cfg.Logger.Warn("cluster port: refused a peer without the right credentials", "remote", c.RemoteAddr(), "protocol", proto)
+		p.log.Warn("cluster port: refused a peer without the right credentials", "remote", c.RemoteAddr(), "protocol", proto)
 		if p.cfg.Refuse != nil {
 			tc.SetDeadline(time.Now().Add(time.Second))
 			p.cfg.Refuse(proto, tc)
 		}
 		tc.Close()
-		return
+		return nil, cs, false
 	}
+	return tc, cs, true
+}
+
+// dispatch hands a connection to the listener of its protocol.
+func (p *Port) dispatch(tc *tls.Conn, cs tls.ConnectionState) {
+	proto := cs.NegotiatedProtocol
 	if p.cfg.Route != nil {
 		proto = p.cfg.Route(proto)
 	}
@@ -188,6 +278,7 @@ func (p *Port) Close() error {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.limit.Close()
 	return err
 }
 

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -46,10 +47,11 @@ type Target struct {
 	// NetNS is the path of the container's network namespace,
 	// "/proc/<pid>/ns/net", or "" for the host network.
 	NetNS string
-	// Exec runs args in the container and returns its exit code and
-	// (combined) output; err is for a command that could not be run. It must
-	// return when ctx is done. Nil if the runtime cannot exec.
-	Exec func(ctx context.Context, args []string) (exitCode int, output string, err error)
+	// Exec runs args in the container, copies its combined output to out
+	// as it comes (out keeps what fits in MaxOutput and counts the rest),
+	// and returns its exit code; err is for a command that could not be
+	// run. It must return when ctx is done. Nil if the runtime cannot exec.
+	Exec func(ctx context.Context, args []string, out io.Writer) (exitCode int, err error)
 }
 
 // Validate reports a Check that cannot be probed. Every error wraps

@@ -23,6 +23,9 @@ type Result struct {
 	// and the start of the body, the address connected to, or the
 	// command's output (its exit code when it printed nothing).
 	Output string
+	// Dropped counts the bytes a command printed past the first MaxOutput:
+	// read and thrown away, never held.
+	Dropped int64
 	// Err says why there was no answer: invalid check, dial or exec error,
 	// ErrTimeout. A probe that got an unhealthy answer has OK false and Err
 	// nil.
@@ -30,16 +33,22 @@ type Result struct {
 }
 
 // Summary is Output, or the error when there is no output: one line for
-// ps and logs.
+// ps and logs, ending with "... [N bytes dropped]" when the command printed
+// more than MaxOutput bytes.
 func (r Result) Summary() string {
+	var s string
 	switch {
 	case r.Err == nil:
-		return r.Output
+		s = r.Output
 	case r.Output == "":
-		return shorten(r.Err.Error())
+		s = shorten(r.Err.Error())
 	default:
-		return shorten(r.Err.Error() + ": " + r.Output)
+		s = shorten(r.Err.Error()) + ": " + r.Output
 	}
+	if r.Dropped > 0 {
+		s += fmt.Sprintf(" ... [%d bytes dropped]", r.Dropped)
+	}
+	return s
 }
 
 // Probe runs c once against t, within c.Timeout. An invalid check is a
@@ -119,19 +128,21 @@ func probeTCP(ctx context.Context, addr, netns string) Result {
 	return Result{OK: true, Output: out}
 }
 
-func probeExec(ctx context.Context, args []string, exec func(context.Context, []string) (int, string, error)) Result {
+func probeExec(ctx context.Context, args []string, exec func(context.Context, []string, io.Writer) (int, error)) Result {
 	if exec == nil {
 		return Result{Err: ErrExecUnsupported}
 	}
-	code, out, err := exec(ctx, args)
+	w := newCapped(MaxOutput)
+	code, err := exec(ctx, args, w)
+	out, dropped := w.result()
 	out = strings.TrimSpace(out)
 	if err != nil {
-		return Result{Output: out, Err: fmt.Errorf("exec %s: %w", args[0], err)}
+		return Result{Output: out, Dropped: dropped, Err: fmt.Errorf("exec %s: %w", args[0], err)}
 	}
 	if code != 0 && out == "" {
 		out = "exit code " + strconv.Itoa(code)
 	}
-	return Result{OK: code == 0, Output: out}
+	return Result{OK: code == 0, Output: out, Dropped: dropped}
 }
 
 // dialContext dials from the network namespace at netns, or from the host's

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,16 +135,17 @@ func TestProbeCancelled(t *testing.T) {
 
 func TestProbeExec(t *testing.T) {
 	var gotArgs []string
-	exec := func(code int, out string, err error) func(context.Context, []string) (int, string, error) {
-		return func(ctx context.Context, args []string) (int, string, error) {
+	exec := func(code int, out string, err error) func(context.Context, []string, io.Writer) (int, error) {
+		return func(ctx context.Context, args []string, w io.Writer) (int, error) {
 			gotArgs = args
-			return code, out, err
+			io.WriteString(w, out)
+			return code, err
 		}
 	}
 	c := Check{Exec: []string{"pg_isready", "-q"}}
 	for _, tt := range []struct {
 		name string
-		exec func(context.Context, []string) (int, string, error)
+		exec func(context.Context, []string, io.Writer) (int, error)
 		want Result
 	}{
 		{"exit 0", exec(0, "accepting connections\n", nil), Result{OK: true, Output: "accepting connections"}},
@@ -174,10 +177,10 @@ func TestProbeExec(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		var deadline time.Time
-		hang := func(ctx context.Context, args []string) (int, string, error) {
+		hang := func(ctx context.Context, args []string, _ io.Writer) (int, error) {
 			deadline, _ = ctx.Deadline()
 			<-ctx.Done()
-			return 137, "", nil // killed, as a runtime might report it
+			return 137, nil // killed, as a runtime might report it
 		}
 		start := time.Now()
 		r := Probe(t.Context(), Check{Exec: []string{"sleep", "60"}, Timeout: 50 * time.Millisecond}, Target{Exec: hang})
@@ -194,5 +197,37 @@ func TestProbeInvalid(t *testing.T) {
 	r := Probe(t.Context(), Check{HTTP: "https://example.com/"}, Target{})
 	if r.OK || !errors.Is(r.Err, ErrInvalidCheck) {
 		t.Errorf("Probe = %+v; want ErrInvalidCheck", r)
+	}
+}
+
+// A command that prints without end is read to its end, but only the first
+// MaxOutput bytes are kept; the rest is counted and the summary says so.
+func TestProbeExecEndlessOutput(t *testing.T) {
+	const chunks, size = 4096, 32 << 10 // 128 MiB in all
+	yes := func(ctx context.Context, args []string, w io.Writer) (int, error) {
+		line := []byte(strings.Repeat("y\n", size/2))
+		for range chunks {
+			if _, err := w.Write(line); err != nil {
+				return -1, err
+			}
+		}
+		return 1, nil
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := Probe(t.Context(), Check{Exec: []string{"yes"}}, Target{Exec: yes})
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Errorf("probing allocated %d bytes for %d bytes of output; want it bounded", grew, chunks*size)
+	}
+	if len(r.Output) > MaxOutput || !strings.HasPrefix(r.Output, "y\ny\n") {
+		t.Errorf("Output is %d bytes (%.20q...), want the first %d", len(r.Output), r.Output, MaxOutput)
+	}
+	if want := int64(chunks*size - MaxOutput); r.Dropped != want {
+		t.Errorf("Dropped = %d, want %d", r.Dropped, want)
+	}
+	if want := fmt.Sprintf(" ... [%d bytes dropped]", chunks*size-MaxOutput); !strings.HasSuffix(r.Summary(), want) {
+		t.Errorf("Summary %q does not end with %q", r.Summary(), want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -21,12 +22,13 @@ type script struct {
 	calls int
 }
 
-func (s *script) exec(ctx context.Context, args []string) (int, string, error) {
+func (s *script) exec(ctx context.Context, args []string, out io.Writer) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.calls
 	s.calls++
-	return s.codes[min(i, len(s.codes)-1)], fmt.Sprintf("probe %d", i+1), nil
+	fmt.Fprintf(out, "probe %d", i+1)
+	return s.codes[min(i, len(s.codes)-1)], nil
 }
 
 // event is a Status with the fake time since the test began.
@@ -140,9 +142,9 @@ func TestRunStartPeriod(t *testing.T) {
 }
 
 func TestRunTimeout(t *testing.T) {
-	hang := func(ctx context.Context, args []string) (int, string, error) {
+	hang := func(ctx context.Context, args []string, _ io.Writer) (int, error) {
 		<-ctx.Done()
-		return -1, "", ctx.Err()
+		return -1, ctx.Err()
 	}
 	c := Check{Exec: []string{"check"}, Interval: 10 * time.Second, Timeout: 2 * time.Second, Retries: 1}
 	got := runFor(t, 15*time.Second, c, Target{Exec: hang})
@@ -156,9 +158,9 @@ func TestRunTimeout(t *testing.T) {
 
 // Cancelling Run during a probe returns at once and reports nothing of it.
 func TestRunCancelDuringProbe(t *testing.T) {
-	hang := func(ctx context.Context, args []string) (int, string, error) {
+	hang := func(ctx context.Context, args []string, _ io.Writer) (int, error) {
 		<-ctx.Done()
-		return -1, "", ctx.Err()
+		return -1, ctx.Err()
 	}
 	c := Check{Exec: []string{"check"}, Interval: 10 * time.Second, Timeout: 10 * time.Second, Retries: 1}
 	got := runFor(t, 15*time.Second, c, Target{Exec: hang})

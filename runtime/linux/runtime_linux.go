@@ -452,12 +452,23 @@ func initFailed(ctx context.Context, errR *os.File, err error) error {
 	return fmt.Errorf("the container init ended without saying why (killed?): %w", err)
 }
 
+// maxInitError bounds what awaitExec reads from an error pipe: an
+// InitError is a line of JSON, and the pipe's other end runs in the
+// container, so it is not trusted to stop.
+const maxInitError = 16 << 10
+
 // awaitExec reads the error pipe: EOF without data means the exec closed it,
-// data is the init's InitError. ctx cancels the wait.
+// data is the init's InitError. ctx cancels the wait. More than
+// maxInitError bytes are no InitError: the start of them is the error, the
+// rest is left unread.
 func awaitExec(ctx context.Context, errR *os.File) error {
 	stop := context.AfterFunc(ctx, func() { _ = errR.SetReadDeadline(time.Now()) })
 	defer stop()
-	b, err := io.ReadAll(errR)
+	b, err := io.ReadAll(io.LimitReader(errR, maxInitError+1))
+	if len(b) > maxInitError {
+		return fmt.Errorf("container init failed: %s ... [more than %d bytes on its error pipe; the rest dropped]",
+			bytes.ToValidUTF8(bytes.TrimSpace(b[:512]), []byte("?")), maxInitError)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for the container init: %w", ctx.Err())

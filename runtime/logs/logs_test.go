@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -124,11 +126,11 @@ func TestConcurrentWriters(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	all, err := Tail(path, -1)
+	all, err := tailString(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(all, "\n"), "\n")
 	if len(lines) != 800 {
 		t.Fatalf("%d lines, want 800", len(lines))
 	}
@@ -161,8 +163,8 @@ func TestTailAcrossFiles(t *testing.T) {
 		{100, "l2\nl3\nl4\nl5\nl6\npart"},
 		{-1, "l2\nl3\nl4\nl5\nl6\npart"},
 	} {
-		got, err := Tail(path, tc.n)
-		if err != nil || string(got) != tc.want {
+		got, err := tailString(path, tc.n)
+		if err != nil || got != tc.want {
 			t.Errorf("Tail(%d) = %q, %v; want %q", tc.n, got, err, tc.want)
 		}
 	}
@@ -183,10 +185,74 @@ func TestTailLongFile(t *testing.T) {
 		}
 	}
 	w.Close()
-	got, err := Tail(path, 3000)
-	if err != nil || !bytes.Equal(got, want.Bytes()) {
+	got, err := tailString(path, 3000)
+	if err != nil || got != want.String() {
 		t.Errorf("Tail(3000): %d bytes, %v; want %d bytes", len(got), err, want.Len())
 	}
+}
+
+func tailString(path string, n int) (string, error) {
+	r, err := Tail(path, n)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	var b strings.Builder
+	_, err = io.Copy(&b, r)
+	return b.String(), err
+}
+
+// Tail streams: whatever the size of the files and of their lines, it
+// holds about one chunk, not the log.
+func TestTailBoundedMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	const size = 16 << 20
+	w, _ := Open(path, size, 3)
+	// Three files of one line each (a line longer than a file is split),
+	// no newline but the last: the search for where the lines begin crosses
+	// a whole file backwards.
+	line := bytes.Repeat([]byte("x"), 1<<20)
+	for range 3*size/len(line) - 1 {
+		if _, err := w.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, w, "end\n")
+	w.Close()
+	for _, n := range []int{1, 2, -1} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r, err := Tail(path, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tail [4]byte
+		got, err := io.Copy(lastBytes(tail[:]), r)
+		r.Close()
+		runtime.ReadMemStats(&after)
+		if err != nil || got < size-int64(len(line)) || string(tail[:]) != "end\n" {
+			t.Errorf("Tail(%d) copied %d bytes ending %q, %v; want the current file's %d bytes or more, ending \"end\\n\"", n, got, tail, err, size-len(line)+4)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+			t.Errorf("Tail(%d) of %d MiB allocated %d bytes; want about one chunk", n, 3*size>>20, grew)
+		}
+	}
+}
+
+// lastBytes keeps the last len(b) bytes written to it.
+type lastBytesWriter struct{ b []byte }
+
+func lastBytes(b []byte) io.Writer { return &lastBytesWriter{b} }
+
+func (w *lastBytesWriter) Write(p []byte) (int, error) {
+	if len(p) >= len(w.b) {
+		copy(w.b, p[len(p)-len(w.b):])
+	} else {
+		copy(w.b, w.b[len(p):])
+		copy(w.b[len(w.b)-len(p):], p)
+	}
+	return len(p), nil
 }
 
 // syncBuf is a writer the test reads while Follow writes.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -15,21 +16,28 @@ import (
 // maxRotated bounds how many rotated files Tail looks for.
 const maxRotated = 100
 
-// chunk is how much Tail reads at a time, from the end backwards.
+// chunk is how much Tail and Follow read at a time.
 const chunk = 32 << 10
 
-// Tail returns the last n lines of the log at path, reading back through
-// path.1, path.2, ... as far as needed; n < 0 returns everything. A last line
-// without a newline counts as a line. A missing log is an error wrapping
-// fs.ErrNotExist.
-func Tail(path string, n int) ([]byte, error) {
+// Tail returns a reader of the last n lines of the log at path, reading back
+// through path.1, path.2, ... as far as needed; n < 0 reads everything. A
+// last line without a newline counts as a line. A missing log is an error
+// wrapping fs.ErrNotExist. The caller closes the reader.
+//
+// Tail holds one chunk in memory whatever the size of the files or of their
+// lines: it finds where the lines begin by reading backwards, and the
+// reader copies from there. It reads the files as they were when Tail
+// opened them, up to their sizes then: a rotation or a write after that
+// changes nothing of what it returns.
+func Tail(path string, n int) (io.ReadCloser, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("tail log: %w", err)
 	}
-	var parts [][]byte // newest first
+	t := &tail{}
+	buf := make([]byte, chunk)
 	need := n
 	for i := 0; i < maxRotated && (n < 0 || need > 0); i++ {
-		b, lines, err := tailFile(numbered(path, i), need)
+		f, err := os.Open(numbered(path, i))
 		if errors.Is(err, fs.ErrNotExist) {
 			if i == 0 {
 				continue // rotated away between Stat and open
@@ -37,71 +45,84 @@ func Tail(path string, n int) ([]byte, error) {
 			break
 		}
 		if err != nil {
+			t.Close()
 			return nil, fmt.Errorf("tail log: %w", err)
 		}
-		parts = append(parts, b)
+		t.files = append(t.files, f)
+		end, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("tail log: %w", err)
+		}
+		off := int64(0)
 		if n >= 0 {
+			var lines int
+			if off, lines, err = lineStart(f, end, need, buf); err != nil {
+				t.Close()
+				return nil, fmt.Errorf("tail log %s: %w", f.Name(), err)
+			}
 			need -= lines
 		}
+		t.parts = append(t.parts, io.NewSectionReader(f, off, end-off))
 	}
-	var out []byte
-	for i := len(parts) - 1; i >= 0; i-- {
-		out = append(out, parts[i]...)
-	}
-	return out, nil
+	slices.Reverse(t.parts) // oldest first
+	t.r = io.MultiReader(t.parts...)
+	return t, nil
 }
 
-// tailFile returns the last n lines of the file (all of it for n < 0) and how
-// many lines that is. A file not ending in a newline has its partial last
-// line counted.
-func tailFile(name string, n int) ([]byte, int, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, 0, err
+// tail reads sections of the files it holds open.
+type tail struct {
+	files []*os.File
+	parts []io.Reader
+	r     io.Reader
+}
+
+func (t *tail) Read(p []byte) (int, error) { return t.r.Read(p) }
+
+func (t *tail) Close() error {
+	var errs []error
+	for _, f := range t.files {
+		errs = append(errs, f.Close())
 	}
-	defer f.Close()
-	if n < 0 {
-		b, err := io.ReadAll(f)
-		return b, bytes.Count(b, []byte{'\n'}) + partial(b), err
+	return errors.Join(errs...)
+}
+
+// lineStart returns the offset in f (of size end) where its last n > 0 lines
+// begin, and how many lines it has from there: n, or fewer when the file
+// has fewer. A file not ending in a newline has its partial last line
+// counted. buf is the scratch space for reading backwards.
+func lineStart(f io.ReaderAt, end int64, n int, buf []byte) (int64, int, error) {
+	if end == 0 {
+		return 0, 0, nil
 	}
-	end, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, 0, err
+	// The newline ending the file's content is not a separator.
+	limit := end
+	last := buf[:1]
+	if _, err := f.ReadAt(last, end-1); err != nil && err != io.EOF {
+		return 0, 0, err
 	}
-	var buf []byte // the file's last len(buf) bytes
-	for off := end; off > 0; {
-		size := min(int64(chunk), off)
-		off -= size
-		b := make([]byte, size)
-		if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
-			return nil, 0, err
+	if last[0] == '\n' {
+		limit--
+	}
+	seps := 0
+	for pos := limit; pos > 0; {
+		size := min(int64(len(buf)), pos)
+		pos -= size
+		b := buf[:size]
+		if _, err := f.ReadAt(b, pos); err != nil && err != io.EOF {
+			return 0, 0, err
 		}
-		buf = append(b, buf...)
-		// The line ending the file's content is not a separator.
-		body := buf
-		if len(body) > 0 && body[len(body)-1] == '\n' {
-			body = body[:len(body)-1]
-		}
-		if c := bytes.Count(body, []byte{'\n'}); c >= n {
-			// Cut after the newline that precedes the last n lines.
-			i := len(body)
-			for k := 0; k < n; k++ {
-				i = bytes.LastIndexByte(body[:i], '\n')
+		for i := len(b); ; {
+			i = bytes.LastIndexByte(b[:i], '\n')
+			if i < 0 {
+				break
 			}
-			return buf[i+1:], n, nil
+			if seps++; seps == n {
+				return pos + int64(i) + 1, n, nil
+			}
 		}
 	}
-	if len(buf) == 0 {
-		return nil, 0, nil
-	}
-	return buf, bytes.Count(buf, []byte{'\n'}) + partial(buf), nil
-}
-
-func partial(b []byte) int {
-	if len(b) > 0 && b[len(b)-1] != '\n' {
-		return 1
-	}
-	return 0
+	return 0, seps + 1, nil
 }
 
 // PollInterval is how often Follow looks for new lines and rotations.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 )
 
@@ -283,4 +285,14 @@ func adopt(t *testing.T, cfg Config, n int) []*Handle {
 		t.Fatalf("Adopt = %d handles, %v; want %d", len(hs), err, n)
 	}
 	return hs
+}
+
+// tailLog is the last n lines of the log at path (all for n < 0).
+func tailLog(path string, n int) ([]byte, error) {
+	r, err := logs.Tail(path, n)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
-	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +41,7 @@ func TestOutlivesDaemon(t *testing.T) {
 	}
 	// Both streams land in the log.
 	waitFor(t, "output in the log", func() error {
-		b, err := logs.Tail(spec.LogPath, -1)
+		b, err := tailLog(spec.LogPath, -1)
 		if err != nil {
 			return err
 		}
@@ -248,7 +247,7 @@ func TestLogsRotate(t *testing.T) {
 	if _, err := os.Stat(spec.LogPath + ".2"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a third log file: %v", err)
 	}
-	b, err := logs.Tail(spec.LogPath, 3)
+	b, err := tailLog(spec.LogPath, 3)
 	if err != nil || string(b) != "line 1997\nline 1998\nline 1999\n" {
 		t.Errorf("Tail = %q, %v", b, err)
 	}

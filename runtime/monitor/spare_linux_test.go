@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/shoal-edge/shoal/runtime/logs"
 )
 
 // spareMonitors lists our children that are spare monitors of cfg's.
@@ -86,7 +84,7 @@ func TestSpareMonitor(t *testing.T) {
 		t.Errorf("cmdline of the spare turned monitor: %q, %v; want its state dir as argv[2]", b, err)
 	}
 	waitFor(t, "output in the log", func() error {
-		b, err := logs.Tail(spec.LogPath, -1)
+		b, err := tailLog(spec.LogPath, -1)
 		if err != nil {
 			return err
 		}

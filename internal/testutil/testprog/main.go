@@ -10,6 +10,7 @@
 //	-cat FILE        print FILE's content (check mounts, /etc/hosts, secrets)
 //	-stdout TEXT     write TEXT and a newline to stdout
 //	-stderr TEXT     write TEXT and a newline to stderr
+//	-yes             print "y" lines until killed, as yes(1) (endless output)
 //	-http ADDR       serve HTTP on ADDR (e.g. ":8080"): GET / replies "hello"
 //	                 (or -reply TEXT), /healthz replies 200 "ok"; keeps running
 //	-sleep DURATION  wait this long (e.g. "1h", "500ms") before exiting
@@ -38,6 +39,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -55,6 +57,7 @@ func main() {
 		ignoreTerm = flag.Bool("ignore-term", false, "ignore SIGTERM and SIGINT")
 		exitCode   = flag.Int("exit", 0, "exit code")
 		race       = flag.Duration("race-exe", 0, "race for the executables of other processes this long")
+		yes        = flag.Bool("yes", false, "print y lines until killed, as yes(1)")
 	)
 	flag.Parse()
 
@@ -82,6 +85,14 @@ func main() {
 	}
 	if *stdout != "" {
 		fmt.Println(*stdout)
+	}
+	if *yes {
+		lines := []byte(strings.Repeat("y\n", 4096))
+		for {
+			if _, err := os.Stdout.Write(lines); err != nil {
+				os.Exit(1)
+			}
+		}
 	}
 	if *stderr != "" {
 		fmt.Fprintln(os.Stderr, *stderr)
