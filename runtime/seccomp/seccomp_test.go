@@ -118,7 +118,7 @@ var probes = []call{
 	{"personality", []uint64{0}, wantAllow},
 	{"personality", []uint64{0x20008}, wantAllow},
 	{"personality", []uint64{0x0040000}, wantEPERM}, // READ_IMPLIES_EXEC
-	{"personality", []uint64{0x0800000}, wantEPERM}, // PER_LINUX32_3GB... ADDR_LIMIT_3GB
+	{"personality", []uint64{0x0800000}, wantEPERM}, // ADDR_LIMIT_3GB
 }
 
 func TestFilter(t *testing.T) {
