@@ -84,8 +84,9 @@
 //     by capabilities, seccomp and the mounts. No devices cgroup either,
 //     which is why MKNOD is not in the default set; device nodes reach a
 //     container only through Mounts.
-//   - The seccomp filter is a deny list (runtime/seccomp documents it per
-//     architecture), not Docker's allow list.
+//   - The seccomp filter is an allow list like Docker's, but it does not
+//     widen with added capabilities (runtime/seccomp documents it per
+//     architecture).
 //   - A read-only bind mount makes its sub-mounts read-only too only on
 //     Linux 5.12+ (mount_setattr); older kernels make only the top one so.
 //   - Exec needs the *Container of this process (its pid and namespaces):

@@ -27,7 +27,7 @@ func Prepare() (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: assemble: %w", err)
 	}
-	if len(raw) == 0 || len(raw) > 0xffff {
+	if len(raw) == 0 || len(raw) > maxInstructions {
 		return nil, fmt.Errorf("seccomp: filter of %d instructions cannot be loaded", len(raw))
 	}
 	f := &Filter{prog: make([]unix.SockFilter, len(raw))}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Info is what -info prints as one JSON line; the test decodes the same shape.
@@ -214,12 +216,50 @@ func probes() map[string]string {
 	out["ptrace"] = errString(syscall.PtraceAttach(1))
 	// KEYCTL_GET_KEYRING_ID of the session keyring: allowed by the kernel.
 	_, _, e := syscall.Syscall(syscall.SYS_KEYCTL, 0, ^uintptr(2), 0)
-	if e != 0 {
-		out["keyctl"] = e.Error()
+	out["keyctl"] = errnoString(e)
+	// Calls an allow list leaves out. Each is made so that the kernel
+	// itself would succeed or answer EINVAL or EFAULT, never EPERM or
+	// ENOSYS: those come from the filter.
+	if fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0); err != nil {
+		out["socket-vsock"] = err.Error()
 	} else {
-		out["keyctl"] = ""
+		unix.Close(fd)
+		out["socket-vsock"] = ""
 	}
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		out["pidfd_open"] = err.Error()
+	}
+	// pidfd_getfd of our own stdin: the kernel allows it.
+	fd, _, e := unix.Syscall(unix.SYS_PIDFD_GETFD, uintptr(pidfd), 0, 0)
+	if out["pidfd_getfd"] = errnoString(e); e == 0 {
+		unix.Close(int(fd))
+	}
+	// Flags no kernel knows: EINVAL, here and below.
+	_, _, e = unix.Syscall6(unix.SYS_PROCESS_MADVISE, uintptr(pidfd), 0, 0, unix.MADV_COLD, 1<<31, 0)
+	out["process_madvise"] = errnoString(e)
+	unix.Close(pidfd)
+	root := []byte("/\x00")
+	_, _, e = unix.Syscall6(unix.SYS_OPEN_TREE_ATTR, ^uintptr(99), uintptr(unsafe.Pointer(&root[0])), 1<<31, 0, 0, 0)
+	out["open_tree_attr"] = errnoString(e)
+	_, _, e = unix.Syscall6(unix.SYS_LISTMOUNT, 0, 0, 0, 1<<31, 0, 0)
+	out["listmount"] = errnoString(e)
+	_, _, e = unix.Syscall6(unix.SYS_STATMOUNT, 0, 0, 0, 1<<31, 0, 0)
+	out["statmount"] = errnoString(e)
+	// Newer than the filter's syscall tables (Linux 6.17).
+	_, _, e = unix.Syscall6(unix.SYS_FILE_GETATTR, ^uintptr(99), 0, 0, 0, 1<<31, 0)
+	out["file_getattr"] = errnoString(e)
+	// Newer than any kernel.
+	_, _, e = unix.Syscall(1000, 0, 0, 0)
+	out["syscall-1000"] = errnoString(e)
 	return out
+}
+
+func errnoString(e syscall.Errno) string {
+	if e == 0 {
+		return ""
+	}
+	return e.Error()
 }
 
 type winsize struct{ Row, Col, X, Y uint16 }
