@@ -32,3 +32,16 @@ var ErrManifestUnknown = errors.New("manifest unknown")
 // ErrUnreachable is returned (wrapped) by Pull when the registry's host
 // cannot be resolved or connected to.
 var ErrUnreachable = errors.New("registry unreachable")
+
+// ErrNoSpace is returned (wrapped) when an import or pull needs more disk
+// space than the store's filesystem has free; nothing is written then.
+var ErrNoSpace = errors.New("not enough disk space")
+
+// ErrTooLarge is returned (wrapped) when an image or one of its parts is
+// bigger than a limit allows (Config.MaxUnpacked, the manifest size limit)
+// or than the size its manifest declares.
+var ErrTooLarge = errors.New("image too large")
+
+// ErrStalled is returned (wrapped) by Pull when the registry sent nothing
+// for Config.PullStall while a request was under way.
+var ErrStalled = errors.New("registry stalled")

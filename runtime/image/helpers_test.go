@@ -248,3 +248,6 @@ func readFile(t testing.TB, p string) string {
 	}
 	return string(b)
 }
+
+// testUnpackLimit is the unpack budget of tests that are not about it.
+const testUnpackLimit = 1 << 30

@@ -72,8 +72,9 @@ func (s *Store) unpackImage(ctx context.Context, m *v1.Manifest, dir string) err
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
+	b := &budget{limit: s.maxUnpacked}
 	for _, l := range m.Layers {
-		if err := s.unpackBlob(ctx, tmp, l.Digest); err != nil {
+		if err := s.unpackBlob(ctx, tmp, l.Digest, b); err != nil {
 			return err
 		}
 	}
@@ -87,7 +88,7 @@ func (s *Store) unpackImage(ctx context.Context, m *v1.Manifest, dir string) err
 	return syncDir(s.path("rootfs"))
 }
 
-func (s *Store) unpackBlob(ctx context.Context, root string, h v1.Hash) error {
+func (s *Store) unpackBlob(ctx context.Context, root string, h v1.Hash, b *budget) error {
 	f, err := os.Open(s.blobPath(h))
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", h, err)
@@ -98,5 +99,5 @@ func (s *Store) unpackBlob(ctx context.Context, root string, h v1.Hash) error {
 		return fmt.Errorf("unpack layer %s: %w", h, err)
 	}
 	defer done()
-	return applyLayer(ctx, root, h.String(), r, s.log)
+	return applyLayer(ctx, root, h.String(), r, b, s.log)
 }

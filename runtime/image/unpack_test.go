@@ -31,7 +31,7 @@ func unpackInto(t testing.TB, layer []byte) (root, outside string, err error) {
 	if err := os.WriteFile(filepath.Join(outside, "sentinel"), []byte("untouched"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(layer), slog.New(slog.DiscardHandler))
+	err = applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(layer), &budget{limit: testUnpackLimit}, slog.New(slog.DiscardHandler))
 	return root, outside, err
 }
 
@@ -157,7 +157,7 @@ func TestUnpackHostileLayers(t *testing.T) {
 				os.Mkdir(d, 0o755)
 			}
 			os.WriteFile(filepath.Join(outside, "sentinel"), []byte("untouched"), 0o644)
-			err := applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(makeTar(t, entries...)), slog.New(slog.DiscardHandler))
+			err := applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(makeTar(t, entries...)), &budget{limit: testUnpackLimit}, slog.New(slog.DiscardHandler))
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Fatalf("unpack: %v", err)
