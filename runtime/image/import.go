@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -205,7 +206,7 @@ func (s *Store) stageDockerArchive(ctx context.Context, a *archive, g *stager) (
 	for _, dm := range dms {
 		desc, err := s.stageDockerImage(ctx, a, g, dm)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", dm.Config, err)
+			return nil, fmt.Errorf("image %s: %w", cmp.Or(strings.Join(dm.RepoTags, ", "), dm.Config), err)
 		}
 		it := imported{desc: desc}
 		for _, tag := range dm.RepoTags {
@@ -232,11 +233,7 @@ func (s *Store) stageDockerImage(ctx context.Context, a *archive, g *stager, dm 
 	if len(cfg.RootFS.DiffIDs) != len(dm.Layers) {
 		return v1.Descriptor{}, fmt.Errorf("config %s lists %d diff_ids for %d layers", dm.Config, len(cfg.RootFS.DiffIDs), len(dm.Layers))
 	}
-	img := dm.Config
-	if len(dm.RepoTags) > 0 {
-		img = dm.RepoTags[0]
-	}
-	if err := checkDockerSpace(a, g, img, dm.Layers, cfg.RootFS.DiffIDs); err != nil {
+	if err := checkDockerSpace(a, g, dm.Layers, cfg.RootFS.DiffIDs); err != nil {
 		return v1.Descriptor{}, err
 	}
 	cfgDigest, err := g.addBytes(ctx, rawCfg)
@@ -257,7 +254,7 @@ func (s *Store) stageDockerImage(ctx context.Context, a *archive, g *stager, dm 
 		m.Layers = append(m.Layers, l)
 		digests = append(digests, l.Digest)
 	}
-	if err := g.checkLayers(ctx, img, digests, cfg.RootFS.DiffIDs); err != nil {
+	if err := g.checkLayers(ctx, digests, cfg.RootFS.DiffIDs); err != nil {
 		return v1.Descriptor{}, err
 	}
 	rawM, err := json.Marshal(m)
@@ -303,11 +300,11 @@ func stageDockerLayer(ctx context.Context, a *archive, g *stager, name string, d
 	return v1.Descriptor{MediaType: mt, Size: size, Digest: h}, nil
 }
 
-// checkDockerSpace refuses to stage the layers of the docker-archive image
-// img when the store's filesystem cannot hold them. A plain layer whose
+// checkDockerSpace refuses to stage the layers of a docker-archive image
+// when the store's filesystem cannot hold them. A plain layer whose
 // diff_id is stored already is not copied again; a compressed one is known
 // by its digest only once read, so it counts.
-func checkDockerSpace(a *archive, g *stager, img string, layers []string, diffIDs []v1.Hash) error {
+func checkDockerSpace(a *archive, g *stager, layers []string, diffIDs []v1.Hash) error {
 	var need int64
 	seen := map[string]bool{}
 	for i, name := range layers {
@@ -321,5 +318,5 @@ func checkDockerSpace(a *archive, g *stager, img string, layers []string, diffID
 		seen[name] = true
 		need += sr.Size()
 	}
-	return g.s.checkSpace("image "+img, need)
+	return g.s.checkSpace(need)
 }

@@ -27,20 +27,20 @@ func (b *budget) take(name string, n int64) error {
 	return nil
 }
 
-// checkLayers reads the staged layers of the image named img, decompressed,
+// checkLayers reads the staged layers of an image, decompressed,
 // as the unpacker will, before anything is stored: each must have the
 // diff_id its config promises, and the files of all of them together must
 // stay within the store's MaxUnpacked. A 20 KB layer holding a sparse
 // 100 GiB file, or a few MB of gzip that expand to gigabytes, is refused
 // here, while it costs nothing but reading.
-func (g *stager) checkLayers(ctx context.Context, img string, layers, diffIDs []v1.Hash) error {
+func (g *stager) checkLayers(ctx context.Context, layers, diffIDs []v1.Hash) error {
 	if len(layers) != len(diffIDs) {
-		return fmt.Errorf("image %s: %d layers for %d diff_ids", img, len(layers), len(diffIDs))
+		return fmt.Errorf("%d layers for %d diff_ids", len(layers), len(diffIDs))
 	}
 	b := &budget{limit: g.s.maxUnpacked}
 	for i, h := range layers {
 		if err := g.checkLayer(ctx, h, diffIDs[i], b); err != nil {
-			return fmt.Errorf("image %s: %w", img, err)
+			return err
 		}
 	}
 	return nil

@@ -27,14 +27,14 @@ func mib(n int64) string {
 	return fmt.Sprintf("%d MiB", (n+(1<<20)-1)>>20)
 }
 
-// checkSpace refuses an operation that needs need bytes under the store's
+// checkSpace refuses an image that needs need bytes under the store's
 // root when the filesystem has fewer free, before anything is written.
-func (s *Store) checkSpace(what string, need int64) error {
+func (s *Store) checkSpace(need int64) error {
 	free, ok := freeSpace(s.root)
 	if !ok || need <= free {
 		return nil
 	}
-	return fmt.Errorf("%w: %s needs %s, %s has %s free", ErrNoSpace, what, mib(need), s.root, mib(free))
+	return fmt.Errorf("%w: the image needs %s, %s has %s free", ErrNoSpace, mib(need), s.root, mib(free))
 }
 
 // boundedReader reads at most max bytes of r and fails with err, rather

@@ -188,7 +188,7 @@ func (p *pullJob) fetchManifest(r name.Reference) ([]byte, types.MediaType, v1.H
 	}
 	raw := d.Manifest
 	if len(raw) > maxManifestSize {
-		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %w: %d bytes is more than %d", r, ErrTooLarge, len(raw), maxManifestSize)
+		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %w: %d bytes is more than %d", r, ErrOversized, len(raw), maxManifestSize)
 	}
 	h := digestOf(raw)
 	if dr, ok := r.(name.Digest); ok && dr.DigestStr() != h.String() {
@@ -218,7 +218,7 @@ func (p *pullJob) stageImage(raw []byte, mt types.MediaType, h v1.Hash, fromInde
 		return v1.Descriptor{}, fmt.Errorf("manifest %s: config media type %q: not a container image", h, m.Config.MediaType)
 	}
 	if m.Config.Size > maxJSONSize {
-		return v1.Descriptor{}, fmt.Errorf("config %s: %w: %d bytes is more than %d", m.Config.Digest, ErrTooLarge, m.Config.Size, maxJSONSize)
+		return v1.Descriptor{}, fmt.Errorf("config %s: %w: %d bytes is more than %d", m.Config.Digest, ErrOversized, m.Config.Size, maxJSONSize)
 	}
 	var need int64
 	var digests []v1.Hash
@@ -239,7 +239,7 @@ func (p *pullJob) stageImage(raw []byte, mt types.MediaType, h v1.Hash, fromInde
 	}
 	// What the manifest declares is all a registry may send (fetchBlob
 	// reads no more), so a pull that cannot fit is refused before a byte.
-	if err := p.g.s.checkSpace("image "+p.name, need); err != nil {
+	if err := p.g.s.checkSpace(need); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := p.fetchBlob(m.Config, nil); err != nil {
@@ -258,7 +258,7 @@ func (p *pullJob) stageImage(raw []byte, mt types.MediaType, h v1.Hash, fromInde
 	if err := p.fetchLayers(m.Layers); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := p.g.checkLayers(p.ctx, p.name, digests, cfg.RootFS.DiffIDs); err != nil {
+	if err := p.g.checkLayers(p.ctx, digests, cfg.RootFS.DiffIDs); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if _, err := p.g.addBytes(p.ctx, raw); err != nil {

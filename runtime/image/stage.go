@@ -91,7 +91,7 @@ func (g *stager) copy(ctx context.Context, r io.Reader, want v1.Hash, wantSize i
 	}
 	if wantSize >= 0 {
 		r = &boundedReader{r: r, left: wantSize, err: func() error {
-			return fmt.Errorf("blob %s: %w: more than the %d bytes declared for it", want, ErrTooLarge, wantSize)
+			return fmt.Errorf("blob %s: %w: more than the %d bytes declared for it", want, ErrOversized, wantSize)
 		}}
 	}
 	got, size, err := g.copyUnknown(ctx, r)

@@ -74,13 +74,13 @@ func (t *pullTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 			t.watch.end()
 			return nil, fmt.Errorf("%s %s: %w: response of %d bytes, more than the %s a manifest may have",
-				req.Method, req.URL.Redacted(), ErrTooLarge, resp.ContentLength, mib(maxManifestSize))
+				req.Method, req.URL.Redacted(), ErrOversized, resp.ContentLength, mib(maxManifestSize))
 		}
 		body = struct {
 			io.Reader
 			io.Closer
 		}{&boundedReader{r: body, left: maxManifestSize, err: func() error {
-			return fmt.Errorf("%s %s: %w: response longer than the %s a manifest may have", req.Method, req.URL.Redacted(), ErrTooLarge, mib(maxManifestSize))
+			return fmt.Errorf("%s %s: %w: response longer than the %s a manifest may have", req.Method, req.URL.Redacted(), ErrOversized, mib(maxManifestSize))
 		}}, body}
 	}
 	resp.Body = &watchedBody{ReadCloser: body, watch: t.watch}
