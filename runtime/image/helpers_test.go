@@ -250,4 +250,4 @@ func readFile(t testing.TB, p string) string {
 }
 
 // testUnpackLimit is the unpack budget of tests that are not about it.
-const testUnpackLimit = 1 << 30
+const testUnpackLimit = 8 << 20

@@ -27,7 +27,7 @@ func newStallWatch(ctx context.Context, registry string, d time.Duration) (_ *st
 	ctx, cancel := context.WithCancelCause(ctx)
 	w := &stallWatch{d: d}
 	w.timer = time.AfterFunc(d, func() {
-		cancel(fmt.Errorf("%w: registry %s sent nothing for %s", ErrStalled, registry, d))
+		cancel(fmt.Errorf("%w: %s sent nothing for %s", ErrStalled, registry, d))
 	})
 	w.timer.Stop()
 	return w, ctx, func() {
