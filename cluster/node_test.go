@@ -147,8 +147,10 @@ func TestIdentityIsKept(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	c := DefaultConfig()
 	c.BindAddr, c.Port, c.GossipPort, c.Voters, c.Name = "nope", 0, 0, 2, "Bad_Name"
+	c.ImageMaxUnpacked, c.ImagePullStall, c.ImagePullTimeout = 100, 0, -time.Second
 	err := c.Validate()
-	for _, want := range []string{`bind "nope"`, "port 0", "voters 2", `name "Bad_Name"`} {
+	for _, want := range []string{`bind "nope"`, "port 0", "voters 2", `name "Bad_Name"`,
+		"image max unpacked 100", "image pull stall 0s", "image pull timeout -1s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}
