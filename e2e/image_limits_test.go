@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,20 @@ import (
 )
 
 // hostileRegistry serves a registry on loopback holding a tiny image as
-// repo:1, with wrap between the client and it; it returns host:port.
+// repo:1, with wrap between the client and it once the image is pushed;
+// it returns host:port.
 func hostileRegistry(t *testing.T, repo string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
-	srv := httptest.NewServer(wrap(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	hostile := wrap(reg)
+	var pushed atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if pushed.Load() {
+			hostile.ServeHTTP(w, r)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	archive := filepath.Join(t.TempDir(), "tiny.tar")
@@ -42,6 +53,7 @@ func hostileRegistry(t *testing.T, repo string, wrap func(http.Handler) http.Han
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}
+	pushed.Store(true)
 	return host
 }
 
