@@ -42,33 +42,6 @@ func sparseLayer(t testing.TB, size int64) []byte {
 	return l
 }
 
-// checkNothingLeft fails t unless the store holds no work in progress, no
-// unpacked rootfs, and exactly the blobs it held before (want).
-func checkNothingLeft(t testing.TB, s *Store, want []string) {
-	t.Helper()
-	for _, d := range []string{"tmp", "rootfs"} {
-		if ents, _ := os.ReadDir(s.path(d)); len(ents) != 0 {
-			t.Errorf("%s/ holds %d leftovers: %v", d, len(ents), ents)
-		}
-	}
-	if diff := cmp.Diff(want, blobNames(t, s)); diff != "" {
-		t.Errorf("blobs (-before +after):\n%s", diff)
-	}
-}
-
-func blobNames(t testing.TB, s *Store) []string {
-	t.Helper()
-	ents, err := os.ReadDir(s.path("blobs", "sha256"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := []string{}
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // An image whose files add up to more than MaxUnpacked is refused at
 // import, however small its archive, and nothing of it stays.
 func TestImportRefusesImagesOverTheUnpackLimit(t *testing.T) {
@@ -272,4 +245,27 @@ func TestPullRefusedWhenTheDiskIsFull(t *testing.T) {
 		t.Errorf("%d blob downloads before the refusal: %v", n, reg.requests())
 	}
 	checkNothingLeft(t, s, []string{})
+}
+
+// A disk that fills up while an image is unpacked fails the unpack with
+// ErrNoSpace and takes back every byte it wrote.
+func TestRootfsOnAFullDisk(t *testing.T) {
+	s := tmpfsStore(t, "48m")
+	mustImport(t, s, layersArchive(t, makeTar(t, tarEntry{name: "noise", body: noise(9, 12<<20)})))
+	blobs := blobNames(t, s)
+	free, _ := freeSpace(s.root)
+	filler := filepath.Join(filepath.Dir(s.root), "filler")
+	if err := os.WriteFile(filler, make([]byte, free-(4<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := freeSpace(s.root)
+	_, _, err := s.Rootfs(context.Background(), "hostile:1")
+	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), s.root+" filled up while unpacking") {
+		t.Fatalf("Rootfs on a full disk = %v, want ErrNoSpace naming the store", err)
+	}
+	t.Log(err)
+	checkNothingLeft(t, s, blobs)
+	if after, _ := freeSpace(s.root); after != before {
+		t.Errorf("free space %d before the unpack, %d after", before, after)
+	}
 }

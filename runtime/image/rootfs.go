@@ -2,9 +2,11 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -74,7 +76,11 @@ func (s *Store) unpackImage(ctx context.Context, m *v1.Manifest, dir string) err
 	}
 	b := &budget{limit: s.maxUnpacked}
 	for _, l := range m.Layers {
-		if err := s.unpackBlob(ctx, tmp, l.Digest, b); err != nil {
+		err := s.unpackBlob(ctx, tmp, l.Digest, b)
+		if errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("%w: %s filled up while unpacking (%s of files so far): %w", ErrNoSpace, s.root, mib(b.used), err)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -72,6 +72,11 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.watch.progress()
 	}
+	if err != nil {
+		// All that was coming has come: what the reader does before it
+		// closes the body (syncing a staged blob) is not the registry's.
+		b.once.Do(b.watch.end)
+	}
 	return n, err
 }
 
