@@ -32,7 +32,9 @@ type imported struct {
 // r is spooled to a file under Root first, for random access; every blob is
 // verified against its digest and staged before anything becomes visible,
 // so a failed import leaves the store as it was. Importing content already
-// present stores nothing new.
+// present stores nothing new. An archive that does not fit in the free
+// space is refused with ErrNoSpace, an image over Config.MaxUnpacked with
+// ErrTooLarge (see Limits in the package doc).
 func (s *Store) Import(ctx context.Context, r io.Reader) ([]Image, error) {
 	f, release, err := s.spool(ctx, r)
 	if err != nil {

@@ -62,8 +62,11 @@ type PullOptions struct {
 // Errors wrap ErrUnauthorized (401/403: the message says how to give
 // credentials), ErrManifestUnknown (no such repository, tag or digest),
 // ErrUnreachable (unknown host, connection refused), ErrNoPlatform (the
-// message names the platforms on offer), or the context's error when ctx
-// ends first.
+// message names the platforms on offer), ErrNoSpace (the layers do not fit
+// in the free space; nothing was downloaded), ErrTooLarge (over
+// Config.MaxUnpacked), ErrOversized (a manifest over 4 MiB, a blob beyond
+// its declared size), ErrStalled (nothing arrived for Config.PullStall),
+// or the context's error when ctx ends first.
 func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, error) {
 	img, err := s.pull(ctx, ref, opts)
 	if err != nil {
