@@ -157,3 +157,27 @@ func TestPullSlowButSteadyIsNotStalled(t *testing.T) {
 		t.Fatalf("Pull from a slow registry: %v", err)
 	}
 }
+
+// A blob sent from elsewhere, as registries redirect blobs to a CDN, is
+// not held to the size limit of manifests.
+func TestPullFollowsABlobRedirect(t *testing.T) {
+	isolateDockerConfig(t)
+	reg := newTestRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/cdn/"):
+				r.URL.Path = "/v2/" + strings.ReplaceAll(strings.TrimPrefix(r.URL.Path, "/cdn/"), "_", "/")
+				next.ServeHTTP(w, r)
+			case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/"):
+				// A path of the CDN's own, without "/blobs/" in it.
+				http.Redirect(w, r, "/cdn/"+strings.ReplaceAll(strings.TrimPrefix(r.URL.Path, "/v2/"), "/", "_"), http.StatusTemporaryRedirect)
+			default:
+				next.ServeHTTP(w, r)
+			}
+		})
+	})
+	reg.push(t, "app:1", testImage(t, v1.Config{}, makeTar(t, tarEntry{name: "f", body: noise(11, 6<<20)})))
+	if _, err := pullWithin(t, 30*time.Second, time.Minute, reg.host+"/app:1"); err != nil {
+		t.Fatalf("Pull of a 6 MiB blob through a redirect: %v", err)
+	}
+}

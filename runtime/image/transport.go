@@ -54,10 +54,11 @@ func (t *pullTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "http" && !t.insecure && !isLoopbackHost(req.URL.Host) {
 		return nil, fmt.Errorf("%s: %w", req.URL.Host, errPlainHTTP)
 	}
-	// The client sets Response on a request it makes to follow a redirect.
-	hops := 0
-	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
-		hops++
+	// The client sets Response on a request it makes to follow a
+	// redirect; origin is the request the client was asked to make.
+	hops, origin := 0, req
+	for origin.Response != nil && origin.Response.Request != nil {
+		hops, origin = hops+1, origin.Response.Request
 	}
 	if hops > maxRedirects {
 		return nil, fmt.Errorf("%s: %w", req.URL.Host, errRedirectLoop)
@@ -69,7 +70,7 @@ func (t *pullTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	body := resp.Body
-	if !isBlobDownload(req, resp) {
+	if !isBlobDownload(origin, resp) {
 		if resp.ContentLength > maxManifestSize {
 			resp.Body.Close()
 			t.watch.end()
@@ -88,7 +89,9 @@ func (t *pullTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // isBlobDownload tells the responses whose size the caller bounds itself
-// (fetchBlob reads no more than the manifest declares).
+// (fetchBlob reads no more than the manifest declares): those to a blob
+// GET, wherever its redirects led (registries send blobs from a CDN or
+// object store, under paths of their own).
 func isBlobDownload(req *http.Request, resp *http.Response) bool {
 	return req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") &&
 		resp.StatusCode >= 200 && resp.StatusCode < 300
