@@ -140,7 +140,7 @@ func TestImageLimits(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "redirected more than 10 times") || time.Since(start) > 15*time.Second {
 		t.Errorf("image pull from a redirect loop: exit %d after %s, %q", code, time.Since(start).Round(time.Millisecond), errOut)
 	}
-	t.Logf("image pull from a redirect loop: %s", strings.TrimSpace(errOut))
+	t.Logf("image pull from a redirect loop, after %s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(errOut))
 
 	// An app whose registry stops sending, and one whose registry sends a
 	// byte now and then, forever.
@@ -169,10 +169,10 @@ func TestImageLimits(t *testing.T) {
 	}
 	n.must("apply", "-f", n.writeFile("stalled.yaml", fmt.Sprintf("name: stalled\nimage: %s/stall:1\ncommand: [/f]\n", stall)))
 	n.must("apply", "-f", n.writeFile("dripped.yaml", fmt.Sprintf("name: dripped\nimage: %s/drip:1\ncommand: [/f]\n", drip)))
+	var ps []struct {
+		App, State, Error string
+	}
 	testutil.WaitFor(t, 30*time.Second, func() error {
-		var ps []struct {
-			App, State, Error string
-		}
 		if err := n.json(&ps, "ps", "-o", "json"); err != nil {
 			return err
 		}
@@ -186,6 +186,9 @@ func TestImageLimits(t *testing.T) {
 		}
 		return nil
 	})
+	for _, in := range ps {
+		t.Logf("ps: %s %s: %s", in.App, in.State, in.Error)
+	}
 	n.must("rm", "stalled")
 	n.must("rm", "dripped")
 	testutil.WaitFor(t, 20*time.Second, func() error {

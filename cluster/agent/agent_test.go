@@ -101,10 +101,10 @@ func (r *fakeRuntime) Start(ctx context.Context, in Instance) (supervise.Process
 	return p, nil
 }
 func (r *fakeRuntime) HasImage(string) bool { return !r.noImage }
-func (r *fakeRuntime) Pull(ctx context.Context, _ string) error {
+func (r *fakeRuntime) Pull(ctx context.Context, ref string) error {
 	if r.noImage {
 		<-ctx.Done()
-		return context.Cause(ctx)
+		return fmt.Errorf("pull %s: %w", ref, context.Cause(ctx))
 	}
 	return nil
 }

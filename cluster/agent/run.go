@@ -134,7 +134,8 @@ func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) 
 		}
 		a.log.Warn("pull image", "instance", al.Instance(), "image", ref, "err", err, "retry_in", delay)
 		a.setStatus(al, func(s *api.InstanceStatus) {
-			s.State, s.Error = api.StatePulling, fmt.Sprintf("pull %s: %v (retrying in %v)", ref, err, delay)
+			// The runtime's error names the image already.
+			s.State, s.Error = api.StatePulling, fmt.Sprintf("%v (retrying in %v)", err, delay)
 		})
 		select {
 		case <-ctx.Done():

@@ -94,6 +94,7 @@ func TestPullRefusesAnEndlessManifest(t *testing.T) {
 	if n := sent.Load(); n > 16<<20 {
 		t.Errorf("registry got to send %d MiB", n>>20)
 	}
+	t.Logf("registry sent %d KiB", sent.Load()>>10)
 	checkNothingLeft(t, s, []string{})
 }
 

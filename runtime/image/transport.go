@@ -117,7 +117,8 @@ func isLoopbackHost(host string) bool {
 func explainPullError(ctx context.Context, ref name.Reference, auth credentials, err error) error {
 	registry := ref.Context().RegistryStr()
 	if ctx.Err() != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+		// A stall, or a deadline the caller gave a cause, says it all.
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
 			return cause
 		}
 		return fmt.Errorf("cancelled: %w", context.Cause(ctx))
