@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/runtime/image"
 )
 
 // Config describes one node.
@@ -44,8 +45,16 @@ type Config struct {
 	// built-in list (see cluster/hostpath). A node setting: no API caller
 	// can widen it.
 	AllowHostPaths []string
-	Labels         map[string]string
-	Logger         *slog.Logger
+	// ImageMaxUnpacked is the most one image's files may add up to once
+	// unpacked; imports and pulls of a bigger image are refused.
+	ImageMaxUnpacked int64
+	// ImagePullStall fails a pull when the registry sends nothing for
+	// this long; ImagePullTimeout bounds each pull the agent makes for an
+	// instance (0: no bound), after which it retries with backoff.
+	ImagePullStall   time.Duration
+	ImagePullTimeout time.Duration
+	Labels           map[string]string
+	Logger           *slog.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -62,6 +71,10 @@ func DefaultConfig() Config {
 		DeadVoterGrace: 30 * time.Second,
 		SpareIdle:      time.Minute,
 		SpareMonitor:   true,
+
+		ImageMaxUnpacked: image.DefaultMaxUnpacked,
+		ImagePullStall:   image.DefaultPullStall,
+		ImagePullTimeout: time.Hour,
 	}
 }
 
@@ -100,6 +113,15 @@ func (c *Config) Validate() error {
 	}
 	if err := checkHostPaths(c.AllowHostPaths); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ImageMaxUnpacked < 1<<20 {
+		errs = append(errs, fmt.Errorf("image max unpacked %d: must be at least 1Mi", c.ImageMaxUnpacked))
+	}
+	if c.ImagePullStall < time.Second {
+		errs = append(errs, fmt.Errorf("image pull stall %s: must be at least 1s", c.ImagePullStall))
+	}
+	if c.ImagePullTimeout < 0 {
+		errs = append(errs, fmt.Errorf("image pull timeout %s: must not be negative", c.ImagePullTimeout))
 	}
 	for k := range c.Labels {
 		if k == "" {

@@ -14,7 +14,7 @@ import (
 func (n *Node) ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error) {
 	imgs, err := n.images.Import(ctx, r)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v%s", api.ErrInvalid, err, limitHint(err))
 	}
 	return apiImages(imgs), nil
 }
@@ -37,9 +37,17 @@ func (n *Node) PullImage(ctx context.Context, req api.PullRequest, progress func
 		Progress: progress,
 	})
 	if err != nil {
-		return api.Image{}, err
+		return api.Image{}, fmt.Errorf("%w%s", err, limitHint(err))
 	}
 	return apiImages([]image.Image{img})[0], nil
+}
+
+// limitHint tells the operator which setting an image went over.
+func limitHint(err error) string {
+	if errors.Is(err, image.ErrTooLarge) {
+		return " (set by shoal up --image-max-unpacked)"
+	}
+	return ""
 }
 
 // RemoveImage removes an image that no app placed on this node uses.

@@ -146,7 +146,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return nil, err
 	}
-	if n.images, err = image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Logger: n.log}); err != nil {
+	if n.images, err = image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Logger: n.log,
+		MaxUnpacked: cfg.ImageMaxUnpacked, PullStall: cfg.ImagePullStall}); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	// Blobs and unpacked files no image refers to (an import or pull cut
@@ -205,6 +206,8 @@ func New(cfg Config) (_ *Node, err error) {
 		Logger:  n.log,
 		Adopted: adopted,
 		Journal: n.store,
+
+		PullTimeout: cfg.ImagePullTimeout,
 	})
 	if err != nil {
 		return nil, err

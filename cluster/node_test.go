@@ -148,8 +148,10 @@ func TestConfigValidate(t *testing.T) {
 	c := DefaultConfig()
 	c.BindAddr, c.Port, c.GossipPort, c.Voters, c.Name = "nope", 0, 0, 2, "Bad_Name"
 	c.AllowHostPaths = []string{"none", "/srv/ok", "srv/relative"}
+	c.ImageMaxUnpacked, c.ImagePullStall, c.ImagePullTimeout = 100, 0, -time.Second
 	err := c.Validate()
-	for _, want := range []string{`bind "nope"`, "port 0", "voters 2", `name "Bad_Name"`, `allow host path "srv/relative"`} {
+	for _, want := range []string{`bind "nope"`, "port 0", "voters 2", `name "Bad_Name"`, `allow host path "srv/relative"`,
+		"image max unpacked 100", "image pull stall 0s", "image pull timeout -1s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster"
 	"github.com/urfave/cli/v2"
 )
@@ -34,6 +35,9 @@ func upCommand() *cli.Command {
 			&cli.DurationFlag{Name: "spare-idle", Usage: "how long (`DURATION`) a container init started ahead of time for the next shoal run is kept unused (0: none)", Value: def.SpareIdle},
 			&cli.BoolFlag{Name: "spare-monitor", Usage: "keep a container monitor started ahead of time for the next start or restart (--spare-monitor=false saves its ~2.3 MB)", Value: def.SpareMonitor},
 			&cli.StringSliceFlag{Name: "allow-host-path", Usage: "apps may bind this host `PATH` and what is under it (repeatable); none: only the paths given, not the built-in list (see docs/spec.md, Volumes)"},
+			&cli.StringFlag{Name: "image-max-unpacked", Usage: "the most one image's files may add up to once unpacked (`SIZE`, e.g. 8Gi); bigger imports and pulls are refused", Value: api.Bytes(def.ImageMaxUnpacked).String()},
+			&cli.DurationFlag{Name: "image-pull-stall", Usage: "fail a pull when the registry sends nothing for this long", Value: def.ImagePullStall},
+			&cli.DurationFlag{Name: "image-pull-timeout", Usage: "give up one attempt to pull an app's image after this long, and retry (0: no limit)", Value: def.ImagePullTimeout},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: up,
@@ -62,6 +66,13 @@ func up(c *cli.Context) error {
 	cfg.SpareIdle = c.Duration("spare-idle")
 	cfg.SpareMonitor = c.Bool("spare-monitor")
 	cfg.AllowHostPaths = c.StringSlice("allow-host-path")
+	maxUnpacked, err := api.ParseBytes(c.String("image-max-unpacked"))
+	if err != nil {
+		return fmt.Errorf("--image-max-unpacked: %w", err)
+	}
+	cfg.ImageMaxUnpacked = int64(maxUnpacked)
+	cfg.ImagePullStall = c.Duration("image-pull-stall")
+	cfg.ImagePullTimeout = c.Duration("image-pull-timeout")
 	cfg.Labels = map[string]string{}
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")

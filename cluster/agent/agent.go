@@ -53,6 +53,10 @@ type Config struct {
 	// or on-failure after a clean exit), so that a daemon restart or a
 	// reboot does not run them again. Optional.
 	Journal Journal
+	// PullTimeout bounds each attempt to pull an instance's image; the
+	// attempt then fails, shows in the instance's status, and is retried
+	// with backoff. 0: no bound.
+	PullTimeout time.Duration
 }
 
 // Journal is node-local memory of instances that ended for good.

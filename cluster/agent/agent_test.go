@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,9 @@ type fakeRuntime struct {
 	started []*fakeProc
 	block   bool // Start blocks until ctx ends
 	stuck   map[string]bool
+	// noImage: HasImage says no, and Pull hangs until its context ends,
+	// as it does on a registry that never answers.
+	noImage bool
 }
 
 func (r *fakeRuntime) Start(ctx context.Context, in Instance) (supervise.Process, error) {
@@ -96,9 +100,15 @@ func (r *fakeRuntime) Start(ctx context.Context, in Instance) (supervise.Process
 	r.mu.Unlock()
 	return p, nil
 }
-func (r *fakeRuntime) HasImage(string) bool               { return true }
-func (r *fakeRuntime) Pull(context.Context, string) error { return nil }
-func (r *fakeRuntime) n() int                             { r.mu.Lock(); defer r.mu.Unlock(); return len(r.started) }
+func (r *fakeRuntime) HasImage(string) bool { return !r.noImage }
+func (r *fakeRuntime) Pull(ctx context.Context, ref string) error {
+	if r.noImage {
+		<-ctx.Done()
+		return fmt.Errorf("pull %s: %w", ref, context.Cause(ctx))
+	}
+	return nil
+}
+func (r *fakeRuntime) n() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.started) }
 
 // statusOf returns an instance's observed state.
 func statusOf(a *Agent, name string) api.InstanceStatus {
@@ -188,6 +198,25 @@ func TestStuckStopDoesNotBlockOthers(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, func() error {
 		if s := statusOf(a, "b/0"); s.State != api.StateRunning {
 			return fmt.Errorf("b is %q: stuck behind a's stop", s.State)
+		}
+		return nil
+	})
+}
+
+// A pull that does not finish in PullTimeout is given up, shows in the
+// instance's status, and is tried again.
+func TestPullTimeout(t *testing.T) {
+	al := api.Allocation{App: "web", Index: 0, Version: 1, Node: "n1"}
+	rt := &fakeRuntime{noImage: true}
+	a, _ := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: newDesired(al), Runtime: rt, PullTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		s := statusOf(a, "web/0")
+		if s.State != api.StatePulling || !strings.Contains(s.Error, "pull img: timed out after 200ms (retrying in") {
+			return fmt.Errorf("state %q, error %q", s.State, s.Error)
 		}
 		return nil
 	})

@@ -125,7 +125,7 @@ func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) 
 	delay := time.Second
 	for !a.cfg.Runtime.HasImage(ref) {
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StatePulling, "" })
-		err := a.cfg.Runtime.Pull(ctx, ref)
+		err := a.pull(ctx, ref)
 		if err == nil {
 			return true
 		}
@@ -134,7 +134,8 @@ func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) 
 		}
 		a.log.Warn("pull image", "instance", al.Instance(), "image", ref, "err", err, "retry_in", delay)
 		a.setStatus(al, func(s *api.InstanceStatus) {
-			s.State, s.Error = api.StatePulling, fmt.Sprintf("pull %s: %v (retrying in %v)", ref, err, delay)
+			// The runtime's error names the image already.
+			s.State, s.Error = api.StatePulling, fmt.Sprintf("%v (retrying in %v)", err, delay)
 		})
 		select {
 		case <-ctx.Done():
@@ -144,6 +145,16 @@ func (a *Agent) ensureImage(ctx context.Context, al api.Allocation, ref string) 
 		delay = min(2*delay, time.Minute)
 	}
 	return true
+}
+
+// pull makes one attempt to pull ref, within the configured time.
+func (a *Agent) pull(ctx context.Context, ref string) error {
+	if d := a.cfg.PullTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("timed out after %s", d))
+		defer cancel()
+	}
+	return a.cfg.Runtime.Pull(ctx, ref)
 }
 
 // untilDetach returns a context that also ends when the daemon shuts down.

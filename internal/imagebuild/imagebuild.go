@@ -1,7 +1,9 @@
 // Package imagebuild builds tiny one-layer container images from files in
 // memory or on the host, and writes them as a docker-archive or as a tarball
-// of an OCI image layout. It serves shoal's tests, demo and examples; the
-// shoal binary never imports it.
+// of an OCI image layout. It also makes hostile layers (SparseLayer,
+// ZerosLayer) and archives of them (WriteLayersArchive) for tests of what a
+// node refuses. It serves shoal's tests, demo and examples; the shoal
+// binary never imports it.
 //
 // The output is reproducible: file times and the creation time are the Unix
 // epoch, so the same Spec always gives the same digests.

@@ -58,8 +58,32 @@
 // os and architecture equal, variants normalised ("arm" is "arm/v7",
 // "arm64" is "arm64/v8"), and on 32-bit arm an older variant accepted when
 // the wanted one is missing (v7 takes v6, never the reverse). Errors wrap
-// ErrUnauthorized, ErrManifestUnknown, ErrUnreachable, ErrNoPlatform or the
-// context's error.
+// ErrUnauthorized, ErrManifestUnknown, ErrUnreachable, ErrNoPlatform, the
+// limits' errors below, or the context's error.
+//
+// # Limits
+//
+// Sizes an archive or a registry states are believed only up to a limit,
+// and every refusal comes before the store changes:
+//
+//   - Free space: the layers a manifest (or an archive) declares, less
+//     those already stored, must fit in the free space of Root's
+//     filesystem, or Import and Pull fail with ErrNoSpace before staging a
+//     byte; a compressed archive is spooled no further than the free
+//     space. A disk that fills up while unpacking is ErrNoSpace too.
+//   - Declared sizes: a blob is read no further than the size declared for
+//     it (ErrOversized).
+//   - Unpacked size: every layer is read once, decompressed, before the
+//     image is stored; its diff_id is checked and its regular files are
+//     added up against Config.MaxUnpacked (ErrTooLarge), counting a sparse
+//     file at its apparent size, so a tiny layer with a huge sparse file or
+//     a gzip bomb is refused at Import or Pull. Unpacking counts the same
+//     budget, and writes block-sized runs of zeros as holes.
+//   - Registry traffic: at most 10 redirects per request; no response but
+//     a blob download is read past 4 MiB (manifests, indexes, tokens,
+//     errors), a config past 8 MiB; a request that receives nothing for
+//     Config.PullStall ends the pull (ErrStalled). An overall deadline is
+//     the caller's, through the context.
 //
 // # Concurrency and garbage
 //

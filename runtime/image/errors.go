@@ -32,3 +32,21 @@ var ErrManifestUnknown = errors.New("manifest unknown")
 // ErrUnreachable is returned (wrapped) by Pull when the registry's host
 // cannot be resolved or connected to.
 var ErrUnreachable = errors.New("registry unreachable")
+
+// ErrNoSpace is returned (wrapped) when an import or pull needs more disk
+// space than the store's filesystem has free; nothing is written then.
+var ErrNoSpace = errors.New("not enough disk space")
+
+// ErrTooLarge is returned (wrapped) when an image's files add up to more
+// than Config.MaxUnpacked: by Import and Pull, which then store nothing,
+// and by Rootfs for an image stored before the limit was lowered.
+var ErrTooLarge = errors.New("image too large")
+
+// ErrOversized is returned (wrapped) by Pull and Import when a manifest,
+// index or config is bigger than shoal reads, or a blob holds more than
+// the size declared for it.
+var ErrOversized = errors.New("oversized")
+
+// ErrStalled is returned (wrapped) by Pull when the registry sent nothing
+// for Config.PullStall while a request was under way.
+var ErrStalled = errors.New("registry stalled")

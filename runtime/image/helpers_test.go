@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -247,4 +248,34 @@ func readFile(t testing.TB, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// testUnpackLimit is the unpack budget of tests that are not about it.
+const testUnpackLimit = 8 << 20
+
+// checkNothingLeft fails t unless the store holds no work in progress, no
+// unpacked rootfs, and exactly the blobs it held before (want).
+func checkNothingLeft(t testing.TB, s *Store, want []string) {
+	t.Helper()
+	for _, d := range []string{"tmp", "rootfs"} {
+		if ents, _ := os.ReadDir(s.path(d)); len(ents) != 0 {
+			t.Errorf("%s/ holds %d leftovers: %v", d, len(ents), ents)
+		}
+	}
+	if diff := cmp.Diff(want, blobNames(t, s)); diff != "" {
+		t.Errorf("blobs (-before +after):\n%s", diff)
+	}
+}
+
+func blobNames(t testing.TB, s *Store) []string {
+	t.Helper()
+	ents, err := os.ReadDir(s.path("blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
 }

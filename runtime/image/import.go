@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,7 +32,9 @@ type imported struct {
 // r is spooled to a file under Root first, for random access; every blob is
 // verified against its digest and staged before anything becomes visible,
 // so a failed import leaves the store as it was. Importing content already
-// present stores nothing new.
+// present stores nothing new. An archive that does not fit in the free
+// space is refused with ErrNoSpace, an image over Config.MaxUnpacked with
+// ErrTooLarge (see Limits in the package doc).
 func (s *Store) Import(ctx context.Context, r io.Reader) ([]Image, error) {
 	f, release, err := s.spool(ctx, r)
 	if err != nil {
@@ -89,6 +92,13 @@ func (s *Store) spool(ctx context.Context, r io.Reader) (_ *os.File, release fun
 		return fail(err)
 	}
 	defer done()
+	// A compressed archive's size is unknown until it is read: it may
+	// take what the filesystem has free, and not a byte more.
+	if free, ok := freeSpace(s.root); ok {
+		src = &boundedReader{r: src, left: free, err: func() error {
+			return fmt.Errorf("%w: the archive unpacks to more than the %s that %s has free", ErrNoSpace, mib(free), s.root)
+		}}
+	}
 	if _, err := io.Copy(f, src); err != nil {
 		return fail(err)
 	}
@@ -198,7 +208,7 @@ func (s *Store) stageDockerArchive(ctx context.Context, a *archive, g *stager) (
 	for _, dm := range dms {
 		desc, err := s.stageDockerImage(ctx, a, g, dm)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", dm.Config, err)
+			return nil, fmt.Errorf("image %s: %w", cmp.Or(strings.Join(dm.RepoTags, ", "), dm.Config), err)
 		}
 		it := imported{desc: desc}
 		for _, tag := range dm.RepoTags {
@@ -225,6 +235,9 @@ func (s *Store) stageDockerImage(ctx context.Context, a *archive, g *stager, dm 
 	if len(cfg.RootFS.DiffIDs) != len(dm.Layers) {
 		return v1.Descriptor{}, fmt.Errorf("config %s lists %d diff_ids for %d layers", dm.Config, len(cfg.RootFS.DiffIDs), len(dm.Layers))
 	}
+	if err := checkDockerSpace(a, g, dm.Layers, cfg.RootFS.DiffIDs); err != nil {
+		return v1.Descriptor{}, err
+	}
 	cfgDigest, err := g.addBytes(ctx, rawCfg)
 	if err != nil {
 		return v1.Descriptor{}, err
@@ -234,12 +247,17 @@ func (s *Store) stageDockerImage(ctx context.Context, a *archive, g *stager, dm 
 		MediaType:     types.OCIManifestSchema1,
 		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: int64(len(rawCfg)), Digest: cfgDigest},
 	}
+	var digests []v1.Hash
 	for i, name := range dm.Layers {
 		l, err := stageDockerLayer(ctx, a, g, name, cfg.RootFS.DiffIDs[i])
 		if err != nil {
 			return v1.Descriptor{}, fmt.Errorf("layer %s: %w", name, err)
 		}
 		m.Layers = append(m.Layers, l)
+		digests = append(digests, l.Digest)
+	}
+	if err := g.checkLayers(ctx, digests, cfg.RootFS.DiffIDs); err != nil {
+		return v1.Descriptor{}, err
 	}
 	rawM, err := json.Marshal(m)
 	if err != nil {
@@ -272,12 +290,9 @@ func stageDockerLayer(ctx context.Context, a *archive, g *stager, name string, d
 		}
 		return v1.Descriptor{MediaType: types.OCIUncompressedLayer, Size: sr.Size(), Digest: diffID}, nil
 	}
+	// Its diff_id is checked with the image's other layers (checkLayers).
 	h, size, err := g.copyUnknown(ctx, sr)
 	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	if err := g.verifyDiffID(h, diffID); err != nil {
-		g.drop(h)
 		return v1.Descriptor{}, err
 	}
 	mt := types.OCILayer
@@ -285,4 +300,25 @@ func stageDockerLayer(ctx context.Context, a *archive, g *stager, name string, d
 		mt = types.OCILayerZStd
 	}
 	return v1.Descriptor{MediaType: mt, Size: size, Digest: h}, nil
+}
+
+// checkDockerSpace refuses to stage the layers of a docker-archive image
+// when the store's filesystem cannot hold them. A plain layer whose
+// diff_id is stored already is not copied again; a compressed one is known
+// by its digest only once read, so it counts.
+func checkDockerSpace(a *archive, g *stager, layers []string, diffIDs []v1.Hash) error {
+	var need int64
+	seen := map[string]bool{}
+	for i, name := range layers {
+		sr, err := a.open(name)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", name, err)
+		}
+		if seen[name] || (i < len(diffIDs) && g.have(diffIDs[i])) {
+			continue
+		}
+		seen[name] = true
+		need += sr.Size()
+	}
+	return g.s.checkSpace(need)
 }

@@ -2,9 +2,11 @@ package image
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -31,7 +33,7 @@ func (s *Store) stageOCILayout(ctx context.Context, a *archive, g *stager) ([]im
 		}
 		desc, err := s.stageOCIManifest(ctx, a, g, d, 0)
 		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+			return nil, fmt.Errorf("image %s: %w", cmp.Or(ociName(d.Annotations), d.Digest.String()), err)
 		}
 		it := imported{desc: desc}
 		if ref != "" {
@@ -46,14 +48,16 @@ func (s *Store) stageOCILayout(ctx context.Context, a *archive, g *stager) ([]im
 // "" when it gives none. A bare ref.name such as "1" (skopeo's oci:DIR:1) is
 // read as an image name, as name.ParseReference reads it.
 func ociRef(ann map[string]string) (string, error) {
-	n := ann[containerdNameAnnotation]
-	if n == "" {
-		n = ann[refNameAnnotation]
-	}
+	n := ociName(ann)
 	if n == "" {
 		return "", nil
 	}
 	return canonicalRef(n)
+}
+
+// ociName is the name an index descriptor gives its image, as written.
+func ociName(ann map[string]string) string {
+	return cmp.Or(ann[containerdNameAnnotation], ann[refNameAnnotation])
 }
 
 // stageOCIManifest stages the image d describes; for an index, the image
@@ -97,6 +101,17 @@ func (s *Store) stageOCIManifest(ctx context.Context, a *archive, g *stager, d v
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return v1.Descriptor{}, fmt.Errorf("config %s lists %d diff_ids for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 	}
+	var need int64
+	var digests []v1.Hash
+	for _, l := range m.Layers {
+		if !g.have(l.Digest) && !slices.Contains(digests, l.Digest) {
+			need += l.Size
+		}
+		digests = append(digests, l.Digest)
+	}
+	if err := s.checkSpace(need); err != nil {
+		return v1.Descriptor{}, err
+	}
 	if _, err := g.addBytes(ctx, rawCfg); err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -111,6 +126,9 @@ func (s *Store) stageOCIManifest(ctx context.Context, a *archive, g *stager, d v
 		if err := g.copy(ctx, sr, l.Digest, l.Size); err != nil {
 			return v1.Descriptor{}, fmt.Errorf("layer %s: %w", l.Digest, err)
 		}
+	}
+	if err := g.checkLayers(ctx, digests, cfg.RootFS.DiffIDs); err != nil {
+		return v1.Descriptor{}, err
 	}
 	if _, err := g.addBytes(ctx, raw); err != nil {
 		return v1.Descriptor{}, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -61,8 +62,11 @@ type PullOptions struct {
 // Errors wrap ErrUnauthorized (401/403: the message says how to give
 // credentials), ErrManifestUnknown (no such repository, tag or digest),
 // ErrUnreachable (unknown host, connection refused), ErrNoPlatform (the
-// message names the platforms on offer), or the context's error when ctx
-// ends first.
+// message names the platforms on offer), ErrNoSpace (the layers do not fit
+// in the free space; nothing was downloaded), ErrTooLarge (over
+// Config.MaxUnpacked), ErrOversized (a manifest over 4 MiB, a blob beyond
+// its declared size), ErrStalled (nothing arrived for Config.PullStall),
+// or the context's error when ctx ends first.
 func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, error) {
 	img, err := s.pull(ctx, ref, opts)
 	if err != nil {
@@ -89,7 +93,9 @@ func (s *Store) pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	if err != nil {
 		return Image{}, err
 	}
-	tr := newPullTransport(opts.Insecure)
+	watch, ctx, stop := newStallWatch(ctx, r.Context().RegistryStr(), s.pullStall)
+	defer stop()
+	tr := newPullTransport(opts.Insecure, watch)
 	defer tr.CloseIdleConnections()
 	puller, err := remote.NewPuller(remote.WithAuth(auth.Authenticator), remote.WithTransport(tr), remote.WithUserAgent("shoal"))
 	if err != nil {
@@ -101,7 +107,7 @@ func (s *Store) pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	}
 	defer g.cleanup()
 
-	p := &pullJob{ctx: ctx, puller: puller, repo: r.Context(), g: g, want: want, progress: opts.Progress}
+	p := &pullJob{ctx: ctx, name: ref, puller: puller, repo: r.Context(), g: g, want: want, progress: opts.Progress}
 	desc, err := p.stage(r)
 	if err != nil {
 		return Image{}, explainPullError(ctx, r, auth, err)
@@ -132,6 +138,7 @@ func parseRemoteRef(ref string, insecure bool) (name.Reference, error) {
 // pullJob is one Pull's fetching and staging.
 type pullJob struct {
 	ctx      context.Context
+	name     string // the reference asked for, for messages
 	puller   *remote.Puller
 	repo     name.Repository
 	g        *stager
@@ -183,8 +190,8 @@ func (p *pullJob) fetchManifest(r name.Reference) ([]byte, types.MediaType, v1.H
 		return nil, "", v1.Hash{}, err
 	}
 	raw := d.Manifest
-	if len(raw) > maxJSONSize {
-		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %d bytes is more than %d", r, len(raw), maxJSONSize)
+	if len(raw) > maxManifestSize {
+		return nil, "", v1.Hash{}, fmt.Errorf("manifest %s: %w: %d bytes is more than %d", r, ErrOversized, len(raw), maxManifestSize)
 	}
 	h := digestOf(raw)
 	if dr, ok := r.(name.Digest); ok && dr.DigestStr() != h.String() {
@@ -214,12 +221,29 @@ func (p *pullJob) stageImage(raw []byte, mt types.MediaType, h v1.Hash, fromInde
 		return v1.Descriptor{}, fmt.Errorf("manifest %s: config media type %q: not a container image", h, m.Config.MediaType)
 	}
 	if m.Config.Size > maxJSONSize {
-		return v1.Descriptor{}, fmt.Errorf("config %s: %d bytes is more than %d", m.Config.Digest, m.Config.Size, maxJSONSize)
+		return v1.Descriptor{}, fmt.Errorf("config %s: %w: %d bytes is more than %d", m.Config.Digest, ErrOversized, m.Config.Size, maxJSONSize)
 	}
+	var need int64
+	var digests []v1.Hash
 	for _, l := range m.Layers {
 		if !l.MediaType.IsLayer() || !l.MediaType.IsDistributable() {
 			return v1.Descriptor{}, fmt.Errorf("layer %s: unsupported media type %q", l.Digest, l.MediaType)
 		}
+		if l.Size < 0 {
+			return v1.Descriptor{}, fmt.Errorf("layer %s: size %d", l.Digest, l.Size)
+		}
+		if !p.g.have(l.Digest) && !slices.Contains(digests, l.Digest) {
+			need += l.Size
+		}
+		digests = append(digests, l.Digest)
+	}
+	if !p.g.have(m.Config.Digest) {
+		need += m.Config.Size
+	}
+	// What the manifest declares is all a registry may send (fetchBlob
+	// reads no more), so a pull that cannot fit is refused before a byte.
+	if err := p.g.s.checkSpace(need); err != nil {
+		return v1.Descriptor{}, err
 	}
 	if err := p.fetchBlob(m.Config, nil); err != nil {
 		return v1.Descriptor{}, fmt.Errorf("config %s: %w", m.Config.Digest, err)
@@ -235,6 +259,9 @@ func (p *pullJob) stageImage(raw []byte, mt types.MediaType, h v1.Hash, fromInde
 		return v1.Descriptor{}, fmt.Errorf("%w %s; available: %s", ErrNoPlatform, p.want.String(), have.String())
 	}
 	if err := p.fetchLayers(m.Layers); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := p.g.checkLayers(p.ctx, digests, cfg.RootFS.DiffIDs); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if _, err := p.g.addBytes(p.ctx, raw); err != nil {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -447,7 +448,9 @@ func TestPullTransportRefusesPlainHTTPToOtherHosts(t *testing.T) {
 		{"http://localhost:1/v2/", false, false},
 		{"http://[::1]:1/v2/", false, false},
 	} {
-		tr := newPullTransport(tt.insecure)
+		watch, _, stop := newStallWatch(context.Background(), "test", time.Minute)
+		defer stop()
+		tr := newPullTransport(tt.insecure, watch)
 		req, _ := http.NewRequest(http.MethodGet, tt.url, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // nothing is really sent

@@ -2,9 +2,11 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -72,8 +74,13 @@ func (s *Store) unpackImage(ctx context.Context, m *v1.Manifest, dir string) err
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
+	b := &budget{limit: s.maxUnpacked}
 	for _, l := range m.Layers {
-		if err := s.unpackBlob(ctx, tmp, l.Digest); err != nil {
+		err := s.unpackBlob(ctx, tmp, l.Digest, b)
+		if errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("%w: %s filled up while unpacking (%s of files so far): %w", ErrNoSpace, s.root, mib(b.used), err)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -87,7 +94,7 @@ func (s *Store) unpackImage(ctx context.Context, m *v1.Manifest, dir string) err
 	return syncDir(s.path("rootfs"))
 }
 
-func (s *Store) unpackBlob(ctx context.Context, root string, h v1.Hash) error {
+func (s *Store) unpackBlob(ctx context.Context, root string, h v1.Hash, b *budget) error {
 	f, err := os.Open(s.blobPath(h))
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", h, err)
@@ -98,5 +105,5 @@ func (s *Store) unpackBlob(ctx context.Context, root string, h v1.Hash) error {
 		return fmt.Errorf("unpack layer %s: %w", h, err)
 	}
 	defer done()
-	return applyLayer(ctx, root, h.String(), r, s.log)
+	return applyLayer(ctx, root, h.String(), r, b, s.log)
 }

@@ -28,6 +28,14 @@ type Config struct {
 	// Platform selects the manifest taken from a multi-platform index at
 	// import, as "os/arch[/variant]". Empty means linux/GOARCH.
 	Platform string
+	// MaxUnpacked bounds the size one image's files may add up to once
+	// unpacked (the apparent size: a sparse file counts in full, as a
+	// container reading or copying it sees it). Import and Pull refuse an
+	// image over it, and unpacking stops at it. 0 means DefaultMaxUnpacked.
+	MaxUnpacked int64
+	// PullStall fails a pull when no byte has arrived from the registry
+	// for this long. 0 means DefaultPullStall.
+	PullStall time.Duration
 }
 
 // Image describes one named image in the store.
@@ -61,6 +69,9 @@ type Store struct {
 	root     string
 	log      *slog.Logger
 	platform v1.Platform
+	// maxUnpacked and pullStall are Config's, defaults applied.
+	maxUnpacked int64
+	pullStall   time.Duration
 
 	mu    sync.Mutex // guards the following, and every change under Root
 	index v1.IndexManifest
@@ -89,7 +100,11 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image store root %s: %w", cfg.Root, err)
 	}
-	s := &Store{root: root, log: log, platform: plat, locks: map[string]*sync.Mutex{}, busy: map[string]int{}}
+	if cfg.MaxUnpacked < 0 || cfg.PullStall < 0 {
+		return nil, fmt.Errorf("image store: MaxUnpacked %d and PullStall %s must not be negative", cfg.MaxUnpacked, cfg.PullStall)
+	}
+	s := &Store{root: root, log: log, platform: plat, locks: map[string]*sync.Mutex{}, busy: map[string]int{},
+		maxUnpacked: cmp.Or(cfg.MaxUnpacked, DefaultMaxUnpacked), pullStall: cmp.Or(cfg.PullStall, DefaultPullStall)}
 	// tmp/ only ever holds work in progress; anything there now was
 	// abandoned by a crash.
 	if err := os.RemoveAll(s.path("tmp")); err != nil {

@@ -48,6 +48,9 @@ type unpacker struct {
 	// and their parents; whiteouts only hide what lower layers wrote.
 	written  map[string]bool
 	dirTimes []dirTime
+	// budget counts the files of the whole image against its limit.
+	budget *budget
+	buf    []byte // copy buffer for file contents
 }
 
 type dirTime struct {
@@ -56,13 +59,14 @@ type dirTime struct {
 }
 
 // applyLayer unpacks the tar stream r (the layer named layer, for errors)
-// on top of the directory root.
-func applyLayer(ctx context.Context, root, layer string, r io.Reader, log *slog.Logger) error {
+// on top of the directory root, counting its files against b.
+func applyLayer(ctx context.Context, root, layer string, r io.Reader, b *budget, log *slog.Logger) error {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", layer, err)
 	}
-	u := &unpacker{root: abs, layer: layer, log: log, chown: os.Geteuid() == 0, written: map[string]bool{}}
+	u := &unpacker{root: abs, layer: layer, log: log, chown: os.Geteuid() == 0, written: map[string]bool{},
+		budget: b, buf: make([]byte, 64<<10)}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -138,6 +142,11 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 		u.dirTimes = append(u.dirTimes, dirTime{host, hdr.AccessTime, hdr.ModTime})
 		return nil
 	case tar.TypeReg, tar.TypeGNUSparse:
+		// Counted before a byte is written: the tar reader yields exactly
+		// hdr.Size bytes, so the header tells what the file will take.
+		if err := u.budget.take(hdr.Name, hdr.Size); err != nil {
+			return err
+		}
 		if err := u.replace(host, false); err != nil {
 			return err
 		}
@@ -146,7 +155,7 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(f, ctxReader{ctx, r})
+		err = writeSparse(f, ctxReader{ctx, r}, hdr.Size, u.buf)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -185,6 +194,57 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 	}
 	u.setTimes(host, hdr.AccessTime, hdr.ModTime)
 	return nil
+}
+
+// sparseBlock is the unit of zeros left as a hole: a filesystem block.
+const sparseBlock = 4096
+
+// writeSparse writes the size bytes of r to f, leaving every block-aligned
+// run of zeros as a hole. Go's tar reader turns the holes of a sparse entry
+// into zeros, so this keeps a sparse file sparse (and makes holes of any
+// zero blocks a plain entry carries); buf's length is a multiple of
+// sparseBlock.
+func writeSparse(f *os.File, r io.Reader, size int64, buf []byte) error {
+	var off int64
+	for off < size {
+		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), size-off)])
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		// Write each run of blocks that hold data; skip the others.
+		start := -1
+		for i := 0; i < n; i += sparseBlock {
+			end := min(i+sparseBlock, n)
+			data := !allZero(buf[i:end])
+			if data && start < 0 {
+				start = i
+			}
+			if start >= 0 && (!data || end == n) {
+				if !data {
+					end = i
+				}
+				if _, err := f.WriteAt(buf[start:end], off+int64(start)); err != nil {
+					return err
+				}
+				start = -1
+			}
+		}
+		off += int64(n)
+	}
+	// A file that ends in a hole gets its length here.
+	return f.Truncate(size)
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // resolve returns the path, relative to the rootfs and free of symlinks,

@@ -31,7 +31,7 @@ func unpackInto(t testing.TB, layer []byte) (root, outside string, err error) {
 	if err := os.WriteFile(filepath.Join(outside, "sentinel"), []byte("untouched"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(layer), slog.New(slog.DiscardHandler))
+	err = applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(layer), &budget{limit: testUnpackLimit}, slog.New(slog.DiscardHandler))
 	return root, outside, err
 }
 
@@ -80,7 +80,8 @@ func TestUnpackHostileLayers(t *testing.T) {
 	tests := []struct {
 		name    string
 		entries []tarEntry
-		wantErr error // nil: must succeed
+		raw     []byte // the layer, when not entries
+		wantErr error  // nil: must succeed
 		check   func(t *testing.T, root, outside string)
 	}{
 		{name: "dotdot", entries: []tarEntry{{name: "../evil", body: "x"}}, wantErr: ErrUnsafeLayer},
@@ -137,6 +138,11 @@ func TestUnpackHostileLayers(t *testing.T) {
 			}},
 		{name: "whiteout of dotdot", entries: []tarEntry{{name: "a/.wh.."}}, wantErr: ErrUnsafeLayer},
 		{name: "rootfs as file", entries: []tarEntry{{name: ".", body: "x"}}, wantErr: ErrUnsafeLayer},
+		{name: "sparse 100 GiB file", raw: sparseLayer(t, 100<<30), wantErr: ErrTooLarge, check: absent("big")},
+		{name: "files over the limit", entries: []tarEntry{{name: "a", body: noise(1, testUnpackLimit/2)}, {name: "b", body: noise(2, testUnpackLimit/2+1)}},
+			wantErr: ErrTooLarge, check: absent("b")},
+		{name: "sparse file within the limit stays sparse", raw: sparseLayer(t, testUnpackLimit),
+			check: func(t *testing.T, root, outside string) { checkSparse(t, filepath.Join(root, "big"), testUnpackLimit) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,7 +163,11 @@ func TestUnpackHostileLayers(t *testing.T) {
 				os.Mkdir(d, 0o755)
 			}
 			os.WriteFile(filepath.Join(outside, "sentinel"), []byte("untouched"), 0o644)
-			err := applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(makeTar(t, entries...)), slog.New(slog.DiscardHandler))
+			layer := tt.raw
+			if layer == nil {
+				layer = makeTar(t, entries...)
+			}
+			err := applyLayer(context.Background(), root, "sha256:test", bytes.NewReader(layer), &budget{limit: testUnpackLimit}, slog.New(slog.DiscardHandler))
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Fatalf("unpack: %v", err)
