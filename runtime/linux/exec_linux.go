@@ -259,7 +259,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, p Process) (Exit, erro
 			// The helper failed before making the terminal; its
 			// error says why.
 			if err := awaitExec(ctx, errR); err != nil {
-				return r.execFailed(c, cmd, err)
+				return r.execFailed(ctx, c, cmd, err)
 			}
 			return fail(rerr)
 		}
@@ -267,7 +267,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, p Process) (Exit, erro
 		defer master.Close()
 	}
 	if err := awaitExec(ctx, errR); err != nil {
-		return r.execFailed(c, cmd, err)
+		return r.execFailed(ctx, c, cmd, err)
 	}
 	ok = true
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
@@ -338,8 +338,14 @@ func startInPidNS(cmd *exec.Cmd, pidNS *os.File) error {
 	return err
 }
 
-// execFailed reaps a helper that could not exec the program.
-func (r *Runtime) execFailed(c *Container, cmd *exec.Cmd, err error) (Exit, error) {
+// execFailed reaps a helper that could not exec the program, or whose
+// exec ctx gave up waiting for.
+func (r *Runtime) execFailed(ctx context.Context, c *Container, cmd *exec.Cmd, err error) (Exit, error) {
+	if ctx.Err() != nil {
+		// ctx ended before the exec was confirmed: the program may be
+		// running by now, and nothing else would end it.
+		_ = cmd.Process.Kill()
+	}
 	werr := cmd.Wait()
 	ex := exitOf(cmd.ProcessState, werr)
 	return ex, fmt.Errorf("exec in container %s: %w", c.id, err)
