@@ -110,6 +110,19 @@ func TestSpareMonitor(t *testing.T) {
 	if err := syscall.Kill(next, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// kill returns before the process is dead: a request sent in between
+	// may reach its socket, and then the start cannot tell whether it was
+	// read and must not retry. Once the spare is dead its socket is closed.
+	waitFor(t, "the killed spare to die", func() error {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", next))
+		if err != nil {
+			return nil
+		}
+		if _, after, ok := strings.Cut(string(b), ") "); ok && strings.HasPrefix(after, "Z") {
+			return nil
+		}
+		return fmt.Errorf("spare %d still alive", next)
+	})
 	h3 := mustStart(t, m, testSpec(t, cfg, "sleep"))
 	if h3.MonitorPid() == next {
 		t.Errorf("the killed spare %d is the new container's monitor", next)
