@@ -112,9 +112,7 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 	// between a promotion and its new certificate, must not find its Raft
 	// connections refused when it leads.
 	if isVoterIn(stored, n.id.ID) || !existing && bootstrap {
-		if err := n.settleVoterCert(true); err != nil {
-			n.log.Warn("raft", "err", err)
-		}
+		n.startAsVoter()
 	}
 	conf := n.raftConfigFor(p.fast)
 	if !existing && bootstrap {

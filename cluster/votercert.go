@@ -63,6 +63,24 @@ func (n *Node) settleVoterCert(voter bool) error {
 	return nil
 }
 
+// startAsVoter gives a node that its stored Raft configuration makes a
+// voter its voter certificate, before Raft starts.
+func (n *Node) startAsVoter() {
+	if n.cakey.get() == nil {
+		// A cluster upgraded from the release that kept the CA key in clear
+		// in the replicated state (see migrateSecrets): its voters take the
+		// key from there, or none could lead the others to migrate it.
+		if legacy, ok, err := n.store.LegacySecrets(); err == nil && ok {
+			if err := n.cakey.put(legacy.CAKey); err != nil {
+				n.log.Warn("keep the CA key of the replicated state", "err", err)
+			}
+		}
+	}
+	if err := n.settleVoterCert(true); err != nil {
+		n.log.Warn("voter certificate", "err", err)
+	}
+}
+
 // isVoterIn says whether node id is a voter in c.
 func isVoterIn(c raft.Configuration, id string) bool {
 	for _, s := range c.Servers {
