@@ -28,7 +28,10 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 	a := newNode(t, "trust-a")
 	a.args = append(a.args, "--voters", "1")
 	a.start()
-	token := strings.TrimSpace(strings.TrimPrefix(a.must("token"), "shoal up --join "))
+	token, err := tokenOf(a.must("token"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := newNode(t, "trust-b")
 	b.args = append(b.args, "--join", token, "--voters", "1")
 	b.start()
