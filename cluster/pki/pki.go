@@ -9,7 +9,10 @@
 // (NewKey, CA.Issue). A joining node makes a key and sends its public half
 // with the join secret; any node holding the CA signs it. Between nodes,
 // ServerConfig and ClientConfig give mutual TLS 1.3; Peer says who is on the
-// other end: a node (CA-signed) or an admin (a key in the admin set).
+// other end: a node (CA-signed, a voter if its certificate carries the
+// voter marker) or an admin (a key in the admin set). A node's
+// certificate can be replaced while it runs (Identity.Replace): voters
+// issue themselves one with the marker and give it up when demoted.
 //
 // # Caveats
 //
