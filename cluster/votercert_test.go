@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/cluster/pki"
 	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // diskCert is who node.crt in dir names, read from the file.
@@ -104,7 +105,17 @@ func inConfig(c raft.Configuration, id string) bool {
 // Voters of a release without the voter marker, restarted with this one,
 // issue themselves voter certificates before Raft starts and elect a
 // leader: the connections between them carry the marker from the first.
-func TestUpgradedVotersKeepLeading(t *testing.T) {
+func TestUpgradedVotersKeepLeading(t *testing.T) { upgradeVoters(t, false) }
+
+// Voters of the release that kept the CA key in clear in the replicated
+// state hold no ca.key: they take the key from their state at start, or
+// none of them could lead.
+func TestVotersWithTheCAKeyInTheirStateKeepLeading(t *testing.T) { upgradeVoters(t, true) }
+
+// upgradeVoters runs three voters, stops them, gives them plain
+// certificates (and, for keyInState, the CA key in clear in their state
+// and no ca.key), starts them again and wants a leader.
+func upgradeVoters(t *testing.T, keyInState bool) {
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	a, stopA := startNode(t, dirs[0], "a")
 	tok, err := a.JoinToken()
@@ -126,6 +137,28 @@ func TestUpgradedVotersKeepLeading(t *testing.T) {
 		return nil
 	})
 	ca := a.cakey.get()
+	if keyInState {
+		// The record migrateSecrets replaces, committed mid-term: the
+		// leader migrates only when a term begins.
+		legacy := store.LegacySecrets{CACert: ca.CertPEM(), CAKey: ca.KeyPEM(), JoinSecret: pki.NewSecret()}
+		testutil.WaitFor(t, 10*time.Second, func() error {
+			for _, n := range nodes {
+				if n.raft.r().State() == raft.Leader {
+					_, err := n.applyLocal(store.PutSecrets{Secrets: legacy}, 5*time.Second)
+					return err
+				}
+			}
+			return errors.New("no leader")
+		})
+		testutil.WaitFor(t, 10*time.Second, func() error {
+			for _, n := range nodes {
+				if _, ok, err := n.store.LegacySecrets(); err != nil || !ok {
+					return fmt.Errorf("%s has no record in clear yet (%v)", n.id.Name, err)
+				}
+			}
+			return nil
+		})
+	}
 	var cfgs []Config
 	for i, n := range nodes {
 		cfgs = append(cfgs, n.cfg)
@@ -137,6 +170,11 @@ func TestUpgradedVotersKeepLeading(t *testing.T) {
 		}
 		if err := writeFileAtomic(filepath.Join(dirs[i], "tls", "node.crt"), plain); err != nil {
 			t.Fatal(err)
+		}
+		if keyInState {
+			if err := os.Remove(filepath.Join(dirs[i], "tls", caKeyFile)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 
