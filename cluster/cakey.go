@@ -168,7 +168,8 @@ func (n *Node) keepCAKey(ctx context.Context) error {
 }
 
 // settleCAKey fetches the CA key for a voter that lacks it and deletes
-// it from a node that is no voter any more.
+// it from a node that is no voter any more; in between it gives the node
+// the certificate of its role (settleVoterCert).
 func (n *Node) settleCAKey(ctx context.Context) error {
 	has := n.cakey.get() != nil
 	if n.store.Revoked(n.id.ID) {
@@ -186,16 +187,18 @@ func (n *Node) settleCAKey(ctx context.Context) error {
 	if len(servers) == 0 {
 		return nil // no Raft state yet (a new or rejoining node): no role to go by
 	}
-	voter := false
-	for _, s := range servers {
-		if string(s.ID) == n.id.ID && s.Suffrage == raft.Voter {
-			voter = true
+	voter := isVoterIn(f.Configuration(), n.id.ID)
+	if voter && !has {
+		if err := n.fetchCAKey(ctx, servers); err != nil {
+			return err
 		}
 	}
-	switch {
-	case voter && !has:
-		return n.fetchCAKey(ctx, servers)
-	case !voter && has:
+	// The certificate follows the role while this node holds the key: a
+	// demoted node trades its voter certificate before it deletes the key.
+	if err := n.settleVoterCert(voter); err != nil {
+		return err
+	}
+	if !voter && has {
 		return n.dropCAKeyIfHeld(ctx)
 	}
 	return nil

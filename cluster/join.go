@@ -195,7 +195,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, api.KindInvalid, "public key: %v", err)
 		return
 	}
-	cert, err := ca.Issue(pub, req.Name, req.ID)
+	cert, err := ca.Issue(pub, pki.NodeIdentity{Name: req.Name, ID: req.ID})
 	if err != nil {
 		fail(http.StatusBadRequest, api.KindInvalid, "%v", err)
 		return

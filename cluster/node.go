@@ -276,8 +276,8 @@ func (n *Node) loadOrMakeMaterial(fresh bool) error {
 	switch {
 	case ok && fresh:
 		return fmt.Errorf("%s holds a certificate but %s/node.json is missing: move the data dir away to start a new node", tlsDir(dir), dir)
-	case ok && mat.ident.Node.ID != n.id.ID:
-		return fmt.Errorf("%s belongs to node id %s, not this node's %s: move the data dir away to start a new node", tlsDir(dir), mat.ident.Node.ID, n.id.ID)
+	case ok && mat.ident.Node().ID != n.id.ID:
+		return fmt.Errorf("%s belongs to node id %s, not this node's %s: move the data dir away to start a new node", tlsDir(dir), mat.ident.Node().ID, n.id.ID)
 	case ok:
 		if n.cfg.Join != "" {
 			n.log.Info("the data dir already belongs to a cluster: --join ignored")

@@ -104,9 +104,16 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 		return nil, err
 	}
 	p.trans = n.newTransport(n.port.Listener(pki.ProtoRaft), p.adv)
+	stored := n.storedConfiguration(existing, wal, snaps, p.trans)
 	// Alone, the node need not wait out a timeout meant for a lossy link
 	// to elect itself; relaxRaft gives it those once another server joins.
-	p.fast = n.singleVoter(existing, bootstrap, wal, snaps, p.trans)
+	p.fast = singleVoter(stored, n.id.ID) || !existing && bootstrap
+	// Before Raft speaks: a voter of a previous release, or one that crashed
+	// between a promotion and its new certificate, must not find its Raft
+	// connections refused when it leads.
+	if isVoterIn(stored, n.id.ID) || !existing && bootstrap {
+		n.startAsVoter()
+	}
 	conf := n.raftConfigFor(p.fast)
 	if !existing && bootstrap {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: p.trans.LocalAddr(), Suffrage: raft.Voter}}}
@@ -204,26 +211,31 @@ func openRaftStores(dataDir string, log *slog.Logger) (*raftParts, raft.Snapshot
 	return p, snaps, nil
 }
 
-// singleVoter reports whether this node is the only voter of its cluster.
-func (n *Node) singleVoter(existing, bootstrap bool, wal *raftwal.WAL, snaps raft.SnapshotStore, trans raft.Transport) bool {
+// storedConfiguration is the Raft configuration in this node's log and
+// snapshots, read before Raft starts; empty for a node without Raft state.
+func (n *Node) storedConfiguration(existing bool, wal *raftwal.WAL, snaps raft.SnapshotStore, trans raft.Transport) raft.Configuration {
 	if !existing {
-		return bootstrap
+		return raft.Configuration{}
 	}
 	// GetConfiguration reads the stores without starting Raft; it gets a
 	// config of its own because it marks the one it is given.
 	c, err := raft.GetConfiguration(raftConfig(n.id.ID, n), nopFSM{}, wal, wal, snaps, trans)
 	if err != nil {
-		return false
+		n.log.Warn("read the stored Raft configuration", "err", err)
+		return raft.Configuration{}
 	}
+	return c
+}
+
+// singleVoter reports whether id is the only voter of c.
+func singleVoter(c raft.Configuration, id string) bool {
 	voters := 0
-	self := false
 	for _, s := range c.Servers {
 		if s.Suffrage == raft.Voter {
 			voters++
-			self = self || string(s.ID) == n.id.ID
 		}
 	}
-	return voters == 1 && self
+	return voters == 1 && isVoterIn(c, id)
 }
 
 // nopFSM stands in while only the configuration is read.

@@ -35,6 +35,11 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 	if fresh {
 		return "", fmt.Errorf("%s holds no node: nothing to recover", dataDir)
 	}
+	// The recovered node must lead, and Raft admits only voter
+	// certificates, which only a holder of the CA key can issue itself.
+	if err := checkHoldsCAKey(dataDir); err != nil {
+		return "", err
+	}
 	st, err := store.Open(filepath.Join(dataDir, "state.db"))
 	if err != nil {
 		return "", err
@@ -84,4 +89,24 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 	}
 	log.Warn("recovered: this node is now its cluster's only voter", "node", id.Name, "address", self.Address)
 	return id.Name, nil
+}
+
+// checkHoldsCAKey refuses to recover a node without the CA key: a node
+// that never was a voter, or one whose copy was deleted on demotion.
+func checkHoldsCAKey(dataDir string) error {
+	mat, ok, err := loadMaterial(dataDir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s holds no certificate: nothing to recover", tlsDir(dataDir))
+	}
+	k, err := newCAKeeper(dataDir, mat.ident.CA)
+	if err != nil {
+		return err
+	}
+	if k.get() == nil {
+		return fmt.Errorf("this node holds no copy of the cluster's CA key (%s): it was no voter, and a node without the key could not lead the recovered cluster; recover on a node that was a voter", k.path)
+	}
+	return nil
 }

@@ -38,6 +38,23 @@ func legacyDataDir(t *testing.T, dir, name string) store.LegacySecrets {
 		t.Fatal(err)
 	}
 	caPEM, _ := os.ReadFile(filepath.Join(tls, "ca.crt"))
+	// That release knew no voter marker.
+	ca, err := pki.ParseCA(caPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeKey, _ := os.ReadFile(filepath.Join(tls, "node.key"))
+	key, err := pki.ParseKey(nodeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := ca.Issue(&key.PublicKey, pki.NodeIdentity{Name: id.Name, ID: id.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(filepath.Join(tls, "node.crt"), plain); err != nil {
+		t.Fatal(err)
+	}
 	var bs bootstrapState
 	data, _ := os.ReadFile(filepath.Join(tls, bootstrapFile))
 	if err := json.Unmarshal(data, &bs); err != nil || bs.Sealed == nil {
@@ -65,8 +82,12 @@ func TestMigrateSecretsInClear(t *testing.T) {
 	a, _ := startNode(t, adir, "a")
 
 	// The record is gone from the state, and its entry from the log,
-	// compacted into a snapshot that holds the sealed record only.
+	// compacted into a snapshot that holds the sealed record only; the
+	// leader, holding the key, gave itself the voter marker.
 	testutil.WaitFor(t, 10*time.Second, func() error {
+		if !a.mat.ident.Node().Voter {
+			return fmt.Errorf("the leader has no voter certificate")
+		}
 		if _, ok, err := a.store.LegacySecrets(); err != nil || ok {
 			return fmt.Errorf("the record in clear is still in the state (%v)", err)
 		}
@@ -101,6 +122,9 @@ func TestMigrateSecretsInClear(t *testing.T) {
 		for _, n := range joined {
 			if n.cakey.get() == nil {
 				return fmt.Errorf("%s has no CA key yet", n.id.Name)
+			}
+			if !n.mat.ident.Node().Voter {
+				return fmt.Errorf("%s has no voter certificate yet", n.id.Name)
 			}
 			if _, ok, _ := n.store.LegacySecrets(); ok {
 				return fmt.Errorf("%s holds the record in clear", n.id.Name)

@@ -119,7 +119,7 @@ func bootstrapMaterial(dataDir string, id identity) (*material, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := ca.Issue(&key.PublicKey, id.Name, id.ID)
+	certPEM, err := ca.Issue(&key.PublicKey, pki.NodeIdentity{Name: id.Name, ID: id.ID, Voter: true})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,9 @@ import (
 // anyway. Non-voters are untrusted devices, which get stolen: each may do
 // its own job and no more. The rules, each in one place:
 //
+//   - the cluster port's Raft protocol admits only certificates with the
+//     voter marker, which only holders of the CA key can issue
+//     (votercert.go): a non-voter can neither lead nor stand for election;
 //   - the cluster port's API protocol admits the admin credential and the
 //     certificates of current voters (allow); a non-voter's certificate is
 //     refused with a 403 that says why (refuse);
@@ -51,21 +54,13 @@ func (n *Node) adminAdmitted(pub ed25519.PublicKey) bool {
 // configuration.
 func (n *Node) isVoter(id string) bool {
 	f := n.raft.r().GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == id {
-			return s.Suffrage == raft.Voter
-		}
-	}
-	return false
+	return f.Error() == nil && isVoterIn(f.Configuration(), id)
 }
 
-// allow decides what a cluster-port peer may speak: Raft and node calls
-// are for nodes (each node call checks whom it serves), the API for the
-// admin credential and voters, joining for anyone who knows the secret
-// (checked by the join handler).
+// allow decides what a cluster-port peer may speak: Raft is for voter
+// certificates (votercert.go), node calls for nodes (each node call checks
+// whom it serves), the API for the admin credential and voters, joining
+// for anyone who knows the secret (checked by the join handler).
 func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
 	if proto == pki.ProtoJoin {
 		return true
@@ -75,7 +70,12 @@ func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
 		return false
 	}
 	switch {
-	case proto == pki.RaftProto(n.epoch.Load()), proto == pki.ProtoNode:
+	case proto == pki.RaftProto(n.epoch.Load()):
+		if p.Node != nil && !p.Node.Voter {
+			n.log.Warn("refused Raft from a node without a voter certificate", "name", p.Node.Name, "id", p.Node.ID)
+		}
+		return p.Node != nil && p.Node.Voter
+	case proto == pki.ProtoNode:
 		return p.Node != nil
 	case proto == pki.ProtoAPI:
 		return p.Admin || p.Node != nil && n.isVoter(p.Node.ID)

@@ -181,6 +181,7 @@ type clusterStatus struct {
 	Voters    []string `json:"voters"`
 	Stale     bool     `json:"stale"`
 	Commit    uint64   `json:"commit_index"`
+	Term      uint64   `json:"term"`
 }
 
 func (f *fleet) status(name string) (clusterStatus, error) {

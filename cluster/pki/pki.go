@@ -9,7 +9,10 @@
 // (NewKey, CA.Issue). A joining node makes a key and sends its public half
 // with the join secret; any node holding the CA signs it. Between nodes,
 // ServerConfig and ClientConfig give mutual TLS 1.3; Peer says who is on the
-// other end: a node (CA-signed) or an admin (a key in the admin set).
+// other end: a node (CA-signed, a voter if its certificate carries the
+// voter marker) or an admin (a key in the admin set). A node's
+// certificate can be replaced while it runs (Identity.Replace): voters
+// issue themselves one with the marker and give it up when demoted.
 //
 // # Caveats
 //
@@ -106,15 +109,23 @@ func (ca *CA) CertPEM() []byte { return CertPEM(ca.Cert.Raw) }
 func (ca *CA) KeyPEM() []byte { return KeyPEM(ca.Key) }
 
 // Issue signs a node certificate for pub: usable as TLS server and client,
-// naming the node by name (CN) and id (URI shoal://node/ID).
-func (ca *CA) Issue(pub crypto.PublicKey, name, id string) ([]byte, error) {
+// naming the node by name (CN) and id (URI shoal://node/ID), and for a
+// voter marking it as one (URI shoal://voter/ID).
+func (ca *CA) Issue(pub crypto.PublicKey, node NodeIdentity) ([]byte, error) {
 	if _, ok := pub.(*ecdsa.PublicKey); !ok {
 		return nil, fmt.Errorf("node key: want an ECDSA public key, got %T", pub)
 	}
+	if node.Name == "" || node.ID == "" {
+		return nil, errors.New("a node certificate needs a name and an id")
+	}
+	uris := []*url.URL{nodeURI(node.ID)}
+	if node.Voter {
+		uris = append(uris, voterURI(node.ID))
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name},
-		URIs:         []*url.URL{nodeURI(id)},
+		Subject:      pkix.Name{CommonName: node.Name},
+		URIs:         uris,
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -122,17 +133,27 @@ func (ca *CA) Issue(pub crypto.PublicKey, name, id string) ([]byte, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("sign certificate of node %s: %w", name, err)
+		return nil, fmt.Errorf("sign certificate of node %s: %w", node.Name, err)
 	}
 	return CertPEM(der), nil
 }
 
 func nodeURI(id string) *url.URL { return &url.URL{Scheme: "shoal", Host: "node", Path: "/" + id} }
 
+// voterURI marks a voter's certificate. Only a holder of the CA key can
+// issue one, and only voters hold it: the marker is what the Raft
+// protocol admits, since a node's place in the Raft configuration is not
+// something every receiver knows in time (see Voter).
+func voterURI(id string) *url.URL { return &url.URL{Scheme: "shoal", Host: "voter", Path: "/" + id} }
+
 // NodeIdentity is who a verified node certificate names.
 type NodeIdentity struct {
 	Name string
 	ID   string
+	// Voter: the certificate carries the voter marker. Voters issue it to
+	// themselves and trade it for a plain one when demoted; it says the
+	// node was made a voter, not that it still is one.
+	Voter bool
 }
 
 // VerifyNode checks that chain[0] is a node certificate signed by the CA
@@ -150,14 +171,23 @@ func VerifyNode(chain []*x509.Certificate, roots *x509.CertPool, usage x509.ExtK
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 		return NodeIdentity{}, fmt.Errorf("not signed by this cluster's CA: %w", err)
 	}
+	var node NodeIdentity
 	for _, u := range leaf.URIs {
 		if u.Scheme == "shoal" && u.Host == "node" {
-			if id := strings.TrimPrefix(u.Path, "/"); id != "" {
-				return NodeIdentity{Name: leaf.Subject.CommonName, ID: id}, nil
+			if id := strings.TrimPrefix(u.Path, "/"); id != "" && node.ID == "" {
+				node = NodeIdentity{Name: leaf.Subject.CommonName, ID: id}
 			}
 		}
 	}
-	return NodeIdentity{}, errors.New("certificate names no shoal node")
+	if node.ID == "" {
+		return NodeIdentity{}, errors.New("certificate names no shoal node")
+	}
+	for _, u := range leaf.URIs {
+		if u.Scheme == "shoal" && u.Host == "voter" && strings.TrimPrefix(u.Path, "/") == node.ID {
+			node.Voter = true
+		}
+	}
+	return node, nil
 }
 
 // NewKey makes a node key.

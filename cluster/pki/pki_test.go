@@ -2,7 +2,9 @@ package pki
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -16,7 +18,7 @@ func newNode(t *testing.T, ca *CA, name, id string) *Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, err := ca.Issue(&key.PublicKey, name, id)
+	certPEM, err := ca.Issue(&key.PublicKey, NodeIdentity{Name: name, ID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +137,74 @@ func TestMutualTLSBetweenNodes(t *testing.T) {
 	}
 }
 
+// The voter marker travels in the certificate: a node that trades its
+// certificate is seen with the new one at the next handshake, and a marker
+// naming another node's id, or a certificate of another node, is no use.
+func TestVoterCertificate(t *testing.T) {
+	ca := newCA(t)
+	a := newNode(t, ca, "a", "id-a")
+	b := newNode(t, ca, "b", "id-b")
+	peerB := func() NodeIdentity {
+		t.Helper()
+		cs, err := handshake(t, a.ServerConfig(), b.ClientConfig(ProtoRaft, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := a.Peer(cs, nil)
+		if p.Node == nil {
+			t.Fatal("b is no node")
+		}
+		return *p.Node
+	}
+	if peerB().Voter {
+		t.Fatal("a plain certificate carries the voter marker")
+	}
+	issue := func(n NodeIdentity) []byte {
+		t.Helper()
+		certPEM, err := ca.Issue(b.PublicKey(), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certPEM
+	}
+	if err := b.Replace(issue(NodeIdentity{Name: "b", ID: "id-b", Voter: true})); err != nil {
+		t.Fatal(err)
+	}
+	if got := peerB(); !got.Voter || got.ID != "id-b" || !b.Node().Voter {
+		t.Fatalf("after the voter certificate: %+v", got)
+	}
+	if err := b.Replace(issue(NodeIdentity{Name: "b", ID: "id-b"})); err != nil {
+		t.Fatal(err)
+	}
+	if peerB().Voter {
+		t.Fatal("the marker stayed after the plain certificate was put back")
+	}
+	if err := b.Replace(issue(NodeIdentity{Name: "c", ID: "id-c", Voter: true})); err == nil {
+		t.Fatal("a certificate of another node replaced b's")
+	}
+	if err := b.Replace(CertPEM(a.Certificate().Leaf.Raw)); err == nil {
+		t.Fatal("a's certificate replaced b's")
+	}
+
+	// A voter marker for another id does not make the node a voter.
+	key, _ := NewKey()
+	forged, err := ca.Issue(&key.PublicKey, NodeIdentity{Name: "d", ID: "id-d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := ParseCert(forged)
+	leaf.URIs = append(leaf.URIs, voterURI("id-a"))
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	got, err := VerifyNode([]*x509.Certificate{cert}, a.pool, x509.ExtKeyUsageClientAuth)
+	if err != nil || got.Voter || got.ID != "id-d" {
+		t.Fatalf("a marker naming another node: %+v, %v", got, err)
+	}
+}
+
 func TestOtherClusterRefused(t *testing.T) {
 	a := newNode(t, newCA(t), "a", "id-a")
 	stranger := newNode(t, newCA(t), "s", "id-s")
@@ -143,7 +213,7 @@ func TestOtherClusterRefused(t *testing.T) {
 	if err == nil {
 		t.Fatal("client accepted a server of another cluster")
 	}
-	cs, err = handshake(t, a.ServerConfig(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{ProtoAPI}, Certificates: []tls.Certificate{stranger.Cert}})
+	cs, err = handshake(t, a.ServerConfig(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{ProtoAPI}, Certificates: []tls.Certificate{*stranger.Certificate()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +265,7 @@ func TestIdentityMismatch(t *testing.T) {
 	ca := newCA(t)
 	key, _ := NewKey()
 	other, _ := NewKey()
-	certPEM, err := ca.Issue(&key.PublicKey, "a", "id-a")
+	certPEM, err := ca.Issue(&key.PublicKey, NodeIdentity{Name: "a", ID: "id-a"})
 	if err != nil {
 		t.Fatal(err)
 	}

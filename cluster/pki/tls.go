@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -10,11 +12,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Protocols on the cluster port, told apart by ALPN during the handshake.
 const (
-	ProtoRaft = "shoal-raft/1" // Raft RPCs; node certificates only
+	ProtoRaft = "shoal-raft/1" // Raft RPCs; voter certificates only
 	ProtoAPI  = "shoal-api/1"  // the HTTP API; nodes and admins
 	ProtoNode = "shoal-node/1" // calls between nodes (forwarded writes); nodes only
 	ProtoJoin = "shoal-join/1" // joining; no client certificate yet
@@ -34,13 +37,21 @@ func RaftProto(epoch uint64) string {
 // IsRaftProto reports whether p is a Raft protocol of some epoch.
 func IsRaftProto(p string) bool { return p == ProtoRaft || strings.HasPrefix(p, ProtoRaft+"+e") }
 
-// Identity is a node's TLS identity: its certificate and key, and the
-// cluster CA it trusts.
+// Identity is a node's TLS identity: its key and certificate, and the
+// cluster CA it trusts. The certificate may be replaced while the node
+// runs (a voter's marker comes and goes, see Replace); each handshake
+// takes the current one.
 type Identity struct {
-	Cert tls.Certificate // leaf, then the CA: pinning clients find it there
 	CA   *x509.Certificate
-	Node NodeIdentity
+	key  *ecdsa.PrivateKey
 	pool *x509.CertPool
+	cur  atomic.Pointer[issued]
+}
+
+// issued is a certificate in use and what it says.
+type issued struct {
+	cert tls.Certificate // leaf, then the CA: pinning clients find it there
+	node NodeIdentity
 }
 
 // NewIdentity reads a node's certificate, key and CA from PEM and checks
@@ -50,29 +61,60 @@ func NewIdentity(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
-	leaf, err := ParseCert(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("node certificate: %w", err)
-	}
 	key, err := ParseKey(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("node key: %w", err)
 	}
-	if !key.PublicKey.Equal(leaf.PublicKey) {
-		return nil, errors.New("node key does not match the node certificate")
-	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	node, err := VerifyNode([]*x509.Certificate{leaf}, pool, x509.ExtKeyUsageServerAuth)
+	id := &Identity{CA: ca, key: key, pool: pool}
+	is, err := id.check(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	id.cur.Store(is)
+	return id, nil
+}
+
+// check verifies that certPEM is a node certificate of this key signed by
+// the CA.
+func (id *Identity) check(certPEM []byte) (*issued, error) {
+	leaf, err := ParseCert(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("node certificate: %w", err)
 	}
-	return &Identity{
-		Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.Raw}, PrivateKey: key, Leaf: leaf},
-		CA:   ca,
-		Node: node,
-		pool: pool,
-	}, nil
+	if !id.key.PublicKey.Equal(leaf.PublicKey) {
+		return nil, errors.New("node key does not match the node certificate")
+	}
+	node, err := VerifyNode([]*x509.Certificate{leaf}, id.pool, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	return &issued{cert: tls.Certificate{Certificate: [][]byte{leaf.Raw, id.CA.Raw}, PrivateKey: id.key, Leaf: leaf}, node: node}, nil
+}
+
+// Node is who this node's current certificate names.
+func (id *Identity) Node() NodeIdentity { return id.cur.Load().node }
+
+// Certificate is the certificate in use, with its key.
+func (id *Identity) Certificate() *tls.Certificate { return &id.cur.Load().cert }
+
+// PublicKey is the node's public key, for issuing it a certificate.
+func (id *Identity) PublicKey() crypto.PublicKey { return &id.key.PublicKey }
+
+// Replace puts certPEM in use for the next handshakes: a certificate of
+// the same node and key, signed by the CA. Connections already open keep
+// the certificate they were made with.
+func (id *Identity) Replace(certPEM []byte) error {
+	is, err := id.check(certPEM)
+	if err != nil {
+		return err
+	}
+	if old := id.Node(); is.node.ID != old.ID || is.node.Name != old.Name {
+		return fmt.Errorf("the new certificate names node %s (%s), not this node %s (%s)", is.node.Name, is.node.ID, old.Name, old.ID)
+	}
+	id.cur.Store(is)
+	return nil
 }
 
 // ServerConfig is the cluster port's: TLS 1.3, a client certificate asked
@@ -80,10 +122,10 @@ func NewIdentity(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
 // protocol what the client may do.
 func (id *Identity) ServerConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
-		ClientAuth:   tls.RequestClientCert,
-		NextProtos:   []string{ProtoRaft, ProtoAPI, ProtoNode, ProtoJoin},
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.Certificate(), nil },
+		ClientAuth:     tls.RequestClientCert,
+		NextProtos:     []string{ProtoRaft, ProtoAPI, ProtoNode, ProtoJoin},
 	}
 }
 
@@ -92,9 +134,11 @@ func (id *Identity) ServerConfig() *tls.Config {
 // (the one the caller meant to reach, not revoked).
 func (id *Identity) ClientConfig(proto string, accept func(NodeIdentity) error) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
-		NextProtos:   []string{proto},
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return id.Certificate(), nil
+		},
+		NextProtos: []string{proto},
 		// The standard check would match the address against the
 		// certificate; nodes are checked by CA and name instead.
 		InsecureSkipVerify: true,

@@ -16,7 +16,7 @@ func identity(t *testing.T, ca *pki.CA, name string) *pki.Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.Issue(&key.PublicKey, name, "id-"+name)
+	cert, err := ca.Issue(&key.PublicKey, pki.NodeIdentity{Name: name, ID: "id-" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
