@@ -14,7 +14,6 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/cluster/pki"
-	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
 // A stolen non-voter's certificate cannot speak Raft: hashicorp/raft would
@@ -24,26 +23,7 @@ import (
 // cannot be recovered either: it could not lead.
 func TestNonVoterCannotSpeakRaft(t *testing.T) {
 	t.Parallel()
-	a := newNode(t, "raftv-a")
-	a.args = append(a.args, "--voters", "1")
-	a.start()
-	token, err := tokenOf(a.must("token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newNode(t, "raftv-b")
-	b.args = append(b.args, "--join", token, "--voters", "1")
-	b.start()
-	testutil.WaitFor(t, 30*time.Second, func() error {
-		var st clusterStatus
-		if err := b.json(&st, "status", "-o", "json"); err != nil {
-			return err
-		}
-		if st.Role != "non-voter" || st.Leader != "raftv-a" {
-			return fmt.Errorf("b's status: %+v", st)
-		}
-		return nil
-	})
+	a, b := voterAndNonVoter(t, "raftv")
 	if n := certOf(t, a.dataDir); !n.Voter {
 		t.Errorf("the voter's node.crt has no voter marker: %+v", n)
 	}
@@ -51,7 +31,7 @@ func TestNonVoterCannotSpeakRaft(t *testing.T) {
 		t.Errorf("the non-voter's node.crt has the voter marker: %+v", n)
 	}
 	var before clusterStatus
-	if err = a.json(&before, "status", "-o", "json"); err != nil {
+	if err := a.json(&before, "status", "-o", "json"); err != nil {
 		t.Fatal(err)
 	}
 	aPort := portOf(t, a)

@@ -25,26 +25,7 @@ import (
 // make them: with the admin credential, with which they go to a voter.
 func TestNonVoterIsNoAdmin(t *testing.T) {
 	t.Parallel()
-	a := newNode(t, "trust-a")
-	a.args = append(a.args, "--voters", "1")
-	a.start()
-	token, err := tokenOf(a.must("token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newNode(t, "trust-b")
-	b.args = append(b.args, "--join-file", b.writeFile("token", token), "--voters", "1")
-	b.start()
-	testutil.WaitFor(t, 30*time.Second, func() error {
-		var st clusterStatus
-		if err := b.json(&st, "status", "-o", "json"); err != nil {
-			return err
-		}
-		if st.Role != "non-voter" || len(st.Voters) != 1 || st.Voters[0] != "trust-a" || st.Leader != "trust-a" {
-			return fmt.Errorf("b's status: %+v", st)
-		}
-		return nil
-	})
+	a, b := voterAndNonVoter(t, "trust")
 	aPort := portOf(t, a)
 	aID := nodeID(t, a.dataDir)
 
@@ -200,4 +181,31 @@ func nodeLabels(t *testing.T, n *node) map[string]map[string]string {
 		out[nd.Name] = nd.Labels
 	}
 	return out
+}
+
+// voterAndNonVoter starts PREFIX-a, the one voter, and PREFIX-b, which
+// joins it from a token file as a non-voter, and waits until b says so.
+func voterAndNonVoter(t *testing.T, prefix string) (a, b *node) {
+	t.Helper()
+	a = newNode(t, prefix+"-a")
+	a.args = append(a.args, "--voters", "1")
+	a.start()
+	token, err := tokenOf(a.must("token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = newNode(t, prefix+"-b")
+	b.args = append(b.args, "--join-file", b.writeFile("token", token), "--voters", "1")
+	b.start()
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		var st clusterStatus
+		if err := b.json(&st, "status", "-o", "json"); err != nil {
+			return err
+		}
+		if st.Role != "non-voter" || len(st.Voters) != 1 || st.Voters[0] != prefix+"-a" || st.Leader != prefix+"-a" {
+			return fmt.Errorf("%s-b's status: %+v", prefix, st)
+		}
+		return nil
+	})
+	return a, b
 }
