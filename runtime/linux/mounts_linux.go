@@ -292,11 +292,13 @@ func bindMount(root string, m Mount) error {
 	// The source by its descriptor too: what was opened (and checked) is
 	// what is mounted.
 	srcPath := fmt.Sprintf("/proc/self/fd/%d", src.Fd())
-	if err := unix.Mount(srcPath, fdPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// Not recursive: what the host mounted below the source (its /proc,
+	// /sys, another disk) is not part of the volume the node allowed.
+	if err := unix.Mount(srcPath, fdPath, "", unix.MS_BIND, ""); err != nil {
 		return fail(err)
 	}
 	if m.ReadOnly {
-		if err := remountReadOnly(target, true); err != nil {
+		if err := remountReadOnly(target, false); err != nil {
 			return fail(err)
 		}
 	}

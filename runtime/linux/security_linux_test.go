@@ -224,6 +224,19 @@ func TestMounts(t *testing.T) {
 	if err := unix.Mknod(dev, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 5))); err != nil {
 		t.Fatal(err)
 	}
+	// A file system mounted below a volume's directory on the host (its
+	// /proc, when the directory is /) is not the volume's: it stays out.
+	sub := filepath.Join(rw, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(sub, "secret"), []byte("s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	img := testImage(t)
 	// Symlinks that would lead out of the rootfs if followed on the host.
 	if err := os.Symlink(outside, filepath.Join(img, "abs")); err != nil {
@@ -244,7 +257,7 @@ func TestMounts(t *testing.T) {
 			{Source: ro, Target: "/rel/escape2"},
 		},
 		Args: []string{"/app", "-info", "-try-write", "/data/rw/new,/data/ro/new",
-			"-read", "/data/rw/hello,/data/ro/hello,/etc/hello.conf,/dev/mydev,/abs/escape/hello,/rel/escape2/hello"},
+			"-read", "/data/rw/hello,/data/ro/hello,/etc/hello.conf,/dev/mydev,/abs/escape/hello,/rel/escape2/hello,/data/rw/sub/secret"},
 	})
 	for p, want := range map[string]string{"/data/rw/new": "", "/data/ro/new": erofs} {
 		if got := in.Writes[p]; !strings.HasSuffix(got, want) || (want == "") != (got == "") {
@@ -255,6 +268,7 @@ func TestMounts(t *testing.T) {
 		"/data/rw/hello": "6869", "/data/ro/hello": "726f", "/etc/hello.conf": "6869",
 		"/dev/mydev":        strings.Repeat("00", 16),
 		"/abs/escape/hello": "726f", "/rel/escape2/hello": "726f",
+		"/data/rw/sub/secret": "open /data/rw/sub/secret: no such file or directory",
 	} {
 		if got := in.Reads[p]; got != want {
 			t.Errorf("read %s: %q, want %q", p, got, want)
