@@ -163,7 +163,7 @@ func apiClient(c *cli.Context) *client.Client {
 	cred := flagValue(c, "credential")
 	if server := flagValue(c, "server"); server != "" {
 		if cred == "" {
-			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential printed when the cluster was bootstrapped"))
+			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential, which the bootstrap node keeps in DATA/tls/admin.credential"))
 		}
 		cfg, err := cluster.RemoteTLS(cred)
 		if err != nil {

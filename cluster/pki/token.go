@@ -50,7 +50,8 @@ func check(body string) string {
 }
 
 // ErrBadToken is wrapped by every ParseToken and ParseCredential error.
-var ErrBadToken = errors.New("copy it again as it was printed")
+// The admin credential is never printed, hence the two sources.
+var ErrBadToken = errors.New("copy it again whole (a token from `shoal token`, the admin credential from the bootstrap node's DATA/tls/admin.credential)")
 
 // ParseToken reads a token's text form.
 func ParseToken(s string) (Token, error) {
