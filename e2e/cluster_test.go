@@ -621,6 +621,10 @@ replicas: 2
 	if out, err := f.cli("a", "exec", onB, "--", "/app", "-exit", "3"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("exec's exit code through a: %q %v", out, err)
 	}
+	if _, err := f.cli("a", "exec", onB, "--", "/nonexistent"); err == nil || !strings.Contains(err.Error(), "exit status 127") ||
+		!strings.Contains(err.Error(), "/nonexistent: no such file") {
+		t.Errorf("exec of a missing program through a: %v, want exit 127 and a message naming it", err)
+	}
 
 	// b is a non-voter: it may not reach a's instance, and says how; with
 	// the credential the CLI asks the voter.
