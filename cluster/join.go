@@ -45,7 +45,7 @@ const joinTimeout = 10 * time.Second
 func joinCluster(ctx context.Context, dataDir, token string, id identity) (*material, []string, error) {
 	tok, err := pki.ParseToken(token)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--join: %w", err)
+		return nil, nil, fmt.Errorf("SHOAL_JOIN, --join or --join-file: %w", err)
 	}
 	key, err := pki.NewKey()
 	if err != nil {
