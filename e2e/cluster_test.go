@@ -606,6 +606,10 @@ replicas: 2
 			return nil
 		})
 	}
+	// A pid only from the node that runs the instance.
+	if got := ps("a"); got["a"].PID == 0 || got["b"].PID != 0 {
+		t.Errorf("ps on a: pid %d of a's instance, %d of b's; want a's only", got["a"].PID, got["b"].PID)
+	}
 	// logs and exec of b's instance, asked on a: a passes them on.
 	onB := ps("a")["b"].Instance
 	testutil.WaitFor(t, 10*time.Second, func() error {
