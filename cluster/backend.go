@@ -202,6 +202,10 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 				s.IP = n.instanceIP(a.App)
 			}
 			n.usage(&s, a)
+		} else {
+			// A pid is a process of the device that runs the instance:
+			// on this one it would name some other process.
+			s.PID = 0
 		}
 		out = append(out, s)
 	}

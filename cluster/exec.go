@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -50,6 +51,18 @@ func (n *Node) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, s
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Resize: rs})
 	if err != nil && ex.Code < 0 {
 		return -1, err
+	}
+	// A program that did not start (not found, not executable) exits 126
+	// or 127 and prints nothing of its own: say why, as a shell would.
+	var ie *linux.InitError
+	if errors.As(err, &ie) {
+		w := stderr
+		if w == nil || req.TTY {
+			w = stdout
+		}
+		if w != nil {
+			fmt.Fprintf(w, "shoal exec: %v\n", ie)
+		}
 	}
 	return ex.Code, nil
 }

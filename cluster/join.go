@@ -45,7 +45,7 @@ const joinTimeout = 10 * time.Second
 func joinCluster(ctx context.Context, dataDir, token string, id identity) (*material, []string, error) {
 	tok, err := pki.ParseToken(token)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--join: %w", err)
+		return nil, nil, fmt.Errorf("SHOAL_JOIN, --join or --join-file: %w", err)
 	}
 	key, err := pki.NewKey()
 	if err != nil {
@@ -228,7 +228,8 @@ func (n *Node) errNoCAKey() error {
 			}
 		}
 	}
-	return fmt.Errorf("%w: node %s is not a voter and holds no copy of the cluster CA's key: run this on a voter (shoal status lists them)", api.ErrConflict, n.id.Name)
+	// The admin's CLI takes a NotVoterError to a voter, as it does writes.
+	return n.notVoter()
 }
 
 // joinSecret opens the join secret of the replica's sealed record.

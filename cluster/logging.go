@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -41,7 +42,17 @@ func (s sink) Accept(name string, level hclog.Level, msg string, args ...any) {
 	case hclog.Error:
 		lvl = slog.LevelError
 	}
-	s.l.Log(context.Background(), lvl, msg, append([]any{"component", name}, args...)...)
+	attrs := append([]any{"component", name}, args...)
+	for i, a := range attrs {
+		// Raft logs its configurations as hclog.Fmt("%+v", ...), which
+		// only hclog's own formatter expands.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				attrs[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
+	s.l.Log(context.Background(), lvl, msg, attrs...)
 }
 
 // stdlogFor adapts slog for memberlist, which speaks the standard logger

@@ -200,7 +200,7 @@ func TestCAKeyOnlyForVoters(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(bdir, "tls", caKeyFile)); err == nil {
 		t.Error("the non-voter has a ca.key")
 	}
-	if _, err := b.JoinToken(); err == nil || !strings.Contains(err.Error(), "run this on a voter") {
+	if _, err := b.JoinToken(); err == nil || !strings.Contains(err.Error(), "admin credential") {
 		t.Errorf("join token on the non-voter: %v", err)
 	}
 }

@@ -72,7 +72,7 @@ func remoteFlags() []cli.Flag {
 		},
 		&cli.StringFlag{
 			Name:    "credential",
-			Usage:   "the admin credential printed at bootstrap, or a file holding it: for --server, and to take a write that a non-voter refuses to a voter",
+			Usage:   "the admin credential, or a file holding it (bootstrap writes DATA/tls/admin.credential): for --server, and to take a write that a non-voter refuses to a voter",
 			EnvVars: []string{"SHOAL_CREDENTIAL"},
 		},
 	}
@@ -127,6 +127,9 @@ func App() *cli.App {
 	addDataDir = func(cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.Flags = append(c.Flags, dataDirFlag())
+			if c.Before == nil && len(c.Subcommands) == 0 {
+				c.Before = flagsFirst
+			}
 			if c.Name != "up" && c.Name != "version" && c.Name != "recover" {
 				c.Flags = append(c.Flags, remoteFlags()...)
 			}
@@ -163,7 +166,7 @@ func apiClient(c *cli.Context) *client.Client {
 	cred := flagValue(c, "credential")
 	if server := flagValue(c, "server"); server != "" {
 		if cred == "" {
-			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential printed when the cluster was bootstrapped"))
+			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential, which the bootstrap node keeps in DATA/tls/admin.credential"))
 		}
 		cfg, err := cluster.RemoteTLS(cred)
 		if err != nil {

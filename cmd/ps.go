@@ -19,11 +19,14 @@ func psCommand() *cli.Command {
 				return err
 			}
 			now := time.Now()
-			return show(c, st, []string{"APP", "INSTANCE", "NODE", "STATE", "RESTARTS", "AGE", "IP", "PID"}, func() [][]string {
+			table := false
+			err = show(c, st, []string{"APP", "INSTANCE", "NODE", "STATE", "RESTARTS", "AGE", "IP", "PID"}, func() [][]string {
+				table = true
 				var rows [][]string
 				for _, s := range st {
 					state := s.State
-					if s.State == "exited" || s.State == "failed" {
+					// A failed instance that never ran has no exit code to show.
+					if s.State == "exited" || (s.State == "failed" && (s.ExitCode != 0 || s.Error == "")) {
 						state = fmt.Sprintf("%s (%d)", s.State, s.ExitCode)
 					}
 					if s.OOMKilled {
@@ -37,6 +40,18 @@ func psCommand() *cli.Command {
 				}
 				return rows
 			})
+			if err != nil || !table {
+				return err
+			}
+			// Why an instance does not run (a refused host path, a failed
+			// pull) is too long for a column: one line each, on stderr, so
+			// that the table on stdout stays a table.
+			for _, s := range st {
+				if s.Error != "" {
+					fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", s.Instance, s.Error)
+				}
+			}
+			return nil
 		},
 	}
 }

@@ -606,6 +606,10 @@ replicas: 2
 			return nil
 		})
 	}
+	// A pid only from the node that runs the instance.
+	if got := ps("a"); got["a"].PID == 0 || got["b"].PID != 0 {
+		t.Errorf("ps on a: pid %d of a's instance, %d of b's; want a's only", got["a"].PID, got["b"].PID)
+	}
 	// logs and exec of b's instance, asked on a: a passes them on.
 	onB := ps("a")["b"].Instance
 	testutil.WaitFor(t, 10*time.Second, func() error {
@@ -620,6 +624,10 @@ replicas: 2
 	}
 	if out, err := f.cli("a", "exec", onB, "--", "/app", "-exit", "3"); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("exec's exit code through a: %q %v", out, err)
+	}
+	if _, err := f.cli("a", "exec", onB, "--", "/nonexistent"); err == nil || !strings.Contains(err.Error(), "exit status 127") ||
+		!strings.Contains(err.Error(), "/nonexistent: no such file") {
+		t.Errorf("exec of a missing program through a: %v, want exit 127 and a message naming it", err)
 	}
 
 	// b is a non-voter: it may not reach a's instance, and says how; with

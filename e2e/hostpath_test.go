@@ -96,6 +96,12 @@ func TestHostPaths(t *testing.T) {
 		return nil
 	})
 
+	// The table says why too: one line per refused instance on stderr.
+	out, errOut, code := n.shoal("ps")
+	if code != 0 || !strings.Contains(errOut, "root/0: volume /:/host:ro: "+refused["root"].want) || strings.Contains(out, "failed (0)") {
+		t.Errorf("shoal ps: exit %d, stdout\n%s\nstderr\n%s\nwant each refused instance failed, its error on stderr", code, out, errOut)
+	}
+
 	// The only container on the node is the allowed one.
 	mons := monitorsOf(n.dataDir, false)
 	if len(mons) != 1 || !strings.Contains(mons[0], "/monitors/ok.0.") {

@@ -111,7 +111,7 @@ func TestSecretsOnlyOnVoters(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.dirs["b"], "tls", "ca.key")); err == nil {
 		t.Error("the non-voter has a ca.key")
 	}
-	if _, err := f.cli("b", "token"); err == nil || !strings.Contains(err.Error(), "run this on a voter") {
+	if _, err := f.cli("b", "token"); err == nil || !strings.Contains(err.Error(), "admin credential") {
 		t.Errorf("shoal token on the non-voter: %v", err)
 	}
 
@@ -238,8 +238,16 @@ func TestTokenRotate(t *testing.T) {
 	f.waitFormed("b", []string{"a", "b"}, []string{"a"}, 30*time.Second)
 	old := f.token
 
-	if _, err := f.cli("b", "token", "--rotate"); err == nil || !strings.Contains(err.Error(), "run this on a voter") {
+	if _, err := f.cli("b", "token", "--rotate"); err == nil || !strings.Contains(err.Error(), "admin credential") {
 		t.Errorf("shoal token --rotate on the non-voter: %v", err)
+	}
+	// With the admin credential the CLI takes it to the voter.
+	viaB, err := f.adminCLI("b", "token", "--rotate")
+	if err != nil {
+		t.Fatalf("shoal token --rotate on the non-voter with the admin credential: %v", err)
+	}
+	if tok, err := tokenOf(viaB); err != nil || tok == old {
+		t.Fatalf("token --rotate through the non-voter: %q, %v; want a new token", viaB, err)
 	}
 	rotated, err := tokenOf(f.mustCLI("a", "token", "--rotate"))
 	if err != nil {

@@ -50,10 +50,18 @@ func check(body string) string {
 }
 
 // ErrBadToken is wrapped by every ParseToken and ParseCredential error.
-var ErrBadToken = errors.New("copy it again as it was printed")
+var ErrBadToken = errors.New("copy it again whole")
 
 // ParseToken reads a token's text form.
 func ParseToken(s string) (Token, error) {
+	t, err := parseToken(s)
+	if err != nil {
+		return t, fmt.Errorf("%w, as `shoal token` on a voter prints it", err)
+	}
+	return t, nil
+}
+
+func parseToken(s string) (Token, error) {
 	var t Token
 	parts, err := split(strings.TrimSpace(s), tokenPrefix, 5, "join token")
 	if err != nil {
@@ -135,6 +143,15 @@ func (c Credential) PublicKey() ed25519.PublicKey {
 
 // ParseCredential reads a credential's text form.
 func ParseCredential(s string) (Credential, error) {
+	c, err := parseCredential(s)
+	if err != nil {
+		// Never printed: where it is kept is where to copy it from.
+		return c, fmt.Errorf("%w, as the bootstrap node's DATA/tls/admin.credential holds it", err)
+	}
+	return c, nil
+}
+
+func parseCredential(s string) (Credential, error) {
 	var c Credential
 	parts, err := split(strings.TrimSpace(s), credPrefix, 4, "admin credential")
 	if err != nil {
