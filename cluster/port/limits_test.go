@@ -127,6 +127,34 @@ func TestIdleConnectionsDoNotStarveOthers(t *testing.T) {
 	}
 }
 
+// Silent connections from sixteen addresses, sixteen each, hold every
+// handshake slot of the port; a node at another address still gets in,
+// in place of the oldest silent connection of the busiest address.
+func TestManyAddressesDoNotStarveOthers(t *testing.T) {
+	tp := newTestPort(t)
+	addr := tp.p.Addr().String()
+	var idle []net.Conn
+	for i := range maxHandshakes / maxPerSource {
+		idle = append(idle, dialFrom(t, fmt.Sprintf("127.0.0.%d", i+2), addr, maxPerSource)...)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		tp.p.mu.Lock()
+		defer tp.p.mu.Unlock()
+		if tp.p.inFlight != maxHandshakes {
+			return fmt.Errorf("%d handshakes in flight, want %d", tp.p.inFlight, maxHandshakes)
+		}
+		return nil
+	})
+	if err := roundTrip(addr, tp.node.ClientConfig(pki.ProtoRaft, nil)); err != nil {
+		t.Fatalf("a node beside %d idle connections from %d addresses: %v", len(idle), maxHandshakes/maxPerSource, err)
+	}
+	tp.p.mu.Lock()
+	defer tp.p.mu.Unlock()
+	if tp.p.inFlight > maxHandshakes {
+		t.Errorf("%d handshakes in flight, more than %d", tp.p.inFlight, maxHandshakes)
+	}
+}
+
 // A flood of refused connections writes a bounded number of warnings.
 func TestRefusalsAreRateLimited(t *testing.T) {
 	tp := newTestPort(t)

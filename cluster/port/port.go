@@ -18,8 +18,12 @@
 // has proved anything is bounded: each handshake runs on its own goroutine
 // (a silent client never holds up the next one), within handshakeTimeout,
 // with at most maxPerSource in flight from one source address (an IPv4
-// address or an IPv6 /64) and maxHandshakes in all. A connection over a
-// limit is closed at once. Running out of file descriptors pauses
+// address or an IPv6 /64) and maxHandshakes in all. A connection over the
+// limit of its source is closed at once; one that finds every slot taken
+// takes the slot of the oldest handshake of the source with the most in
+// flight, when that is more than its own source has: a stranger holding
+// the slots from many addresses cannot keep a node or client at another
+// one out. Running out of file descriptors pauses
 // accepting with a backoff, never ends it. The port's warnings pass
 // through a rate limit, so a flood of refused connections writes a few
 // lines and a count.
@@ -31,6 +35,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -85,8 +90,15 @@ type Port struct {
 	mu        sync.Mutex // guards following
 	protos    map[string]*listener
 	closed    bool
-	inFlight  int            // handshakes
-	perSource map[string]int // handshakes in flight by source
+	inFlight  int                   // handshakes
+	perSource map[string][]*pending // handshakes in flight by source, oldest first
+}
+
+// pending is a connection holding a handshake slot.
+type pending struct {
+	c       net.Conn
+	src     string
+	evicted bool // its slot was given to a newer connection
 }
 
 // Listen opens the port and starts accepting.
@@ -101,7 +113,7 @@ func Listen(cfg Config) (*Port, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	limit := ratelog.New(cfg.Logger.Handler(), ratelog.DefaultConfig())
 	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, log: slog.New(limit), limit: limit,
-		protos: map[string]*listener{}, perSource: map[string]int{}}
+		protos: map[string]*listener{}, perSource: map[string][]*pending{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -159,8 +171,8 @@ func (p *Port) accept() {
 			}
 		}
 		backoff = 0
-		src := sourceOf(c.RemoteAddr())
-		if why := p.admit(src); why != "" {
+		pd, why := p.admit(c)
+		if why != "" {
 			p.log.Warn("cluster port: "+why+": dropping a connection", "remote", c.RemoteAddr())
 			c.Close()
 			continue
@@ -169,7 +181,7 @@ func (p *Port) accept() {
 		go func() {
 			defer p.wg.Done()
 			tc, cs, ok := p.handshake(c)
-			p.release(src)
+			p.release(pd)
 			if ok {
 				p.dispatch(tc, cs)
 			}
@@ -177,30 +189,59 @@ func (p *Port) accept() {
 	}
 }
 
-// admit takes a handshake slot for a connection from src, or says which
-// limit is reached.
-func (p *Port) admit(src string) string {
+// admit takes a handshake slot for c, or says which limit is reached.
+// With every slot taken, the oldest handshake of the busiest source gives
+// its slot up (its connection is closed) if that source holds more than
+// c's: a handshake takes milliseconds, a silent stranger's takes the whole
+// timeout, so the stranger's are the ones that go.
+func (p *Port) admit(c net.Conn) (*pending, string) {
+	src := sourceOf(c.RemoteAddr())
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.inFlight >= maxHandshakes:
-		return "too many handshakes at once"
-	case p.perSource[src] >= maxPerSource:
-		return "too many handshakes at once from one address"
+	own := len(p.perSource[src])
+	if own >= maxPerSource {
+		return nil, "too many handshakes at once from one address"
 	}
+	if p.inFlight >= maxHandshakes {
+		var busiest string
+		for s, pds := range p.perSource {
+			if len(pds) > len(p.perSource[busiest]) {
+				busiest = s
+			}
+		}
+		if len(p.perSource[busiest]) <= own {
+			return nil, "too many handshakes at once"
+		}
+		victim := p.perSource[busiest][0]
+		p.remove(victim)
+		victim.evicted = true
+		victim.c.Close() // its handshake fails and its goroutine ends
+	}
+	pd := &pending{c: c, src: src}
 	p.inFlight++
-	p.perSource[src]++
-	return ""
+	p.perSource[src] = append(p.perSource[src], pd)
+	return pd, ""
 }
 
-// release gives back the slot admit took.
-func (p *Port) release(src string) {
+// release gives back the slot admit took, unless a newer connection took
+// it already.
+func (p *Port) release(pd *pending) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.inFlight--
-	if p.perSource[src]--; p.perSource[src] <= 0 {
-		delete(p.perSource, src)
+	if !pd.evicted {
+		p.remove(pd)
 	}
+}
+
+// remove takes pd out of the handshakes in flight; p.mu is held.
+func (p *Port) remove(pd *pending) {
+	pds := slices.DeleteFunc(p.perSource[pd.src], func(o *pending) bool { return o == pd })
+	if len(pds) == 0 {
+		delete(p.perSource, pd.src)
+	} else {
+		p.perSource[pd.src] = pds
+	}
+	p.inFlight--
 }
 
 // sourceOf is the address the per-source limit counts by: the IP, or an
