@@ -75,6 +75,8 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 		{"forget of another node", "/v1/forget", `{"name":"trust-a"}`},
 		{"leave of another node", "/v1/leave", fmt.Sprintf(`{"id":%q,"name":"trust-a"}`, aID)},
 		{"a report of another node's instances", "/v1/report", `{"node":"trust-a","instances":[]}`},
+		{"its own report naming another node's instance", "/v1/report",
+			`{"node":"trust-b","instances":[{"app":"web","instance":"web.0","node":"trust-a","state":"running"}]}`},
 	} {
 		if code, body := call(t, node, "POST", aPort, c.path, c.body); code != http.StatusForbidden {
 			t.Errorf("%s from a non-voter: %d %s, want 403", c.what, code, body)
