@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,18 +97,88 @@ func TestForgedGossipDeathPromotesNoOne(t *testing.T) {
 	}
 }
 
+// Forty members announced with the gossip key whose cluster port takes
+// connections and never answers: the leader checks each one's certificate
+// before it counts, and must not hold its loop (the scheduler among it)
+// three seconds for each.
+func TestForgedMembersDoNotStallTheLeader(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, "stall-a")
+	n.start()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var dialled atomic.Int32
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+			dialled.Add(1)
+		}
+	}()
+	key, err := os.ReadFile(filepath.Join(n.dataDir, "tls", "gossip.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossip := net.JoinHostPort("127.0.0.1", n.flagValue("--gossip-port"))
+	for i := range 40 {
+		meta := fmt.Sprintf(`{"id":"fake%02d","arch":"amd64","os":"linux","port":%d}`, i, silent.Addr().(*net.TCPAddr).Port)
+		alive := struct {
+			Incarnation uint32
+			Node        string
+			Addr        []byte
+			Port        uint16
+			Meta        []byte
+			Vsn         []uint8
+		}{1, fmt.Sprintf("fake%02d", i), net.IPv4(127, 0, 0, 1).To4(), 1, []byte(meta), []uint8{1, 5, 2, 0, 0, 0}}
+		sendGossip(t, key, gossip, 4 /* memberlist's aliveMsg */, &alive)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if dialled.Load() == 0 {
+			return fmt.Errorf("the leader has not dialled a forged member yet")
+		}
+		return nil
+	})
+	began := time.Now()
+	n.must("apply", "-f", n.writeFile("app.yaml", "name: web\nimage: registry.invalid/web:1\n"))
+	testutil.WaitFor(t, 15*time.Second, func() error {
+		if ps := n.ps(); len(ps) != 1 {
+			return fmt.Errorf("instances %s after the apply: %+v", time.Since(began).Round(time.Second), ps)
+		}
+		return nil
+	})
+	n.must("rm", "web")
+}
+
 // sendForgedDeath sends memberlist's dead message about victim, at
-// incarnation 2^32-1, encrypted with key (memberlist's encryption version
-// 1: AES-GCM, no label), to the gossip address addr.
+// incarnation 2^32-1, encrypted with key, to the gossip address addr.
 func sendForgedDeath(t *testing.T, key []byte, addr, victim string) {
 	t.Helper()
-	var msg bytes.Buffer
-	msg.WriteByte(5) // memberlist's deadMsg
 	dead := struct {
 		Incarnation uint32
 		Node, From  string
 	}{0xffffffff, victim, "nobody"}
-	if err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(&dead); err != nil {
+	sendGossip(t, key, addr, 5 /* memberlist's deadMsg */, &dead)
+}
+
+// sendGossip sends one memberlist message of type typ, encrypted with key
+// (memberlist's encryption version 1: AES-GCM, no label), to addr.
+func sendGossip(t *testing.T, key []byte, addr string, typ byte, v any) {
+	t.Helper()
+	var msg bytes.Buffer
+	msg.WriteByte(typ)
+	if err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(v); err != nil {
 		t.Fatal(err)
 	}
 	block, err := aes.NewCipher(key)
