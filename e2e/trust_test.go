@@ -125,6 +125,16 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 	})
 	a.must("rm", "web")
 
+	// Leaving under its own id with another node's name would delete that
+	// node's record (its labels with it).
+	bID := nodeID(t, b.dataDir)
+	if code, body := call(t, node, "POST", aPort, "/v1/leave", fmt.Sprintf(`{"id":%q,"name":"trust-a"}`, bID)); code != http.StatusForbidden {
+		t.Errorf("leave of b under a's name: %d %s, want 403", code, body)
+	}
+	if got := nodeLabels(t, a)["trust-a"]["x"]; got != "y" {
+		t.Errorf("label x on trust-a after b's leave under its name: %q", got)
+	}
+
 	// Leaving is its own job: it may.
 	if out := b.must("leave"); !strings.Contains(out, "left the cluster") {
 		t.Errorf("leave on the non-voter said: %s", out)
