@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -153,6 +154,44 @@ func TestManyAddressesDoNotStarveOthers(t *testing.T) {
 	if tp.p.inFlight > maxHandshakes {
 		t.Errorf("%d handshakes in flight, more than %d", tp.p.inFlight, maxHandshakes)
 	}
+}
+
+// One certificate, stolen with a device, holds at most maxPerPeer
+// connections of a protocol: the next is closed after its handshake, and
+// one closed makes room again.
+func TestConnectionsPerCertificateAreBounded(t *testing.T) {
+	tp := newTestPort(t)
+	addr := tp.p.Addr().String()
+	cfg := tp.node.ClientConfig(pki.ProtoRaft, nil)
+	var held []*tls.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for i := range maxPerPeer {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		held = append(held, c)
+		// Echoed: the connection reached its protocol.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	if err := roundTrip(addr, cfg); err == nil {
+		t.Fatalf("connection %d of one certificate was served", maxPerPeer+1)
+	}
+	if !strings.Contains(tp.log.String(), "too many connections from one certificate") {
+		t.Errorf("no warning logged:\n%s", tp.log.String())
+	}
+	held[0].Close()
+	testutil.WaitFor(t, 5*time.Second, func() error { return roundTrip(addr, cfg) })
 }
 
 // A flood of refused connections writes a bounded number of warnings.

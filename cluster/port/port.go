@@ -24,13 +24,20 @@
 // flight, when that is more than its own source has: a stranger holding
 // the slots from many addresses cannot keep a node or client at another
 // one out. Running out of file descriptors pauses
-// accepting with a backoff, never ends it. The port's warnings pass
+// accepting with a backoff, never ends it.
+//
+// A peer that proved itself is bounded too, for a certificate can be
+// stolen with a device: one client certificate holds at most maxPerPeer
+// connections of one protocol at a time (a node's Raft pool, its calls, a
+// few `logs -f` of an admin); past that its new connections are closed
+// after the handshake. The port's warnings pass
 // through a rate limit, so a flood of refused connections writes a few
 // lines and a count.
 package port
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -52,6 +59,7 @@ const (
 	handshakeTimeout = 3 * time.Second
 	maxHandshakes    = 256
 	maxPerSource     = 16
+	maxPerPeer       = 64
 )
 
 // Backoff after a failed accept (out of file descriptors): retried, never
@@ -92,6 +100,13 @@ type Port struct {
 	closed    bool
 	inFlight  int                   // handshakes
 	perSource map[string][]*pending // handshakes in flight by source, oldest first
+	perPeer   map[peerKey]int       // connections handed out, by protocol and client certificate
+}
+
+// peerKey is a client certificate (its digest) speaking a protocol.
+type peerKey struct {
+	proto string
+	cert  [sha256.Size]byte
 }
 
 // pending is a connection holding a handshake slot.
@@ -113,7 +128,7 @@ func Listen(cfg Config) (*Port, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	limit := ratelog.New(cfg.Logger.Handler(), ratelog.DefaultConfig())
 	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, log: slog.New(limit), limit: limit,
-		protos: map[string]*listener{}, perSource: map[string][]*pending{}}
+		protos: map[string]*listener{}, perSource: map[string][]*pending{}, perPeer: map[peerKey]int{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -291,13 +306,39 @@ func (p *Port) dispatch(tc *tls.Conn, cs tls.ConnectionState) {
 	if p.cfg.Route != nil {
 		proto = p.cfg.Route(proto)
 	}
+	c := &Conn{Conn: tc, State: cs}
+	if len(cs.PeerCertificates) > 0 {
+		key := peerKey{proto: proto, cert: sha256.Sum256(cs.PeerCertificates[0].Raw)}
+		p.mu.Lock()
+		full := p.perPeer[key] >= maxPerPeer
+		if !full {
+			p.perPeer[key]++
+			c.release = func() { p.releasePeer(key) }
+		}
+		p.mu.Unlock()
+		if full {
+			p.log.Warn("cluster port: too many connections from one certificate: dropping one", "remote", tc.RemoteAddr(),
+				"protocol", proto, "name", cs.PeerCertificates[0].Subject.CommonName)
+			tc.Close()
+			return
+		}
+	}
 	p.mu.Lock()
 	l := p.protos[proto]
 	p.mu.Unlock()
 	// Not the *tls.Conn itself: net/http refuses a TLS connection whose
 	// ALPN protocol it does not know, and ours are HTTP/1.1 underneath.
-	if l == nil || !l.hand(p.ctx, &Conn{Conn: tc, State: cs}) {
-		tc.Close()
+	if l == nil || !l.hand(p.ctx, c) {
+		c.Close()
+	}
+}
+
+// releasePeer gives back a connection of key's.
+func (p *Port) releasePeer(key peerKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.perPeer[key]--; p.perPeer[key] <= 0 {
+		delete(p.perPeer, key)
 	}
 }
 
@@ -305,6 +346,20 @@ func (p *Port) dispatch(tc *tls.Conn, cs tls.ConnectionState) {
 type Conn struct {
 	net.Conn
 	State tls.ConnectionState
+
+	once    sync.Once
+	release func() // gives back its peer's share, if it took one
+}
+
+// Close closes the connection and gives back its place among its peer's.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
 }
 
 // Close stops accepting and closes every protocol listener; connections
