@@ -145,6 +145,11 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 		}
 		return nil
 	})
+	// Revoked now: its connection opened before (kept alive by the
+	// client) serves it no more than a new one would.
+	if code, body := call(t, node, "POST", aPort, "/v1/report", `{"node":"trust-b","instances":[]}`); code != http.StatusForbidden {
+		t.Errorf("b's report after it left, on its old connection: %d %s, want 403", code, body)
+	}
 }
 
 // stolenClient is an HTTP client that presents node dataDir's certificate
