@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/cluster/pki"
 )
 
 // Autopilot runs on the leader, after every membership change and on a
@@ -17,8 +19,8 @@ import (
 //     fewer than Config.Voters, a non-voter (a full replica) otherwise;
 //   - voters stay odd: a second node waits as a non-voter for a third, so
 //     that two voters never need each other for every write;
-//   - a voter gone from gossip for longer than Config.DeadVoterGrace is
-//     replaced: a live non-voter is promoted first, then the dead voter
+//   - a voter gone from gossip, and not answering on its cluster port,
+//     for longer than Config.DeadVoterGrace is replaced: a live non-voter is promoted first, then the dead voter
 //     is removed, so the voters never drop below a majority of live ones;
 //   - a server whose address changed (DHCP, another network) is re-added
 //     under the same id with its new address: identity is the node's key.
@@ -134,7 +136,7 @@ func planAutopilot(servers []raft.Server, live []apMember, deadFor map[raft.Serv
 }
 
 // autopilot applies one pass on the leader.
-func (n *Node) autopilot(log *slog.Logger, members []member) error {
+func (n *Node) autopilot(ctx context.Context, log *slog.Logger, members []member) error {
 	r := n.raft.r()
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -150,6 +152,17 @@ func (n *Node) autopilot(log *slog.Logger, members []member) error {
 		id := raft.ServerID(m.Meta.ID)
 		present[id] = true
 		live = append(live, apMember{ID: id, Addr: raftAddr(m.Meta.ID, net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port)))})
+	}
+	// Gossip is spoken by every holder of the gossip key, a stolen
+	// non-voter included, and one forged message can make a member look
+	// dead for good: a voter missing from it is asked directly before it
+	// counts as gone, or the forger would be promoted in its place.
+	for _, s := range servers {
+		if s.Suffrage != raft.Voter || present[s.ID] || n.store.Revoked(string(s.ID)) || !n.answers(ctx, s.Address) {
+			continue
+		}
+		present[s.ID] = true
+		live = append(live, apMember{ID: s.ID, Addr: s.Address})
 	}
 	now := time.Now()
 	deadFor := map[raft.ServerID]time.Duration{}
@@ -229,4 +242,18 @@ func (n *Node) tuneTimeouts(several bool) {
 	case n.relax <- struct{}{}:
 	default:
 	}
+}
+
+// answers says whether the node of Raft address addr completes a handshake
+// on its cluster port with the certificate of the id it was registered
+// under.
+func (n *Node) answers(ctx context.Context, addr raft.ServerAddress) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := n.dialNode(ctx, addr, pki.ProtoNode, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

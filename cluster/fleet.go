@@ -159,7 +159,9 @@ func (n *Node) serveLeave(w http.ResponseWriter, r *http.Request) {
 		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: leave request: %v", api.ErrInvalid, err))
 		return
 	}
-	if peer := n.peerOf(r); peer == nil || peer.ID != req.ID {
+	// Both from the certificate: the name is the registry record that
+	// goes, and another node's record must not go with this one's id.
+	if peer := n.peerOf(r); peer == nil || peer.ID != req.ID || peer.Name != req.Name {
 		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only take itself out of the cluster", api.ErrInvalid))
 		return
 	}

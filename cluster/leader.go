@@ -116,7 +116,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.registerMembers(members); err != nil {
 			log.Warn("register nodes", "err", err)
 		}
-		if err := n.autopilot(log, members); err != nil {
+		if err := n.autopilot(ctx, log, members); err != nil {
 			log.Warn("autopilot", "err", err)
 		}
 		if err := n.schedule(); err != nil {

@@ -279,9 +279,14 @@ type memberCheck struct {
 }
 
 // verifiedMembers are the live members whose certificate backs their
-// gossip; the leader's loop calls it.
+// gossip; the leader's loop calls it. The members to check are checked at
+// once, maxMemberChecks at a time, and the pass waits no longer than one
+// check takes: anyone with the gossip key can announce members whose
+// cluster port never answers, and one at a time they would hold the
+// leader's loop (scheduling, autopilot) three seconds each. A member not
+// checked within the pass is left out until a later pass checks it.
 func (n *Node) verifiedMembers(ctx context.Context) []member {
-	var out []member
+	var out, unchecked []member
 	for _, m := range n.liveMembers() {
 		if m.Meta.ID == n.id.ID {
 			out = append(out, m)
@@ -296,29 +301,66 @@ func (n *Node) verifiedMembers(ctx context.Context) []member {
 		n.leaderMu.Lock()
 		c, ok := n.checked[m.Meta.ID]
 		n.leaderMu.Unlock()
-		if !ok || c.addr != addr || c.name != m.Name || (!c.ok && time.Since(c.at) > memberRecheck) {
-			c = memberCheck{addr: addr, name: m.Name, at: time.Now()}
-			c.ok = n.checkMember(ctx, m, addr) == nil
+		switch {
+		case !ok || c.addr != addr || c.name != m.Name || (!c.ok && time.Since(c.at) > memberRecheck):
+			unchecked = append(unchecked, m)
+		case c.ok:
+			out = append(out, m)
+		}
+	}
+	if len(unchecked) == 0 {
+		return out
+	}
+	pass, cancel := context.WithTimeout(ctx, memberCheckTimeout)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		slot = make(chan struct{}, maxMemberChecks)
+	)
+	for _, m := range unchecked {
+		select {
+		case slot <- struct{}{}:
+		case <-pass.Done():
+		}
+		if pass.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slot }()
+			addr := joinHostPort(m.Addr, m.Meta.Port)
+			c := memberCheck{addr: addr, name: m.Name, at: time.Now()}
+			c.ok = n.checkMember(pass, m, addr) == nil
 			if ctx.Err() != nil {
-				return out // the loop is ending: no verdict
+				return // the loop is ending: no verdict
 			}
 			n.leaderMu.Lock()
 			n.checked[m.Meta.ID] = c
 			n.leaderMu.Unlock()
-		}
-		if c.ok {
-			out = append(out, m)
-		}
+			if c.ok {
+				mu.Lock()
+				out = append(out, m)
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	return out
 }
+
+// maxMemberChecks bounds the members checked at once, memberCheckTimeout
+// a check and a pass of them.
+const (
+	maxMemberChecks    = 32
+	memberCheckTimeout = 3 * time.Second
+)
 
 // checkMember dials a member's cluster port and compares its certificate
 // with its gossip.
 func (n *Node) checkMember(ctx context.Context, m member, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, memberCheckTimeout)
 	defer cancel()
-	c, err := n.dialNode(ctx, raftAddr(m.Meta.ID, addr), pki.ProtoNode, 3*time.Second)
+	c, err := n.dialNode(ctx, raftAddr(m.Meta.ID, addr), pki.ProtoNode, memberCheckTimeout)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err

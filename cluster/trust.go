@@ -115,13 +115,18 @@ func withPeerState(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// peerOf is the node that sent r over the node protocol.
+// peerOf is the node that sent r over the node protocol, nil if it is
+// revoked: the port checks revocation when a connection opens, and a
+// connection kept alive outlives it.
 func (n *Node) peerOf(r *http.Request) *pki.NodeIdentity {
 	cs, ok := r.Context().Value(peerStateKey{}).(tls.ConnectionState)
 	if !ok {
 		return nil
 	}
-	return n.mat.ident.Peer(cs, nil).Node
+	if p := n.mat.ident.Peer(cs, nil).Node; p != nil && !n.store.Revoked(p.ID) {
+		return p
+	}
+	return nil
 }
 
 // votersOnly serves a node call that acts on the cluster (a forwarded

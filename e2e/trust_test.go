@@ -56,6 +56,8 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 		{"forget of another node", "/v1/forget", `{"name":"trust-a"}`},
 		{"leave of another node", "/v1/leave", fmt.Sprintf(`{"id":%q,"name":"trust-a"}`, aID)},
 		{"a report of another node's instances", "/v1/report", `{"node":"trust-a","instances":[]}`},
+		{"its own report naming another node's instance", "/v1/report",
+			`{"node":"trust-b","instances":[{"app":"web","instance":"web.0","node":"trust-a","state":"running"}]}`},
 	} {
 		if code, body := call(t, node, "POST", aPort, c.path, c.body); code != http.StatusForbidden {
 			t.Errorf("%s from a non-voter: %d %s, want 403", c.what, code, body)
@@ -104,6 +106,16 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 	})
 	a.must("rm", "web")
 
+	// Leaving under its own id with another node's name would delete that
+	// node's record (its labels with it).
+	bID := nodeID(t, b.dataDir)
+	if code, body := call(t, node, "POST", aPort, "/v1/leave", fmt.Sprintf(`{"id":%q,"name":"trust-a"}`, bID)); code != http.StatusForbidden {
+		t.Errorf("leave of b under a's name: %d %s, want 403", code, body)
+	}
+	if got := nodeLabels(t, a)["trust-a"]["x"]; got != "y" {
+		t.Errorf("label x on trust-a after b's leave under its name: %q", got)
+	}
+
 	// Leaving is its own job: it may.
 	if out := b.must("leave"); !strings.Contains(out, "left the cluster") {
 		t.Errorf("leave on the non-voter said: %s", out)
@@ -114,6 +126,11 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 		}
 		return nil
 	})
+	// Revoked now: its connection opened before (kept alive by the
+	// client) serves it no more than a new one would.
+	if code, body := call(t, node, "POST", aPort, "/v1/report", `{"node":"trust-b","instances":[]}`); code != http.StatusForbidden {
+		t.Errorf("b's report after it left, on its old connection: %d %s, want 403", code, body)
+	}
 }
 
 // stolenClient is an HTTP client that presents node dataDir's certificate

@@ -40,9 +40,12 @@ func Inspect(p string) (Target, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return t, fmt.Errorf("host path %s: %w", t.Resolved, err)
 	}
-	if t.KernelMounts, err = kernelMounts(t.Resolved); err != nil {
+	ms, err := readMounts()
+	if err != nil {
 		return t, err
 	}
+	t.KernelMounts = kernelMounts(t.Resolved, ms)
+	t.Mounts = mountsOf(t.Resolved, ms)
 	t.Links = uint64(st.Nlink)
 	t.WorldReadable = st.Mode&0o004 != 0
 	t.Dev, t.Ino = uint64(st.Dev), uint64(st.Ino)
@@ -114,7 +117,15 @@ func Check(entries []string, dataDir, p string, readOnly bool) (Target, error) {
 	if err != nil {
 		return t, err
 	}
-	return t, Decide(NodePolicy(entries, dataDir), t, readOnly)
+	pol := NodePolicy(entries, dataDir)
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		ms, err := readMounts()
+		if err != nil {
+			return t, err
+		}
+		pol.DataDir = backing(Resolve(abs), ms)
+	}
+	return t, Decide(pol, t, readOnly)
 }
 
 // charDriver names the driver of a character device major from
@@ -153,27 +164,80 @@ func parseDevices(r io.Reader, major uint32) string {
 	return ""
 }
 
-// kernelMounts lists the node's mounts of kernel file systems at, above or
-// below p, from /proc/self/mountinfo.
-func kernelMounts(p string) ([]Mount, error) {
+// mountEntry is a mount of the node with what /proc/self/mountinfo says of
+// its source: the device and the directory of it that the mount shows.
+type mountEntry struct {
+	Mount
+	dev, root string
+}
+
+// readMounts reads the node's mounts from /proc/self/mountinfo.
+func readMounts() ([]mountEntry, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("read the node's mounts: %w", err)
 	}
 	defer f.Close()
+	return parseMountEntries(io.LimitReader(f, 16<<20)), nil
+}
+
+// kernelMounts lists the mounts of kernel file systems at, above or below p.
+func kernelMounts(p string, ms []mountEntry) []Mount {
 	var out []Mount
-	for _, m := range parseMountinfo(io.LimitReader(f, 16<<20)) {
+	for _, m := range ms {
 		if slices.Contains(kernelFS, m.FSType) && (under(m.Path, p) || under(p, m.Path)) {
-			out = append(out, m)
+			out = append(out, m.Mount)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// mountsOf lists the mount that shows the resolved path p (the deepest at
+// or above it; the last such, which is on top) and the mounts below p.
+func mountsOf(p string, ms []mountEntry) []MountSource {
+	var out []MountSource
+	var top *mountEntry
+	for i, m := range ms {
+		switch {
+		case m.Path != p && under(m.Path, p):
+			out = append(out, MountSource{Path: m.Path, Dev: m.dev, Root: m.root})
+		case under(p, m.Path) && (top == nil || len(m.Path) >= len(top.Path)):
+			top = &ms[i]
+		}
+	}
+	if top != nil {
+		out = append(out, MountSource{Path: top.Path, Dev: top.dev, Root: top.root})
+	}
+	return out
+}
+
+// backing is where the resolved path p lies on its file system.
+func backing(p string, ms []mountEntry) Backing {
+	for _, m := range mountsOf(p, ms) {
+		if under(p, m.Path) {
+			rest := p
+			if m.Path != "/" {
+				rest = p[len(m.Path):]
+			}
+			return Backing{Dev: m.Dev, Path: filepath.Join("/", m.Root, rest)}
+		}
+	}
+	return Backing{}
 }
 
 // parseMountinfo reads the mount points and file system types of
 // /proc/self/mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - TYPE ...".
 func parseMountinfo(r io.Reader) []Mount {
 	var out []Mount
+	for _, m := range parseMountEntries(r) {
+		out = append(out, m.Mount)
+	}
+	return out
+}
+
+// parseMountEntries reads /proc/self/mountinfo.
+func parseMountEntries(r io.Reader) []mountEntry {
+	var out []mountEntry
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for sc.Scan() {
@@ -182,7 +246,8 @@ func parseMountinfo(r io.Reader) []Mount {
 		if len(fields) < 5 || sep < 5 || sep+1 >= len(fields) {
 			continue
 		}
-		out = append(out, Mount{Path: unescapeMount(fields[4]), FSType: fields[sep+1]})
+		out = append(out, mountEntry{Mount: Mount{Path: unescapeMount(fields[4]), FSType: fields[sep+1]},
+			dev: fields[2], root: unescapeMount(fields[3])})
 	}
 	return out
 }

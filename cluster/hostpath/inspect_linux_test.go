@@ -136,3 +136,45 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// The data dir bound elsewhere (a data disk mounted under /mnt and bound
+// to /var/lib/shoal) is the data dir at that path too: guarded there, and
+// so is a directory that holds it or lies in it.
+func TestCheckDataDirBoundElsewhere(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mount needs root")
+	}
+	disk, allowed := t.TempDir(), t.TempDir()
+	dataDir := filepath.Join(disk, "shoal")
+	for _, d := range []string{filepath.Join(dataDir, "tls"), filepath.Join(disk, "photos")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bind := func(src, name string) string {
+		dst := filepath.Join(allowed, name)
+		if err := os.Mkdir(dst, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(dst, unix.MNT_DETACH) })
+		return dst
+	}
+	usb := bind(disk, "usb")
+	tls := bind(filepath.Join(dataDir, "tls"), "tls")
+	for p, want := range map[string]string{
+		usb:                             "it contains the node's data dir, seen at " + filepath.Join(usb, "shoal") + ", which is guarded",
+		filepath.Join(usb, "shoal"):     "the node's data dir, seen at " + filepath.Join(usb, "shoal") + " is guarded",
+		filepath.Join(usb, "shoal/tls"): "the node's data dir, seen at " + filepath.Join(usb, "shoal") + " is guarded",
+		tls:                             "the node's data dir, seen at " + tls + " is guarded",
+		filepath.Join(usb, "photos"):    "",
+		filepath.Join(disk, "photos"):   "",
+	} {
+		_, err := Check([]string{allowed, disk}, dataDir, p, false)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", p, err, want)
+		}
+	}
+}

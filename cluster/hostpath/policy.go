@@ -16,7 +16,8 @@
 //
 //   - An entry of Policy.Allow allows its path and everything under it.
 //   - Guarded paths (/, /proc, /sys, directories and files under /dev, the
-//     data dir, container runtime sockets and state, every mount of a
+//     data dir wherever a mount shows it, container runtime sockets and
+//     state, every mount of a
 //     kernel file system) need an entry at or below them; binding a
 //     directory that contains one needs an entry for that directory itself.
 //   - Block devices, character devices outside a short list of safe drivers
@@ -67,7 +68,19 @@ type Target struct {
 	// sysfs, ...) at, above or below Resolved: a bind of a directory
 	// brings the mounts below it along.
 	KernelMounts []Mount
+	// Mounts are the mount that shows Resolved and those below it, with
+	// what each shows: a directory bound elsewhere (mount --bind) is the
+	// same directory under another path.
+	Mounts []MountSource
 }
+
+// MountSource is a mount at Path of the directory Root of the file system
+// on device Dev ("MAJ:MIN", as /proc/self/mountinfo says).
+type MountSource struct{ Path, Dev, Root string }
+
+// Backing is a path on a file system: its device and the path from that
+// file system's root.
+type Backing struct{ Dev, Path string }
 
 // Mount is a mount of the node.
 type Mount struct {
@@ -88,6 +101,9 @@ type Policy struct {
 	// Guarded are paths refused unless an entry at or below them allows
 	// them (see the package doc), resolved; GuardedPaths lists them.
 	Guarded []string
+	// DataDir is where the node's data dir lies on its file system, so
+	// that it is guarded where another mount shows it too.
+	DataDir Backing
 }
 
 // guarded are the paths guarded on every node: the kernel's, and those of
@@ -186,6 +202,9 @@ func Decide(p Policy, t Target, readOnly bool) error {
 			guards = append(guards, guard{m.Path, fmt.Sprintf("the kernel's %s file system at %s", m.FSType, m.Path)})
 		}
 	}
+	for _, alias := range dataDirAliases(p.DataDir, t) {
+		guards = append(guards, guard{alias, "the node's data dir, seen at " + alias})
+	}
 	if path == "/" {
 		if !named {
 			return refuse("it is the node's root", flag)
@@ -278,4 +297,24 @@ func driverName(t Target) string {
 // under reports whether p is dir or below it; both are clean and absolute.
 func under(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// dataDirAliases are the paths at which the mounts that show t, at or
+// below it, show the data dir d, or a part of it (then the mount itself).
+func dataDirAliases(d Backing, t Target) []string {
+	var out []string
+	for _, m := range t.Mounts {
+		switch {
+		case d.Dev == "" || m.Dev != d.Dev:
+		case under(d.Path, m.Root): // the mount shows all of the data dir
+			below := d.Path
+			if m.Root != "/" {
+				below = d.Path[len(m.Root):]
+			}
+			out = append(out, filepath.Join(m.Path, below))
+		case under(m.Root, d.Path): // the mount shows a part of it
+			out = append(out, m.Path)
+		}
+	}
+	return out
 }

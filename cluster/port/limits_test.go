@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -125,6 +126,72 @@ func TestIdleConnectionsDoNotStarveOthers(t *testing.T) {
 	if handshakeTimeout > 5*time.Second {
 		t.Errorf("handshake timeout %s; want a few seconds", handshakeTimeout)
 	}
+}
+
+// Silent connections from sixteen addresses, sixteen each, hold every
+// handshake slot of the port; a node at another address still gets in,
+// in place of the oldest silent connection of the busiest address.
+func TestManyAddressesDoNotStarveOthers(t *testing.T) {
+	tp := newTestPort(t)
+	addr := tp.p.Addr().String()
+	var idle []net.Conn
+	for i := range maxHandshakes / maxPerSource {
+		idle = append(idle, dialFrom(t, fmt.Sprintf("127.0.0.%d", i+2), addr, maxPerSource)...)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		tp.p.mu.Lock()
+		defer tp.p.mu.Unlock()
+		if tp.p.inFlight != maxHandshakes {
+			return fmt.Errorf("%d handshakes in flight, want %d", tp.p.inFlight, maxHandshakes)
+		}
+		return nil
+	})
+	if err := roundTrip(addr, tp.node.ClientConfig(pki.ProtoRaft, nil)); err != nil {
+		t.Fatalf("a node beside %d idle connections from %d addresses: %v", len(idle), maxHandshakes/maxPerSource, err)
+	}
+	tp.p.mu.Lock()
+	defer tp.p.mu.Unlock()
+	if tp.p.inFlight > maxHandshakes {
+		t.Errorf("%d handshakes in flight, more than %d", tp.p.inFlight, maxHandshakes)
+	}
+}
+
+// One certificate, stolen with a device, holds at most maxPerPeer
+// connections of a protocol: the next is closed after its handshake, and
+// one closed makes room again.
+func TestConnectionsPerCertificateAreBounded(t *testing.T) {
+	tp := newTestPort(t)
+	addr := tp.p.Addr().String()
+	cfg := tp.node.ClientConfig(pki.ProtoRaft, nil)
+	var held []*tls.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for i := range maxPerPeer {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		held = append(held, c)
+		// Echoed: the connection reached its protocol.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	if err := roundTrip(addr, cfg); err == nil {
+		t.Fatalf("connection %d of one certificate was served", maxPerPeer+1)
+	}
+	if !strings.Contains(tp.log.String(), "too many connections from one certificate") {
+		t.Errorf("no warning logged:\n%s", tp.log.String())
+	}
+	held[0].Close()
+	testutil.WaitFor(t, 5*time.Second, func() error { return roundTrip(addr, cfg) })
 }
 
 // A flood of refused connections writes a bounded number of warnings.

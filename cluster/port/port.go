@@ -18,19 +18,31 @@
 // has proved anything is bounded: each handshake runs on its own goroutine
 // (a silent client never holds up the next one), within handshakeTimeout,
 // with at most maxPerSource in flight from one source address (an IPv4
-// address or an IPv6 /64) and maxHandshakes in all. A connection over a
-// limit is closed at once. Running out of file descriptors pauses
-// accepting with a backoff, never ends it. The port's warnings pass
+// address or an IPv6 /64) and maxHandshakes in all. A connection over the
+// limit of its source is closed at once; one that finds every slot taken
+// takes the slot of the oldest handshake of the source with the most in
+// flight, when that is more than its own source has: a stranger holding
+// the slots from many addresses cannot keep a node or client at another
+// one out. Running out of file descriptors pauses
+// accepting with a backoff, never ends it.
+//
+// A peer that proved itself is bounded too, for a certificate can be
+// stolen with a device: one client certificate holds at most maxPerPeer
+// connections of one protocol at a time (a node's Raft pool, its calls, a
+// few `logs -f` of an admin); past that its new connections are closed
+// after the handshake. The port's warnings pass
 // through a rate limit, so a flood of refused connections writes a few
 // lines and a count.
 package port
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +59,7 @@ const (
 	handshakeTimeout = 3 * time.Second
 	maxHandshakes    = 256
 	maxPerSource     = 16
+	maxPerPeer       = 64
 )
 
 // Backoff after a failed accept (out of file descriptors): retried, never
@@ -85,8 +98,22 @@ type Port struct {
 	mu        sync.Mutex // guards following
 	protos    map[string]*listener
 	closed    bool
-	inFlight  int            // handshakes
-	perSource map[string]int // handshakes in flight by source
+	inFlight  int                   // handshakes
+	perSource map[string][]*pending // handshakes in flight by source, oldest first
+	perPeer   map[peerKey]int       // connections handed out, by protocol and client certificate
+}
+
+// peerKey is a client certificate (its digest) speaking a protocol.
+type peerKey struct {
+	proto string
+	cert  [sha256.Size]byte
+}
+
+// pending is a connection holding a handshake slot.
+type pending struct {
+	c       net.Conn
+	src     string
+	evicted bool // its slot was given to a newer connection
 }
 
 // Listen opens the port and starts accepting.
@@ -101,7 +128,7 @@ func Listen(cfg Config) (*Port, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	limit := ratelog.New(cfg.Logger.Handler(), ratelog.DefaultConfig())
 	p := &Port{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, log: slog.New(limit), limit: limit,
-		protos: map[string]*listener{}, perSource: map[string]int{}}
+		protos: map[string]*listener{}, perSource: map[string][]*pending{}, perPeer: map[peerKey]int{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -159,8 +186,8 @@ func (p *Port) accept() {
 			}
 		}
 		backoff = 0
-		src := sourceOf(c.RemoteAddr())
-		if why := p.admit(src); why != "" {
+		pd, why := p.admit(c)
+		if why != "" {
 			p.log.Warn("cluster port: "+why+": dropping a connection", "remote", c.RemoteAddr())
 			c.Close()
 			continue
@@ -169,7 +196,7 @@ func (p *Port) accept() {
 		go func() {
 			defer p.wg.Done()
 			tc, cs, ok := p.handshake(c)
-			p.release(src)
+			p.release(pd)
 			if ok {
 				p.dispatch(tc, cs)
 			}
@@ -177,30 +204,59 @@ func (p *Port) accept() {
 	}
 }
 
-// admit takes a handshake slot for a connection from src, or says which
-// limit is reached.
-func (p *Port) admit(src string) string {
+// admit takes a handshake slot for c, or says which limit is reached.
+// With every slot taken, the oldest handshake of the busiest source gives
+// its slot up (its connection is closed) if that source holds more than
+// c's: a handshake takes milliseconds, a silent stranger's takes the whole
+// timeout, so the stranger's are the ones that go.
+func (p *Port) admit(c net.Conn) (*pending, string) {
+	src := sourceOf(c.RemoteAddr())
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.inFlight >= maxHandshakes:
-		return "too many handshakes at once"
-	case p.perSource[src] >= maxPerSource:
-		return "too many handshakes at once from one address"
+	own := len(p.perSource[src])
+	if own >= maxPerSource {
+		return nil, "too many handshakes at once from one address"
 	}
+	if p.inFlight >= maxHandshakes {
+		var busiest string
+		for s, pds := range p.perSource {
+			if len(pds) > len(p.perSource[busiest]) {
+				busiest = s
+			}
+		}
+		if len(p.perSource[busiest]) <= own {
+			return nil, "too many handshakes at once"
+		}
+		victim := p.perSource[busiest][0]
+		p.remove(victim)
+		victim.evicted = true
+		victim.c.Close() // its handshake fails and its goroutine ends
+	}
+	pd := &pending{c: c, src: src}
 	p.inFlight++
-	p.perSource[src]++
-	return ""
+	p.perSource[src] = append(p.perSource[src], pd)
+	return pd, ""
 }
 
-// release gives back the slot admit took.
-func (p *Port) release(src string) {
+// release gives back the slot admit took, unless a newer connection took
+// it already.
+func (p *Port) release(pd *pending) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.inFlight--
-	if p.perSource[src]--; p.perSource[src] <= 0 {
-		delete(p.perSource, src)
+	if !pd.evicted {
+		p.remove(pd)
 	}
+}
+
+// remove takes pd out of the handshakes in flight; p.mu is held.
+func (p *Port) remove(pd *pending) {
+	pds := slices.DeleteFunc(p.perSource[pd.src], func(o *pending) bool { return o == pd })
+	if len(pds) == 0 {
+		delete(p.perSource, pd.src)
+	} else {
+		p.perSource[pd.src] = pds
+	}
+	p.inFlight--
 }
 
 // sourceOf is the address the per-source limit counts by: the IP, or an
@@ -250,13 +306,39 @@ func (p *Port) dispatch(tc *tls.Conn, cs tls.ConnectionState) {
 	if p.cfg.Route != nil {
 		proto = p.cfg.Route(proto)
 	}
+	c := &Conn{Conn: tc, State: cs}
+	if len(cs.PeerCertificates) > 0 {
+		key := peerKey{proto: proto, cert: sha256.Sum256(cs.PeerCertificates[0].Raw)}
+		p.mu.Lock()
+		full := p.perPeer[key] >= maxPerPeer
+		if !full {
+			p.perPeer[key]++
+			c.release = func() { p.releasePeer(key) }
+		}
+		p.mu.Unlock()
+		if full {
+			p.log.Warn("cluster port: too many connections from one certificate: dropping one", "remote", tc.RemoteAddr(),
+				"protocol", proto, "name", cs.PeerCertificates[0].Subject.CommonName)
+			tc.Close()
+			return
+		}
+	}
 	p.mu.Lock()
 	l := p.protos[proto]
 	p.mu.Unlock()
 	// Not the *tls.Conn itself: net/http refuses a TLS connection whose
 	// ALPN protocol it does not know, and ours are HTTP/1.1 underneath.
-	if l == nil || !l.hand(p.ctx, &Conn{Conn: tc, State: cs}) {
-		tc.Close()
+	if l == nil || !l.hand(p.ctx, c) {
+		c.Close()
+	}
+}
+
+// releasePeer gives back a connection of key's.
+func (p *Port) releasePeer(key peerKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.perPeer[key]--; p.perPeer[key] <= 0 {
+		delete(p.perPeer, key)
 	}
 }
 
@@ -264,6 +346,20 @@ func (p *Port) dispatch(tc *tls.Conn, cs tls.ConnectionState) {
 type Conn struct {
 	net.Conn
 	State tls.ConnectionState
+
+	once    sync.Once
+	release func() // gives back its peer's share, if it took one
+}
+
+// Close closes the connection and gives back its place among its peer's.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
 }
 
 // Close stops accepting and closes every protocol listener; connections
