@@ -118,7 +118,7 @@ func BenchmarkOneShotStart(b *testing.B) {
 	}
 	// A start right after a shoal start on another node is slower (that
 	// node still removes its container and makes its next spare init):
-	// the one after shoal-api took up to 1.6x the one after crun, whatever
+	// the one after shoal-api took up to 1.7x the one after crun, whatever
 	// the binary. So with a base binary, every
 	// second iteration swaps the places of the shoal starters and their
 	// base twins: each then follows the same starters as often.
