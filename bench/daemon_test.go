@@ -44,11 +44,17 @@ func (d *daemon) Write(p []byte) (int, error) {
 // SIGTERM and fails the benchmark if it left mounts or cgroups behind.
 func startDaemon(b *testing.B, name, dataDir string, upArgs ...string) *daemon {
 	b.Helper()
+	return startDaemonOf(b, shoalBin(b), name, dataDir, upArgs...)
+}
+
+// startDaemonOf is startDaemon with the binary bin.
+func startDaemonOf(b *testing.B, bin, name, dataDir string, upArgs ...string) *daemon {
+	b.Helper()
 	testutil.RequireRoot(b)
 	if dataDir == "" {
 		dataDir = b.TempDir()
 	}
-	d := &daemon{bin: shoalBin(b), name: name, dataDir: dataDir, done: make(chan struct{})}
+	d := &daemon{bin: bin, name: name, dataDir: dataDir, done: make(chan struct{})}
 	args := []string{"--data-dir", dataDir, "up", "--name", name, "--bind", "127.0.0.1",
 		"--gossip-port", fmt.Sprint(testutil.FreePort(b)), "--port", fmt.Sprint(testutil.FreePort(b))}
 	d.cmd = exec.Command(d.bin, append(args, upArgs...)...)

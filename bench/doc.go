@@ -22,6 +22,10 @@
 //	go test -run '^$' -bench 'ClusterApply' -benchtime 2000x ./bench/
 //	go test -run '^$' -bench 'ClusterIdle|ClusterScale' -benchtime 1x ./bench/
 //
+// SHOAL_BENCH_BASE_BIN names a second binary (the build before a change):
+// BenchmarkOneShotStart and BenchmarkCrashToRunning then run nodes of both,
+// interleaved in one run, and report the second's figures as "base".
+//
 // # Caveats
 //
 // The benchmarks skip without root or without umoci, skopeo and busybox;

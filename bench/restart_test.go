@@ -26,7 +26,10 @@ var noSpareMonitor = flag.Bool("crash-no-spare-monitor", false, "BenchmarkCrashT
 // second restart of a crash loop, with whatever backoff the policy gives),
 // and removes the app. It reports the medians and p90s as "crash-ms" and
 // "recrash-ms". With -crash-no-spare-monitor the node keeps no spare
-// monitor: every restart starts its monitor process.
+// monitor: every restart starts its monitor process. With
+// SHOAL_BENCH_BASE_BIN a node of that binary gets the same in each
+// iteration, the first of the two alternating, reported as "base-crash-ms"
+// and "base-recrash-ms".
 func BenchmarkCrashToRunning(b *testing.B) {
 	testutil.RequireRoot(b)
 	archive := testutil.BuildBusyboxImage(b)
@@ -34,26 +37,47 @@ func BenchmarkCrashToRunning(b *testing.B) {
 	if *noSpareMonitor {
 		upArgs = append(upArgs, "--spare-monitor=false")
 	}
-	d := startDaemon(b, "bench-crash", "", upArgs...)
-	d.importImage(b, archive)
+	nodes := []*daemon{startDaemon(b, "bench-crash", "", upArgs...)}
+	names := []string{""}
+	if base := baseBin(b); base != "" {
+		nodes = append(nodes, startDaemonOf(b, base, "bench-crash-base", "", upArgs...))
+		names = append(names, "base-")
+	}
+	for _, d := range nodes {
+		d.importImage(b, archive)
+	}
 
 	logLoad(b, "before")
 	defer logLoad(b, "after")
-	var crash, recrash []time.Duration
+	crash := make([][]time.Duration, len(nodes))
+	recrash := make([][]time.Duration, len(nodes))
 	i := 0
 	for b.Loop() {
-		name := fmt.Sprintf("crash%d", i)
-		d.apply(b, sleeper(name, 1))
-		first := d.waitRunning(b, name, 1)[0]
-		took, second := d.killAndTime(b, name, first)
-		crash = append(crash, took)
-		took, third := d.killAndTime(b, name, second)
-		recrash = append(recrash, took)
-		d.remove(b, name, first.PID, second.PID, third.PID)
+		// With two nodes, the first to go alternates.
+		for k := range nodes {
+			n := (i + k) % len(nodes)
+			c, rc := crashOnce(b, nodes[n], fmt.Sprintf("crash%d", i))
+			crash[n] = append(crash[n], c)
+			recrash[n] = append(recrash[n], rc)
+		}
 		i++
 	}
-	reportDurations(b, "crash", crash)
-	reportDurations(b, "recrash", recrash)
+	for n, name := range names {
+		reportDurations(b, name+"crash", crash[n])
+		reportDurations(b, name+"recrash", recrash[n])
+	}
+}
+
+// crashOnce applies a sleeper app called name, kills it twice as
+// BenchmarkCrashToRunning says, removes it, and returns both times.
+func crashOnce(b *testing.B, d *daemon, name string) (crash, recrash time.Duration) {
+	b.Helper()
+	d.apply(b, sleeper(name, 1))
+	first := d.waitRunning(b, name, 1)[0]
+	crash, second := d.killAndTime(b, name, first)
+	recrash, third := d.killAndTime(b, name, second)
+	d.remove(b, name, first.PID, second.PID, third.PID)
+	return crash, recrash
 }
 
 // killAndTime SIGKILLs the instance's process and polls ps every millisecond

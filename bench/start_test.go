@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,44 +50,24 @@ type starter struct {
 //     file system (crun through its helper, see crunHelperMain);
 //   - docker: `docker run --rm` when a Docker daemon answers.
 //
+// With SHOAL_BENCH_BASE_BIN, the three shoal starters run on nodes of that
+// binary too, as "base", "base-cold" and "base-api", and every second
+// iteration swaps their places with shoal's.
+//
 // It reports the median and p90 of each as "<runtime>-ms" and
 // "<runtime>-p90-ms" and the ratios of medians "shoal/crun", "shoal/runc",
-// "shoal/docker". ns/op is the time of one whole rotation.
+// "shoal/docker", and "shoal/base" (and -cold, -api). ns/op is the time of one whole rotation.
 func BenchmarkOneShotStart(b *testing.B) {
 	testutil.RequireRoot(b)
 	archive := testutil.BuildBusyboxImage(b)
-	d := startDaemon(b, "bench-start", "")
-	d.importImage(b, archive)
-	// A node without spare inits: every run starts cold.
-	cold := startDaemon(b, "bench-start-cold", "", "--spare-idle", "0")
-	cold.importImage(b, archive)
-	// The API client gets a node of its own: on the CLI's, it would take
-	// the spare the CLI's next run is meant to find.
-	viaAPI := startDaemon(b, "bench-start-api", "")
-	viaAPI.importImage(b, archive)
-
+	starters := shoalStarters(b, shoalBin(b), "shoal", "bench-start", archive)
+	var baseStarters []starter
+	if base := baseBin(b); base != "" {
+		baseStarters = shoalStarters(b, base, "base", "bench-base", archive)
+	}
+	starters = append(starters, baseStarters...)
 	logLoad(b, "before")
 	defer logLoad(b, "after")
-	shoalArgs := append([]string{"--data-dir", d.dataDir, "run", "--rm", busyboxRef, "--"}, trueArgs...)
-	coldArgs := append([]string{"--data-dir", cold.dataDir}, shoalArgs[2:]...)
-	starters := []starter{
-		{"shoal", func(int) (time.Duration, []byte, error) {
-			return timeRun(exec.Command(d.bin, shoalArgs...))
-		}},
-		{"shoal-cold", func(int) (time.Duration, []byte, error) {
-			return timeRun(exec.Command(cold.bin, coldArgs...))
-		}},
-		{"shoal-api", func(int) (time.Duration, []byte, error) {
-			var out bytes.Buffer
-			start := time.Now()
-			code, err := viaAPI.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, &out, &out)
-			el := time.Since(start)
-			if err == nil && code != 0 {
-				err = fmt.Errorf("exit code %d", code)
-			}
-			return el, out.Bytes(), err
-		}},
-	}
 	var rootfs string
 	needRootfs := func() string {
 		if rootfs == "" {
@@ -135,11 +116,22 @@ func BenchmarkOneShotStart(b *testing.B) {
 			b.Fatalf("%s (warm-up): %v\n%s", s.name, err, out)
 		}
 	}
+	// A start right after a shoal start on another node is slower (that
+	// node still removes its container and makes its next spare init):
+	// the one after shoal-api took up to 1.7x the one after crun, whatever
+	// the binary. So with a base binary, every
+	// second iteration swaps the places of the shoal starters and their
+	// base twins: each then follows the same starters as often.
+	swapped := slices.Concat(baseStarters, starters[:len(baseStarters)], starters[2*len(baseStarters):])
 	samples := make(map[string][]time.Duration)
 	i := 0
 	for b.Loop() {
-		for k := range starters {
-			s := starters[(i+k)%len(starters)]
+		order := starters
+		if i%2 == 1 {
+			order = swapped
+		}
+		for k := range order {
+			s := order[(i+k)%len(order)]
 			if *startGap > 0 {
 				time.Sleep(*startGap)
 			}
@@ -159,6 +151,48 @@ func BenchmarkOneShotStart(b *testing.B) {
 		if o := quantile(samples[other], 0.5); o > 0 {
 			b.ReportMetric(float64(shoal)/float64(o), "shoal/"+other)
 		}
+	}
+	for _, kind := range []string{"", "-cold", "-api"} {
+		if o := quantile(samples["base"+kind], 0.5); o > 0 {
+			b.ReportMetric(float64(quantile(samples["shoal"+kind], 0.5))/float64(o), "shoal"+kind+"/base"+kind)
+		}
+	}
+}
+
+// shoalStarters starts the three nodes of bin that BenchmarkOneShotStart
+// runs one-offs on (see there), named node, node-cold and node-api, and
+// returns their starters, named name, name-cold and name-api.
+func shoalStarters(b *testing.B, bin, name, node, archive string) []starter {
+	b.Helper()
+	d := startDaemonOf(b, bin, node, "")
+	d.importImage(b, archive)
+	// A node without spare inits: every run starts cold.
+	cold := startDaemonOf(b, bin, node+"-cold", "", "--spare-idle", "0")
+	cold.importImage(b, archive)
+	// The API client gets a node of its own: on the CLI's, it would take
+	// the spare the CLI's next run is meant to find.
+	viaAPI := startDaemonOf(b, bin, node+"-api", "")
+	viaAPI.importImage(b, archive)
+
+	args := append([]string{"--data-dir", d.dataDir, "run", "--rm", busyboxRef, "--"}, trueArgs...)
+	coldArgs := append([]string{"--data-dir", cold.dataDir}, args[2:]...)
+	return []starter{
+		{name, func(int) (time.Duration, []byte, error) {
+			return timeRun(exec.Command(bin, args...))
+		}},
+		{name + "-cold", func(int) (time.Duration, []byte, error) {
+			return timeRun(exec.Command(bin, coldArgs...))
+		}},
+		{name + "-api", func(int) (time.Duration, []byte, error) {
+			var out bytes.Buffer
+			start := time.Now()
+			code, err := viaAPI.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, &out, &out)
+			el := time.Since(start)
+			if err == nil && code != 0 {
+				err = fmt.Errorf("exit code %d", code)
+			}
+			return el, out.Bytes(), err
+		}},
 	}
 }
 
