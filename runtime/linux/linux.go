@@ -140,7 +140,9 @@ type Spec struct {
 	// ID is unique among running containers; it names the state directory
 	// and the cgroup.
 	ID string
-	// Hostname defaults to the ID (cut to 63 characters).
+	// Hostname defaults to the ID (cut to 63 characters). It is the
+	// container's host name, its /etc/hostname, and resolves to 127.0.1.1
+	// in its /etc/hosts.
 	Hostname string
 	// Image is the image's unpacked rootfs, the overlay's read-only layer.
 	Image string
@@ -260,6 +262,11 @@ func (s Spec) normalize() (Spec, error) {
 	}
 	if len(s.Hostname) > 64 {
 		return s, fmt.Errorf("container %s: hostname %q is longer than 64 bytes", s.ID, s.Hostname)
+	}
+	// It is written into the container's /etc/hosts: a space, '#' or a
+	// newline would change what that file says.
+	if !cgroup.ValidName(s.Hostname) {
+		return s, fmt.Errorf("container %s: hostname %q: want letters, digits, '_', '.', '-' starting with a letter or digit", s.ID, s.Hostname)
 	}
 	if err := checkUserSpec(s.User); err != nil {
 		return s, fmt.Errorf("container %s: %w", s.ID, err)

@@ -115,6 +115,11 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		}
 	}()
 	undo = append(undo, func() error { return os.Remove(dir) })
+	etc, err := writeEtcFiles(dir, s)
+	undo = append(undo, func() error { return removeEtcFiles(dir) })
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
 
 	var cg *cgroup.Cgroup
 	if sp != nil {
@@ -162,7 +167,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	undo = append(undo, func() error { l.kill(); return nil })
 	if err := writeConfig(l.cfgW, initConfig{
 		Rootfs: merged, Overlay: overlay, Hostname: s.Hostname, HostNetwork: s.HostNetwork,
-		ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts, Proc: procOf(s),
+		ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: append(etc, s.Mounts...), Proc: procOf(s),
 	}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, initFailed(ctx, l.errR, err))
 	}

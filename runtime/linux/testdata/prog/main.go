@@ -69,6 +69,7 @@ func main() {
 		hostFile   = flag.String("hostfile", "", "report whether this path is visible")
 		tryWrite   = flag.String("try-write", "", "comma-separated files to try to write")
 		read       = flag.String("read", "", "comma-separated files to read")
+		files      = flag.String("files", "", "comma-separated files to print whole, as a JSON object")
 		cat        = flag.Bool("cat", false, "copy stdin to stdout, then exit")
 		winsize    = flag.Bool("winsize", false, "wait for stdin's terminal to get a size and print it")
 	)
@@ -82,6 +83,9 @@ func main() {
 	}
 	if *winsize {
 		printWinsize()
+	}
+	if *files != "" {
+		printFiles(split(*files))
 	}
 	if *info {
 		printInfo(*write, *hostFile, split(*tryWrite), split(*read))
@@ -279,4 +283,25 @@ func printWinsize() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Printf("winsize %dx%d\n", ws.Row, ws.Col)
+}
+
+// printFiles prints a JSON object mapping each path to its content (up to
+// 64 KiB), or to "error: ..." when it cannot be read.
+func printFiles(paths []string) {
+	out := map[string]string{}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			out[p] = "error: " + err.Error()
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+		f.Close()
+		if err != nil {
+			out[p] = "error: " + err.Error()
+			continue
+		}
+		out[p] = string(b)
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
 }
