@@ -19,8 +19,10 @@
 //
 // which also covers Exec's helper ("__shoal_exec"). The child reads its
 // configuration from a pipe and builds the container's filesystem (proc, a
-// private /dev, read-only /sys, the Spec's bind mounts, resolved inside the
-// rootfs), pivots into it, masks /proc paths, sets the hostname, brings up
+// private /dev, read-only /sys, then read-only binds of the /etc/hosts,
+// /etc/hostname and /etc/resolv.conf that Start wrote into the state
+// directory, then the Spec's bind mounts, all resolved inside the rootfs),
+// pivots into it, masks /proc paths, sets the hostname, brings up
 // loopback, resolves the user in the image's /etc/passwd and /etc/group and
 // assembles its seccomp filter, all while the parent moves it into the
 // cgroup: on cgroup v1 that move waits for a kernel RCU grace period, most
