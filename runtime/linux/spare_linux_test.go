@@ -136,14 +136,19 @@ func TestOneOffSpare(t *testing.T) {
 		t.Errorf("no_new_privs %q, seccomp %q: want 1 and 2", in.Status["NoNewPrivs"], in.Status["Seccomp"])
 	}
 
-	// Its / has the image's mode: a user other than root can walk it.
+	// Its / has the image's mode: a user other than root can walk it,
+	// and read the /etc/hosts written for it.
 	next := spareID(t, rt, cfg)
-	id, out = runOneOff(t, rt, cfg, img, Spec{User: "4242", Args: []string{"/app", "-info", "-read", "/usr/bin/prog"}})
+	id, out = runOneOff(t, rt, cfg, img, Spec{User: "4242", Args: []string{"/app", "-info", "-read", "/usr/bin/prog,/etc/hosts"}})
 	if id != next {
 		t.Fatalf("one-off %s did not start on the spare %s", id, next)
 	}
-	if in := decodeInfo(t, out); in.Uid != 4242 || strings.Contains(in.Reads["/usr/bin/prog"], "denied") {
+	in = decodeInfo(t, out)
+	if in.Uid != 4242 || strings.Contains(in.Reads["/usr/bin/prog"], "denied") {
 		t.Errorf("uid %d read /usr/bin/prog: %q, want it read as 4242", in.Uid, in.Reads["/usr/bin/prog"])
+	}
+	if want := fmt.Sprintf("%x", "# Written by sho"); in.Reads["/etc/hosts"] != want {
+		t.Errorf("uid %d read /etc/hosts: %q, want %q", in.Uid, in.Reads["/etc/hosts"], want)
 	}
 
 	// A spare killed while it waited is passed over.
