@@ -275,9 +275,10 @@ func (c *Client) Run(ctx context.Context, req api.RunRequest, stdout, stderr io.
 	return api.ReadFrames(resp.Body, stdout, stderr)
 }
 
-// RemoveImage deletes an image no instance uses.
-func (c *Client) RemoveImage(ctx context.Context, ref string) error {
-	resp, err := c.do(ctx, http.MethodDelete, "/v1/images", url.Values{"ref": {ref}}, nil, "")
+// RemoveImages deletes the images refs name, all or none: the node
+// removes nothing when one is missing or used by an app on it.
+func (c *Client) RemoveImages(ctx context.Context, refs []string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/images", url.Values{"ref": refs}, nil, "")
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func (f *fake) ListImages(context.Context) ([]api.Image, error)             { re
 func (f *fake) PullImage(context.Context, api.PullRequest, func(int64, int64)) (api.Image, error) {
 	return api.Image{}, errors.New("registry unreachable")
 }
-func (f *fake) RemoveImage(context.Context, string) error { return api.ErrImageUsed }
+func (f *fake) RemoveImages(context.Context, []string) error { return api.ErrImageUsed }
 func (f *fake) Exec(_ context.Context, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, _ <-chan api.TermSize) (int, error) {
 	b, _ := io.ReadAll(stdin)
 	fmt.Fprintf(stdout, "%s read %q", req.Command[0], b)
@@ -107,7 +107,7 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 	if err := c.Delete(ctx, []string{"nope"}); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("rm: %v, want ErrNotFound naming the app", err)
 	}
-	if err := c.RemoveImage(ctx, "x:1"); !errors.Is(err, api.ErrImageUsed) {
+	if err := c.RemoveImages(ctx, []string{"x:1"}); !errors.Is(err, api.ErrImageUsed) {
 		t.Errorf("image rm: %v, want ErrImageUsed", err)
 	}
 	if _, err := c.PullImage(ctx, api.PullRequest{Ref: "x:1"}, nil); err == nil || !strings.Contains(err.Error(), "unreachable") {
