@@ -24,7 +24,8 @@ resources: {memory: 32Mi, pids: 32}
 `
 
 // `shoal logs APP` shows every instance, each line prefixed with its
-// instance; --tail counts per instance; -f follows all of them.
+// instance; --tail counts per instance; --timestamps and --since read the
+// time each line was written; -f follows all of them.
 func TestLogsOfEveryInstance(t *testing.T) {
 	n := newNode(t, "e2e-logs")
 	n.start()
@@ -64,6 +65,31 @@ func TestLogsOfEveryInstance(t *testing.T) {
 		t.Fatalf("logs of one instance: %q, want %q", out, "logs-1\n")
 	}
 
+	// --timestamps: each line carries the time it was written; --since
+	// that of the newest line shows only the newest lines.
+	out = n.must("logs", "--timestamps", "logs")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var newest time.Time
+	for _, l := range lines {
+		tm := lineTime(t, l)
+		if tm.After(newest) {
+			newest = tm
+		}
+	}
+	out = n.must("logs", "--timestamps", "--since", newest.Format(time.RFC3339Nano), "logs")
+	recent := strings.Split(strings.TrimSpace(out), "\n")
+	if len(recent) == 0 || len(recent) >= len(lines) {
+		t.Fatalf("--since %s printed %d of %d lines:\n%s", newest.Format(time.RFC3339Nano), len(recent), len(lines), out)
+	}
+	for _, l := range recent {
+		if lineTime(t, l).Before(newest) {
+			t.Fatalf("--since %s printed an older line %q", newest.Format(time.RFC3339Nano), l)
+		}
+	}
+	if out := n.must("logs", "--since", "1h", "logs"); strings.Count(out, "\n") < len(lines) {
+		t.Fatalf("--since 1h printed fewer lines than all %d:\n%s", len(lines), out)
+	}
+
 	// -f with --tail 0 prints only what the instances write from now on,
 	// from all three.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,6 +109,19 @@ func TestLogsOfEveryInstance(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// lineTime reads the time of a line of `logs --timestamps APP`:
+// "APP/INDEX | TIME text".
+func lineTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	_, rest, ok := strings.Cut(line, " | ")
+	stamp, _, ok2 := strings.Cut(rest, " ")
+	tm, err := time.Parse(time.RFC3339Nano, stamp)
+	if !ok || !ok2 || err != nil {
+		t.Fatalf("line %q has no instance and time", line)
+	}
+	return tm
 }
 
 // boundedBuffer keeps the first 64 KiB written to it, safe for concurrent

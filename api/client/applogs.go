@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // MaxLogLine bounds one line of AppLogs' output; a longer line is cut
@@ -17,8 +18,10 @@ const MaxLogLine = 16 << 10
 
 // LogOptions are the choices of `shoal logs`.
 type LogOptions struct {
-	Follow bool
-	Tail   int // lines per instance; -1: all
+	Follow     bool
+	Tail       int       // lines per instance; -1: all
+	Timestamps bool      // start each line with the time it was written
+	Since      time.Time // only lines written since; zero: all
 }
 
 // AppLogs copies the output of every instance of app to w, each line
@@ -51,7 +54,7 @@ func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w io.
 		go func() {
 			defer wg.Done()
 			lw := &lineWriter{prefix: []byte(app + "/" + strconv.Itoa(idx) + " | "), out: out}
-			errs[i] = c.Logs(ctx, app, idx, opts.Follow, opts.Tail, lw)
+			errs[i] = c.Logs(ctx, app, idx, opts, lw)
 			lw.flush()
 			cuts[i] = lw.cut
 			if errs[i] != nil {

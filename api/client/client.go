@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/shoal-edge/shoal/api"
 )
@@ -226,10 +227,16 @@ func (c *Client) PS(ctx context.Context, app string) ([]api.InstanceStatus, erro
 }
 
 // Logs copies an instance's output to w; with follow it returns when ctx ends.
-func (c *Client) Logs(ctx context.Context, app string, index int, follow bool, tail int, w io.Writer) error {
-	q := url.Values{"tail": {strconv.Itoa(tail)}}
-	if follow {
+func (c *Client) Logs(ctx context.Context, app string, index int, opts LogOptions, w io.Writer) error {
+	q := url.Values{"tail": {strconv.Itoa(opts.Tail)}}
+	if opts.Follow {
 		q.Set("follow", "1")
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "1")
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/logs/"+url.PathEscape(app)+"/"+strconv.Itoa(index), q, nil, "")
 	if err != nil {

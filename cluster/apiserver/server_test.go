@@ -138,13 +138,13 @@ func TestLogsTailAndFollow(t *testing.T) {
 	os.WriteFile(path, []byte("one\ntwo\nthree\n"), 0o600)
 	c := serve(t, &fake{logPath: path})
 	var out bytes.Buffer
-	if err := c.Logs(context.Background(), "a", 0, false, 2, &out); err != nil || out.String() != "two\nthree\n" {
+	if err := c.Logs(context.Background(), "a", 0, client.LogOptions{Tail: 2}, &out); err != nil || out.String() != "two\nthree\n" {
 		t.Fatalf("tail 2 = %q, %v", out.String(), err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	go func() { c.Logs(ctx, "a", 0, true, 0, pw); pw.Close() }()
+	go func() { c.Logs(ctx, "a", 0, client.LogOptions{Follow: true, Tail: 0}, pw); pw.Close() }()
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	defer f.Close()
 	got := make(chan string, 1)
