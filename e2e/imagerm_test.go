@@ -23,12 +23,14 @@ func TestImageRmKeepsTheNameAnAppUses(t *testing.T) {
 	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
 	first := waitInstance(t, n, running)
 
-	_, errOut, code := n.shoal("image", "rm", pulled, "testprog:1")
-	if code == 0 || !strings.Contains(errOut, "sleeper") || !strings.Contains(errOut, "testprog:1") {
-		t.Fatalf("image rm of the name an app uses: exit %d, stderr %q; want a refusal naming the app", code, errOut)
-	}
-	if out := n.must("image", "ls"); !strings.Contains(out, "testprog:1") || !strings.Contains(out, "edge/testprog:2") {
-		t.Fatalf("a refused image rm removed something:\n%s", out)
+	for _, refs := range [][]string{{"testprog:1"}, {pulled, "testprog:1"}} {
+		_, errOut, code := n.shoal(append([]string{"image", "rm"}, refs...)...)
+		if code == 0 || !strings.Contains(errOut, "sleeper") || !strings.Contains(errOut, "testprog:1") {
+			t.Fatalf("image rm %v, testprog:1 used by app sleeper: exit %d, stderr %q; want a refusal naming the app", refs, code, errOut)
+		}
+		if out := n.must("image", "ls"); !strings.Contains(out, "testprog:1") || !strings.Contains(out, "edge/testprog:2") {
+			t.Fatalf("a refused image rm %v removed something:\n%s", refs, out)
+		}
 	}
 
 	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
