@@ -39,7 +39,7 @@ func logsCommand() *cli.Command {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if !strings.Contains(c.Args().First(), "/") {
-				cut, err := apiClient(c).AppLogs(ctx, c.Args().First(), opts, c.App.Writer)
+				cut, err := apiClient(c).AppLogs(ctx, c.Args().First(), opts, c.App.Writer, c.App.ErrWriter)
 				if cut > 0 {
 					fmt.Fprintf(c.App.ErrWriter, "logs: %d lines longer than %d bytes were cut\n", cut, client.MaxLogLine)
 				}

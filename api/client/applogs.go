@@ -28,8 +28,10 @@ type LogOptions struct {
 // prefixed with its instance ("web/0 | "), the instances read side by side
 // so that following shows new lines of all of them. Each instance is asked
 // of this node, which passes the request on to the node running it as for
-// one instance. It returns the number of lines cut at MaxLogLine.
-func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w io.Writer) (cut int, err error) {
+// one instance. An instance whose output cannot be had is reported on errw
+// at once, the others go on. It returns the number of lines cut at
+// MaxLogLine, and an error when any instance failed.
+func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w, errw io.Writer) (cut int, err error) {
 	insts, err := c.PS(ctx, app)
 	if err != nil {
 		return 0, err
@@ -59,17 +61,24 @@ func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w io.
 			cuts[i] = lw.cut
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("logs of %s/%d: %w", app, idx, errs[i])
+				out.mu.Lock()
+				fmt.Fprintln(errw, errs[i])
+				out.mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	failed := 0
 	for i := range idxs {
 		cut += cuts[i]
-		if errs[i] != nil && err == nil {
-			err = errs[i]
+		if errs[i] != nil {
+			failed++
 		}
 	}
-	return cut, err
+	if failed > 0 {
+		return cut, fmt.Errorf("logs of %d of %d instances of %s could not be read (said above)", failed, len(idxs), app)
+	}
+	return cut, nil
 }
 
 // lockedWriter writes whole lines of several instances, one at a time.
