@@ -25,8 +25,8 @@ type LogOptions struct {
 }
 
 // AppLogs copies the output of every instance of app to w, each line
-// prefixed with its instance ("web/0 | "), the instances read side by side
-// so that following shows new lines of all of them. Each instance is asked
+// prefixed with its instance ("web/0 | "): instance after instance, or,
+// when following, side by side so that new lines of all of them show. Each instance is asked
 // of this node, which passes the request on to the node running it as for
 // one instance. An instance whose output cannot be had is reported on errw
 // at once, the others go on. It returns the number of lines cut at
@@ -51,20 +51,29 @@ func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w, er
 	var wg sync.WaitGroup
 	errs := make([]error, len(idxs))
 	cuts := make([]int, len(idxs))
+	read := func(i, idx int) {
+		lw := &lineWriter{prefix: []byte(app + "/" + strconv.Itoa(idx) + " | "), out: out}
+		errs[i] = c.Logs(ctx, app, idx, opts, lw)
+		lw.flush()
+		cuts[i] = lw.cut
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("logs of %s/%d: %w", app, idx, errs[i])
+			out.mu.Lock()
+			fmt.Fprintln(errw, errs[i])
+			out.mu.Unlock()
+		}
+	}
 	for i, idx := range idxs {
+		if !opts.Follow {
+			// One after the other: each instance's lines together, in
+			// instance order, as the same command prints them every time.
+			read(i, idx)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lw := &lineWriter{prefix: []byte(app + "/" + strconv.Itoa(idx) + " | "), out: out}
-			errs[i] = c.Logs(ctx, app, idx, opts, lw)
-			lw.flush()
-			cuts[i] = lw.cut
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("logs of %s/%d: %w", app, idx, errs[i])
-				out.mu.Lock()
-				fmt.Fprintln(errw, errs[i])
-				out.mu.Unlock()
-			}
+			read(i, idx)
 		}()
 	}
 	wg.Wait()
