@@ -50,16 +50,17 @@ func imageCommand() *cli.Command {
 			},
 			{
 				Name:      "rm",
-				Usage:     "remove images no instance uses",
+				Usage:     "remove images no app on this node uses (all of them or none)",
 				ArgsUsage: "REF...",
 				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return fmt.Errorf("image rm: name at least one image")
 					}
-					for _, ref := range c.Args().Slice() {
-						if err := apiClient(c).RemoveImage(c.Context, ref); err != nil {
-							return fmt.Errorf("remove %s: %w", ref, err)
-						}
+					refs := c.Args().Slice()
+					if err := apiClient(c).RemoveImages(c.Context, refs); err != nil {
+						return fmt.Errorf("image rm: %w", err)
+					}
+					for _, ref := range refs {
 						fmt.Fprintf(c.App.Writer, "removed %s\n", ref)
 					}
 					return nil

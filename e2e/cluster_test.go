@@ -619,6 +619,15 @@ replicas: 2
 		}
 		return nil
 	})
+	// logs of the app, asked on the voter a: both instances, each line
+	// prefixed with its instance.
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		out, err := f.cli("a", "logs", "sleeper")
+		if err != nil || !strings.Contains(out, "sleeper/0 | started") || !strings.Contains(out, "sleeper/1 | started") {
+			return fmt.Errorf("logs sleeper on a: %q %v", out, err)
+		}
+		return nil
+	})
 	if out, err := f.cli("a", "exec", onB, "--", "/app", "-stdout", "ran-remote"); err != nil || !strings.Contains(out, "ran-remote") {
 		t.Errorf("exec %s on a: %q %v", onB, out, err)
 	}
@@ -641,6 +650,15 @@ replicas: 2
 	}
 	if out, err := f.adminCLI("b", "logs", onA); err != nil || !strings.Contains(out, "started") {
 		t.Errorf("logs %s on b with the credential: %q %v", onA, out, err)
+	}
+	// logs of the app on the non-voter: its own instance, and a's refused
+	// with the way out, the exit status non-zero.
+	if out, err := f.cli("b", "logs", "sleeper"); err == nil || !strings.Contains(err.Error(), "admin credential") ||
+		!strings.Contains(out, onB+" | started") {
+		t.Errorf("logs sleeper on the non-voter b: %q %v", out, err)
+	}
+	if out, err := f.adminCLI("b", "logs", "sleeper"); err != nil || strings.Count(out, " | started") != 2 {
+		t.Errorf("logs sleeper on b with the credential: %q %v", out, err)
 	}
 
 	if err := f.lab.Kill9("b"); err != nil {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/shoal-edge/shoal/api"
 )
@@ -226,10 +227,16 @@ func (c *Client) PS(ctx context.Context, app string) ([]api.InstanceStatus, erro
 }
 
 // Logs copies an instance's output to w; with follow it returns when ctx ends.
-func (c *Client) Logs(ctx context.Context, app string, index int, follow bool, tail int, w io.Writer) error {
-	q := url.Values{"tail": {strconv.Itoa(tail)}}
-	if follow {
+func (c *Client) Logs(ctx context.Context, app string, index int, opts LogOptions, w io.Writer) error {
+	q := url.Values{"tail": {strconv.Itoa(opts.Tail)}}
+	if opts.Follow {
 		q.Set("follow", "1")
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "1")
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/logs/"+url.PathEscape(app)+"/"+strconv.Itoa(index), q, nil, "")
 	if err != nil {
@@ -275,9 +282,10 @@ func (c *Client) Run(ctx context.Context, req api.RunRequest, stdout, stderr io.
 	return api.ReadFrames(resp.Body, stdout, stderr)
 }
 
-// RemoveImage deletes an image no instance uses.
-func (c *Client) RemoveImage(ctx context.Context, ref string) error {
-	resp, err := c.do(ctx, http.MethodDelete, "/v1/images", url.Values{"ref": {ref}}, nil, "")
+// RemoveImages deletes the images refs name, all or none: the node
+// removes nothing when one is missing or used by an app on it.
+func (c *Client) RemoveImages(ctx context.Context, refs []string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/images", url.Values{"ref": refs}, nil, "")
 	if err != nil {
 		return err
 	}

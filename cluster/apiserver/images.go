@@ -17,7 +17,8 @@ type Images interface {
 	ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error)
 	ListImages(ctx context.Context) ([]api.Image, error)
 	PullImage(ctx context.Context, req api.PullRequest, progress func(done, total int64)) (api.Image, error)
-	RemoveImage(ctx context.Context, ref string) error
+	// RemoveImages removes all of refs or none.
+	RemoveImages(ctx context.Context, refs []string) error
 }
 
 func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
@@ -38,8 +39,16 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, nonNil(imgs))
 }
 
+// maxRemoveRefs bounds the refs of one removal.
+const maxRemoveRefs = 256
+
 func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Images.RemoveImage(r.Context(), r.URL.Query().Get("ref")); err != nil {
+	refs := r.URL.Query()["ref"]
+	if len(refs) == 0 || len(refs) > maxRemoveRefs {
+		s.fail(w, r, fmt.Errorf("%w: name 1 to %d images to remove", api.ErrInvalid, maxRemoveRefs))
+		return
+	}
+	if err := s.cfg.Images.RemoveImages(r.Context(), refs); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -66,7 +66,7 @@ func (f *fake) ListImages(context.Context) ([]api.Image, error)             { re
 func (f *fake) PullImage(context.Context, api.PullRequest, func(int64, int64)) (api.Image, error) {
 	return api.Image{}, errors.New("registry unreachable")
 }
-func (f *fake) RemoveImage(context.Context, string) error { return api.ErrImageUsed }
+func (f *fake) RemoveImages(context.Context, []string) error { return api.ErrImageUsed }
 func (f *fake) Exec(_ context.Context, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, _ <-chan api.TermSize) (int, error) {
 	b, _ := io.ReadAll(stdin)
 	fmt.Fprintf(stdout, "%s read %q", req.Command[0], b)
@@ -107,7 +107,7 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 	if err := c.Delete(ctx, []string{"nope"}); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("rm: %v, want ErrNotFound naming the app", err)
 	}
-	if err := c.RemoveImage(ctx, "x:1"); !errors.Is(err, api.ErrImageUsed) {
+	if err := c.RemoveImages(ctx, []string{"x:1"}); !errors.Is(err, api.ErrImageUsed) {
 		t.Errorf("image rm: %v, want ErrImageUsed", err)
 	}
 	if _, err := c.PullImage(ctx, api.PullRequest{Ref: "x:1"}, nil); err == nil || !strings.Contains(err.Error(), "unreachable") {
@@ -138,13 +138,13 @@ func TestLogsTailAndFollow(t *testing.T) {
 	os.WriteFile(path, []byte("one\ntwo\nthree\n"), 0o600)
 	c := serve(t, &fake{logPath: path})
 	var out bytes.Buffer
-	if err := c.Logs(context.Background(), "a", 0, false, 2, &out); err != nil || out.String() != "two\nthree\n" {
+	if err := c.Logs(context.Background(), "a", 0, client.LogOptions{Tail: 2}, &out); err != nil || out.String() != "two\nthree\n" {
 		t.Fatalf("tail 2 = %q, %v", out.String(), err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	go func() { c.Logs(ctx, "a", 0, true, 0, pw); pw.Close() }()
+	go func() { c.Logs(ctx, "a", 0, client.LogOptions{Follow: true, Tail: 0}, pw); pw.Close() }()
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	defer f.Close()
 	got := make(chan string, 1)

@@ -10,13 +10,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/runtime/logs"
 )
 
 // logs streams an instance's log file: the last `tail` lines, then, with
-// follow=1, whatever is appended until the client goes away.
+// follow=1, whatever is appended until the client goes away; since (RFC
+// 3339) drops the lines written before, timestamps=1 starts each line with
+// the time it was written.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if s.elsewhere(w, r, r.PathValue("app"), r.PathValue("index")) {
 		return
@@ -30,6 +33,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	var opts logs.FilterOptions
+	opts.Timestamps = r.URL.Query().Get("timestamps") == "1"
+	if since := r.URL.Query().Get("since"); since != "" {
+		if opts.Since, err = time.Parse(time.RFC3339Nano, since); err != nil {
+			s.fail(w, r, fmt.Errorf("%w: since %q is not an RFC 3339 time", api.ErrInvalid, since))
+			return
+		}
 	}
 	path, err := s.cfg.Instances.LogPath(r.Context(), r.PathValue("app"), index)
 	if err != nil {
@@ -49,12 +60,15 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	// Copied, never read whole: a client that reads slowly holds the
 	// copy, not the node's memory. Closed before following, so that a
 	// rotated file's space is freed when the writer removes it.
-	_, err = io.Copy(w, data)
+	out := &switchWriter{w: w}
+	filter := logs.NewFilter(out, opts)
+	_, err = io.Copy(filter, data)
 	data.Close()
 	if err != nil {
 		return
 	}
 	if r.URL.Query().Get("follow") != "1" {
+		filter.Flush()
 		return
 	}
 	fw := flushWriter{w: w}
@@ -62,8 +76,16 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		fw.flush = f.Flush
 		f.Flush()
 	}
-	logs.Follow(r.Context(), path, fw)
+	out.w = fw
+	logs.Follow(r.Context(), path, filter)
 }
+
+// switchWriter lets the log filter, which may hold the start of a line,
+// go on writing when the copy turns from the file's content to following
+// it.
+type switchWriter struct{ w io.Writer }
+
+func (s *switchWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
 
 // flushWriter sends followed output as it comes.
 type flushWriter struct {

@@ -105,21 +105,9 @@ func (s *Store) remove(ref string, inUse func(string) bool) error {
 // sorted IDs of the images that would be left without a name. s.mu must be
 // held.
 func (s *Store) planRemove(ref string) (v1.IndexManifest, []string, error) {
-	var match func(v1.Descriptor) bool
-	if h, ok := parseDigestRef(ref); ok {
-		match = func(d v1.Descriptor) bool {
-			if d.Digest == h {
-				return true
-			}
-			m, err := s.readManifest(d.Digest)
-			return err == nil && m.Config.Digest == h
-		}
-	} else {
-		canon, err := canonicalRef(ref)
-		if err != nil {
-			return v1.IndexManifest{}, nil, fmt.Errorf("%w: %w", ErrNotFound, err)
-		}
-		match = func(d v1.Descriptor) bool { return d.Annotations[refNameAnnotation] == canon }
+	match, err := s.matcherLocked(ref)
+	if err != nil {
+		return v1.IndexManifest{}, nil, err
 	}
 	var keep, gone []v1.Descriptor
 	for _, d := range s.index.Manifests {
@@ -154,6 +142,49 @@ func (s *Store) planRemove(ref string) (v1.IndexManifest, []string, error) {
 	next := s.index
 	next.Manifests = keep
 	return next, doomed, nil
+}
+
+// matcherLocked returns whether an index entry is one of the names ref
+// stands for: the name itself, or every name of the image a digest or image
+// ID denotes. s.mu must be held.
+func (s *Store) matcherLocked(ref string) (func(v1.Descriptor) bool, error) {
+	if h, ok := parseDigestRef(ref); ok {
+		return func(d v1.Descriptor) bool {
+			if d.Digest == h {
+				return true
+			}
+			m, err := s.readManifest(d.Digest)
+			return err == nil && m.Config.Digest == h
+		}, nil
+	}
+	canon, err := canonicalRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return func(d v1.Descriptor) bool { return d.Annotations[refNameAnnotation] == canon }, nil
+}
+
+// RemoveTakes says whether removing ref would take away the name that
+// other (an app's image, say) resolves through, so that other would no
+// longer resolve to the image it does now. This is what ErrInUse cannot
+// see: removing one of two names of an image deletes no data, yet a
+// container started later by the removed name finds nothing. It is false
+// when other does not resolve.
+func (s *Store) RemoveTakes(ref, other string) (bool, error) {
+	d, err := s.lookup(other)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	match, err := s.matcherLocked(ref)
+	if err != nil {
+		return false, err
+	}
+	return match(d), nil
 }
 
 // GC deletes what no name refers to: blobs, unpacked rootfs directories,

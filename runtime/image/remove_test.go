@@ -207,3 +207,33 @@ func checkBlobs(t *testing.T, s *Store, digest string) {
 		}
 	}
 }
+
+// RemoveTakes tells whether a removal takes away the name another ref
+// resolves through: the same name, or any name of an image given by
+// digest or ID; another name of the same image is not taken.
+func TestRemoveTakes(t *testing.T) {
+	s := newTestStore(t)
+	a := mustImport(t, s, dockerArchive(t, helloImage(t, "a"), false, "a:1", "a:2"))[0]
+	mustImport(t, s, dockerArchive(t, helloImage(t, "b"), false, "b:1"))
+	for _, tc := range []struct {
+		ref, other string
+		want       bool
+	}{
+		{"a:1", "a:1", true},
+		{"docker.io/library/a:1", "a:1", true},
+		{"a:1", "a:2", false},
+		{"a:1", "b:1", false},
+		{a.ID, "a:2", true},
+		{a.Digest, "a:1", true},
+		{a.ID, "b:1", false},
+		{"a:1", "missing:1", false},
+	} {
+		got, err := s.RemoveTakes(tc.ref, tc.other)
+		if err != nil || got != tc.want {
+			t.Errorf("RemoveTakes(%s, %s) = %v, %v; want %v", tc.ref, tc.other, got, err, tc.want)
+		}
+	}
+	if imgs, _ := s.List(); len(imgs) != 3 {
+		t.Errorf("RemoveTakes changed the store: %d images, want 3", len(imgs))
+	}
+}

@@ -289,10 +289,20 @@ func adopt(t *testing.T, cfg Config, n int) []*Handle {
 
 // tailLog is the last n lines of the log at path (all for n < 0).
 func tailLog(path string, n int) ([]byte, error) {
+	return tailLogOpts(path, n, logs.FilterOptions{})
+}
+
+// tailLogOpts reads the last n lines as `shoal logs` shows them.
+func tailLogOpts(path string, n int, opts logs.FilterOptions) ([]byte, error) {
 	r, err := logs.Tail(path, n)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	var out bytes.Buffer
+	f := logs.NewFilter(&out, opts)
+	if _, err := io.Copy(f, r); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), f.Flush()
 }

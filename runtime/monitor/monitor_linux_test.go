@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 	"golang.org/x/sys/unix"
 )
@@ -231,12 +232,25 @@ func TestLogsRotate(t *testing.T) {
 	t.Parallel()
 	spec := testSpec(t, cfg, "spam", "2000")
 	spec.LogMaxSize, spec.LogKeep = 4096, 2
+	started := time.Now()
 	h := mustStart(t, m, spec)
 	if ex := h.Wait(); ex.Code != 0 {
 		t.Fatalf("exit %+v", ex)
 	}
 	if err := h.Delete(); err != nil {
 		t.Fatal(err)
+	}
+	// Each line carries the time the monitor wrote it.
+	timed, err := tailLogOpts(spec.LogPath, 3, logs.FilterOptions{Timestamps: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(string(timed), "\n"), "\n") {
+		stamp, _, _ := strings.Cut(l, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil || at.Before(started.Add(-time.Second)) || at.After(time.Now()) {
+			t.Errorf("line %q: want the time it was written first (%v)", l, err)
+		}
 	}
 	for _, name := range []string{spec.LogPath, spec.LogPath + ".1"} {
 		st, err := os.Stat(name)

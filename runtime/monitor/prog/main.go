@@ -299,10 +299,11 @@ func (m *monitor) copyOutput(s ctl.Start, r *os.File, done chan struct{}) {
 		return
 	}
 	defer r.Close()
-	w, err := logs.Open(s.LogPath, s.LogMaxSize, s.LogKeep)
-	if err != nil {
+	var w *logs.Stamped
+	if lw, err := logs.Open(s.LogPath, s.LogMaxSize, s.LogKeep); err != nil {
 		m.logf("open the container's log: " + err.Error())
-		w = nil
+	} else {
+		w = logs.Stamp(lw, time.Now) // `shoal logs --timestamps` and `--since` read the stamps
 	}
 	buf := make([]byte, 16<<10)
 	for {
