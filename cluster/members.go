@@ -261,8 +261,13 @@ func (m *members) close() error {
 // step waits up to timeout for its message to go out.
 func (m *members) leave(timeout time.Duration) error {
 	m.mu.Lock()
+	again := m.meta.Leaving
 	m.meta.Leaving = true
 	m.mu.Unlock()
+	if again {
+		// Gossip was left: a new update would make this node alive again.
+		return nil
+	}
 	var errs []error
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("announce the leave: %w", err)) // leave all the same
