@@ -48,16 +48,56 @@ func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
 		}
 	}
 	slices.Sort(st.Voters)
+	unreachable := n.unreachableVoters(r)
 	st.Stale = r.State() != raft.Leader && (leaderID == "" || time.Since(r.LastContact()) > 5*time.Second)
 	switch {
 	case leaderID == "":
 		st.Health = "no leader: writes are refused; running containers keep running"
 	case st.Stale:
 		st.Health = "stale: no contact with the leader"
+	case len(unreachable) > 0:
+		st.Health = "degraded: voters unreachable: " + strings.Join(unreachable, ", ")
 	default:
 		st.Health = "healthy"
 	}
 	return st, nil
+}
+
+// unreachableVoters are the voters this node's gossip does not see alive,
+// as "name (state)": suspect, dead, left, or absent when gossip never saw
+// them since this node started.
+func (n *Node) unreachableVoters(r *raft.Raft) []string {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	live := map[string]member{}
+	for _, m := range n.liveMembers() {
+		live[m.Meta.ID] = m
+	}
+	names := n.namesByID()
+	var out []string
+	for _, s := range f.Configuration().Servers {
+		id := string(s.ID)
+		if s.Suffrage != raft.Voter || id == n.id.ID {
+			continue
+		}
+		name := names[id]
+		if name == "" {
+			name = id
+		}
+		state := MemberState("absent")
+		if m, ok := live[id]; ok {
+			state = m.State
+		} else if d, ok := n.members.departed(name); ok {
+			state = d.state
+		}
+		if state != MemberAlive {
+			out = append(out, fmt.Sprintf("%s (%s)", name, state))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // namesByID maps Raft server ids (node ids) to node names.
@@ -103,12 +143,12 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 			nd.Labels = map[string]string{}
 		}
 		if m, ok := gossip[rec.Name]; ok {
-			nd.State, nd.Address = m.State, m.Addr
+			nd.State, nd.Address = string(m.State), m.Addr
 			now := time.Now().UTC().Truncate(time.Second)
 			nd.LastSeen = &now
 		} else if d, ok := n.members.departed(rec.Name); ok {
 			at := d.at.UTC().Truncate(time.Second)
-			nd.State, nd.LastSeen = d.state, &at
+			nd.State, nd.LastSeen = string(d.state), &at
 		}
 		if voters[rec.ID] {
 			nd.Role = "voter"
@@ -179,6 +219,10 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 		return nil, err
 	}
 	observed, known := n.observed(ctx)
+	live := map[string]bool{}
+	for _, m := range n.liveMembers() {
+		live[m.Name] = true
+	}
 	if app != "" {
 		if _, err := n.store.App(app); err != nil {
 			return nil, err
@@ -195,6 +239,11 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 			if !known && a.Node != n.id.Name {
 				s.State = api.StateUnknown
 			}
+		}
+		// A node that is down reports nothing: what it last said, or
+		// nothing at all (a new leader never heard it), is not news.
+		if a.Node != n.id.Name && !live[a.Node] {
+			s.State = api.StateUnknown
 		}
 		s.IP = a.IP
 		if s.Node == n.id.Name {

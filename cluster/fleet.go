@@ -64,7 +64,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	// Gossip first, so that the leader does not register the node again
 	// between removing it and hearing that it left.
-	if err := n.members.ml.Leave(5 * time.Second); err != nil {
+	if err := n.members.leave(5 * time.Second); err != nil {
 		n.log.Warn("gossip leave", "err", err)
 	}
 	body, _ := json.Marshal(leaveRequest{ID: n.id.ID, Name: n.id.Name})

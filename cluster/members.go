@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -25,6 +26,10 @@ type nodeMeta struct {
 	Port int    `json:"port"` // the cluster port
 	// Epoch counts the cluster's recoveries (see epoch.go).
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Leaving is set by a node that stops on purpose, just before it
+	// leaves gossip: memberlist tells the others of a leave and of a
+	// death alike, and only this tells them apart (see departureOf).
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // members wraps memberlist. Its callbacks never block: they nudge the
@@ -33,19 +38,22 @@ type members struct {
 	ml      *memberlist.Memberlist
 	changed chan struct{}
 
-	mu   sync.Mutex // guards following
-	meta nodeMeta
-	gone map[string]departure
+	probeInterval time.Duration
+
+	mu    sync.Mutex // guards following
+	meta  nodeMeta
+	gone  map[string]departure
+	acked map[string]time.Time // member -> last direct ack of our probes (or its join)
 }
 
 // departure is how and when a member was last seen to go.
 type departure struct {
-	state string // dead or left
+	state MemberState // dead or left
 	at    time.Time
 }
 
 func newMembers(n *Node) (*members, error) {
-	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}}
+	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}, acked: map[string]time.Time{}}
 	var err error
 	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load()}
 	c := memberlist.DefaultLANConfig()
@@ -56,6 +64,8 @@ func newMembers(n *Node) (*members, error) {
 	c.AdvertisePort = n.cfg.GossipPort
 	c.Delegate = m
 	c.Events = m
+	c.Ping = m
+	m.probeInterval = c.ProbeInterval
 	c.Logger = stdlogFor(n.peerLog)
 	// Gossip is encrypted and authenticated with the cluster's key: a
 	// stranger can neither read it nor join it.
@@ -108,15 +118,42 @@ func (m *members) MergeRemoteState(buf []byte, join bool)     {}
 func (m *members) NotifyJoin(n *memberlist.Node) {
 	m.mu.Lock()
 	delete(m.gone, n.Name)
+	m.acked[n.Name] = time.Now() // not suspect before a probe could answer
 	m.mu.Unlock()
 	m.nudge()
 }
 
+// NotifyLeave is called for a member that left and for one found dead
+// alike; the Node's State field is not memberlist's view of it (that one
+// is private), so the member's last gossip says which.
 func (m *members) NotifyLeave(n *memberlist.Node) {
 	m.mu.Lock()
-	m.gone[n.Name] = departure{state: stateName(n.State), at: time.Now()}
+	m.gone[n.Name] = departure{state: departureOf(n.Meta), at: time.Now()}
+	delete(m.acked, n.Name)
 	m.mu.Unlock()
 	m.nudge()
+}
+
+// departureOf is how a member that memberlist no longer counts went:
+// left when its last gossip announced it, dead otherwise.
+func departureOf(meta []byte) MemberState {
+	var nm nodeMeta
+	if json.Unmarshal(meta, &nm) == nil && nm.Leaving {
+		return MemberLeft
+	}
+	return MemberDead
+}
+
+// memberlist.PingDelegate: memberlist probes one member per probe
+// interval, and reports each direct ack here.
+func (m *members) AckPayload() []byte { return nil }
+
+func (m *members) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.gone[other.Name]; !ok {
+		m.acked[other.Name] = time.Now()
+	}
 }
 
 func (m *members) NotifyUpdate(*memberlist.Node) { m.nudge() }
@@ -136,20 +173,44 @@ type member struct {
 	Addr       string // IP
 	GossipAddr string // IP:gossip port
 	GossipPort int
-	State      string
+	State      MemberState // alive or suspect
 	Meta       nodeMeta
 }
 
-// list is the live members: memberlist drops dead and left ones, so every
-// member's State is alive or suspect.
+// list is the live members: memberlist drops dead and left ones. A member
+// is suspect when our probes have had no direct ack of it for longer
+// than suspectAfter (see there); memberlist's own suspicion is private.
 func (m *members) list() []member {
+	all := m.ml.Members()
+	self := m.ml.LocalNode().Name
+	window := suspectAfter(len(all), m.probeInterval)
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var out []member
-	for _, n := range m.ml.Members() {
-		mb := member{Name: n.Name, Addr: n.Addr.String(), GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), GossipPort: int(n.Port), State: stateName(n.State)}
+	for _, n := range all {
+		mb := member{Name: n.Name, Addr: n.Addr.String(), GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), GossipPort: int(n.Port), State: MemberAlive}
 		json.Unmarshal(n.Meta, &mb.Meta)
+		if at, ok := m.acked[n.Name]; n.Name != self && ok && now.Sub(at) > window {
+			mb.State = MemberSuspect
+		}
 		out = append(out, mb)
 	}
 	return out
+}
+
+// suspectAfter is how long a member of a gossip of members nodes may go
+// without a direct ack of our probes before it shows as suspect.
+// memberlist probes one member per interval, in a list it shuffles after
+// each round, so one member's probes are at most 2(members-1)-1 intervals
+// apart; one interval more covers the ack's way back. A member whose
+// probe failed thus turns suspect within about two rounds, before
+// memberlist's suspicion timeout declares it dead in small fleets; in big
+// ones (a round of probes outlasts the suspicion timeout) a member may go
+// from alive to dead without showing suspect here, and one lost ack can
+// show a live member suspect until the next probe.
+func suspectAfter(members int, interval time.Duration) time.Duration {
+	return time.Duration(2*max(members-1, 1)) * interval
 }
 
 // liveMembers are the gossip members, without revoked nodes: a node that
@@ -165,17 +226,15 @@ func (n *Node) liveMembers() []member {
 	return out
 }
 
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "dead"
-}
+// MemberState is a node's state in gossip as this node sees it.
+type MemberState string
+
+const (
+	MemberAlive   MemberState = "alive"
+	MemberSuspect MemberState = "suspect" // no direct ack of our probes lately (suspectAfter)
+	MemberDead    MemberState = "dead"    // memberlist gave up on it without its leave
+	MemberLeft    MemberState = "left"    // it stopped on purpose and said so
+)
 
 // join contacts the members at addrs (gossip host:port); one answer is
 // enough.
@@ -193,8 +252,27 @@ func (m *members) close() error {
 	if m.ml == nil {
 		return nil
 	}
-	m.ml.Leave(time.Second)
+	m.leave(time.Second)
 	return m.ml.Shutdown()
+}
+
+// leave announces in this node's gossip that it is leaving, so that the
+// others record it as left rather than dead, then leaves gossip. Each
+// step waits up to timeout for its message to go out.
+func (m *members) leave(timeout time.Duration) error {
+	m.mu.Lock()
+	again := m.meta.Leaving
+	m.meta.Leaving = true
+	m.mu.Unlock()
+	if again {
+		// Gossip was left: a new update would make this node alive again.
+		return nil
+	}
+	var errs []error
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		errs = append(errs, fmt.Errorf("announce the leave: %w", err)) // leave all the same
+	}
+	return errors.Join(append(errs, m.ml.Leave(timeout))...)
 }
 
 // keepGossiping joins the other members while this node is alone in

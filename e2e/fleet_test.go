@@ -180,6 +180,7 @@ type clusterStatus struct {
 	Role      string   `json:"role"`
 	Voters    []string `json:"voters"`
 	Stale     bool     `json:"stale"`
+	Health    string   `json:"health"`
 	Commit    uint64   `json:"commit_index"`
 	Term      uint64   `json:"term"`
 }
