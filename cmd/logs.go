@@ -22,7 +22,7 @@ func logsCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return fmt.Errorf("logs: want one APP or APP/INDEX")
+				return usage(c, "want one APP or APP/INDEX")
 			}
 			app, index, err := parseInstance(c.Args().First())
 			if err != nil {

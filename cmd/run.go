@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,7 +23,7 @@ func runCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return fmt.Errorf("run: name an image")
+				return usage(c, "name an image")
 			}
 			req := api.RunRequest{
 				Image:   c.Args().First(),
