@@ -25,6 +25,10 @@ type nodeMeta struct {
 	Port int    `json:"port"` // the cluster port
 	// Epoch counts the cluster's recoveries (see epoch.go).
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Labels are the node's --label, for the leader to record when it
+	// registers the node: the joining node cannot write to Raft itself.
+	// Config.Validate keeps them within maxLabelBytes.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // members wraps memberlist. Its callbacks never block: they nudge the
@@ -47,7 +51,7 @@ type departure struct {
 func newMembers(n *Node) (*members, error) {
 	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}}
 	var err error
-	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load()}
+	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load(), Labels: n.cfg.Labels}
 	c := memberlist.DefaultLANConfig()
 	c.Name = n.id.Name
 	c.BindAddr = n.cfg.BindAddr
@@ -89,6 +93,13 @@ func (m *members) NodeMeta(limit int) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, _ := json.Marshal(m.meta)
+	if len(b) > limit {
+		// memberlist panics on more; the labels are the only part that
+		// can grow, and they only matter at first registration.
+		meta := m.meta
+		meta.Labels = nil
+		b, _ = json.Marshal(meta)
+	}
 	return b
 }
 
