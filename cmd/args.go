@@ -61,7 +61,13 @@ func commandPath(c *cli.Context) string {
 // container's command line: from "--", or from the second argument when
 // there is no "--", nothing is shoal's, so `shoal exec web ls -l` gives -l
 // to ls while `shoal exec web -i -- cat` still reads -i.
-var passThrough = map[string]int{"exec": 1, "run": 1}
+func passThrough(command string) (keep int, ok bool) {
+	switch command {
+	case "exec", "run":
+		return 1, true
+	}
+	return 0, false
+}
 
 // interspersed moves a command's flags before its arguments, so that every
 // command takes its flags on either side of its arguments: urfave/cli/v2
@@ -105,7 +111,7 @@ func interspersed(app *cli.App, args []string) ([]string, error) {
 		return append(out, rest...), nil
 	}
 	keep := -1 // positional arguments before the pass-through part
-	if n, ok := passThrough[leaf.Name]; ok {
+	if n, ok := passThrough(leaf.Name); ok {
 		keep = n
 	}
 	var positional []string
