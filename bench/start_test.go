@@ -186,7 +186,7 @@ func shoalStarters(b *testing.B, bin, name, node, archive string) []starter {
 		{name + "-api", func(int) (time.Duration, []byte, error) {
 			var out bytes.Buffer
 			start := time.Now()
-			code, err := viaAPI.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, &out, &out)
+			code, err := viaAPI.c.Run(context.Background(), api.RunRequest{Image: busyboxRef, Command: trueArgs, Remove: true}, nil, &out, &out)
 			el := time.Since(start)
 			if err == nil && code != 0 {
 				err = fmt.Errorf("exit code %d", code)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,8 +54,10 @@ type Config struct {
 	// instance (0: no bound), after which it retries with backoff.
 	ImagePullStall   time.Duration
 	ImagePullTimeout time.Duration
-	Labels           map[string]string
-	Logger           *slog.Logger
+	// Labels are recorded when the cluster first registers the node; on
+	// a restart they are ignored (`shoal label` changes them).
+	Labels map[string]string
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -128,6 +131,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("label: empty key"))
 		}
 	}
+	if b, _ := json.Marshal(c.Labels); len(c.Labels) > 0 && len(b) > maxLabelBytes {
+		errs = append(errs, fmt.Errorf("labels take %d bytes: at most %d at start, as they travel with gossip (add more with `shoal label`)", len(b), maxLabelBytes))
+	}
 	return errors.Join(errs...)
 }
 
@@ -166,3 +172,7 @@ func (c *Config) advertise() (string, error) {
 	}
 	return "127.0.0.1", nil
 }
+
+// maxLabelBytes bounds the --label of a node, JSON-encoded, so that its
+// gossip metadata stays under memberlist's 512 bytes.
+const maxLabelBytes = 256

@@ -184,8 +184,9 @@ func (n *Node) writeBootstrap() error {
 	return os.Remove(filepath.Join(tlsDir(n.cfg.DataDir), bootstrapFile))
 }
 
-// registerMembers records new nodes and changed addresses in Raft. A known
-// node keeps its labels; only what gossip is the authority on changes.
+// registerMembers records new nodes and changed addresses in Raft. A new
+// node's labels are its --label, from its gossip metadata; a known node
+// keeps its labels: only what gossip is the authority on changes.
 func (n *Node) registerMembers(members []member) error {
 	recs, err := n.store.Nodes()
 	if err != nil {
@@ -200,8 +201,10 @@ func (n *Node) registerMembers(members []member) error {
 		want := rec
 		want.Name, want.ID, want.Address, want.Arch, want.OS = m.Name, m.Meta.ID, m.Addr, m.Meta.Arch, m.Meta.OS
 		want.Port, want.GossipPort = m.Meta.Port, m.GossipPort
-		if m.Name == n.id.Name && !ok && len(n.cfg.Labels) > 0 {
-			want.Labels = maps.Clone(n.cfg.Labels)
+		// Labels come with the node's first registration only: later,
+		// `shoal label` owns them.
+		if !ok && len(m.Meta.Labels) > 0 {
+			want.Labels = maps.Clone(m.Meta.Labels)
 		}
 		if ok && reflect.DeepEqual(rec, want) {
 			continue

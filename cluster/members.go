@@ -30,6 +30,10 @@ type nodeMeta struct {
 	// leaves gossip: memberlist tells the others of a leave and of a
 	// death alike, and only this tells them apart (see departureOf).
 	Leaving bool `json:"leaving,omitempty"`
+	// Labels are the node's --label, for the leader to record when it
+	// registers the node: the joining node cannot write to Raft itself.
+	// Config.Validate keeps them within maxLabelBytes.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // members wraps memberlist. Its callbacks never block: they nudge the
@@ -55,7 +59,7 @@ type departure struct {
 func newMembers(n *Node) (*members, error) {
 	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}, acked: map[string]time.Time{}}
 	var err error
-	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load()}
+	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load(), Labels: n.cfg.Labels}
 	c := memberlist.DefaultLANConfig()
 	c.Name = n.id.Name
 	c.BindAddr = n.cfg.BindAddr
@@ -99,6 +103,13 @@ func (m *members) NodeMeta(limit int) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, _ := json.Marshal(m.meta)
+	if len(b) > limit {
+		// memberlist panics on more; the labels are the only part that
+		// can grow, and they only matter at first registration.
+		meta := m.meta
+		meta.Labels = nil
+		b, _ = json.Marshal(meta)
+	}
 	return b
 }
 

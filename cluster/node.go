@@ -282,6 +282,9 @@ func (n *Node) loadOrMakeMaterial(fresh bool) error {
 		if n.cfg.Join != "" {
 			n.log.Info("the data dir already belongs to a cluster: --join ignored")
 		}
+		if len(n.cfg.Labels) > 0 {
+			n.log.Info("--label is ignored on a restart: the cluster keeps the labels it recorded at first start; change them with `shoal label`", "labels", n.cfg.Labels)
+		}
 	case n.cfg.Join != "":
 		ctx, cancel := context.WithTimeout(context.Background(), 3*joinTimeout)
 		defer cancel()

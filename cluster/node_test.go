@@ -149,9 +149,11 @@ func TestConfigValidate(t *testing.T) {
 	c.BindAddr, c.Port, c.GossipPort, c.Voters, c.Name = "nope", 0, 0, 2, "Bad_Name"
 	c.AllowHostPaths = []string{"none", "/srv/ok", "srv/relative"}
 	c.ImageMaxUnpacked, c.ImagePullStall, c.ImagePullTimeout = 100, 0, -time.Second
+	// Labels travel in gossip metadata, which memberlist caps at 512 bytes.
+	c.Labels = map[string]string{"site": strings.Repeat("x", 300)}
 	err := c.Validate()
 	for _, want := range []string{`bind "nope"`, "port 0", "voters 2", `name "Bad_Name"`, `allow host path "srv/relative"`,
-		"image max unpacked 100", "image pull stall 0s", "image pull timeout -1s"} {
+		"image max unpacked 100", "image pull stall 0s", "image pull timeout -1s", "labels take 311 bytes: at most 256"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}

@@ -249,7 +249,7 @@ func mergeEnv(base, over []string) []string {
 
 // RunContainer runs a one-off container outside scheduling and returns its exit
 // code. Ending ctx (the client went away) stops the container.
-func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error) {
+func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	host := req.Name
 	if host == "" {
 		host = "run"
@@ -259,13 +259,20 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, std
 	default:
 		return -1, fmt.Errorf("%w: network %q: want bridge or host", api.ErrInvalid, req.Network)
 	}
+	// A missing image is pulled, as for an app's instance.
+	if _, err := n.images.Get(req.Image); errors.Is(err, image.ErrNotFound) {
+		fmt.Fprintf(stderr, "pulling %s\n", req.Image)
+		if err := n.pullForRun(ctx, req.Image); err != nil {
+			return -1, err
+		}
+	}
 	// No id: the runtime names a one-off (oneOffPrefix) and may start it
 	// on an init it made ahead of time.
 	spec, err := n.containerSpec(ctx, "", api.SanitizeName(host), req.Image, req.Command, req.Env, req.Network == api.NetworkHost)
 	if err != nil {
 		return -1, err
 	}
-	spec.Stdout, spec.Stderr = stdout, stderr
+	spec.Stdin, spec.Stdout, spec.Stderr = stdin, stdout, stderr
 	c, err := n.rt.Start(ctx, spec)
 	if err != nil {
 		return -1, err
@@ -292,4 +299,18 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdout, std
 		ex := <-done
 		return ex.Code, ctx.Err()
 	}
+}
+
+// pullForRun pulls the image of a one-off container within the pull time
+// the node allows an app's image.
+func (n *Node) pullForRun(ctx context.Context, ref string) error {
+	if d := n.cfg.ImagePullTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("timed out after %s", d))
+		defer cancel()
+	}
+	if _, err := n.images.Pull(ctx, ref, image.PullOptions{}); err != nil {
+		return fmt.Errorf("pull %s: %w%s", ref, err, limitHint(err))
+	}
+	return nil
 }

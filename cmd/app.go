@@ -39,12 +39,20 @@ func Main(args []string) int {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := App()
 	app.Reader, app.Writer, app.ErrWriter = stdin, stdout, stderr
-	if err := app.Run(args); err != nil {
+	args, err := interspersed(app, args)
+	if err == nil {
+		err = app.Run(args)
+	}
+	if err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
 			return ee.code
 		}
 		fmt.Fprintln(stderr, "shoal:", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
 		return 1
 	}
 	return 0
@@ -90,13 +98,29 @@ func outputFlag() *cli.StringFlag {
 // App builds the command tree.
 func App() *cli.App {
 	app := &cli.App{
-		Name:                 "shoal",
-		Usage:                "a self-healing container cluster for edge devices",
-		Version:              version,
-		HideVersion:          true,
-		Flags:                append([]cli.Flag{dataDirFlag()}, remoteFlags()...),
-		EnableBashCompletion: true,
-		ExitErrHandler:       func(*cli.Context, error) {},
+		Name:    "shoal",
+		Usage:   "a self-healing container cluster for edge devices",
+		Version: version,
+		// --version is shoal's own flag (below): urfave/cli's prints
+		// through a package variable and says less than `shoal version`.
+		HideVersion: true,
+		Flags: append([]cli.Flag{
+			dataDirFlag(),
+			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version (as `shoal version`)"},
+		}, remoteFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				return printVersion(c)
+			}
+			if c.NArg() > 0 {
+				return &usageError{path: "", err: fmt.Errorf("no command %q", c.Args().First())}
+			}
+			return cli.ShowAppHelp(c)
+		},
+		UseShortOptionHandling: true,
+		EnableBashCompletion:   true,
+		OnUsageError:           onUsageError,
+		ExitErrHandler:         func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			upCommand(),
 			statusCommand(),
@@ -127,9 +151,7 @@ func App() *cli.App {
 	addDataDir = func(cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.Flags = append(c.Flags, dataDirFlag())
-			if c.Before == nil && len(c.Subcommands) == 0 {
-				c.Before = flagsFirst
-			}
+			c.OnUsageError = onUsageError
 			if c.Name != "up" && c.Name != "version" && c.Name != "recover" {
 				c.Flags = append(c.Flags, remoteFlags()...)
 			}

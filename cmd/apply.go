@@ -93,7 +93,7 @@ func rmCommand() *cli.Command {
 		ArgsUsage: "APP...",
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return fmt.Errorf("rm: name at least one app")
+				return usage(c, "name at least one app")
 			}
 			if err := apiClient(c).Delete(c.Context, c.Args().Slice()); err != nil {
 				return err

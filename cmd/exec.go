@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 )
 
 func execCommand() *cli.Command {
@@ -25,7 +23,7 @@ func execCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 2 {
-				return fmt.Errorf("exec: want APP[/INDEX] -- CMD...")
+				return usage(c, "want APP[/INDEX] -- CMD...")
 			}
 			app, index, err := parseInstance(c.Args().First())
 			if err != nil {
@@ -33,7 +31,7 @@ func execCommand() *cli.Command {
 			}
 			req := api.ExecRequest{App: app, Index: index, Command: command(c.Args().Tail()), Env: c.StringSlice("env"), TTY: c.Bool("tty")}
 			if len(req.Command) == 0 {
-				return fmt.Errorf("exec: no command after --")
+				return usage(c, "no command after --")
 			}
 			var stdin io.Reader
 			if c.Bool("interactive") {
@@ -43,32 +41,13 @@ func execCommand() *cli.Command {
 			defer stop()
 			var resize chan api.TermSize
 			if req.TTY {
-				fd := int(os.Stdin.Fd())
-				if !term.IsTerminal(fd) {
-					return fmt.Errorf("exec -t: stdin is not a terminal")
-				}
-				if cols, rows, err := term.GetSize(fd); err == nil {
-					req.Rows, req.Cols = uint16(rows), uint16(cols)
-				}
-				old, err := term.MakeRaw(fd)
+				req.Env = withTerm(req.Env, os.Getenv("TERM"))
+				r, restore, err := attachTerminal(&req)
 				if err != nil {
-					return fmt.Errorf("exec -t: %w", err)
+					return err
 				}
-				defer term.Restore(fd, old)
-				resize = make(chan api.TermSize, 1)
-				winch := make(chan os.Signal, 1)
-				signal.Notify(winch, syscall.SIGWINCH)
-				defer signal.Stop(winch)
-				go func() {
-					for range winch {
-						if cols, rows, err := term.GetSize(fd); err == nil {
-							select {
-							case resize <- api.TermSize{Rows: uint16(rows), Cols: uint16(cols)}:
-							default:
-							}
-						}
-					}
-				}()
+				defer restore()
+				resize = r
 			}
 			code, err := apiClient(c).Exec(ctx, req, stdin, c.App.Writer, c.App.ErrWriter, resize)
 			if err != nil {

@@ -21,7 +21,7 @@ func imageCommand() *cli.Command {
 				ArgsUsage: "FILE",
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return fmt.Errorf("image import: want one FILE")
+						return usage(c, "want one FILE")
 					}
 					f, err := os.Open(c.Args().First())
 					if err != nil {
@@ -54,7 +54,7 @@ func imageCommand() *cli.Command {
 				ArgsUsage: "REF...",
 				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
-						return fmt.Errorf("image rm: name at least one image")
+						return usage(c, "name at least one image")
 					}
 					refs := c.Args().Slice()
 					if err := apiClient(c).RemoveImages(c.Context, refs); err != nil {
@@ -94,7 +94,7 @@ func imageCommand() *cli.Command {
 
 func pullImage(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return fmt.Errorf("image pull: want one REF")
+		return usage(c, "want one REF")
 	}
 	req := api.PullRequest{Ref: c.Args().First(), Insecure: c.Bool("insecure")}
 	if creds := c.String("creds"); creds != "" {

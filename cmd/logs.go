@@ -26,7 +26,7 @@ func logsCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return fmt.Errorf("logs: want one APP or APP/INDEX")
+				return usage(c, "want one APP or APP/INDEX")
 			}
 			opts := client.LogOptions{Follow: c.Bool("follow"), Tail: c.Int("tail"), Timestamps: c.Bool("timestamps")}
 			if s := c.String("since"); s != "" {

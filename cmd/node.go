@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -16,7 +15,7 @@ func labelCommand() *cli.Command {
 		ArgsUsage: "NODE k=v... k-...",
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 2 {
-				return errors.New("usage: shoal label NODE k=v... [k-]...")
+				return usage(c, "want NODE k=v... [k-]...")
 			}
 			req := api.LabelRequest{Set: map[string]string{}}
 			for _, a := range c.Args().Slice()[1:] {
@@ -35,14 +34,14 @@ func labelCommand() *cli.Command {
 	}
 }
 
-func cordonCommand(name, usage string, cordoned bool) *cli.Command {
+func cordonCommand(name, help string, cordoned bool) *cli.Command {
 	return &cli.Command{
 		Name:      name,
-		Usage:     usage,
+		Usage:     help,
 		ArgsUsage: "NODE",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return fmt.Errorf("usage: shoal %s NODE", name)
+				return usage(c, "want one NODE")
 			}
 			return apiClient(c).Cordon(c.Context, c.Args().First(), cordoned)
 		},
@@ -70,7 +69,7 @@ func forgetCommand() *cli.Command {
 		ArgsUsage: "NODE",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return errors.New("usage: shoal forget NODE")
+				return usage(c, "want one NODE")
 			}
 			if err := apiClient(c).Forget(c.Context, c.Args().First()); err != nil {
 				return err

@@ -2,7 +2,7 @@ package cmd
 
 import (
 	"context"
-	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,6 +17,7 @@ func runCommand() *cli.Command {
 		Usage:     "a one-off container on this node, outside scheduling; exits with the container's exit code",
 		ArgsUsage: "IMAGE [-- CMD...]",
 		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "pass stdin to the container"},
 			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits (always the case for now)"},
 			&cli.StringFlag{Name: "name", Usage: "container name (host name inside it)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
@@ -24,7 +25,7 @@ func runCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return fmt.Errorf("run: name an image")
+				return usage(c, "name an image")
 			}
 			req := api.RunRequest{
 				Image:   c.Args().First(),
@@ -37,7 +38,11 @@ func runCommand() *cli.Command {
 			// Ctrl-C ends the request; the node then stops the container.
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			code, err := apiClient(c).Run(ctx, req, c.App.Writer, c.App.ErrWriter)
+			var stdin io.Reader
+			if c.Bool("interactive") {
+				stdin = c.App.Reader
+			}
+			code, err := apiClient(c).Run(ctx, req, stdin, c.App.Writer, c.App.ErrWriter)
 			if err != nil {
 				return err
 			}

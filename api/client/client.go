@@ -268,13 +268,21 @@ func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
 }
 
 // Run starts a one-off container on the node, copies its output and
-// returns its exit code.
-func (c *Client) Run(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error) {
+// returns its exit code. A stdin that is not nil is streamed to the
+// container as the request's body while its output comes back; the
+// request itself then goes in the query.
+func (c *Client) Run(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return -1, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/run", nil, bytes.NewReader(body), "application/json")
+	var q url.Values
+	var in io.Reader = bytes.NewReader(body)
+	ctype := "application/json"
+	if stdin != nil {
+		q, in, ctype = url.Values{"req": {string(body)}}, stdin, "application/octet-stream"
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/run", q, in, ctype)
 	if err != nil {
 		return -1, err
 	}

@@ -37,7 +37,7 @@ type Cluster interface {
 type Instances interface {
 	PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 	LogPath(ctx context.Context, app string, index int) (string, error)
-	RunContainer(ctx context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error)
+	RunContainer(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 	// Where is the API address of the node running app/index and the way
 	// to reach it, or "" when it is this node (or none).
 	Where(ctx context.Context, app string, index int) (string, http.RoundTripper, error)

@@ -56,8 +56,11 @@ func (f *fake) Where(context.Context, string, int) (string, http.RoundTripper, e
 func (f *fake) LogPath(_ context.Context, app string, index int) (string, error) {
 	return f.logPath, nil
 }
-func (f *fake) RunContainer(_ context.Context, req api.RunRequest, stdout, stderr io.Writer) (int, error) {
+func (f *fake) RunContainer(_ context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	fmt.Fprint(stdout, "out:"+strings.Join(req.Command, " "))
+	if stdin != nil {
+		io.Copy(stdout, io.LimitReader(stdin, 1<<10))
+	}
 	fmt.Fprint(stderr, "err")
 	return 7, nil
 }
@@ -118,9 +121,14 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 func TestRunStreamsOutputAndExitCode(t *testing.T) {
 	c := serve(t, &fake{})
 	var out, errb bytes.Buffer
-	code, err := c.Run(context.Background(), api.RunRequest{Image: "x", Command: []string{"a", "b"}}, &out, &errb)
+	code, err := c.Run(context.Background(), api.RunRequest{Image: "x", Command: []string{"a", "b"}}, nil, &out, &errb)
 	if err != nil || code != 7 || out.String() != "out:a b" || errb.String() != "err" {
 		t.Fatalf("run = %d, %v, stdout %q, stderr %q", code, err, out.String(), errb.String())
+	}
+	out.Reset()
+	code, err = c.Run(context.Background(), api.RunRequest{Image: "x", Command: []string{"a"}}, strings.NewReader(" in"), &out, io.Discard)
+	if err != nil || code != 7 || out.String() != "out:a in" {
+		t.Fatalf("run -i = %d, %v, stdout %q", code, err, out.String())
 	}
 }
 

@@ -102,10 +102,21 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 // run starts a one-off container and streams its output as frames; the
-// last frame carries the exit code.
+// last frame carries the exit code. With run -i the request comes in the
+// query (req) and the body is the container's stdin, read while the
+// output goes back.
 func (s *Server) run(w http.ResponseWriter, r *http.Request) {
 	var req api.RunRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	var stdin io.Reader
+	src := io.LimitReader(r.Body, maxBody)
+	if q := r.URL.Query().Get("req"); q != "" {
+		src, stdin = strings.NewReader(q), r.Body
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			s.fail(w, r, fmt.Errorf("run -i: %w", err))
+			return
+		}
+	}
+	dec := json.NewDecoder(src)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: decode run request: %v", api.ErrInvalid, err))
@@ -117,7 +128,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) {
 	if f, ok := w.(http.Flusher); ok {
 		fw.flush = f.Flush
 	}
-	code, err := s.cfg.Instances.RunContainer(r.Context(), req, fw.stream(api.FrameStdout), fw.stream(api.FrameStderr))
+	code, err := s.cfg.Instances.RunContainer(r.Context(), req, stdin, fw.stream(api.FrameStdout), fw.stream(api.FrameStderr))
 	if err != nil {
 		fw.write(api.FrameError, []byte(err.Error()))
 		return
