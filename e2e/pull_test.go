@@ -2,17 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
@@ -20,22 +13,7 @@ import (
 // image to it; it returns the registry's host:port.
 func pushTestImage(t *testing.T, repoTag string) string {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	archive := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	img, err := tarball.ImageFromPath(archive, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(host+"/"+repoTag, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	return host
+	return pushArchive(t, testutil.BuildTestImage(t, "testprog:1", testprogDir()), repoTag)
 }
 
 // An app whose image the node does not have is pulled by the agent before
