@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shoal-edge/shoal/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -178,7 +179,11 @@ func readMounts() ([]mountEntry, error) {
 		return nil, fmt.Errorf("read the node's mounts: %w", err)
 	}
 	defer f.Close()
-	return parseMountEntries(io.LimitReader(f, 16<<20)), nil
+	ms, err := parseMountEntries(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the node's mounts: %w", err)
+	}
+	return ms, nil
 }
 
 // kernelMounts lists the mounts of kernel file systems at, above or below p.
@@ -225,48 +230,23 @@ func backing(p string, ms []mountEntry) Backing {
 	return Backing{}
 }
 
-// parseMountinfo reads the mount points and file system types of
-// /proc/self/mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - TYPE ...".
+// parseMountinfo reads the mount points and file system types of a
+// mountinfo file.
 func parseMountinfo(r io.Reader) []Mount {
+	ms, _ := parseMountEntries(r)
 	var out []Mount
-	for _, m := range parseMountEntries(r) {
+	for _, m := range ms {
 		out = append(out, m.Mount)
 	}
 	return out
 }
 
-// parseMountEntries reads /proc/self/mountinfo.
-func parseMountEntries(r io.Reader) []mountEntry {
-	var out []mountEntry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := slices.Index(fields, "-")
-		if len(fields) < 5 || sep < 5 || sep+1 >= len(fields) {
-			continue
-		}
-		out = append(out, mountEntry{Mount: Mount{Path: unescapeMount(fields[4]), FSType: fields[sep+1]},
-			dev: fields[2], root: unescapeMount(fields[3])})
+// parseMountEntries reads a mountinfo file.
+func parseMountEntries(r io.Reader) ([]mountEntry, error) {
+	ms, err := mountinfo.Parse(r)
+	out := make([]mountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mountEntry{Mount: Mount{Path: m.Point, FSType: m.FSType}, dev: m.Dev, root: m.Root})
 	}
-	return out
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, err
 }

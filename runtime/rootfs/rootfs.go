@@ -25,13 +25,13 @@
 package rootfs
 
 import (
-	"bufio"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/shoal-edge/shoal/internal/mountinfo"
 )
 
 // Options changes how MountWith builds a rootfs. The zero value is Mount's
@@ -49,39 +49,14 @@ type Options struct {
 	mount func(source, target, fstype string, flags uintptr, data string) error
 }
 
-// mountPoints returns the mount points listed in a mountinfo file
-// (proc(5)), with the kernel's octal escapes (\040 for a space) undone.
+// mountPoints returns the mount points listed in a mountinfo file.
 func mountPoints(r io.Reader) ([]string, error) {
-	var out []string
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	for s.Scan() {
-		f := strings.Fields(s.Text())
-		if len(f) < 5 {
-			continue
-		}
-		out = append(out, unescape(f[4]))
+	ms, err := mountinfo.Parse(r)
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Point)
 	}
-	return out, s.Err()
-}
-
-// unescape undoes mountinfo's \ooo octal escapes.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, err
 }
 
 // under returns the points at or below dir, deepest first, so that a

@@ -28,14 +28,6 @@ func TestMountPoints(t *testing.T) {
 	}
 }
 
-func TestUnescape(t *testing.T) {
-	for in, want := range map[string]string{`a\040b`: "a b", `tab\011`: "tab\t", `back\134slash`: `back\slash`, `odd\04`: `odd\04`, "plain": "plain"} {
-		if got := unescape(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestOverlayOptions(t *testing.T) {
 	if got, ok := overlayOptions("/i", "/d/upper", "/d/work"); !ok || got != "lowerdir=/i,upperdir=/d/upper,workdir=/d/work" {
 		t.Errorf("overlayOptions = %q, %v", got, ok)
