@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,7 +92,7 @@ func TestLogsOfEveryInstance(t *testing.T) {
 	// from all three.
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, n.bin, "--data-dir", n.dataDir, "logs", "-f", "--tail", "0", "logs")
-	var buf boundedBuffer
+	buf := testutil.SyncBuffer{Max: 64 << 10}
 	cmd.Stdout = &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,26 +120,4 @@ func lineTime(t *testing.T, line string) time.Time {
 		t.Fatalf("line %q has no instance and time", line)
 	}
 	return tm
-}
-
-// boundedBuffer keeps the first 64 KiB written to it, safe for concurrent
-// use.
-type boundedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *boundedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := 64<<10 - b.b.Len(); room > 0 {
-		b.b.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-func (b *boundedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

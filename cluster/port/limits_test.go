@@ -1,7 +1,6 @@
 package port
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -70,7 +69,7 @@ type testPort struct {
 	p    *Port
 	ca   *pki.CA
 	node *pki.Identity
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 }
 
 func newTestPort(t *testing.T) *testPort {
@@ -80,7 +79,7 @@ func newTestPort(t *testing.T) *testPort {
 		t.Fatal(err)
 	}
 	srv := identity(t, ca, "a")
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	p, err := Listen(Config{
 		Addr: "127.0.0.1:0",
 		TLS:  srv.ServerConfig(),
@@ -222,24 +221,6 @@ func TestRefusalsAreRateLimited(t *testing.T) {
 	if !strings.Contains(tp.log.String(), "more suppressed") {
 		t.Errorf("no count of the suppressed warnings in:\n%s", strings.Join(warns, "\n"))
 	}
-}
-
-// syncBuffer is a log the test reads after the port wrote it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Running out of file descriptors (a flood of connections) pauses

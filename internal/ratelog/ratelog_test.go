@@ -1,35 +1,22 @@
 package ratelog
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
-// lines is a log the test reads.
-type lines struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// linesOf is what the logger wrote, a line each.
+func linesOf(out *testutil.SyncBuffer) []string {
+	return strings.Split(strings.TrimSpace(out.String()), "\n")
 }
 
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lines) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
-}
-
-func newLogger(out *lines) (*slog.Logger, *Handler) {
+func newLogger(out *testutil.SyncBuffer) (*slog.Logger, *Handler) {
 	h := New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey {
@@ -44,7 +31,7 @@ func newLogger(out *lines) (*slog.Logger, *Handler) {
 // when the flood has stopped by then.
 func TestFloodIsCounted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		out := &lines{}
+		out := &testutil.SyncBuffer{}
 		log, h := newLogger(out)
 		defer h.Close()
 		ml := log.With("component", "memberlist")
@@ -54,7 +41,7 @@ func TestFloodIsCounted(t *testing.T) {
 		log.Info("info passes", "n", 1)
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		got := out.get()
+		got := linesOf(out)
 		want := []string{
 			`level=ERROR msg="Decrypt packet failed: bad key from=127.0.0.1:1000" component=memberlist`,
 			`level=ERROR msg="Decrypt packet failed: bad key from=127.0.0.1:1001" component=memberlist`,
@@ -67,7 +54,7 @@ func TestFloodIsCounted(t *testing.T) {
 		}
 		// A new interval passes a new burst.
 		ml.Error("Decrypt packet failed: bad key from=127.0.0.1:9")
-		if got := out.get(); len(got) != len(want)+1 {
+		if got := linesOf(out); len(got) != len(want)+1 {
 			t.Errorf("after the interval: %d lines, want %d", len(got), len(want)+1)
 		}
 	})
@@ -76,13 +63,13 @@ func TestFloodIsCounted(t *testing.T) {
 // Messages a stranger varies cannot make kinds without end.
 func TestKindsAreBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		out := &lines{}
+		out := &testutil.SyncBuffer{}
 		log, h := newLogger(out)
 		for i := range 10000 {
 			log.Warn("unknown message type " + strings.Repeat("x", i%500))
 		}
 		h.Close()
-		got := out.get()
+		got := linesOf(out)
 		// maxKinds kinds with their burst and their count, plus the rest
 		// together.
 		if max := (maxKinds+1)*3 + maxKinds + 1; len(got) > max {

@@ -194,7 +194,7 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func wantOutput(out *syncBuffer, s string) error {
+func wantOutput(out *testutil.SyncBuffer, s string) error {
 	if got := out.String(); !strings.Contains(got, s) {
 		return errors.New("output so far: " + got)
 	}

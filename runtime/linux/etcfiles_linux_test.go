@@ -77,7 +77,7 @@ func TestEtcFiles(t *testing.T) {
 			img := testImage(t)
 			tc.image(t, img)
 			id := testID(t)
-			out := &syncBuffer{}
+			out := &testutil.SyncBuffer{}
 			c, err := rt.Start(context.Background(), Spec{
 				ID: id, Image: img, Hostname: "etc-box", HostNetwork: tc.hostNetwork, ReadOnlyRootfs: tc.readOnly,
 				Args:   []string{"/app", "-files", strings.Join(etc, ","), "-info", "-try-write", strings.Join(etc, ",")},

@@ -79,7 +79,7 @@ func TestExec(t *testing.T) {
 		}
 	})
 	t.Run("tty", func(t *testing.T) {
-		var stdout syncBuffer
+		var stdout testutil.SyncBuffer
 		resize := make(chan TermSize, 1)
 		resize <- TermSize{Rows: 42, Cols: 120}
 		ex, err := rt.Exec(ctx, c, Process{Args: []string{"/app", "-winsize", "-info"}, TTY: true, Stdout: &stdout, Resize: resize})

@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -131,28 +129,10 @@ func testID(t *testing.T) string {
 	return fmt.Sprintf("%s-%d", nonID.ReplaceAllString(t.Name(), "_"), rand.Uint32())
 }
 
-// syncBuffer is a Stdout that tests may read while the container writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // start starts prog with args in a fresh container and deletes it at the end.
-func start(t *testing.T, rt *Runtime, s Spec) (*Container, *syncBuffer) {
+func start(t *testing.T, rt *Runtime, s Spec) (*Container, *testutil.SyncBuffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	if s.ID == "" {
 		s.ID = testID(t)
 	}

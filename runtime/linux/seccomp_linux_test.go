@@ -53,7 +53,7 @@ func TestBusyboxUnderFilter(t *testing.T) {
 	if err := copyFile(bb, filepath.Join(img, "bin", "busybox")); err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	c, out := start(t, rt, Spec{Image: img, Args: []string{"/bin/busybox", "sh", "-c", busyboxScript}, Stderr: stderr})
 	ex := c.Wait()
 	if ex.Code != 0 || !strings.Contains(out.String(), "all-ok") {

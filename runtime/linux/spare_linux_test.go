@@ -22,7 +22,7 @@ const oneOffPrefix = "oneoff."
 // it, and returns its id and output.
 func runOneOff(t *testing.T, rt *Runtime, cfg Config, img string, s Spec) (string, string) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	s.Image, s.Stdout, s.Stderr = img, out, testutil.LogWriter(t)
 	c, err := rt.Start(context.Background(), s)
 	if err != nil {

@@ -255,24 +255,6 @@ func (w *lastBytesWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// syncBuf is a writer the test reads while Follow writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testutil.WaitFor(t, 5*time.Second, func() error {
@@ -287,7 +269,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // lines written until one came through (which shows Follow is running).
 func followed(t *testing.T, ctx context.Context, path string, w *Writer) (func() string, <-chan error) {
 	t.Helper()
-	out := &syncBuf{}
+	out := &testutil.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- Follow(ctx, path, out) }()
 	deadline := time.Now().Add(5 * time.Second)
@@ -344,7 +326,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 
 func TestFollowMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	out := &syncBuf{}
+	out := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- Follow(ctx, path, out) }()
