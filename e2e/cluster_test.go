@@ -269,11 +269,8 @@ func TestPartitionedMinority(t *testing.T) {
 // cluster port; without it, or with another cluster's, it is refused.
 func TestRemoteCLI(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
 	// b answers once it holds the cluster's state (the admitted keys).
-	f.waitFormed("b", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	f := voterAndNonVoterFleet(t, "b")
 	f.add("laptop") // a machine outside the cluster, on its network
 	server := net.JoinHostPort(f.lab.IP("b"), "7947")
 	cred := f.credential("a")
@@ -551,10 +548,7 @@ func TestDrainAndLeave(t *testing.T) {
 // unknown, not running.
 func TestClusterPS(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.waitFormed("a", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	f := voterAndNonVoterFleet(t, "a")
 	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
 	for _, n := range []string{"a", "b"} {
 		f.mustCLI(n, "image", "import", img)

@@ -293,6 +293,18 @@ func (f *fleet) credential(name string) string {
 // cgroupParent is the cgroup node name's containers live under.
 func (f *fleet) cgroupParent(name string) string { return cgroupParentOf(f.t, f.dirs[name]) }
 
+// voterAndNonVoterFleet forms the smallest cluster with a non-voter: a
+// bootstraps, b joins, and asker sees a as the one voter (two voters would
+// be even: b waits as a non-voter for a third).
+func voterAndNonVoterFleet(t *testing.T, asker string, extra ...string) *fleet {
+	t.Helper()
+	f := newFleet(t, extra...)
+	f.bootstrap("a")
+	f.join("b")
+	f.waitFormed(asker, []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	return f
+}
+
 // threeVoters forms the usual test cluster: a bootstraps, b and c join,
 // and asker sees all three as live voters.
 func threeVoters(t *testing.T, asker string) (*fleet, []string, clusterStatus) {

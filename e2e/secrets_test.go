@@ -95,10 +95,7 @@ func needles(secret []byte) [][]byte {
 // join command with the token in the environment.
 func TestSecretsOnlyOnVoters(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t, "--voters", "1")
-	f.bootstrap("a")
-	f.join("b")
-	f.waitFormed("b", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	f := voterAndNonVoterFleet(t, "b", "--voters", "1")
 
 	secrets := secretsOf(t, f.dirs["a"], f.token)
 	// The search finds what is there.
@@ -232,10 +229,7 @@ func waitCAKey(t *testing.T, f *fleet, name string) {
 // working.
 func TestTokenRotate(t *testing.T) {
 	t.Parallel()
-	f := newFleet(t)
-	f.bootstrap("a")
-	f.join("b")
-	f.waitFormed("b", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	f := voterAndNonVoterFleet(t, "b")
 	old := f.token
 
 	if _, err := f.cli("b", "token", "--rotate"); err == nil || !strings.Contains(err.Error(), "admin credential") {
