@@ -128,16 +128,9 @@ func (n *Node) serveCAKey(w http.ResponseWriter, r *http.Request) {
 
 // askCAKey calls GET /v1/ca-key on the node of Raft address addr.
 func (n *Node) askCAKey(ctx context.Context, addr raft.ServerAddress) (caKeyAnswer, error) {
-	var ans caKeyAnswer
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/ca-key", nil)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	_, err = readAnswer(resp, &ans)
-	return ans, err
+	return nodeGet[caKeyAnswer](ctx, n, addr, "/v1/ca-key")
 }
 
 // keepCAKey keeps this node's copy of the CA key in step with its role

@@ -153,6 +153,19 @@ func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []
 	return notApplied, err
 }
 
+// nodeGet asks the node at Raft address addr for path over the node
+// protocol and decodes its answer.
+func nodeGet[T any](ctx context.Context, n *Node, addr raft.ServerAddress, path string) (T, error) {
+	var out T
+	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, path, nil)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	_, err = readAnswer(resp, &out)
+	return out, err
+}
+
 // readAnswer decodes the answer of a node call into out (a pointer; nil
 // to drop it). notApplied: the node was not the leader, the call went
 // nowhere.

@@ -183,12 +183,5 @@ func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus
 func (n *Node) askPS(ctx context.Context, addr raft.ServerAddress) (map[string]api.InstanceStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/ps", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var view map[string]api.InstanceStatus
-	_, err = readAnswer(resp, &view)
-	return view, err
+	return nodeGet[map[string]api.InstanceStatus](ctx, n, addr, "/v1/ps")
 }
