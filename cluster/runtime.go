@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-edge/shoal/api"
@@ -156,6 +157,17 @@ func (n *Node) adopt() []agent.Adopted {
 		n.log.Warn("adopt containers", "err", err)
 	}
 	var out []agent.Adopted
+	// Containers no allocation can take are stopped side by side: each
+	// may wait out its grace, and the node is not up until they are gone.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := func(h *monitor.Handle) {
+		wg.Go(func() {
+			h.Stop(2 * time.Second)
+			h.Wait()
+			h.Delete()
+		})
+	}
 	for _, h := range hs {
 		if h.Pid() == 0 {
 			// The daemon died before this container's monitor started:
@@ -170,9 +182,7 @@ func (n *Node) adopt() []agent.Adopted {
 		ver, err2 := strconv.ParseUint(l[labelVersion], 10, 64)
 		if l[labelApp] == "" || err1 != nil || err2 != nil {
 			n.log.Warn("container without allocation labels: stopping it", "container", h.ID())
-			h.Stop(2 * time.Second)
-			h.Wait()
-			h.Delete()
+			stop(h)
 			continue
 		}
 		if err := n.recheckMounts(h.Spec().Mounts); err != nil {
@@ -180,9 +190,7 @@ func (n *Node) adopt() []agent.Adopted {
 			// was one): the agent starts it again, and the check says why
 			// it cannot run.
 			n.log.Warn("container binds a host path this node no longer allows: stopping it", "container", h.ID(), "err", err)
-			h.Stop(2 * time.Second)
-			h.Wait()
-			h.Delete()
+			stop(h)
 			continue
 		}
 		out = append(out, agent.Adopted{App: l[labelApp], Index: idx, Version: ver, Process: h})
