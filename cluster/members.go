@@ -454,7 +454,7 @@ func (n *Node) checkMember(ctx context.Context, m member, addr string) error {
 		if ctx.Err() != nil {
 			return err
 		}
-		n.log.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
+		n.peerLog.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
 		return err
 	}
 	defer c.Close()
@@ -464,7 +464,7 @@ func (n *Node) checkMember(ctx context.Context, m member, addr string) error {
 	}
 	if cn := tc.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != m.Name {
 		err := fmt.Errorf("certificate names %q, gossip says %q", cn, m.Name)
-		n.log.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
+		n.peerLog.Warn("gossip member not confirmed by its certificate: ignored", "name", m.Name, "id", m.Meta.ID, "address", addr, "err", err)
 		return err
 	}
 	return nil

@@ -72,7 +72,7 @@ func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
 	switch {
 	case proto == pki.RaftProto(n.epoch.Load()):
 		if p.Node != nil && !p.Node.Voter {
-			n.log.Warn("refused Raft from a node without a voter certificate", "name", p.Node.Name, "id", p.Node.ID)
+			n.peerLog.Warn("refused Raft from a node without a voter certificate", "name", p.Node.Name, "id", p.Node.ID)
 		}
 		return p.Node != nil && p.Node.Voter
 	case proto == pki.ProtoNode:
@@ -140,7 +140,7 @@ func (n *Node) votersOnly(h http.HandlerFunc) http.HandlerFunc {
 			if peer != nil {
 				name = peer.Name
 			}
-			n.log.Warn("refused a node call from a non-voter", "path", r.URL.Path, "node", name, "remote", r.RemoteAddr)
+			n.peerLog.Warn("refused a node call from a non-voter", "path", r.URL.Path, "node", name, "remote", r.RemoteAddr)
 			writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: node %s is not a voter: only voters pass cluster writes on", api.ErrForbidden, name))
 			return
 		}
