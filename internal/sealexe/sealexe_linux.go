@@ -50,6 +50,10 @@ func Memfd(name string, src io.Reader) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memfd: %w", err)
 	}
+	fd, err = lift(fd)
+	if err != nil {
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
 	f := os.NewFile(uintptr(fd), name)
 	if _, err := io.Copy(f, src); err != nil {
 		f.Close()
@@ -100,7 +104,33 @@ func Overlay(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal %s: open through overlay: %w", path, err)
 	}
+	if fd, err = lift(fd); err != nil {
+		return nil, fmt.Errorf("seal %s: %w", path, err)
+	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// fdFloor is where sealed handles live. A child started with os/exec
+// resolves /proc/self/fd/N at its execve, after its ExtraFiles were moved
+// to fds 3, 4, ...: a handle among the first ones would be replaced by one
+// of them, and the child would execute a pipe or a namespace file.
+const fdFloor = 128
+
+// lift moves fd to fdFloor or above, close-on-exec. Where the descriptor
+// limit is below the floor it stays where it is.
+func lift(fd int) (int, error) {
+	if fd >= fdFloor {
+		return fd, nil
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, fdFloor)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EMFILE) {
+		return fd, nil
+	}
+	unix.Close(fd)
+	if err != nil {
+		return -1, fmt.Errorf("move sealed handle: %w", err)
+	}
+	return high, nil
 }
 
 // lowerDir escapes the characters overlayfs gives a meaning in lowerdir.
@@ -159,5 +189,6 @@ func sameFile(a, b unix.Stat_t) bool {
 }
 
 // ExecPath is the path that executes f from this process and from its
-// children until they exec.
+// children until they exec, for children given fewer than fdFloor-3
+// ExtraFiles.
 func ExecPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }

@@ -31,7 +31,18 @@ func program(t *testing.T) string {
 // exec it, open it for writing through /proc, write to it.
 func runsAndRefusesWrites(t *testing.T, f *os.File, want []byte) {
 	t.Helper()
-	out, err := exec.Command(ExecPath(f), "-test.run=^$").CombinedOutput()
+	// As the exec helper does: a child given many descriptors, which
+	// os/exec moves to fds 3, 4, ... before the path is resolved.
+	cmd := exec.Command(ExecPath(f), "-test.run=^$")
+	for range 40 {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer null.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, null)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("exec the sealed handle: %v\n%s", err, out)
 	}

@@ -223,7 +223,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, p Process) (Exit, erro
 		return fail(fmt.Errorf("start exec helper: %w", err))
 	}
 	cmd := &exec.Cmd{
-		Path:       sealexe.ExecPath(exe), // resolved in the host, by the parent's fork
+		Path:       sealexe.ExecPath(exe), // a handle above the helper's ExtraFiles (sealexe)
 		Args:       []string{"shoal", execArg, c.id},
 		Env:        fds.HelperEnv,
 		ExtraFiles: childFiles,
