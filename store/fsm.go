@@ -312,7 +312,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}
+	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: append(st.Nodes, st.Waiting...)}
 	if sec, ok, err := s.Secrets(); err != nil {
 		return nil, err
 	} else if ok {
