@@ -15,6 +15,9 @@ var (
 	ErrImageUsed = errors.New("image in use")
 	// ErrForbidden: the caller may not do this here (see NotVoterError).
 	ErrForbidden = errors.New("forbidden")
+	// ErrRemoved: the calling node is no longer in the cluster (it left,
+	// or was forgotten); it never will be again under its identity.
+	ErrRemoved = errors.New("removed from the cluster")
 )
 
 // NotVoterError refuses, on a non-voter, what only the admin credential or
@@ -59,6 +62,7 @@ const (
 	KindInvalid   = "invalid"
 	KindConflict  = "conflict"
 	KindForbidden = "forbidden"
+	KindRemoved   = "removed"
 	KindInternal  = "internal"
 )
 
@@ -95,6 +99,8 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrConflict || target == ErrImageUsed
 	case KindForbidden:
 		return target == ErrForbidden
+	case KindRemoved:
+		return target == ErrRemoved
 	}
 	return false
 }
@@ -112,6 +118,8 @@ func KindOf(err error) string {
 		return KindConflict
 	case errors.Is(err, ErrForbidden):
 		return KindForbidden
+	case errors.Is(err, ErrRemoved):
+		return KindRemoved
 	}
 	return KindInternal
 }

@@ -250,6 +250,34 @@ type CordonRequest struct {
 	Cordoned bool `json:"cordoned"`
 }
 
+// LeaveRequest takes the node that receives it out of its cluster
+// (POST /v1/leave). Wait bounds how long the node waits for its instances
+// to run on other nodes before it stops them anyway; 0: DefaultLeaveWait.
+type LeaveRequest struct {
+	Wait Duration `json:"wait,omitempty"`
+}
+
+// DefaultLeaveWait is how long `shoal leave` waits, unless told, for a
+// leaving node's instances to run elsewhere.
+const DefaultLeaveWait = Duration(2 * time.Minute)
+
+// LeaveResult says what became of a leaving node's instances: every one
+// of its containers is stopped once the cluster let the node go.
+type LeaveResult struct {
+	Instances []LeftInstance `json:"instances"`
+	// Stopped counts the containers the node stopped.
+	Stopped int `json:"stopped"`
+}
+
+// LeftInstance is one instance that was placed on a leaving node.
+type LeftInstance struct {
+	Instance string `json:"instance"`
+	// Node runs the instance now; empty when no node does.
+	Node string `json:"node,omitempty"`
+	// Note says why, in words: "running on b", or why it did not move.
+	Note string `json:"note"`
+}
+
 // RestoreResult says what `shoal snapshot restore` brought back.
 type RestoreResult struct {
 	ClusterID string `json:"cluster_id"` // of the cluster the backup was taken from

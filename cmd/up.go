@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,7 +88,7 @@ func up(c *cli.Context) error {
 	defer stop()
 	node, err := cluster.New(cfg)
 	if err != nil {
-		return err
+		return outOfCluster(c, err)
 	}
 	defer node.Close()
 	done := make(chan error, 1)
@@ -101,7 +102,21 @@ func up(c *cli.Context) error {
 		}
 	}
 	cancel()
-	return <-done
+	return outOfCluster(c, <-done)
+}
+
+// exitRemoved is the exit status of `shoal up` for a node that is out of
+// its cluster (it left, or was forgotten): starting it again cannot help,
+// so a service manager can be told not to (RestartPreventExitStatus=3).
+const exitRemoved = 3
+
+// outOfCluster gives a node's removal from its cluster its own exit status.
+func outOfCluster(c *cli.Context, err error) error {
+	if !errors.Is(err, api.ErrRemoved) {
+		return err
+	}
+	fmt.Fprintln(c.App.ErrWriter, "shoal:", err)
+	return exitError{exitRemoved}
 }
 
 // printBootstrap tells, once, how to grow the new cluster and how to

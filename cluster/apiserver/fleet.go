@@ -23,8 +23,8 @@ type Fleet interface {
 
 // Membership takes nodes out of the cluster.
 type Membership interface {
-	// Leave takes this node out of the cluster.
-	Leave(ctx context.Context) error
+	// Leave takes this node out of the cluster and stops its containers.
+	Leave(ctx context.Context, req api.LeaveRequest) (api.LeaveResult, error)
 	// Forget takes out a node that is gone for good.
 	Forget(ctx context.Context, node string) error
 }
@@ -118,11 +118,17 @@ func (s *Server) cordon(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Membership.Leave(r.Context()); err != nil {
+	var req api.LeaveRequest
+	if err := decodeBody(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	res, err := s.cfg.Membership.Leave(r.Context(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, res)
 }
 
 func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
