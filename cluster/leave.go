@@ -154,7 +154,14 @@ func (n *Node) askLeave(ctx context.Context, wait time.Duration) (api.LeaveResul
 	defer cancelElect()
 	var last error
 	for {
-		if addr, id := n.raft.r().LeaderWithID(); addr != "" && string(id) != n.id.ID {
+		addr, id := n.raft.r().LeaderWithID()
+		if string(id) == n.id.ID {
+			// Elected meanwhile (a cluster still settling): only another
+			// leader can take this node out.
+			if err := n.handOver(); err != nil {
+				last = fmt.Errorf("hand leadership over before leaving: %w", err)
+			}
+		} else if addr != "" {
 			res, err := n.leaveOnce(ctx, addr, body)
 			var de *dialError
 			if !errors.As(err, &de) {
