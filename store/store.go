@@ -46,13 +46,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-const schemaVersion = 1
-
 var (
 	bucketMeta   = []byte("meta")
 	bucketApps   = []byte("apps")
 	bucketAllocs = []byte("allocs")
 	bucketNodes  = []byte("nodes")
+	bucketSpecs  = []byte("specs")
 
 	keyApplied = []byte("applied")
 	keyCluster = []byte("cluster")
@@ -99,14 +98,16 @@ type NodeRecord struct {
 
 // Store is an open state file.
 type Store struct {
-	db *bolt.DB
+	db         *bolt.DB
+	schemaFrom uint64
 
 	mu      sync.Mutex // guards following
 	changed chan struct{}
 	applied uint64
 }
 
-// Open opens or creates the state file at path.
+// Open opens or creates the state file at path and migrates it to this
+// release's schema (migrations.go).
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: time.Second,
@@ -123,19 +124,11 @@ func Open(path string) (*Store, error) {
 	}
 	s := &Store{db: db, changed: make(chan struct{})}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketApps, bucketAllocs, bucketNodes} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keySchema); v != nil && binary.BigEndian.Uint64(v) > schemaVersion {
-			return fmt.Errorf("state format %d is newer than this shoal understands (%d): upgrade shoal", binary.BigEndian.Uint64(v), schemaVersion)
-		}
-		if err := meta.Put(keySchema, u64(schemaVersion)); err != nil {
+		var err error
+		if s.schemaFrom, err = migrate(tx); err != nil {
 			return err
 		}
-		s.applied = getU64(meta.Get(keyApplied))
+		s.applied = getU64(tx.Bucket(bucketMeta).Get(keyApplied))
 		return nil
 	}); err != nil {
 		db.Close()
@@ -143,6 +136,10 @@ func Open(path string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Schema returns the schema version the file was at when opened (0: it
+// was new) and the one it is at now.
+func (s *Store) Schema() (opened, now uint64) { return s.schemaFrom, schemaVersion }
 
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
@@ -251,10 +248,10 @@ func (s *Store) Reset() error {
 	return nil
 }
 
-// emptyReplicated empties the buckets of replicated state (apps,
-// allocations, nodes), for a reset or a snapshot restore.
+// emptyReplicated empties the buckets of replicated state (apps, their
+// kept versions, allocations, nodes), for a reset or a snapshot restore.
 func emptyReplicated(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
+	for _, name := range [][]byte{bucketApps, bucketSpecs, bucketAllocs, bucketNodes} {
 		if err := tx.DeleteBucket(name); err != nil {
 			return err
 		}
@@ -311,6 +308,9 @@ type State struct {
 	Apps   []api.App
 	Allocs []api.Allocation
 	Nodes  []NodeRecord
+	// Specs are the older versions of apps that allocations still name,
+	// by app and version.
+	Specs []api.App
 }
 
 // Snapshot reads the whole desired state in one transaction.
@@ -325,7 +325,10 @@ func (s *Store) Snapshot() (State, error) {
 		if st.Allocs, err = decodeAll[api.Allocation](tx, bucketAllocs); err != nil {
 			return err
 		}
-		st.Nodes, err = decodeAll[NodeRecord](tx, bucketNodes)
+		if st.Nodes, err = decodeAll[NodeRecord](tx, bucketNodes); err != nil {
+			return err
+		}
+		st.Specs, err = decodeAll[api.App](tx, bucketSpecs)
 		return err
 	})
 	return st, err
