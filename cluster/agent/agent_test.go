@@ -82,7 +82,7 @@ type fakeRuntime struct {
 	mu      sync.Mutex
 	started []*fakeProc
 	specs   []api.App // the spec of each start, in order
-	block   bool // Start blocks until ctx ends
+	block   bool      // Start blocks until ctx ends
 	stuck   map[string]bool
 	// noImage: HasImage says no, and Pull hangs until its context ends,
 	// as it does on a registry that never answers.
