@@ -1,15 +1,17 @@
 // Package store owns shoal's desired state on disk: one bbolt file per node
-// that is the Raft FSM (apps, allocations, the node registry) plus a few
-// node-local values. Reads are typed; writes happen only through Raft log
-// entries applied by the FSM, so every node's file converges to the same
-// content.
+// that is the Raft FSM (apps and the versions of them allocations still
+// name, allocations, the node registry) plus a few node-local values.
+// Reads are typed; writes happen only through Raft log entries applied by
+// the FSM, so every node's file converges to the same content. The FSM
+// judges nothing (see fsm.Apply): what is acceptable is decided where
+// writes enter, before a command is encoded.
 //
-// Bucket tree:
+// Bucket tree (schema version 2, meta/schema; migrations.go):
 //
 //	meta/
 //	  applied   uint64 big-endian: index of the last applied log entry
 //	  cluster   cluster id (set by the bootstrap entry)
-//	  schema    uint64: on-disk format version
+//	  schema    uint64 big-endian: on-disk format version (schemaVersion)
 //	  sealed-secrets  Secrets as JSON: the join secret sealed under the
 //	            CA's key (only voters hold that key), admitted admin keys
 //	  secrets   LegacySecrets as JSON, from the previous release (the CA's
@@ -18,18 +20,23 @@
 //	  revoked   JSON list of node ids refused for good
 //	apps/
 //	  <name>    api.App as JSON; Version is the log index that last changed it
+//	specs/      (schema 2)
+//	  <app>/<version %020d>  api.App as JSON: an older version that an
+//	            allocation still names (specs.go)
 //	allocs/
 //	  <app>/<index %06d>  api.Allocation as JSON
 //	nodes/
 //	  <name>    NodeRecord as JSON
 //	local/      this node's own records, not replicated (see local.go)
 //
-// Basics: Open a file, hand FSM() to raft.NewRaft, read with Apps, App,
-// Allocations, Nodes; wait for changes with Changed or WaitIndex.
+// Basics: Open a file (it is migrated to this release's schema), hand
+// FSM() to raft.NewRaft, read with Apps, App, Spec, Allocations, Nodes;
+// wait for changes with Changed or WaitIndex.
 //
 // Caveats: the FSM skips entries at or below the stored applied index, so
 // Raft may replay its log after a restart without double effects. Watchers
-// are told after the bbolt transaction commits, never inside it.
+// are told after the bbolt transaction commits, never inside it. A file
+// of a newer schema is refused, never written.
 package store
 
 import (
