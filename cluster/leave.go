@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/monitor"
 )
 
 // A node goes out of its cluster in one of two ways: it leaves (`shoal
@@ -45,6 +48,10 @@ type RemovedError struct {
 	// Stopped is how many containers were stopped when it was found out;
 	// -1 when the data dir was refused at start.
 	Stopped int
+	// Leftover counts the containers that still ran under a refused data
+	// dir (left running by an earlier release's leave, or a leave cut
+	// short), which the refusal stopped.
+	Leftover int
 }
 
 func (e *RemovedError) Error() string {
@@ -56,12 +63,26 @@ func (e *RemovedError) Error() string {
 		what += " at " + e.At.UTC().Format(time.RFC3339)
 	}
 	if e.Stopped >= 0 {
-		what += fmt.Sprintf(": its %d containers are stopped and the node has stopped", e.Stopped)
+		noun, verb := containers(e.Stopped, "its")
+		what += fmt.Sprintf(": %s %s stopped and the node has stopped", noun, verb)
 	} else {
 		what += ": its data dir cannot start again"
+		if e.Leftover > 0 {
+			noun, verb := containers(e.Leftover, "the")
+			what += fmt.Sprintf(" (%s it had left running %s stopped now)", noun, verb)
+		}
 	}
 	return what + fmt.Sprintf(". To run this device in a cluster again, delete the data dir (rm -rf %s) or move it away, "+
 		"then join with a token from a voter (shoal token there): SHOAL_JOIN=TOKEN shoal --data-dir %s up", e.DataDir, e.DataDir)
+}
+
+// containers counts containers in words: "its container", "is"; "its 2
+// containers", "are".
+func containers(n int, det string) (noun, verb string) {
+	if n == 1 {
+		return det + " container", "is"
+	}
+	return fmt.Sprintf("%s %d containers", det, n), "are"
 }
 
 func (e *RemovedError) Is(target error) bool { return target == api.ErrRemoved }
@@ -88,6 +109,55 @@ func checkNotLeft(dataDir string) error {
 		e.How = how
 	}
 	return e
+}
+
+// stopLeftContainers stops what still runs under a data dir that is out
+// of its cluster, and removes the mounts and cgroups of its containers:
+// nothing else could reach them, since the data dir does not start. An
+// earlier release's leave left its containers running; a crash may cut a
+// leave short. removed (a RemovedError) learns how many there were.
+func (n *Node) stopLeftContainers(removed error) {
+	var re *RemovedError
+	data, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "node.json"))
+	if !errors.As(removed, &re) || err != nil || json.Unmarshal(data, &n.id) != nil || len(n.id.ID) < 12 {
+		return // never ran a container
+	}
+	dir := n.cfg.DataDir
+	rt, err := linux.New(linux.Config{StateDir: filepath.Join(dir, "containers"), CgroupParent: n.cgroupParent(), Logger: n.log})
+	if err != nil {
+		n.log.Warn("stop the containers of a node out of its cluster", "err", err)
+		return
+	}
+	defer rt.Close()
+	mons, err := monitor.New(monitor.Config{StateDir: filepath.Join(dir, "monitors"), RuntimeStateDir: filepath.Join(dir, "containers"),
+		CgroupParent: n.cgroupParent(), Logger: n.log})
+	if err != nil {
+		n.log.Warn("stop the containers of a node out of its cluster", "err", err)
+		return
+	}
+	defer mons.Close()
+	hs, err := mons.Adopt()
+	if err != nil {
+		n.log.Warn("find the containers of a node out of its cluster", "err", err)
+	}
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		if h.Pid() != 0 {
+			re.Leftover++
+			n.log.Warn("stopping a container still running under a data dir out of its cluster", "container", h.ID(), "pid", h.Pid())
+		}
+		wg.Go(func() {
+			if h.Pid() != 0 {
+				h.Stop(10 * time.Second)
+				h.Wait()
+			}
+			h.Delete()
+		})
+	}
+	wg.Wait()
+	if err := rt.Cleanup(mons.Owns); err != nil {
+		n.log.Warn("clean up the containers of a node out of its cluster", "err", err)
+	}
 }
 
 // leaveRequest asks the leader to remove a node from Raft and the
