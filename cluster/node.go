@@ -131,6 +131,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := checkNotLeft(cfg.DataDir); err != nil {
+		n.stopLeftContainers(err)
 		return nil, err
 	}
 	var fresh bool

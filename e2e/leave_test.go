@@ -148,8 +148,9 @@ func TestLeaveStopsContainers(t *testing.T) {
 	}
 
 	// Within the CLI helper's 30 s; the move takes a second or two.
+	began := time.Now()
 	out := f.mustCLI("b", "leave", "--wait", "20s")
-	t.Logf("shoal leave said:\n%s", out)
+	t.Logf("shoal leave took %v and said:\n%s", time.Since(began).Round(time.Millisecond), out)
 	for _, want := range []string{
 		movedInst + ": running on a",
 		"agent/", "global app stays with its node: stopped",

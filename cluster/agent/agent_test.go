@@ -233,3 +233,60 @@ func TestPullTimeout(t *testing.T) {
 		return nil
 	})
 }
+
+// A held agent neither stops nor starts for a change of the desired state
+// (a leaving node's instance keeps running while the leader moves it);
+// Retire then stops every container, the adopted ones no allocation took
+// included, and counts them.
+func TestHoldThenRetire(t *testing.T) {
+	web := api.Allocation{App: "web", Index: 0, Version: 1, Node: "n1"}
+	db := api.Allocation{App: "db", Index: 0, Version: 1, Node: "n1"}
+	orphan := newProc("gone.0.0aaa") // adopted, and no allocation names it
+	d := newDesired(web)
+	rt := &fakeRuntime{}
+	a, err := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: d, Runtime: rt,
+		Adopted: []Adopted{{"gone", 0, 1, orphan}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The orphan stays adopted until the first reconcile: hold first.
+	a.Hold()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a.Release()
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if s := statusOf(a, "web/0"); s.State != api.StateRunning {
+			return fmt.Errorf("web/0 is %q", s.State)
+		}
+		return nil
+	})
+	first, _ := rt.last()
+	// The orphan went at the first reconcile; another comes back, as after
+	// a restart, for Retire to find.
+	orphan2 := newProc("gone.0.0bbb")
+	a.mu.Lock()
+	a.adopted["gone/0"] = Adopted{"gone", 0, 1, orphan2}
+	a.mu.Unlock()
+
+	a.Hold()
+	d.set(db) // web moves away, db comes
+	// A reconcile after the change (the loop's may run too, alike): once
+	// it returns, a held agent has decided to do nothing.
+	if err := a.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(a, "db/0").State; st != "" || statusOf(a, "web/0").State != api.StateRunning {
+		t.Fatalf("held agent acted: db/0 is %q, web/0 %q", st, statusOf(a, "web/0").State)
+	}
+	if n := a.Retire(); n != 2 {
+		t.Errorf("Retire stopped %d containers, want 2 (web and the adopted one)", n)
+	}
+	if !first.stopped.Load() || !orphan2.stopped.Load() || !orphan2.deleted.Load() {
+		t.Errorf("after Retire: web stopped %v, adopted stopped %v deleted %v", first.stopped.Load(), orphan2.stopped.Load(), orphan2.deleted.Load())
+	}
+	if rt.n() != 1 || len(a.Status()) != 0 {
+		t.Errorf("after Retire: %d starts, status %+v; want no new start and no instance", rt.n(), a.Status())
+	}
+}
