@@ -162,7 +162,12 @@ func TestUser(t *testing.T) {
 	} {
 		t.Run(tc.user, func(t *testing.T) {
 			t.Parallel()
-			in := runInfo(t, rt, Spec{Image: img, User: tc.user, Args: []string{"/app", "-info"}})
+			// /dev/stderr is the runtime's pipe, reopened through
+			// /proc/self/fd/2: programs told to log "to a file" there.
+			in := runInfo(t, rt, Spec{Image: img, User: tc.user, Args: []string{"/app", "-info", "-try-write", "/dev/stderr"}})
+			if w := in.Writes["/dev/stderr"]; w != "" {
+				t.Errorf("write /dev/stderr as %s: %s", tc.user, w)
+			}
 			if in.Uid != tc.uid || in.Gid != tc.gid || !slices.Equal(in.Groups, tc.groups) {
 				t.Errorf("uid %d gid %d groups %v; want %d %d %v", in.Uid, in.Gid, in.Groups, tc.uid, tc.gid, tc.groups)
 			}
