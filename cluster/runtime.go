@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-edge/shoal/cluster/agent"
 	"github.com/shoal-edge/shoal/cluster/hostpath"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor"
@@ -297,7 +298,7 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Re
 			}
 		}()
 	}()
-	done := make(chan linux.Exit, 1)
+	done := make(chan exit.Status, 1)
 	go func() { done <- c.Wait() }()
 	select {
 	case ex := <-done:

@@ -320,19 +320,6 @@ func procOf(s Spec) procConfig {
 	}
 }
 
-// Exit is how a container's PID 1 ended.
-type Exit struct {
-	// Code is the exit status, or 128+signal when killed by a signal.
-	Code int
-	// Signal is the signal that killed it, 0 if it exited.
-	Signal syscall.Signal
-	// OOMKilled is set when the kernel's OOM killer killed a process of
-	// the container's cgroup.
-	OOMKilled bool
-	// Err is set when the status could not be determined; Code is then -1.
-	Err error
-}
-
 // argv[1] of a re-executed container init, and of an Exec helper.
 const (
 	initArg = "__shoal_init"

@@ -80,6 +80,7 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 )
@@ -182,7 +183,7 @@ type stateDoc struct {
 	StartedAt  time.Time `json:"started_at"`
 }
 
-// exitDoc is exit.json and the answer to "wait": linux.Exit on the wire.
+// exitDoc is exit.json and the answer to "wait": exit.Status on the wire.
 type exitDoc struct {
 	Code      int       `json:"code"`
 	Signal    int       `json:"signal,omitempty"`
@@ -191,7 +192,7 @@ type exitDoc struct {
 	ExitedAt  time.Time `json:"exited_at"`
 }
 
-func exitDocOf(ex linux.Exit, at time.Time) exitDoc {
+func exitDocOf(ex exit.Status, at time.Time) exitDoc {
 	d := exitDoc{Code: ex.Code, Signal: int(ex.Signal), OOMKilled: ex.OOMKilled, ExitedAt: at}
 	if ex.Err != nil {
 		d.Err = ex.Err.Error()
@@ -199,8 +200,8 @@ func exitDocOf(ex linux.Exit, at time.Time) exitDoc {
 	return d
 }
 
-func (d exitDoc) exit() linux.Exit {
-	ex := linux.Exit{Code: d.Code, Signal: syscall.Signal(d.Signal), OOMKilled: d.OOMKilled}
+func (d exitDoc) exit() exit.Status {
+	ex := exit.Status{Code: d.Code, Signal: syscall.Signal(d.Signal), OOMKilled: d.OOMKilled}
 	if d.Err != "" {
 		ex.Err = &RemoteError{Msg: d.Err}
 	}

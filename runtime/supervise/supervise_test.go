@@ -13,7 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/shoal-edge/shoal/runtime/linux"
+
+	"github.com/shoal-edge/shoal/runtime/exit"
 )
 
 // fake is a Process that runs for its script's duration and exits with its
@@ -21,7 +22,7 @@ import (
 type fake struct {
 	pid      int
 	done     chan struct{}
-	exit     linux.Exit
+	exit     exit.Status
 	once     sync.Once
 	stopped  bool
 	deleted  int
@@ -33,13 +34,13 @@ func newFake(pid int, run time.Duration, code int, ignoreTerm bool) *fake {
 	if run >= 0 {
 		go func() {
 			time.Sleep(run)
-			f.finish(linux.Exit{Code: code})
+			f.finish(exit.Status{Code: code})
 		}()
 	}
 	return f
 }
 
-func (f *fake) finish(ex linux.Exit) {
+func (f *fake) finish(ex exit.Status) {
 	f.once.Do(func() {
 		f.exit = ex
 		close(f.done)
@@ -48,7 +49,7 @@ func (f *fake) finish(ex linux.Exit) {
 
 func (f *fake) Pid() int { return f.pid }
 
-func (f *fake) Wait() linux.Exit {
+func (f *fake) Wait() exit.Status {
 	<-f.done
 	return f.exit
 }
@@ -56,11 +57,11 @@ func (f *fake) Wait() linux.Exit {
 func (f *fake) Stop(grace time.Duration) error {
 	f.stopped = true
 	if !f.ignoreTM {
-		f.finish(linux.Exit{Code: 143, Signal: syscall.SIGTERM})
+		f.finish(exit.Status{Code: 143, Signal: syscall.SIGTERM})
 		return nil
 	}
 	time.Sleep(grace)
-	f.finish(linux.Exit{Code: 137, Signal: syscall.SIGKILL})
+	f.finish(exit.Status{Code: 137, Signal: syscall.SIGKILL})
 	return nil
 }
 
@@ -310,7 +311,7 @@ func TestRunInjectedClock(t *testing.T) {
 			code = 0
 		}
 		f := &fake{pid: n, done: make(chan struct{})}
-		f.finish(linux.Exit{Code: code})
+		f.finish(exit.Status{Code: code})
 		return f, nil
 	}
 	if err := Run(t.Context(), Config{Start: start, Policy: Policy{Restart: OnFailure}, Clock: clk}); err != nil {
@@ -334,7 +335,7 @@ func (a *adopted) StartedAt() time.Time { return a.startedAt }
 
 func (a *adopted) Close() error {
 	a.closed = true
-	a.finish(linux.Exit{Code: -1, Err: errors.New("released")})
+	a.finish(exit.Status{Code: -1, Err: errors.New("released")})
 	return nil
 }
 
@@ -483,9 +484,9 @@ type blockingDelete struct {
 }
 
 func (b *blockingDelete) Pid() int { return 42 }
-func (b *blockingDelete) Wait() linux.Exit {
+func (b *blockingDelete) Wait() exit.Status {
 	<-b.exited
-	return linux.Exit{Code: 1}
+	return exit.Status{Code: 1}
 }
 func (b *blockingDelete) Stop(time.Duration) error {
 	b.once.Do(func() {
