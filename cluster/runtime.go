@@ -69,20 +69,14 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	}
 	// The container runs under a monitor process of its own, so that it
 	// outlives this daemon; the labels say which allocation it serves.
+	spec.Resources = cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids}
+	spec.User = app.User
+	spec.Rlimits = rlimits(app.Rlimits)
+	spec.ReadOnlyRootfs = app.ReadOnly
+	spec.Mounts = mounts
 	h, err := ra.n.monitors.Start(ctx, monitor.Spec{
-		ID:             spec.ID,
-		Hostname:       spec.Hostname,
-		Image:          spec.Image,
-		Args:           spec.Args,
-		Env:            spec.Env,
-		Cwd:            spec.Cwd,
-		HostNetwork:    spec.HostNetwork,
-		Resources:      cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids},
-		User:           app.User,
-		Rlimits:        rlimits(app.Rlimits),
-		ReadOnlyRootfs: app.ReadOnly,
-		Mounts:         mounts,
-		LogPath:        in.LogPath,
+		Spec:    spec,
+		LogPath: in.LogPath,
 		Labels: map[string]string{
 			labelApp:     in.Allocation.App,
 			labelIndex:   strconv.Itoa(in.Allocation.Index),

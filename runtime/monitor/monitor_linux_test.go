@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
-	"golang.org/x/sys/unix"
 )
 
 // TestOutlivesDaemon: the container runs under its monitor, survives the
@@ -222,7 +224,7 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 		t.Error("Start with a bad image succeeded")
 	}
 	assertGone(t, cfg, spec.ID)
-	if _, err := m.Start(t.Context(), Spec{ID: "../x", Args: []string{"/app"}}); err == nil {
+	if _, err := m.Start(t.Context(), Spec{Spec: linux.Spec{ID: "../x", Args: []string{"/app"}}}); err == nil {
 		t.Error("Start with a bad id succeeded")
 	}
 }

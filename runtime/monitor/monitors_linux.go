@@ -208,7 +208,7 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if mp, err = m.monitorFor(dir); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	ls := s.linux()
+	ls := s.Spec
 	fk := &forker{m: m, mp: mp, fds: []*os.File{lock, ln}, start: ctl.Start{Dir: dir, LogPath: s.LogPath, LogMaxSize: s.LogMaxSize, LogKeep: s.LogKeep}}
 	ls.Forker = fk
 	c, err := m.rt.Start(ctx, ls)
