@@ -14,11 +14,15 @@ const (
 	ModeGlobal     = "global"
 )
 
+// RestartPolicy says when an app's exited instances start again: the
+// app spec's `restart`.
+type RestartPolicy string
+
 // Restart policies.
 const (
-	RestartAlways    = "always"
-	RestartOnFailure = "on-failure"
-	RestartNever     = "never"
+	RestartAlways    RestartPolicy = "always"
+	RestartOnFailure RestartPolicy = "on-failure"
+	RestartNever     RestartPolicy = "never"
 )
 
 // Network modes.
@@ -54,7 +58,7 @@ type App struct {
 	Replicas        int               `json:"replicas,omitempty" yaml:"replicas"`
 	Placement       Placement         `json:"placement,omitempty" yaml:"placement"`
 	Resources       Resources         `json:"resources,omitempty" yaml:"resources"`
-	Restart         string            `json:"restart,omitempty" yaml:"restart"`
+	Restart         RestartPolicy     `json:"restart,omitempty" yaml:"restart"`
 	Ports           []string          `json:"ports,omitempty" yaml:"ports"`
 	Network         string            `json:"network,omitempty" yaml:"network"`
 	Volumes         []string          `json:"volumes,omitempty" yaml:"volumes"`

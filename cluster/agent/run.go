@@ -61,7 +61,7 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 		Detach: a.detach,
 		// Every start gets a new container id (containerID).
 		OverlapDelete: true,
-		Policy:        supervise.Policy{Restart: app.Restart},
+		Policy:        supervise.Policy{Restart: restartOf(app.Restart)},
 		Grace:         a.cfg.Grace,
 		OnEvent:       w.event,
 		Logger:        a.log.With("instance", al.Instance()),

@@ -203,7 +203,7 @@ func TestRunPolicyEnds(t *testing.T) {
 	startErr := errors.New("exec /app: no such file or directory in the container")
 	for _, tc := range []struct {
 		name   string
-		policy string
+		policy Restart
 		steps  []step
 		want   []Event
 	}{
@@ -512,7 +512,7 @@ func TestOnEnd(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		exits  bool
-		policy string
+		policy Restart
 		want   int
 	}{
 		{"policy ends it", true, Never, 1},
