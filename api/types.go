@@ -31,18 +31,21 @@ const (
 	NetworkHost   = "host"
 )
 
-// Instance states, as `shoal ps` shows them.
+// InstanceState is an instance's state, as `shoal ps` shows it.
+type InstanceState string
+
+// Instance states.
 const (
-	StatePending   = "pending"
-	StatePulling   = "pulling"
-	StateStarting  = "starting"
-	StateRunning   = "running"
-	StateUnhealthy = "unhealthy"
-	StateExited    = "exited"
-	StateFailed    = "failed"
+	StatePending   InstanceState = "pending"
+	StatePulling   InstanceState = "pulling"
+	StateStarting  InstanceState = "starting"
+	StateRunning   InstanceState = "running"
+	StateUnhealthy InstanceState = "unhealthy"
+	StateExited    InstanceState = "exited"
+	StateFailed    InstanceState = "failed"
 	// StateUnknown: the answering node cannot learn the state, because
 	// the instance's node is unreachable or there is no leader to ask.
-	StateUnknown = "unknown"
+	StateUnknown InstanceState = "unknown"
 )
 
 // App is the desired state of one application, kept in Raft.
@@ -137,18 +140,18 @@ func (a Allocation) Instance() string { return InstanceName(a.App, a.Index) }
 // InstanceStatus is the observed state of one instance. It is reported by
 // the node that runs it and never written through Raft.
 type InstanceStatus struct {
-	App       string    `json:"app"`
-	Instance  string    `json:"instance"`
-	Node      string    `json:"node"`
-	Version   uint64    `json:"version"`
-	State     string    `json:"state"`
-	Restarts  int       `json:"restarts"`
-	PID       int       `json:"pid,omitempty"`
-	IP        string    `json:"ip"`
-	ExitCode  int       `json:"exit_code"`
-	OOMKilled bool      `json:"oom_killed,omitempty"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	Error     string    `json:"error,omitempty"`
+	App       string        `json:"app"`
+	Instance  string        `json:"instance"`
+	Node      string        `json:"node"`
+	Version   uint64        `json:"version"`
+	State     InstanceState `json:"state"`
+	Restarts  int           `json:"restarts"`
+	PID       int           `json:"pid,omitempty"`
+	IP        string        `json:"ip"`
+	ExitCode  int           `json:"exit_code"`
+	OOMKilled bool          `json:"oom_killed,omitempty"`
+	StartedAt time.Time     `json:"started_at,omitzero"`
+	Error     string        `json:"error,omitempty"`
 	// Health is the last failing health check's output while unhealthy.
 	Health string `json:"health,omitempty"`
 	// Usage of a running instance, from its cgroup (node-local answers).

@@ -21,3 +21,18 @@ func restartOf(p api.RestartPolicy) supervise.Restart {
 	// The API refuses any other; supervise.Run refuses it alike.
 	return supervise.Restart(p)
 }
+
+// stateOf is the instance state a supervision event reports.
+func stateOf(s supervise.State) api.InstanceState {
+	switch s {
+	case supervise.Starting:
+		return api.StateStarting
+	case supervise.Running:
+		return api.StateRunning
+	case supervise.Exited:
+		return api.StateExited
+	case supervise.Failed:
+		return api.StateFailed
+	}
+	return api.InstanceState(s)
+}

@@ -28,3 +28,19 @@ func TestRestartOf(t *testing.T) {
 		t.Error("an unknown restart policy reached the loop as a valid one")
 	}
 }
+
+func TestStateOf(t *testing.T) {
+	for _, tc := range []struct {
+		ev   supervise.State
+		want api.InstanceState
+	}{
+		{supervise.Starting, api.StateStarting},
+		{supervise.Running, api.StateRunning},
+		{supervise.Exited, api.StateExited},
+		{supervise.Failed, api.StateFailed},
+	} {
+		if got := stateOf(tc.ev); got != tc.want {
+			t.Errorf("stateOf(%q) = %q, want %q", tc.ev, got, tc.want)
+		}
+	}
+}

@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
-
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
+	"golang.org/x/sys/unix"
 )
 
 // TestOutlivesDaemon: the container runs under its monitor, survives the
@@ -339,7 +338,7 @@ func TestSuperviseThroughMonitor(t *testing.T) {
 		}()
 		return done
 	}
-	next := func(state string) supervise.Event {
+	next := func(state supervise.State) supervise.Event {
 		t.Helper()
 		select {
 		case e := <-events:

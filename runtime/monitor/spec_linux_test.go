@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
 	"github.com/shoal-edge/shoal/runtime/cgroup"
 	"github.com/shoal-edge/shoal/runtime/linux"
 )

@@ -39,17 +39,20 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
+// State is what an Event reports of the supervised container.
+type State string
+
 // Event states.
 const (
-	Starting = "starting" // about to call Start
-	Running  = "running"  // started; Pid and StartedAt are set
-	Exited   = "exited"   // the process ended; ExitCode and OOMKilled are set
-	Failed   = "failed"   // Start failed; Err says why
+	Starting State = "starting" // about to call Start
+	Running  State = "running"  // started; Pid and StartedAt are set
+	Exited   State = "exited"   // the process ended; ExitCode and OOMKilled are set
+	Failed   State = "failed"   // Start failed; Err says why
 )
 
 // Event reports a change of the supervised container.
 type Event struct {
-	State     string
+	State     State
 	Pid       int
 	ExitCode  int
 	OOMKilled bool

@@ -108,7 +108,7 @@ func (r *recorder) onEvent(e Event) {
 func (r *recorder) states() string {
 	var s []string
 	for _, e := range r.events {
-		s = append(s, e.State)
+		s = append(s, string(e.State))
 	}
 	return strings.Join(s, " ")
 }

@@ -1,0 +1,50 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// The named types of states and policies are plain strings on the wire, as
+// they were when they were strings: older CLIs, daemons and state files
+// read them.
+func TestNamedStringsOnTheWire(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		json string
+	}{
+		{"app", &App{Name: "web", Image: "web:1", Restart: RestartOnFailure},
+			`{"name":"web","image":"web:1","placement":{},"resources":{},"restart":"on-failure"}`},
+		{"instance", &InstanceStatus{App: "web", Instance: "web/0", Node: "a", Version: 3, State: StateUnhealthy, IP: "10.0.0.2"},
+			`{"app":"web","instance":"web/0","node":"a","version":3,"state":"unhealthy","restarts":0,"ip":"10.0.0.2","exit_code":0}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(tc.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.json {
+				t.Errorf("marshal = %s\nwant      %s", b, tc.json)
+			}
+			back := newOf(tc.v)
+			if err := json.Unmarshal([]byte(tc.json), back); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(back, tc.v) {
+				t.Errorf("unmarshal = %+v, want %+v", back, tc.v)
+			}
+		})
+	}
+}
+
+func newOf(v any) any {
+	switch v.(type) {
+	case *App:
+		return new(App)
+	case *InstanceStatus:
+		return new(InstanceStatus)
+	}
+	panic("newOf: add the type")
+}
