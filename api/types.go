@@ -48,6 +48,27 @@ const (
 	StateUnknown InstanceState = "unknown"
 )
 
+// NodeState is a node's state in gossip as the answering node sees it, as
+// `shoal nodes` shows it.
+type NodeState string
+
+// Node states.
+const (
+	NodeAlive   NodeState = "alive"
+	NodeSuspect NodeState = "suspect" // no direct ack of the answering node's probes lately
+	NodeDead    NodeState = "dead"    // gossip gave up on it without its leave, or never saw it
+	NodeLeft    NodeState = "left"    // it stopped on purpose and said so
+)
+
+// NodeRole is a node's part in Raft.
+type NodeRole string
+
+// Node roles.
+const (
+	RoleVoter    NodeRole = "voter"
+	RoleNonVoter NodeRole = "non-voter"
+)
+
 // App is the desired state of one application, kept in Raft.
 type App struct {
 	Name            string            `json:"name" yaml:"name"`
@@ -113,8 +134,8 @@ type Node struct {
 	Arch     string            `json:"arch"`
 	OS       string            `json:"os"`
 	Labels   map[string]string `json:"labels"`
-	Role     string            `json:"role"`  // voter | non-voter
-	State    string            `json:"state"` // alive | suspect | dead | left
+	Role     NodeRole          `json:"role"`
+	State    NodeState         `json:"state"`
 	Cordoned bool              `json:"cordoned,omitempty"`
 	// Instances counts the allocations placed on the node.
 	Instances int `json:"instances"`
@@ -164,7 +185,7 @@ type ClusterStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	Leader      string   `json:"leader"`
 	Node        string   `json:"node"`
-	Role        string   `json:"role"`
+	Role        NodeRole `json:"role"`
 	State       string   `json:"state"` // raft state: Leader, Follower, Candidate
 	Term        uint64   `json:"term"`
 	CommitIndex uint64   `json:"commit_index"`

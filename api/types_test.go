@@ -19,6 +19,10 @@ func TestNamedStringsOnTheWire(t *testing.T) {
 			`{"name":"web","image":"web:1","placement":{},"resources":{},"restart":"on-failure"}`},
 		{"instance", &InstanceStatus{App: "web", Instance: "web/0", Node: "a", Version: 3, State: StateUnhealthy, IP: "10.0.0.2"},
 			`{"app":"web","instance":"web/0","node":"a","version":3,"state":"unhealthy","restarts":0,"ip":"10.0.0.2","exit_code":0}`},
+		{"node", &Node{Name: "a", ID: "1", Address: "10.0.0.1", Arch: "arm64", OS: "linux", Labels: map[string]string{}, Role: RoleNonVoter, State: NodeSuspect},
+			`{"name":"a","id":"1","address":"10.0.0.1","arch":"arm64","os":"linux","labels":{},"role":"non-voter","state":"suspect","instances":0}`},
+		{"status", &ClusterStatus{Node: "a", Role: RoleVoter, State: "Leader", Voters: []string{"a"}, Health: "healthy"},
+			`{"cluster_id":"","leader":"","node":"a","role":"voter","state":"Leader","term":0,"commit_index":0,"applied_index":0,"voters":["a"],"stale":false,"health":"healthy"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.Marshal(tc.v)
@@ -45,6 +49,10 @@ func newOf(v any) any {
 		return new(App)
 	case *InstanceStatus:
 		return new(InstanceStatus)
+	case *Node:
+		return new(Node)
+	case *ClusterStatus:
+		return new(ClusterStatus)
 	}
 	panic("newOf: add the type")
 }
