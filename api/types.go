@@ -8,10 +8,13 @@ import (
 	"time"
 )
 
+// Mode says how many instances an app has and where: the app spec's `mode`.
+type Mode string
+
 // Modes of an app.
 const (
-	ModeReplicated = "replicated"
-	ModeGlobal     = "global"
+	ModeReplicated Mode = "replicated" // Replicas instances, placed by the scheduler
+	ModeGlobal     Mode = "global"     // one instance on every eligible node
 )
 
 // RestartPolicy says when an app's exited instances start again: the
@@ -25,10 +28,13 @@ const (
 	RestartNever     RestartPolicy = "never"
 )
 
+// Network is a container's network: the app spec's `network`, `run --network`.
+type Network string
+
 // Network modes.
 const (
-	NetworkBridge = "bridge"
-	NetworkHost   = "host"
+	NetworkBridge Network = "bridge"
+	NetworkHost   Network = "host"
 )
 
 // InstanceState is an instance's state, as `shoal ps` shows it.
@@ -78,13 +84,13 @@ type App struct {
 	User            string            `json:"user,omitempty" yaml:"user"`
 	ReadOnly        bool              `json:"read_only,omitempty" yaml:"read_only"`
 	Rlimits         map[string]string `json:"rlimits,omitempty" yaml:"rlimits"`
-	Mode            string            `json:"mode,omitempty" yaml:"mode"`
+	Mode            Mode              `json:"mode,omitempty" yaml:"mode"`
 	Replicas        int               `json:"replicas,omitempty" yaml:"replicas"`
 	Placement       Placement         `json:"placement,omitempty" yaml:"placement"`
 	Resources       Resources         `json:"resources,omitempty" yaml:"resources"`
 	Restart         RestartPolicy     `json:"restart,omitempty" yaml:"restart"`
 	Ports           []string          `json:"ports,omitempty" yaml:"ports"`
-	Network         string            `json:"network,omitempty" yaml:"network"`
+	Network         Network           `json:"network,omitempty" yaml:"network"`
 	Volumes         []string          `json:"volumes,omitempty" yaml:"volumes"`
 	Health          *Health           `json:"health,omitempty" yaml:"health"`
 	Update          *Update           `json:"update,omitempty" yaml:"update"`
@@ -211,7 +217,7 @@ type RunRequest struct {
 	Name    string   `json:"name,omitempty"`
 	Command []string `json:"command,omitempty"`
 	Env     []string `json:"env,omitempty"`
-	Network string   `json:"network,omitempty"`
+	Network Network  `json:"network,omitempty"`
 	Remove  bool     `json:"rm"`
 }
 

@@ -15,8 +15,10 @@ func TestNamedStringsOnTheWire(t *testing.T) {
 		v    any
 		json string
 	}{
-		{"app", &App{Name: "web", Image: "web:1", Restart: RestartOnFailure},
-			`{"name":"web","image":"web:1","placement":{},"resources":{},"restart":"on-failure"}`},
+		{"app", &App{Name: "web", Image: "web:1", Mode: ModeGlobal, Restart: RestartOnFailure, Network: NetworkHost},
+			`{"name":"web","image":"web:1","mode":"global","placement":{},"resources":{},"restart":"on-failure","network":"host"}`},
+		{"run", &RunRequest{Image: "bb:1", Network: NetworkBridge},
+			`{"image":"bb:1","network":"bridge","rm":false}`},
 		{"instance", &InstanceStatus{App: "web", Instance: "web/0", Node: "a", Version: 3, State: StateUnhealthy, IP: "10.0.0.2"},
 			`{"app":"web","instance":"web/0","node":"a","version":3,"state":"unhealthy","restarts":0,"ip":"10.0.0.2","exit_code":0}`},
 		{"node", &Node{Name: "a", ID: "1", Address: "10.0.0.1", Arch: "arm64", OS: "linux", Labels: map[string]string{}, Role: RoleNonVoter, State: NodeSuspect},
@@ -49,6 +51,8 @@ func newOf(v any) any {
 		return new(App)
 	case *InstanceStatus:
 		return new(InstanceStatus)
+	case *RunRequest:
+		return new(RunRequest)
 	case *Node:
 		return new(Node)
 	case *ClusterStatus:
