@@ -44,7 +44,7 @@ var debianEssential = []string{
 var debianApps = []string{"redis-server", "redis-tools", "nginx", "mosquitto", "mosquitto-clients", "curl"}
 
 // BuildDebianImage returns the path of a docker-archive of a Debian 12
-// image, tagged DebianImageRef, made as Debian's own images are: the
+// image, tagged DebianImageRef, made as debootstrap makes a Debian system: the
 // host's apt downloads redis-server, nginx, mosquitto, their clients, curl
 // and the essential packages with every dependency (no recommends), and
 // dpkg installs them in a chroot, so their maintainer scripts run: users
@@ -54,11 +54,11 @@ var debianApps = []string{"redis-server", "redis-tools", "nginx", "mosquitto", "
 // documentation or translations; its command is bash.
 //
 // The archive is kept in DebianImageCache under a name that hashes the
-// package versions apt would install, so it is built once (about a minute
-// and 36 MB of downloads) and again only when the host's apt lists bring
-// newer packages. Nothing runs on the host: services are not started
-// (policy-rc.d), and the chroot's processes live in a PID namespace of
-// their own that ends with it.
+// package versions apt would install, so it is built once (one to two
+// minutes, 36 MB of downloads) and again only when the host's apt lists
+// bring newer packages. No service starts (policy-rc.d), and what the
+// maintainer scripts run in the chroot lives in a PID namespace of its own
+// that ends with it.
 func BuildDebianImage(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
@@ -175,30 +175,30 @@ func (b *debianBuild) build(archive string) error {
 	}
 	defer os.RemoveAll(tmp)
 	layoutDir, bundle := filepath.Join(tmp, "oci"), filepath.Join(tmp, "bundle")
-	if err := run("umoci", "init", "--layout", layoutDir); err != nil {
+	if err := runTool("umoci", "init", "--layout", layoutDir); err != nil {
 		return err
 	}
 	img := layoutDir + ":12"
-	if err := run("umoci", "new", "--image", img); err != nil {
+	if err := runTool("umoci", "new", "--image", img); err != nil {
 		return err
 	}
-	if err := run("umoci", "config", "--image", img, "--config.cmd", "bash",
+	if err := runTool("umoci", "config", "--image", img, "--config.cmd", "bash",
 		"--config.env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"); err != nil {
 		return err
 	}
-	if err := run("umoci", "unpack", "--image", img, bundle); err != nil {
+	if err := runTool("umoci", "unpack", "--image", img, bundle); err != nil {
 		return err
 	}
 	root := filepath.Join(bundle, "rootfs")
 	if err := b.install(root); err != nil {
 		return err
 	}
-	if err := run("umoci", "repack", "--image", img, bundle); err != nil {
+	if err := runTool("umoci", "repack", "--image", img, bundle); err != nil {
 		return err
 	}
 	part := archive + ".part"
 	os.Remove(part)
-	if err := run("skopeo", "copy", "--quiet", "oci:"+img, "docker-archive:"+part+":"+DebianImageRef); err != nil {
+	if err := runTool("skopeo", "copy", "--quiet", "oci:"+img, "docker-archive:"+part+":"+DebianImageRef); err != nil {
 		return err
 	}
 	return os.Rename(part, archive)
@@ -350,8 +350,8 @@ func extractDeb(deb, root string) error {
 	return nil
 }
 
-// run runs a command, with its output in the error.
-func run(name string, args ...string) error {
+// runTool runs a command, with its output in the error.
+func runTool(name string, args ...string) error {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
