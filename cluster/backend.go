@@ -175,7 +175,7 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 		if err := apps[i].Validate(); err != nil {
 			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
 		}
-		if err := supported(apps[i]); err != nil {
+		if err := apps[i].CheckSupported(); err != nil {
 			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
 		}
 	}
@@ -318,16 +318,6 @@ func (n *Node) LogPath(ctx context.Context, app string, index int) (string, erro
 		return "", err
 	}
 	return "", fmt.Errorf("instance %s: %w", api.InstanceName(app, index), api.ErrNotFound)
-}
-
-// supported refuses what the spec allows but this node cannot do yet, so
-// that an app never runs without something its operator asked for.
-func supported(a api.App) error {
-	switch {
-	case len(a.Ports) > 0 && a.Network != api.NetworkHost:
-		return errors.New("ports: publishing ports from the bridge network is not available yet; use network: host and listen on the port directly")
-	}
-	return nil
 }
 
 // usage adds a running instance's CPU time and memory from its cgroup.

@@ -23,7 +23,7 @@ func show(c *cli.Context, v any, header []string, rows func() [][]string) error 
 	case "table", "":
 		return table(c.App.Writer, header, rows())
 	default:
-		return fmt.Errorf("unknown output format %q: use table or json", c.String("output"))
+		return usage(c, "unknown output format %q: use table or json", c.String("output"))
 	}
 }
 

@@ -77,7 +77,10 @@ func up(c *cli.Context) error {
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return fmt.Errorf("--label %q: want key=value", l)
+			return usage(c, "--label %q: want key=value", l)
+		}
+		if _, dup := cfg.Labels[k]; dup {
+			return usage(c, "--label %s given twice", k)
 		}
 		cfg.Labels[k] = v
 	}

@@ -78,7 +78,11 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 			continue
 		}
 		app.Defaults()
-		if err := app.Validate(); err != nil {
+		err = app.Validate()
+		if err == nil {
+			err = app.CheckSupported()
+		}
+		if err != nil {
 			var fe *api.FieldError
 			if errors.As(err, &fe) {
 				return nil, &Error{File: file, Line: doc.line(fe.Field), Field: fe.Field, Msg: fe.Msg}
@@ -102,7 +106,7 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 type doc struct {
 	start int
 	empty bool
-	lines map[string]int    // "resources.memory" -> line of its value
+	lines map[string]int    // "resources.memory" -> line of its key
 	vals  map[string]string // scalar values by path, to place errors that carry no line
 }
 
@@ -161,7 +165,9 @@ func walk(n *yaml.Node, path string, d doc) {
 			if path != "" {
 				p = path + "." + key.Value
 			}
-			lines[p] = val.Line
+			// The key's line: a block mapping or list starts below it,
+			// and "update: ..." is where the reader looks for update.
+			lines[p] = key.Line
 			walk(val, p, d)
 		}
 	case yaml.SequenceNode:
