@@ -121,9 +121,9 @@ func App() *cli.App {
 		// A repeated flag's value is one value: -e A=x,y is A=x,y, not
 		// A=x and an entry y the container would get as is.
 		DisableSliceFlagSeparator: true,
-		EnableBashCompletion:   true,
-		OnUsageError:           onUsageError,
-		ExitErrHandler:         func(*cli.Context, error) {},
+		EnableBashCompletion:      true,
+		OnUsageError:              onUsageError,
+		ExitErrHandler:            func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			upCommand(),
 			statusCommand(),
