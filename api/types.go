@@ -204,6 +204,10 @@ type ApplyResult struct {
 	Name    string `json:"name"`
 	Version uint64 `json:"version"`
 	Changed bool   `json:"changed"`
+	// Unplaced says why no node can take the app's instances now (empty
+	// when they are placed): the app is applied all the same, and runs
+	// once a node qualifies.
+	Unplaced string `json:"unplaced,omitempty"`
 }
 
 // InstanceName is the user-facing name of an instance: app/index.

@@ -56,6 +56,13 @@ func printResults(c *cli.Context, res []api.ApplyResult, changed string) {
 		}
 		fmt.Fprintf(c.App.Writer, "app %s %s (version %d)\n", r.Name, what, r.Version)
 	}
+	// The desired state is recorded, so the command succeeds; but an
+	// operator must not walk away believing the app runs.
+	for _, r := range res {
+		if r.Unplaced != "" {
+			fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", r.Name, r.Unplaced)
+		}
+	}
 }
 
 func scaleCommand() *cli.Command {

@@ -36,7 +36,7 @@ func psCommand() *cli.Command {
 					if s.PID > 0 {
 						pid = fmt.Sprint(s.PID)
 					}
-					rows = append(rows, []string{s.App, s.Instance, s.Node, state, fmt.Sprint(s.Restarts), age(s.StartedAt, now), dash(s.IP), pid})
+					rows = append(rows, []string{s.App, s.Instance, dash(s.Node), state, fmt.Sprint(s.Restarts), age(s.StartedAt, now), dash(s.IP), pid})
 				}
 				return rows
 			})
