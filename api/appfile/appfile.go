@@ -228,7 +228,14 @@ func decodeError(file string, d doc, err error) error {
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
 	if u := unknownRe().FindStringSubmatch(msg); u != nil {
-		return &Error{File: file, Line: line, Field: u[1], Msg: "unknown field"}
+		// The whole path where the key's line names it: "resources.cpus".
+		field := u[1]
+		for p, l := range d.lines {
+			if l == line && strings.HasSuffix(p, "."+u[1]) {
+				field = p
+			}
+		}
+		return &Error{File: file, Line: line, Field: field, Msg: "unknown field"}
 	}
 	if t := typeRe().FindStringSubmatch(msg); t != nil {
 		msg = fmt.Sprintf("%q is a %s, want %s", t[2], yamlKind(t[1]), goKind(t[3]))
