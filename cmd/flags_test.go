@@ -23,6 +23,8 @@ func TestFlagValuesRefused(t *testing.T) {
 		{"exec -e =v web -- ls", `shoal: exec: -e "=v": want K=V; see shoal exec --help`},
 		{"logs web --tail -7", "shoal: logs: --tail -7: want a count of lines, or -1 for all; see shoal logs --help"},
 		{"up --voters 2 --label a=b --label a=c", "shoal: up: --label a given twice; see shoal up --help"},
+		{"ps -o yaml", `shoal: ps: unknown output format "yaml": use table or json; see shoal ps --help`},
+		{"image ls -o yaml", `shoal: image ls: unknown output format "yaml": use table or json; see shoal image ls --help`},
 		{"up --voters 2 --label nokv", `shoal: up: --label "nokv": want key=value; see shoal up --help`},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -69,7 +69,7 @@ func imageCommand() *cli.Command {
 			{
 				Name:  "ls",
 				Usage: "list images",
-				Flags: []cli.Flag{outputFlag()},
+				Flags: []cli.Flag{outputFlag()}, Before: checkOutput,
 				Action: func(c *cli.Context) error {
 					imgs, err := apiClient(c).Images(c.Context)
 					if err != nil {

@@ -27,6 +27,16 @@ func show(c *cli.Context, v any, header []string, rows func() [][]string) error 
 	}
 }
 
+// checkOutput refuses an unknown -o before the command asks the node
+// anything.
+func checkOutput(c *cli.Context) error {
+	switch c.String("output") {
+	case "json", "table", "":
+		return nil
+	}
+	return usage(c, "unknown output format %q: use table or json", c.String("output"))
+}
+
 func table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))

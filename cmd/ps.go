@@ -12,7 +12,7 @@ func psCommand() *cli.Command {
 		Name:      "ps",
 		Usage:     "instances: app, instance, node, state, restarts, age, IP",
 		ArgsUsage: "[APP]",
-		Flags:     []cli.Flag{outputFlag()},
+		Flags:     []cli.Flag{outputFlag()}, Before: checkOutput,
 		Action: func(c *cli.Context) error {
 			st, err := apiClient(c).PS(c.Context, c.Args().First())
 			if err != nil {
