@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,14 +71,14 @@ func scaleCommand() *cli.Command {
 		ArgsUsage: "APP=N...",
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return errors.New("usage: shoal scale APP=N...")
+				return usage(c, "want APP=N...")
 			}
 			replicas := map[string]int{}
 			for _, a := range c.Args().Slice() {
 				app, n, ok := strings.Cut(a, "=")
 				v, err := strconv.Atoi(n)
 				if !ok || app == "" || err != nil || v < 0 {
-					return fmt.Errorf("%q: want APP=N with N a count of replicas (0 or more)", a)
+					return usage(c, "%q: want APP=N with N a count of replicas (0 or more)", a)
 				}
 				replicas[app] = v
 			}

@@ -25,6 +25,13 @@ func TestFlagValuesRefused(t *testing.T) {
 		{"up --voters 2 --label a=b --label a=c", "shoal: up: --label a given twice; see shoal up --help"},
 		{"ps -o yaml", `shoal: ps: unknown output format "yaml": use table or json; see shoal ps --help`},
 		{"image ls -o yaml", `shoal: image ls: unknown output format "yaml": use table or json; see shoal image ls --help`},
+		{"logs web --since soon", `shoal: logs: --since "soon": want a duration (10m, 2h) or a time (2006-01-02T15:04:05Z07:00, 2006-01-02T15:04:05, 2006-01-02); see shoal logs --help`},
+		{"scale web=x", `shoal: scale: "web=x": want APP=N with N a count of replicas (0 or more); see shoal scale --help`},
+		{"label n1 bad", `shoal: label: "bad": want key=value to set or key- to remove; see shoal label --help`},
+		{"image pull --creds nocolon x:1", "shoal: image pull: --creds: want USER:PASSWORD; see shoal image pull --help"},
+		{"snapshot save", "shoal: snapshot save: want one FILE; see shoal snapshot save --help"},
+		{"up --voters 2 --log-level loud", `shoal: up: --log-level "loud": want debug, info, warn or error; see shoal up --help`},
+		{"up --voters 2 --image-max-unpacked lots", `shoal: up: --image-max-unpacked: invalid size "lots" (want e.g. 64Mi, 1Gi, 500M); see shoal up --help`},
 		{"up --voters 2 --label nokv", `shoal: up: --label "nokv": want key=value; see shoal up --help`},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -35,7 +35,7 @@ func logsCommand() *cli.Command {
 			if s := c.String("since"); s != "" {
 				t, err := parseSince(s, time.Now())
 				if err != nil {
-					return err
+					return usage(c, "%v", err)
 				}
 				opts.Since = t
 			}

@@ -27,7 +27,7 @@ func labelCommand() *cli.Command {
 					req.Remove = append(req.Remove, k)
 					continue
 				}
-				return fmt.Errorf("%q: want key=value to set or key- to remove", a)
+				return usage(c, "%q: want key=value to set or key- to remove", a)
 			}
 			return apiClient(c).Label(c.Context, c.Args().First(), req)
 		},
