@@ -282,6 +282,18 @@ type LabelRequest struct {
 	Remove []string          `json:"remove,omitempty"`
 }
 
+// CordonResult answers a drain: the apps it leaves without a node, each
+// with the reason (the drain is done all the same).
+type CordonResult struct {
+	Unplaced []UnplacedApp `json:"unplaced,omitempty"`
+}
+
+// UnplacedApp is an app no node can take now, and why.
+type UnplacedApp struct {
+	App    string `json:"app"`
+	Reason string `json:"reason"`
+}
+
 // CordonRequest drains a node (cordoned: its instances move and no new
 // ones come) or lets it take instances again.
 type CordonRequest struct {
