@@ -34,9 +34,9 @@ func (f *fake) Label(context.Context, string, api.LabelRequest) error { return n
 func (f *fake) Cordon(context.Context, string, bool) (api.CordonResult, error) {
 	return api.CordonResult{}, nil
 }
-func (f *fake) Leave(context.Context) error                           { return nil }
-func (f *fake) Forget(context.Context, string) error                  { return nil }
-func (f *fake) Linearize(context.Context) error                       { return nil }
+func (f *fake) Leave(context.Context) error          { return nil }
+func (f *fake) Forget(context.Context, string) error { return nil }
+func (f *fake) Linearize(context.Context) error      { return nil }
 func (f *fake) Scale(context.Context, map[string]int) ([]api.ApplyResult, error) {
 	return nil, nil
 }
