@@ -238,6 +238,10 @@ type ApplyResult struct {
 	Name    string `json:"name"`
 	Version uint64 `json:"version"`
 	Changed bool   `json:"changed"`
+	// Unplaced says why no node can take the app's instances now (empty
+	// when they are placed): the app is applied all the same, and runs
+	// once a node qualifies.
+	Unplaced string `json:"unplaced,omitempty"`
 }
 
 // InstanceName is the user-facing name of an instance: app/index.
@@ -276,6 +280,18 @@ type TokenResponse struct {
 type LabelRequest struct {
 	Set    map[string]string `json:"set,omitempty"`
 	Remove []string          `json:"remove,omitempty"`
+}
+
+// CordonResult answers a drain: the apps it leaves without a node, each
+// with the reason (the drain is done all the same).
+type CordonResult struct {
+	Unplaced []UnplacedApp `json:"unplaced,omitempty"`
+}
+
+// UnplacedApp is an app no node can take now, and why.
+type UnplacedApp struct {
+	App    string `json:"app"`
+	Reason string `json:"reason"`
 }
 
 // CordonRequest drains a node (cordoned: its instances move and no new

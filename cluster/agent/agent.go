@@ -375,6 +375,15 @@ func (a *Agent) forget(al api.Allocation) {
 	os.Remove(filepath.Join(a.cfg.LogDir, al.App)) // only if empty
 }
 
+// current reports whether w watches the instance that runs under its name
+// now, rather than one taken out to be stopped.
+func (a *Agent) current(w *watch) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	in := a.instances[w.al.Instance()]
+	return in != nil && in.watch == w
+}
+
 func (a *Agent) setStatus(al api.Allocation, f func(*api.InstanceStatus)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
