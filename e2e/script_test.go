@@ -178,13 +178,19 @@ func waitFor(bin string) func(ts *testscript.TestScript, neg bool, args []string
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
 			if re.MatchString(stdout.String()) == neg {
-				return fmt.Errorf("shoal %s: %v", strings.Join(args[1:], " "), err)
+				matches := "does not match"
+				if neg {
+					matches = "matches"
+				}
+				return fmt.Errorf("the stdout of shoal %s %s %q (exit: %v)", strings.Join(args[1:], " "), matches, args[0], err)
 			}
 			return nil
 		})
 		ts.Stdout().Write(stdout.Bytes())
 		ts.Stderr().Write(stderr.Bytes())
-		ts.Check(err)
+		if err != nil {
+			ts.Fatalf("after %v: %v", timeout, err)
+		}
 	}
 }
 
