@@ -31,6 +31,7 @@ type scriptFleet struct {
 	*fleet
 	names []string
 	up    map[string][]string // node -> its `shoal up` argv without the token, for start
+	ran   map[string]bool // it answered once: the cleanup starts it again
 	wiped map[string]bool
 }
 
@@ -158,7 +159,7 @@ func (f *scriptFleet) node(ts *testscript.TestScript, neg bool, name string, fla
 	f.add(name)
 	f.names = append(f.names, name)
 	f.up[name] = append(f.upArgs(name, name, ""), flags...)
-	argv := append(f.upArgs(name, name, f.token), flags...)
+	argv := append(f.upArgs(name, name, f.freshToken()), flags...)
 	logStart := fileSize(f.lab.LogPath(name))
 	ts.Check(f.lab.Start(name, argv, nil))
 	if neg {
@@ -195,6 +196,23 @@ func (f *scriptFleet) node(ts *testscript.TestScript, neg bool, name string, fla
 	})
 }
 
+// freshToken is the join token as a running voter prints it now (the
+// bootstrap node's names only the voters of its time, which may be gone),
+// or the first node's if none answers; "" before the first node.
+func (f *scriptFleet) freshToken() string {
+	for _, n := range f.names {
+		if !f.lab.Running(n) {
+			continue
+		}
+		if out, err := shoalAt(f.bin, f.dirs[n], "token"); err == nil {
+			if tok, err := tokenOf(out); err == nil {
+				return tok
+			}
+		}
+	}
+	return f.token
+}
+
 // start starts node name again, as `shoal up` with the flags of its
 // `node` or, if given, flags instead (the data dir holds its identity: no
 // token), and waits until it answers on its socket.
@@ -226,6 +244,7 @@ func (f *scriptFleet) waitReady(ts *testscript.TestScript, name string, ready fu
 		log, _ := os.ReadFile(f.lab.LogPath(name))
 		ts.Fatalf("node %s not ready: %v\n%s", name, err, log)
 	}
+	f.ran[name] = true
 }
 
 // leader sets args[0] to the leader's name as the node in use sees it and
@@ -316,7 +335,7 @@ func (f *scriptFleet) cleanup(t testing.TB) {
 		t.Errorf("heal: %v", err)
 	}
 	for _, name := range f.names {
-		if !f.lab.Running(name) && !f.wiped[name] {
+		if f.ran[name] && !f.lab.Running(name) && !f.wiped[name] {
 			// One that left exits at once; its data dir refuses to start.
 			f.lab.Start(name, f.up[name], nil)
 		}

@@ -15,7 +15,8 @@ package e2e
 //
 //	node NAME [FLAGS]   start `shoal up --name NAME FLAGS` in a new network
 //	                    namespace NAME: the first node bootstraps, the others
-//	                    join with its token (--join-file); wait until the
+//	                    join with the token of a running voter (--join-file,
+//	                    as `shoal token` prints it then); wait until the
 //	                    node answers with a leader. `! node` waits for `shoal
 //	                    up` to exit non-zero; its output is stdout
 //	use NAME            point the CLI at node NAME (SHOAL_DATA_DIR)
@@ -35,9 +36,9 @@ package e2e
 //	                    running node that is not the leader
 //	waitfor [-t S] REGEXP ARGS...  as in TestScripts, below
 //
-// After a fleet script, every node that ran starts again, the apps are
-// removed, the nodes stop, and no process, mount or cgroup of theirs may be
-// left; then the lab's teardown removes the namespaces.
+// After a fleet script, every node that ever answered starts again, the
+// apps are removed, the nodes stop, and no process, mount or cgroup of
+// theirs may be left; then the lab's teardown removes the namespaces.
 
 import (
 	"bytes"
@@ -134,7 +135,7 @@ func TestFleetScripts(t *testing.T) {
 		Dir: filepath.Join("testdata", "fleet"),
 		Setup: func(env *testscript.Env) error {
 			t := env.T().(testing.TB)
-			f := &scriptFleet{fleet: newFleet(t), up: map[string][]string{}, wiped: map[string]bool{}}
+			f := &scriptFleet{fleet: newFleet(t), up: map[string][]string{}, ran: map[string]bool{}, wiped: map[string]bool{}}
 			env.Values[scriptFleetKey{}] = f
 			env.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("BUSYBOX", busybox)
