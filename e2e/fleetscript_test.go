@@ -31,7 +31,7 @@ type scriptFleet struct {
 	*fleet
 	names []string
 	up    map[string][]string // node -> its `shoal up` argv without the token, for start
-	ran   map[string]bool // it answered once: the cleanup starts it again
+	ran   map[string]bool     // it answered once: the cleanup starts it again
 	wiped map[string]bool
 }
 
