@@ -126,6 +126,7 @@ func TestScripts(t *testing.T) {
 // of this file. Each script has `shoal` on its PATH and the busybox image
 // archive in BUSYBOX.
 func TestFleetScripts(t *testing.T) {
+	t.Parallel() // as the Go tests of fleets: each script has its own lab
 	testutil.RequireRoot(t)
 	bin := shoalBin(t)
 	busybox := testutil.BuildBusyboxImage(t)
