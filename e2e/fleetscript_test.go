@@ -148,10 +148,10 @@ func (f *scriptFleet) dir(ts *testscript.TestScript, name string) string {
 	return dir
 }
 
-// node starts node name: the first bootstraps the fleet and gives its join
-// token, the others join with it. It returns once the node answers with a
-// leader; with neg, once `shoal up` has exited non-zero, its output the
-// script's stdout.
+// node starts node name: the first bootstraps the fleet, the others join
+// with a running voter's token (freshToken). It returns once the node
+// answers with a leader; with neg, once `shoal up` has exited non-zero, its
+// output the script's stdout.
 func (f *scriptFleet) node(ts *testscript.TestScript, neg bool, name string, flags []string) {
 	if _, ok := f.dirs[name]; ok {
 		ts.Fatalf("node %s exists (start it again with: start %s)", name, name)
