@@ -71,11 +71,19 @@ import (
 // a loopback registry holding it as $REGISTRY/edge/busybox:1.
 func TestScripts(t *testing.T) {
 	testutil.RequireRoot(t)
-	bin := shoalBin(t)
 	busybox := testutil.BuildBusyboxImage(t)
 	reg := pushArchive(t, busybox, "edge/busybox:1")
+	runScripts(t, "scripts", map[string]string{"BUSYBOX": busybox, "REGISTRY": reg})
+}
+
+// runScripts runs the scenarios of testdata/dir: each script has `shoal` on
+// its PATH, its own node's data dir in SHOAL_DATA_DIR, free loopback ports
+// in PORT and GOSSIP_PORT, and vars in its environment. What a script's
+// apps ran must be gone when it ends.
+func runScripts(t *testing.T, dir string, vars map[string]string) {
+	bin := shoalBin(t)
 	testscript.Run(t, testscript.Params{
-		Dir: filepath.Join("testdata", "scripts"),
+		Dir: filepath.Join("testdata", dir),
 		Setup: func(env *testscript.Env) error {
 			data := filepath.Join(env.WorkDir, "data")
 			env.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+env.Getenv("PATH"))
@@ -83,8 +91,9 @@ func TestScripts(t *testing.T) {
 			tb := env.T().(testing.TB)
 			env.Setenv("PORT", fmt.Sprint(testutil.FreePort(tb)))
 			env.Setenv("GOSSIP_PORT", fmt.Sprint(testutil.FreePort(tb)))
-			env.Setenv("BUSYBOX", busybox)
-			env.Setenv("REGISTRY", reg)
+			for k, v := range vars {
+				env.Setenv(k, v)
+			}
 			// Runs after the script stopped its `shoal up`: what the
 			// script's apps ran must be gone with them.
 			env.Defer(func() {
