@@ -30,8 +30,32 @@ func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) err
 
 // Cordon drains a node (its instances move elsewhere, none come) or lets
 // it take instances again.
-func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) error {
-	return n.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil)
+func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
+	if err := n.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
+		return api.CordonResult{}, err
+	}
+	var res api.CordonResult
+	if !cordoned {
+		return res, nil
+	}
+	st, err := n.store.Snapshot()
+	if err != nil {
+		return res, nil // the drain is done; the warning is a courtesy
+	}
+	// This replica may not hold the write yet: the node is drained.
+	for i := range st.Nodes {
+		if st.Nodes[i].Name == node {
+			st.Nodes[i].Cordoned = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, u := range n.unplaceable(st.Apps, st.Allocs, st.Nodes) {
+		if !seen[u.App] {
+			seen[u.App] = true
+			res.Unplaced = append(res.Unplaced, api.UnplacedApp{App: u.App, Reason: u.Reason})
+		}
+	}
+	return res, nil
 }
 
 // callLeader posts body to path on the leader over the node protocol, the

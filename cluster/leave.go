@@ -428,7 +428,7 @@ func (n *Node) whereMoved(node string, placed []api.Allocation) (res api.LeaveRe
 			case st.State == api.StateExited:
 				in.Node, in.Note = cur.Node, "ran on "+cur.Node+" and exited"
 			default:
-				in.Note = st.State + " on " + cur.Node
+				in.Note = string(st.State) + " on " + cur.Node
 				moving = append(moving, i)
 			}
 		}

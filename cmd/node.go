@@ -27,7 +27,7 @@ func labelCommand() *cli.Command {
 					req.Remove = append(req.Remove, k)
 					continue
 				}
-				return fmt.Errorf("%q: want key=value to set or key- to remove", a)
+				return usage(c, "%q: want key=value to set or key- to remove", a)
 			}
 			return apiClient(c).Label(c.Context, c.Args().First(), req)
 		},
@@ -43,7 +43,16 @@ func cordonCommand(name, help string, cordoned bool) *cli.Command {
 			if c.NArg() != 1 {
 				return usage(c, "want one NODE")
 			}
-			return apiClient(c).Cordon(c.Context, c.Args().First(), cordoned)
+			res, err := apiClient(c).Cordon(c.Context, c.Args().First(), cordoned)
+			if err != nil {
+				return err
+			}
+			// The drain is done; but the operator must hear at once what
+			// it leaves without a node.
+			for _, u := range res.Unplaced {
+				fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", u.App, u.Reason)
+			}
+			return nil
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-edge/shoal/api"
 	"github.com/urfave/cli/v2"
 )
 
@@ -12,7 +13,7 @@ func psCommand() *cli.Command {
 		Name:      "ps",
 		Usage:     "instances: app, instance, node, state, restarts, age, IP",
 		ArgsUsage: "[APP]",
-		Flags:     []cli.Flag{outputFlag()},
+		Flags:     []cli.Flag{outputFlag()}, Before: checkOutput,
 		Action: func(c *cli.Context) error {
 			st, err := apiClient(c).PS(c.Context, c.Args().First())
 			if err != nil {
@@ -24,9 +25,9 @@ func psCommand() *cli.Command {
 				table = true
 				var rows [][]string
 				for _, s := range st {
-					state := s.State
+					state := string(s.State)
 					// A failed instance that never ran has no exit code to show.
-					if s.State == "exited" || (s.State == "failed" && (s.ExitCode != 0 || s.Error == "")) {
+					if s.State == api.StateExited || (s.State == api.StateFailed && (s.ExitCode != 0 || s.Error == "")) {
 						state = fmt.Sprintf("%s (%d)", s.State, s.ExitCode)
 					}
 					if s.OOMKilled {
@@ -36,7 +37,7 @@ func psCommand() *cli.Command {
 					if s.PID > 0 {
 						pid = fmt.Sprint(s.PID)
 					}
-					rows = append(rows, []string{s.App, s.Instance, s.Node, state, fmt.Sprint(s.Restarts), age(s.StartedAt, now), dash(s.IP), pid})
+					rows = append(rows, []string{s.App, s.Instance, dash(s.Node), state, fmt.Sprint(s.Restarts), age(s.StartedAt, now), dash(s.IP), pid})
 				}
 				return rows
 			})

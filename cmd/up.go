@@ -48,7 +48,7 @@ func upCommand() *cli.Command {
 func up(c *cli.Context) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return usage(c, "--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.DataDir = dataDir(c)
@@ -69,7 +69,7 @@ func up(c *cli.Context) error {
 	cfg.AllowHostPaths = c.StringSlice("allow-host-path")
 	maxUnpacked, err := api.ParseBytes(c.String("image-max-unpacked"))
 	if err != nil {
-		return fmt.Errorf("--image-max-unpacked: %w", err)
+		return usage(c, "--image-max-unpacked: %v", err)
 	}
 	cfg.ImageMaxUnpacked = int64(maxUnpacked)
 	cfg.ImagePullStall = c.Duration("image-pull-stall")
@@ -78,7 +78,10 @@ func up(c *cli.Context) error {
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return fmt.Errorf("--label %q: want key=value", l)
+			return usage(c, "--label %q: want key=value", l)
+		}
+		if _, dup := cfg.Labels[k]; dup {
+			return usage(c, "--label %s given twice", k)
 		}
 		cfg.Labels[k] = v
 	}

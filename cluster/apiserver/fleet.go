@@ -18,7 +18,9 @@ type Fleet interface {
 	// RotateToken makes a new join secret and returns its token.
 	RotateToken(ctx context.Context) (string, error)
 	Label(ctx context.Context, node string, req api.LabelRequest) error
-	Cordon(ctx context.Context, node string, cordoned bool) error
+	// Cordon drains a node or lets it take instances again; a drain
+	// says which apps it leaves without a node.
+	Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error)
 }
 
 // Membership takes nodes out of the cluster.
@@ -110,11 +112,12 @@ func (s *Server) cordon(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.cfg.Fleet.Cordon(r.Context(), r.PathValue("name"), req.Cordoned); err != nil {
+	res, err := s.cfg.Fleet.Cordon(r.Context(), r.PathValue("name"), req.Cordoned)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, res)
 }
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
