@@ -238,6 +238,7 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 		return nil
 	})
 
+	restarted := time.Now()
 	if err := f.lab.Restart("b"); err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +248,7 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("the forgotten node stopped its containers and exited %v after it was started again", time.Since(restarted).Round(100*time.Millisecond))
 	if got := exitOf(f, "b"); got != "exit status 3" {
 		t.Errorf("shoal up of the forgotten node: %q, want exit status 3", got)
 	}
