@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor"
 	"github.com/shoal-edge/shoal/runtime/supervise"
@@ -20,10 +21,6 @@ func (n *Node) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, s
 			return -1, err
 		}
 		return -1, fmt.Errorf("instance %s is not running on node %s: %w", api.InstanceName(req.App, req.Index), n.id.Name, api.ErrNotFound)
-	}
-	c, err := n.attach(p)
-	if err != nil {
-		return -1, err
 	}
 	var rs chan linux.TermSize
 	if resize != nil {
@@ -47,7 +44,7 @@ func (n *Node) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, s
 			}
 		}()
 	}
-	ex, err := n.rt.Exec(ctx, c, linux.Process{Args: req.Command, Env: req.Env, TTY: req.TTY,
+	ex, err := n.ctrs.exec(ctx, p, linux.Process{Args: req.Command, Env: req.Env, TTY: req.TTY,
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Resize: rs})
 	if err != nil && ex.Code < 0 {
 		return -1, err
@@ -67,23 +64,24 @@ func (n *Node) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, s
 	return ex.Code, nil
 }
 
-// attach finds the Linux runtime's view of a monitored container.
-func (n *Node) attach(p supervise.Process) (*linux.Container, error) {
+// exec runs a process in the container of an instance this node runs.
+// The code is -1 when the process did not run.
+func (c *nodeRuntime) exec(ctx context.Context, p supervise.Process, proc linux.Process) (exit.Status, error) {
 	h, ok := p.(*monitor.Handle)
 	if !ok {
-		return nil, fmt.Errorf("exec: container of an unexpected kind %T", p)
+		return exit.Status{Code: -1}, fmt.Errorf("exec: container of an unexpected kind %T", p)
 	}
-	return n.rt.Attach(h.Spec().Spec, h.Pid())
+	ctr, err := c.rt.Attach(h.Spec().Spec, h.Pid())
+	if err != nil {
+		return exit.Status{Code: -1}, err
+	}
+	return c.rt.Exec(ctx, ctr, proc)
 }
 
 // ExecCheck runs an exec health check in the instance's container; out
 // receives its output as it comes and decides how much of it to keep.
-func (ra runtimeAdapter) ExecCheck(ctx context.Context, p supervise.Process, args []string, out io.Writer) (int, error) {
-	c, err := ra.n.attach(p)
-	if err != nil {
-		return -1, err
-	}
-	ex, err := ra.n.rt.Exec(ctx, c, linux.Process{Args: args, Stdout: out, Stderr: out})
+func (c *nodeRuntime) ExecCheck(ctx context.Context, p supervise.Process, args []string, out io.Writer) (int, error) {
+	ex, err := c.exec(ctx, p, linux.Process{Args: args, Stdout: out, Stderr: out})
 	if err != nil {
 		return -1, err
 	}

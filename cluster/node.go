@@ -69,6 +69,7 @@ type Node struct {
 	images   *image.Store
 	rt       *linux.Runtime
 	monitors *monitor.Monitors
+	ctrs     *nodeRuntime
 	agent    *agent.Agent
 	api      *apiserver.Server
 	started  time.Time
@@ -92,9 +93,6 @@ type Node struct {
 	stopErr  error
 	// leaving: Leave is under way, and it ends the node itself.
 	leaving atomic.Bool
-
-	// cleanups tracks one-off containers being removed after their exit.
-	cleanups sync.WaitGroup
 
 	leaderMu   sync.Mutex // guards following
 	deadSince  map[string]time.Time
@@ -181,7 +179,9 @@ func New(cfg Config) (_ *Node, err error) {
 	// Containers outlive the daemon under their monitors: take over the
 	// live ones, then remove whatever no live monitor owns (mounts,
 	// cgroups, state dirs of containers that died with their monitor).
-	adopted := n.adopt()
+	n.ctrs = newNodeRuntime(nodeRuntimeConfig{Node: n.id.Name, DataDir: cfg.DataDir, AllowHostPaths: cfg.AllowHostPaths,
+		PullTimeout: cfg.ImagePullTimeout, Logger: n.log}, n.images, n.rt, n.monitors)
+	adopted := n.ctrs.adopt()
 	if err := n.rt.Cleanup(n.monitors.Owns); err != nil {
 		n.log.Warn("clean up containers of a previous run", "err", err)
 	}
@@ -210,7 +210,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Node:    n.id.Name,
 		LogDir:  filepath.Join(cfg.DataDir, "logs"),
 		Desired: n.store,
-		Runtime: runtimeAdapter{n},
+		Runtime: n.ctrs,
 		Logger:  n.log,
 		Adopted: adopted,
 		Journal: n.store,
@@ -402,7 +402,9 @@ func (n *Node) Close() error {
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
-	n.cleanups.Wait()
+	if n.ctrs != nil {
+		n.ctrs.wait()
+	}
 	if n.monitors != nil {
 		n.monitors.Close() // the spare monitor; monitors of containers stay
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -32,23 +33,83 @@ func IsContainerInit(args []string) bool { return linux.IsInit(args) }
 // ContainerInit becomes the container's init; it never returns.
 func ContainerInit() { linux.InitMain() }
 
-// runtimeAdapter translates the agent's instances into the Linux runtime's
-// specs: the one place where app spec meets container spec.
-type runtimeAdapter struct{ n *Node }
+// nodeRuntime runs this node's containers: the agent's instances (it is the
+// agent's Runtime) and one-off runs. It is the one place where an app's spec
+// meets the Linux runtime's: images are resolved, volumes checked against
+// this node's host path rule, and every instance started under a monitor
+// of its own so that it outlives the daemon. It holds no lock: its parts
+// are safe for concurrent use.
+type nodeRuntime struct {
+	cfg      nodeRuntimeConfig
+	images   imageSource
+	rt       containerRuntime
+	monitors instanceMonitors
 
-var _ agent.Runtime = runtimeAdapter{}
+	// cleanups tracks one-off containers being removed after their exit.
+	cleanups sync.WaitGroup
+}
 
-func (ra runtimeAdapter) HasImage(ref string) bool {
-	_, err := ra.n.images.Get(ref)
+// nodeRuntimeConfig is what nodeRuntime needs to know of its node.
+type nodeRuntimeConfig struct {
+	Node           string   // the node's name, in errors
+	DataDir        string   // named volumes live under DATA/volumes
+	AllowHostPaths []string // Config.AllowHostPaths
+	// PullTimeout bounds a one-off container's image pull, as the
+	// agent's bounds an app's.
+	PullTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// imageSource is what nodeRuntime needs of the image store.
+type imageSource interface {
+	Get(ref string) (image.Image, error)
+	Pull(ctx context.Context, ref string, opts image.PullOptions) (image.Image, error)
+	Rootfs(ctx context.Context, ref string) (string, image.RunConfig, error)
+}
+
+// containerRuntime is what nodeRuntime needs of the Linux runtime: one-off
+// containers, and exec into an instance's.
+type containerRuntime interface {
+	Start(ctx context.Context, s linux.Spec) (*linux.Container, error)
+	Attach(s linux.Spec, pid int) (*linux.Container, error)
+	Exec(ctx context.Context, c *linux.Container, p linux.Process) (exit.Status, error)
+}
+
+// instanceMonitors starts instances under monitors and finds the ones a
+// previous daemon left running.
+type instanceMonitors interface {
+	Start(ctx context.Context, s monitor.Spec) (*monitor.Handle, error)
+	Adopt() ([]*monitor.Handle, error)
+}
+
+var (
+	_ imageSource      = (*image.Store)(nil)
+	_ containerRuntime = (*linux.Runtime)(nil)
+	_ instanceMonitors = (*monitor.Monitors)(nil)
+	_ agent.Runtime    = (*nodeRuntime)(nil)
+)
+
+func newNodeRuntime(cfg nodeRuntimeConfig, images imageSource, rt containerRuntime, monitors instanceMonitors) *nodeRuntime {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &nodeRuntime{cfg: cfg, images: images, rt: rt, monitors: monitors}
+}
+
+// wait waits for the one-off containers being removed.
+func (c *nodeRuntime) wait() { c.cleanups.Wait() }
+
+func (c *nodeRuntime) HasImage(ref string) bool {
+	_, err := c.images.Get(ref)
 	return err == nil
 }
 
-func (ra runtimeAdapter) Pull(ctx context.Context, ref string) error {
-	_, err := ra.n.images.Pull(ctx, ref, image.PullOptions{})
+func (c *nodeRuntime) Pull(ctx context.Context, ref string) error {
+	_, err := c.images.Pull(ctx, ref, image.PullOptions{})
 	return err
 }
 
-func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervise.Process, error) {
+func (c *nodeRuntime) Start(ctx context.Context, in agent.Instance) (supervise.Process, error) {
 	app := in.App
 	if err := os.MkdirAll(filepath.Dir(in.LogPath), 0o700); err != nil {
 		return nil, err
@@ -59,11 +120,11 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	}
 	// Volumes first: a host path this node refuses fails the start before
 	// anything is prepared for it.
-	mounts, err := ra.n.volumes(app.Volumes)
+	mounts, err := c.volumes(app.Volumes)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := ra.n.containerSpec(ctx, in.ID, in.Hostname, app.Image, app.Command, env, app.Network == api.NetworkHost)
+	spec, err := c.containerSpec(ctx, in.ID, in.Hostname, app.Image, app.Command, env, app.Network == api.NetworkHost)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +135,7 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	spec.Rlimits = rlimits(app.Rlimits)
 	spec.ReadOnlyRootfs = app.ReadOnly
 	spec.Mounts = mounts
-	h, err := ra.n.monitors.Start(ctx, monitor.Spec{
+	h, err := c.monitors.Start(ctx, monitor.Spec{
 		Spec:    spec,
 		LogPath: in.LogPath,
 		Labels: map[string]string{
@@ -107,7 +168,7 @@ func rlimits(m map[string]string) []linux.Rlimit {
 // removed: it holds the app's data), /host/path:/path a host file,
 // directory or device this node allows (--allow-host-path); a ":ro"
 // suffix makes it read-only.
-func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
+func (c *nodeRuntime) volumes(specs []string) ([]linux.Mount, error) {
 	var out []linux.Mount
 	for _, v := range specs {
 		vol, err := api.ParseVolume(v)
@@ -115,7 +176,7 @@ func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
 			return nil, err
 		}
 		if !vol.HostPath {
-			src := filepath.Join(n.cfg.DataDir, "volumes", vol.Source)
+			src := filepath.Join(c.cfg.DataDir, "volumes", vol.Source)
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return nil, fmt.Errorf("volume %s: %w", vol.Source, err)
 			}
@@ -124,13 +185,13 @@ func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
 		}
 		// This node's operator decides which host paths apps may bind
 		// here; the runtime then binds the very file that was checked.
-		t, err := hostpath.Check(n.cfg.AllowHostPaths, n.cfg.DataDir, vol.Source, vol.ReadOnly)
+		t, err := hostpath.Check(c.cfg.AllowHostPaths, c.cfg.DataDir, vol.Source, vol.ReadOnly)
 		if r := (*hostpath.Refused)(nil); errors.As(err, &r) {
-			r.Node = n.id.Name
+			r.Node = c.cfg.Node
 			return nil, fmt.Errorf("volume %s: %w", v, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("volume %s on node %s: %w", v, n.id.Name, err)
+			return nil, fmt.Errorf("volume %s on node %s: %w", v, c.cfg.Node, err)
 		}
 		out = append(out, linux.Mount{Source: t.Resolved, Target: vol.Target, ReadOnly: vol.ReadOnly,
 			Expect: &linux.FileID{Dev: t.Dev, Ino: t.Ino}})
@@ -146,10 +207,10 @@ const (
 )
 
 // adopt finds the containers a previous daemon left running.
-func (n *Node) adopt() []agent.Adopted {
-	hs, err := n.monitors.Adopt()
+func (c *nodeRuntime) adopt() []agent.Adopted {
+	hs, err := c.monitors.Adopt()
 	if err != nil {
-		n.log.Warn("adopt containers", "err", err)
+		c.cfg.Logger.Warn("adopt containers", "err", err)
 	}
 	var out []agent.Adopted
 	// Containers no allocation can take are stopped side by side: each
@@ -168,7 +229,7 @@ func (n *Node) adopt() []agent.Adopted {
 			// The daemon died before this container's monitor started:
 			// there is nothing to adopt, only a directory to remove.
 			if err := h.Delete(); err != nil {
-				n.log.Warn("remove a container that never started", "container", h.ID(), "err", err)
+				c.cfg.Logger.Warn("remove a container that never started", "container", h.ID(), "err", err)
 			}
 			continue
 		}
@@ -176,15 +237,15 @@ func (n *Node) adopt() []agent.Adopted {
 		idx, err1 := strconv.Atoi(l[labelIndex])
 		ver, err2 := strconv.ParseUint(l[labelVersion], 10, 64)
 		if l[labelApp] == "" || err1 != nil || err2 != nil {
-			n.log.Warn("container without allocation labels: stopping it", "container", h.ID())
+			c.cfg.Logger.Warn("container without allocation labels: stopping it", "container", h.ID())
 			stop(h)
 			continue
 		}
-		if err := n.recheckMounts(h.Spec().Mounts); err != nil {
+		if err := c.recheckMounts(h.Spec().Mounts); err != nil {
 			// Started under a wider --allow-host-path (or before there
 			// was one): the agent starts it again, and the check says why
 			// it cannot run.
-			n.log.Warn("container binds a host path this node no longer allows: stopping it", "container", h.ID(), "err", err)
+			c.cfg.Logger.Warn("container binds a host path this node no longer allows: stopping it", "container", h.ID(), "err", err)
 			stop(h)
 			continue
 		}
@@ -196,15 +257,15 @@ func (n *Node) adopt() []agent.Adopted {
 // recheckMounts reports a host path of a running container's mounts that
 // this node's rule refuses; named volumes (under DATA/volumes) are the
 // node's own.
-func (n *Node) recheckMounts(mounts []linux.Mount) error {
-	volumes := filepath.Join(n.cfg.DataDir, "volumes") + "/"
+func (c *nodeRuntime) recheckMounts(mounts []linux.Mount) error {
+	volumes := filepath.Join(c.cfg.DataDir, "volumes") + "/"
 	for _, m := range mounts {
 		if strings.HasPrefix(m.Source, volumes) {
 			continue
 		}
 		// Only a refusal stops it: a path gone since (a USB stick pulled)
 		// leaves the running container as it is.
-		_, err := hostpath.Check(n.cfg.AllowHostPaths, n.cfg.DataDir, m.Source, m.ReadOnly)
+		_, err := hostpath.Check(c.cfg.AllowHostPaths, c.cfg.DataDir, m.Source, m.ReadOnly)
 		if r := (*hostpath.Refused)(nil); errors.As(err, &r) {
 			return err
 		}
@@ -213,11 +274,11 @@ func (n *Node) recheckMounts(mounts []linux.Mount) error {
 }
 
 // containerSpec resolves an image and a command into a runtime spec.
-func (n *Node) containerSpec(ctx context.Context, id, hostname, ref string, command, env []string, hostNet bool) (linux.Spec, error) {
-	rootfs, rc, err := n.images.Rootfs(ctx, ref)
+func (c *nodeRuntime) containerSpec(ctx context.Context, id, hostname, ref string, command, env []string, hostNet bool) (linux.Spec, error) {
+	rootfs, rc, err := c.images.Rootfs(ctx, ref)
 	if err != nil {
 		if errors.Is(err, image.ErrNotFound) {
-			return linux.Spec{}, fmt.Errorf("image %s is not on node %s: import it with `shoal image import`: %w", ref, n.id.Name, api.ErrNotFound)
+			return linux.Spec{}, fmt.Errorf("image %s is not on node %s: import it with `shoal image import`: %w", ref, c.cfg.Node, api.ErrNotFound)
 		}
 		return linux.Spec{}, fmt.Errorf("prepare image %s: %w", ref, err)
 	}
@@ -250,9 +311,9 @@ func mergeEnv(base, over []string) []string {
 	return out
 }
 
-// RunContainer runs a one-off container outside scheduling and returns its exit
+// run runs a one-off container outside scheduling and returns its exit
 // code. Ending ctx (the client went away) stops the container.
-func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+func (c *nodeRuntime) run(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	host := req.Name
 	if host == "" {
 		host = "run"
@@ -263,56 +324,62 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Re
 		return -1, fmt.Errorf("%w: network %q: want bridge or host", api.ErrInvalid, req.Network)
 	}
 	// A missing image is pulled, as for an app's instance.
-	if _, err := n.images.Get(req.Image); errors.Is(err, image.ErrNotFound) {
+	if _, err := c.images.Get(req.Image); errors.Is(err, image.ErrNotFound) {
 		fmt.Fprintf(stderr, "pulling %s\n", req.Image)
-		if err := n.pullForRun(ctx, req.Image); err != nil {
+		if err := c.pullForRun(ctx, req.Image); err != nil {
 			return -1, err
 		}
 	}
 	// No id: the runtime names a one-off (oneOffPrefix) and may start it
 	// on an init it made ahead of time.
-	spec, err := n.containerSpec(ctx, "", api.SanitizeName(host), req.Image, req.Command, req.Env, req.Network == api.NetworkHost)
+	spec, err := c.containerSpec(ctx, "", api.SanitizeName(host), req.Image, req.Command, req.Env, req.Network == api.NetworkHost)
 	if err != nil {
 		return -1, err
 	}
 	spec.Stdin, spec.Stdout, spec.Stderr = stdin, stdout, stderr
-	c, err := n.rt.Start(ctx, spec)
+	ctr, err := c.rt.Start(ctx, spec)
 	if err != nil {
 		return -1, err
 	}
-	id := c.ID()
+	id := ctr.ID()
 	// The exit code goes back before the container is removed: the user
-	// waits for the program, not for the unmount. Close waits for these.
-	n.cleanups.Add(1)
+	// waits for the program, not for the unmount. wait waits for these.
+	c.cleanups.Add(1)
 	defer func() {
 		go func() {
-			defer n.cleanups.Done()
-			if err := c.Delete(); err != nil {
-				n.log.Warn("remove one-off container", "container", id, "err", err)
+			defer c.cleanups.Done()
+			if err := ctr.Delete(); err != nil {
+				c.cfg.Logger.Warn("remove one-off container", "container", id, "err", err)
 			}
 		}()
 	}()
 	done := make(chan exit.Status, 1)
-	go func() { done <- c.Wait() }()
+	go func() { done <- ctr.Wait() }()
 	select {
 	case ex := <-done:
 		return ex.Code, nil
 	case <-ctx.Done():
-		c.Stop(2 * time.Second)
+		ctr.Stop(2 * time.Second)
 		ex := <-done
 		return ex.Code, ctx.Err()
 	}
 }
 
+// RunContainer runs a one-off container outside scheduling and returns its
+// exit code. Ending ctx (the client went away) stops the container.
+func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	return n.ctrs.run(ctx, req, stdin, stdout, stderr)
+}
+
 // pullForRun pulls the image of a one-off container within the pull time
 // the node allows an app's image.
-func (n *Node) pullForRun(ctx context.Context, ref string) error {
-	if d := n.cfg.ImagePullTimeout; d > 0 {
+func (c *nodeRuntime) pullForRun(ctx context.Context, ref string) error {
+	if d := c.cfg.PullTimeout; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("timed out after %s", d))
 		defer cancel()
 	}
-	if _, err := n.images.Pull(ctx, ref, image.PullOptions{}); err != nil {
+	if _, err := c.images.Pull(ctx, ref, image.PullOptions{}); err != nil {
 		return fmt.Errorf("pull %s: %w%s", ref, err, limitHint(err))
 	}
 	return nil
