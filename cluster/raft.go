@@ -46,18 +46,35 @@ func (p *raftParts) isFast() bool {
 }
 
 // streamLayer carries Raft over the cluster port: inbound connections come
-// from the port's Raft listener, outbound ones dial a node's port with the
-// Raft protocol and this node's certificate.
+// from the port's Raft listener, outbound ones are opened by dial (on a
+// node: its port with the Raft protocol and this node's certificate).
 type streamLayer struct {
 	net.Listener
-	n         *Node
 	advertise peerAddr
+	dial      raftDialer
+}
+
+// raftDialer opens a Raft connection to the node of a Raft address.
+type raftDialer func(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error)
+
+func newStreamLayer(ln net.Listener, advertise peerAddr, dial raftDialer) *streamLayer {
+	return &streamLayer{Listener: ln, advertise: advertise, dial: dial}
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return s.n.dialNode(context.Background(), addr, pki.RaftProto(s.n.epoch.Load()), timeout)
+	return s.dial(addr, timeout)
+}
+
+// newRaftTransport is Raft's transport over a stream layer.
+func newRaftTransport(stream raft.StreamLayer, log *slog.Logger) *raft.NetworkTransport {
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hclogFor(log, "raft-net"),
+	})
 }
 
 func raftConfig(id string, n *Node) *raft.Config {
@@ -136,12 +153,12 @@ func (n *Node) newRaft(p *raftParts, conf *raft.Config) (*raft.Raft, error) {
 }
 
 func (n *Node) newTransport(ln net.Listener, adv peerAddr) *raft.NetworkTransport {
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: ln, n: n, advertise: adv},
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  hclogFor(n.peerLog, "raft-net"),
-	})
+	return newRaftTransport(newStreamLayer(ln, adv, n.dialRaft), n.peerLog)
+}
+
+// dialRaft opens a Raft connection to another node, at this node's epoch.
+func (n *Node) dialRaft(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return n.dialNode(context.Background(), addr, pki.RaftProto(n.epoch.Load()), timeout)
 }
 
 // raftConfigFor is the node's Raft configuration; fast for a lone voter.
