@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"slices"
@@ -37,11 +38,22 @@ type nodeMeta struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// members wraps memberlist. Its callbacks never block: they nudge the
-// leader loop through a channel with room for one signal.
+// members is this node's gossip membership: it wraps memberlist and keeps
+// what memberlist does not tell (how a member went, when our probes last
+// had its ack).
+//
+// memberlist calls its delegates from its own goroutines; they never block
+// on the node. Each join, leave, update and probe ack goes as an event
+// over a channel to one loop, which alone changes the state below and
+// nudges changed (room for one signal) for the leader's loop. Readers
+// (list, departed) take mu.
 type members struct {
 	ml      *memberlist.Memberlist
 	changed chan struct{}
+	events  chan memberEvent
+	quit    chan struct{} // closed by close: the loop ends
+	stop    sync.Once     // closes quit
+	loop    sync.WaitGroup
 
 	probeInterval time.Duration
 
@@ -57,34 +69,119 @@ type departure struct {
 	at    time.Time
 }
 
-func newMembers(n *Node) (*members, error) {
-	m := &members{changed: make(chan struct{}, 1), gone: map[string]departure{}, acked: map[string]time.Time{}}
+// membersConfig is what gossip needs to know of its node.
+type membersConfig struct {
+	Name, ID   string
+	BindAddr   string
+	GossipPort int
+	Advertise  string // the address the others reach this node at
+	Port       int    // the cluster port, in this node's gossip
+	Epoch      uint64
+	Labels     map[string]string
+	// SecretKey encrypts and authenticates gossip (the cluster's key).
+	SecretKey []byte
+	Logger    *slog.Logger // memberlist's; peers can cause its lines
+}
+
+// memberEvent is what memberlist told of a member, and when.
+type memberEvent struct {
+	kind memberEventKind
+	name string
+	meta []byte // a leave's last gossip
+	at   time.Time
+}
+
+type memberEventKind int
+
+const (
+	memberJoined memberEventKind = iota
+	memberGone                   // left or found dead
+	memberUpdated
+	memberAcked // answered one of our probes
+)
+
+// newMembers starts gossip on cfg's port; no member is contacted yet
+// (join). close stops it.
+func newMembers(cfg membersConfig) (*members, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &members{changed: make(chan struct{}, 1), events: make(chan memberEvent, 64), quit: make(chan struct{}),
+		gone: map[string]departure{}, acked: map[string]time.Time{}}
 	var err error
-	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load(), Labels: n.cfg.Labels}
+	m.meta = nodeMeta{ID: cfg.ID, Arch: goarch(), OS: runtime.GOOS, Port: cfg.Port, Epoch: cfg.Epoch, Labels: cfg.Labels}
 	c := memberlist.DefaultLANConfig()
-	c.Name = n.id.Name
-	c.BindAddr = n.cfg.BindAddr
-	c.BindPort = n.cfg.GossipPort
-	c.AdvertiseAddr = n.advertise
-	c.AdvertisePort = n.cfg.GossipPort
+	c.Name = cfg.Name
+	c.BindAddr = cfg.BindAddr
+	c.BindPort = cfg.GossipPort
+	c.AdvertiseAddr = cfg.Advertise
+	c.AdvertisePort = cfg.GossipPort
 	c.Delegate = m
 	c.Events = m
 	c.Ping = m
 	m.probeInterval = c.ProbeInterval
-	c.Logger = stdlogFor(n.peerLog)
+	c.Logger = stdlogFor(cfg.Logger)
 	// Gossip is encrypted and authenticated with the cluster's key: a
 	// stranger can neither read it nor join it.
-	c.SecretKey = n.mat.gossipKey
+	c.SecretKey = cfg.SecretKey
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	// A node is its key, not its address: once its old address is dead,
 	// it may come back at a new one (DHCP, another network). Names are
 	// unique among live nodes; the join refuses a taken one.
 	c.DeadNodeReclaimTime = time.Second
+	// The loop runs before memberlist does: memberlist's first event is
+	// its own node's join.
+	m.loop.Go(m.run)
 	m.ml, err = memberlist.Create(c)
 	if err != nil {
-		return nil, fmt.Errorf("gossip on %s:%d: %w", n.cfg.BindAddr, n.cfg.GossipPort, err)
+		m.stop.Do(func() { close(m.quit) })
+		m.loop.Wait()
+		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
 	}
 	return m, nil
+}
+
+// run applies memberlist's events to the members' state until close.
+func (m *members) run() {
+	for {
+		select {
+		case <-m.quit:
+			return
+		case e := <-m.events:
+			if m.apply(e) {
+				m.nudge()
+			}
+		}
+	}
+}
+
+// apply records one event; it reports whether the leader should look
+// again at the members.
+func (m *members) apply(e memberEvent) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch e.kind {
+	case memberJoined:
+		delete(m.gone, e.name)
+		m.acked[e.name] = e.at // not suspect before a probe could answer
+	case memberGone:
+		m.gone[e.name] = departure{state: departureOf(e.meta), at: e.at}
+		delete(m.acked, e.name)
+	case memberAcked:
+		if _, ok := m.gone[e.name]; !ok {
+			m.acked[e.name] = e.at
+		}
+		return false
+	}
+	return true
+}
+
+// notify hands an event to the loop; after close, events go nowhere.
+func (m *members) notify(e memberEvent) {
+	select {
+	case m.events <- e:
+	case <-m.quit:
+	}
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
@@ -128,22 +225,18 @@ func (m *members) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate
 func (m *members) NotifyJoin(n *memberlist.Node) {
-	m.mu.Lock()
-	delete(m.gone, n.Name)
-	m.acked[n.Name] = time.Now() // not suspect before a probe could answer
-	m.mu.Unlock()
-	m.nudge()
+	m.notify(memberEvent{kind: memberJoined, name: n.Name, at: time.Now()})
 }
 
 // NotifyLeave is called for a member that left and for one found dead
 // alike; the Node's State field is not memberlist's view of it (that one
 // is private), so the member's last gossip says which.
 func (m *members) NotifyLeave(n *memberlist.Node) {
-	m.mu.Lock()
-	m.gone[n.Name] = departure{state: departureOf(n.Meta), at: time.Now()}
-	delete(m.acked, n.Name)
-	m.mu.Unlock()
-	m.nudge()
+	m.notify(memberEvent{kind: memberGone, name: n.Name, meta: slices.Clone(n.Meta), at: time.Now()})
+}
+
+func (m *members) NotifyUpdate(n *memberlist.Node) {
+	m.notify(memberEvent{kind: memberUpdated, name: n.Name, at: time.Now()})
 }
 
 // departureOf is how a member that memberlist no longer counts went:
@@ -161,14 +254,8 @@ func departureOf(meta []byte) api.NodeState {
 func (m *members) AckPayload() []byte { return nil }
 
 func (m *members) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.gone[other.Name]; !ok {
-		m.acked[other.Name] = time.Now()
-	}
+	m.notify(memberEvent{kind: memberAcked, name: other.Name, at: time.Now()})
 }
-
-func (m *members) NotifyUpdate(*memberlist.Node) { m.nudge() }
 
 // departed says how and when a member that is no longer live went, as far
 // as this node saw it.
@@ -255,7 +342,10 @@ func (m *members) close() error {
 		return nil
 	}
 	m.leave(time.Second)
-	return m.ml.Shutdown()
+	err := m.ml.Shutdown()
+	m.stop.Do(func() { close(m.quit) })
+	m.loop.Wait()
+	return err
 }
 
 // leave announces in this node's gossip that it is leaving, so that the

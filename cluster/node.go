@@ -203,7 +203,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.raft, err = n.openRaft(n.id.ID, n.advertise, pending != nil); err != nil {
 		return nil, err
 	}
-	if n.members, err = newMembers(n); err != nil {
+	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
+		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
 		return nil, err
 	}
 	n.agent, err = agent.New(agent.Config{
