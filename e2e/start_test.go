@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// `shoal up` as an unprivileged user refuses at once, before it writes
+// anything: a node that cannot run a container must not make a cluster
+// first and fail at its first container.
+func TestUpRefusesNonRoot(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	// The test's own binary lives in a directory only root may enter: the
+	// user gets a copy in one everybody may.
+	dir, err := os.MkdirTemp("", "shoal-nonroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "shoal")
+	copyFile(t, shoalBin(t), bin)
+	data := filepath.Join(dir, "data")
+
+	const nobody = 65534
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "--data-dir", data, "up", "--name", "nr", "--bind", "127.0.0.1",
+		"--port", fmt.Sprint(testutil.FreePort(t)), "--gossip-port", fmt.Sprint(testutil.FreePort(t)))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		t.Fatalf("shoal up as uid %d still ran after 30s; output:\n%s", nobody, out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("shoal up as uid %d: exit status %d (%v), want 1", nobody, code, err)
+	}
+	want := fmt.Sprintf("shoal: shoal up must run as root: a node runs containers in namespaces, cgroups and mounts of their own (running as uid %d); nothing was written\n", nobody)
+	if out.String() != want {
+		t.Errorf("shoal up as uid %d printed\n%q\nwant\n%q", nobody, out.String(), want)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		names, _ := readDirNames(data)
+		t.Errorf("shoal up as uid %d left its data dir behind (%v): %v", nobody, err, names)
+	}
+}
