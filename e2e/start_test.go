@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,5 +62,54 @@ func TestUpRefusesNonRoot(t *testing.T) {
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		names, _ := readDirNames(data)
 		t.Errorf("shoal up as uid %d left its data dir behind (%v): %v", nobody, err, names)
+	}
+}
+
+// A normal join logs no ERROR line on either node, nor does the joined
+// node when it stops cleanly: an ERROR is for an operator to act on. (A
+// stopping node logged "failed to decode incoming command: transport
+// shutdown" for a Raft message that reached it while Raft stopped, and
+// memberlist "Failed to send gossip ...: use of closed network
+// connection".)
+func TestJoinLogsNoError(t *testing.T) {
+	t.Parallel()
+	f := voterAndNonVoterFleet(t, "b")
+	f.waitFormed("a", []string{"a", "b"}, []string{"a"}, 30*time.Second)
+	// a's Raft logs an ERROR for every heartbeat b misses once it is
+	// gone: a's log is read before b stops.
+	aLog, err := os.ReadFile(f.lab.LogPath("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stop races with the heartbeats that reach b while its Raft stops:
+	// a few stops, each after b has a leader again.
+	for i := range 3 {
+		if err := f.lab.Stop("b", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			break
+		}
+		if err := f.lab.Restart("b"); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, 30*time.Second, func() error {
+			st, err := f.status("b")
+			if err == nil && (st.Leader != "a" || st.Stale) {
+				err = fmt.Errorf("b: leader %q, stale %v", st.Leader, st.Stale)
+			}
+			return err
+		})
+	}
+	bLog, err := os.ReadFile(f.lab.LogPath("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, log := range map[string][]byte{"a": aLog, "b": bLog} {
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "level=ERROR") {
+				t.Errorf("%s logged: %s", name, line)
+			}
+		}
 	}
 }
