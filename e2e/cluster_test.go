@@ -164,7 +164,7 @@ func TestJoinRefused(t *testing.T) {
 
 	cases := []struct{ name, token, want string }{
 		{"wrong-secret", wrongSecret, "wrong join secret"},
-		{"other-cluster", otherCluster, "not of the cluster the token names"},
+		{"other-cluster", otherCluster, "belongs to another cluster (its CA fingerprint differs) than the one the join token names; nothing was sent"},
 		{"truncated", f.token[:len(f.token)-4], "truncated"},
 	}
 	for i, c := range cases {
