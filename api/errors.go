@@ -15,6 +15,9 @@ var (
 	ErrImageUsed = errors.New("image in use")
 	// ErrForbidden: the caller may not do this here (see NotVoterError).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnreachable: the node that holds what was asked for (an
+	// instance's logs, its exec) does not answer: it is down or cut off.
+	ErrUnreachable = errors.New("unreachable")
 )
 
 // NotVoterError refuses, on a non-voter, what only the admin credential or
@@ -54,12 +57,13 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // Error kinds on the wire, so a client can branch without comparing strings.
 const (
-	KindNotFound  = "not_found"
-	KindNoLeader  = "no_leader"
-	KindInvalid   = "invalid"
-	KindConflict  = "conflict"
-	KindForbidden = "forbidden"
-	KindInternal  = "internal"
+	KindNotFound    = "not_found"
+	KindNoLeader    = "no_leader"
+	KindInvalid     = "invalid"
+	KindConflict    = "conflict"
+	KindForbidden   = "forbidden"
+	KindUnreachable = "unreachable"
+	KindInternal    = "internal"
 )
 
 // WireError is an error as the API sends it.
@@ -95,6 +99,8 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrConflict || target == ErrImageUsed
 	case KindForbidden:
 		return target == ErrForbidden
+	case KindUnreachable:
+		return target == ErrUnreachable
 	}
 	return false
 }
@@ -112,6 +118,8 @@ func KindOf(err error) string {
 		return KindConflict
 	case errors.Is(err, ErrForbidden):
 		return KindForbidden
+	case errors.Is(err, ErrUnreachable):
+		return KindUnreachable
 	}
 	return KindInternal
 }

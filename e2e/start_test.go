@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -110,6 +112,102 @@ func TestJoinLogsNoError(t *testing.T) {
 			if strings.Contains(line, "level=ERROR") {
 				t.Errorf("%s logged: %s", name, line)
 			}
+		}
+	}
+}
+
+// `shoal logs` of an instance whose node is down says so, naming the node,
+// with a non-zero exit status; the instance's app as a whole goes on with
+// the instances it can read.
+func TestLogsOfDownNode(t *testing.T) {
+	t.Parallel()
+	f := voterAndNonVoterFleet(t, "a")
+	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
+	for _, n := range []string{"a", "b"} {
+		f.mustCLI(n, "image", "import", img)
+	}
+	spec := filepath.Join(t.TempDir(), "app.yaml")
+	os.WriteFile(spec, []byte(`name: everywhere
+image: testprog:1
+command: ["/app", "-stdout", "hello", "-sleep", "1h"]
+mode: global
+`), 0o644)
+	f.mustCLI("a", "apply", "-f", spec)
+	t.Cleanup(func() {
+		if !f.lab.Running("b") && f.lab.Restart("b") != nil {
+			return
+		}
+		err := testutil.Poll(30*time.Second, func() error {
+			_, err := f.cli("a", "rm", "everywhere")
+			return err
+		})
+		if err != nil {
+			t.Errorf("rm everywhere: %v", err)
+		}
+		for _, n := range []string{"a", "b"} {
+			err := testutil.Poll(30*time.Second, func() error {
+				if left := leftoversWhileRunning(f.dirs[n], f.cgroupParent(n)); len(left) > 0 {
+					return fmt.Errorf("left behind on %s: %v", n, left)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	onB := ""
+	testutil.WaitFor(t, 60*time.Second, func() error {
+		out, err := f.cli("a", "ps", "-o", "json")
+		if err != nil {
+			return err
+		}
+		var list []instance
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			return err
+		}
+		running := 0
+		for _, i := range list {
+			if i.State == "running" {
+				running++
+			}
+			if i.Node == "b" {
+				onB = i.Instance
+			}
+		}
+		if running != 2 || onB == "" {
+			return fmt.Errorf("want an instance running on each node: %+v", list)
+		}
+		return nil
+	})
+	// Read through a while b is up: a passes the request on.
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		out, err := f.cli("a", "logs", onB)
+		if err == nil && out != "hello\n" {
+			err = fmt.Errorf("logs %s: %q", onB, out)
+		}
+		return err
+	})
+
+	if err := f.lab.Kill9("b"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, target := range []string{onB, "everywhere"} {
+		cmd := exec.CommandContext(ctx, f.bin, "--data-dir", f.dirs["a"], "logs", target)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
+			t.Errorf("logs %s with b down: %v, want exit status 1", target, err)
+		}
+		want := fmt.Sprintf(`node b, which runs %s, is unreachable: its cluster port %s:7947 did not answer (connection refused: shoal is not running there); it is down or cut off (`+"`shoal nodes`"+` shows its state)`, onB, f.lab.IP("b"))
+		if !strings.Contains(stderr.String(), want) || strings.Contains(stderr.String(), "dial tcp") {
+			t.Errorf("logs %s with b down: stderr\n%s\nwant it to say\n%s", target, stderr.String(), want)
+		}
+		if target == "everywhere" && !strings.Contains(stdout.String(), "| hello") {
+			t.Errorf("logs everywhere with b down: stdout %q, want a's instance's line", stdout.String())
 		}
 	}
 }
