@@ -18,6 +18,8 @@ var (
 	// ErrUnreachable: the node that holds what was asked for (an
 	// instance's logs, its exec) does not answer: it is down or cut off.
 	ErrUnreachable = errors.New("unreachable")
+	// ErrNoSpace: a node's disk is too full for the request.
+	ErrNoSpace = errors.New("no space left on the disk")
 )
 
 // NotVoterError refuses, on a non-voter, what only the admin credential or
@@ -63,6 +65,7 @@ const (
 	KindConflict    = "conflict"
 	KindForbidden   = "forbidden"
 	KindUnreachable = "unreachable"
+	KindNoSpace     = "no_space"
 	KindInternal    = "internal"
 )
 
@@ -101,6 +104,8 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrForbidden
 	case KindUnreachable:
 		return target == ErrUnreachable
+	case KindNoSpace:
+		return target == ErrNoSpace
 	}
 	return false
 }
@@ -120,6 +125,8 @@ func KindOf(err error) string {
 		return KindForbidden
 	case errors.Is(err, ErrUnreachable):
 		return KindUnreachable
+	case errors.Is(err, ErrNoSpace):
+		return KindNoSpace
 	}
 	return KindInternal
 }

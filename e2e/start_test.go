@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -210,4 +211,59 @@ mode: global
 			t.Errorf("logs everywhere with b down: stdout %q, want a's instance's line", stdout.String())
 		}
 	}
+}
+
+// A write on a node whose data dir's disk is full is refused, saying so
+// and naming the node and the data dir; nothing is applied, the node runs
+// on, and once there is room again the write goes through.
+func TestApplyOnFullDisk(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, "full")
+	// The data dir on a small file system of its own, filled up below.
+	if err := syscall.Mount("tmpfs", n.dataDir, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.stop() // before the unmount: the node's files live there
+		if err := syscall.Unmount(n.dataDir, 0); err != nil {
+			t.Errorf("unmount %s: %v", n.dataDir, err)
+		}
+	})
+	n.start()
+	fill := filepath.Join(n.dataDir, "fill")
+	f, err := os.Create(fill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	f.Close()
+
+	spec := n.writeFile("app.yaml", "name: web\nimage: busybox:1\n")
+	out, errOut, code := n.shoal("apply", "-f", spec)
+	if code != 1 || out != "" {
+		t.Errorf("apply on a full disk: exit %d, stdout %q, want 1 and nothing", code, out)
+	}
+	want := fmt.Sprintf("shoal: node full: no space left on the disk under its data dir %s (0.0 MiB free, a write needs 16.0 MiB): free some space there\n", n.dataDir)
+	if errOut != want {
+		t.Errorf("apply on a full disk: stderr\n%q\nwant\n%q", errOut, want)
+	}
+	if apps := n.must("ps", "-o", "json"); apps != "[]\n" {
+		t.Errorf("ps after the refused apply: %s", apps)
+	}
+
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	if out := n.must("apply", "-f", spec); !strings.Contains(out, "web") {
+		t.Errorf("apply with room again: %q", out)
+	}
+	n.must("rm", "web")
 }
