@@ -28,7 +28,10 @@ import (
 // Desired is the agent's read-only view of the replicated state.
 type Desired interface {
 	Allocations() ([]api.Allocation, error)
-	App(name string) (api.App, error)
+	// Spec is the app at the version an allocation names, which may be
+	// older than its current spec: an instance runs exactly its
+	// allocation's version until the scheduler moves it.
+	Spec(app string, version uint64) (api.App, error)
 	Changed() <-chan struct{}
 	// AppliedIndex is 0 while the replica holds nothing yet (a new node,
 	// or one whose state was dropped to rejoin): the agent then neither
@@ -155,9 +158,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// changeKind is what a reconcile does to one instance.
+type changeKind string
+
+const (
+	changeStart   changeKind = "start"   // run an allocation that nothing runs here
+	changeStop    changeKind = "stop"    // an instance no allocation here wants
+	changeReplace changeKind = "replace" // the allocation names another version
+)
+
 // change is one step of a reconcile: start, stop or replace an instance.
 type change struct {
-	kind  string // "start" | "stop" | "replace"
+	kind  changeKind
 	alloc api.Allocation
 }
 
@@ -173,7 +185,7 @@ func diff(node string, desired []api.Allocation, running map[string]api.Allocati
 	}
 	for _, name := range slices.Sorted(maps.Keys(running)) {
 		if _, ok := want[name]; !ok {
-			out = append(out, change{"stop", running[name]})
+			out = append(out, change{changeStop, running[name]})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
@@ -181,9 +193,9 @@ func diff(node string, desired []api.Allocation, running map[string]api.Allocati
 		cur, ok := running[name]
 		switch {
 		case !ok:
-			out = append(out, change{"start", al})
+			out = append(out, change{changeStart, al})
 		case cur.Version != al.Version:
-			out = append(out, change{"replace", al})
+			out = append(out, change{changeReplace, al})
 		}
 	}
 	return out
@@ -205,17 +217,17 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	for _, c := range diff(a.cfg.Node, allocs, running) {
 		name := c.alloc.Instance()
 		switch c.kind {
-		case "stop":
+		case changeStop:
 			a.log.Info("stop instance", "instance", name)
 			prev := a.take(name)
 			a.background(func() {
 				prev.kill()
 				a.forget(c.alloc)
 			})
-		case "replace":
+		case changeReplace:
 			a.log.Info("replace instance", "instance", name, "version", c.alloc.Version)
 			a.start(ctx, c.alloc, a.take(name))
-		case "start":
+		case changeStart:
 			a.log.Info("start instance", "instance", name, "version", c.alloc.Version)
 			a.start(ctx, c.alloc, nil)
 		}
@@ -253,7 +265,7 @@ func (in *instance) kill() {
 // start supervises a new instance; prev, the instance it replaces, is
 // stopped first, in the new instance's goroutine.
 func (a *Agent) start(ctx context.Context, al api.Allocation, prev *instance) {
-	app, err := a.cfg.Desired.App(al.App)
+	app, err := a.cfg.Desired.Spec(al.App, al.Version)
 	if err != nil {
 		a.background(prev.kill)
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StateFailed, err.Error() })
