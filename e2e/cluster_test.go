@@ -295,7 +295,7 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	otherCA, _ := pki.NewCA("other")
 	stranger := pki.NewCredential(otherCA.Fingerprint()).String()
-	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "not of the cluster") {
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "belongs to another cluster (its CA fingerprint differs) than the one the admin credential names") {
 		t.Errorf("another cluster's credential: %v\n%s", err, out)
 	}
 	good, _ := pki.ParseCredential(cred)
