@@ -20,6 +20,9 @@ var (
 	ErrUnreachable = errors.New("unreachable")
 	// ErrNoSpace: a node's disk is too full for the request.
 	ErrNoSpace = errors.New("no space left on the disk")
+	// ErrRemoved: the calling node is no longer in the cluster (it left,
+	// or was forgotten); it never will be again under its identity.
+	ErrRemoved = errors.New("removed from the cluster")
 )
 
 // NotVoterError refuses, on a non-voter, what only the admin credential or
@@ -66,6 +69,7 @@ const (
 	KindForbidden   = "forbidden"
 	KindUnreachable = "unreachable"
 	KindNoSpace     = "no_space"
+	KindRemoved     = "removed"
 	KindInternal    = "internal"
 )
 
@@ -106,6 +110,8 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrUnreachable
 	case KindNoSpace:
 		return target == ErrNoSpace
+	case KindRemoved:
+		return target == ErrRemoved
 	}
 	return false
 }
@@ -127,6 +133,8 @@ func KindOf(err error) string {
 		return KindUnreachable
 	case errors.Is(err, ErrNoSpace):
 		return KindNoSpace
+	case errors.Is(err, ErrRemoved):
+		return KindRemoved
 	}
 	return KindInternal
 }

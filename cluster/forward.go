@@ -251,6 +251,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
 	node.HandleFunc("GET /v1/ps", n.servePS)
 	node.HandleFunc("GET /v1/ca-key", n.serveCAKey)
+	node.HandleFunc("GET /v1/member", n.serveMember)
 	// Joins come from anyone: a connection is held no longer than a join
 	// takes, and bodies are small.
 	return map[string]*http.Server{

@@ -89,9 +89,13 @@ type Node struct {
 	rejoinTo chan uint64
 	epoch    atomic.Uint64
 
-	// stop ends Run from inside (a node that left its cluster).
+	// stop ends Run from inside (a node out of its cluster); Run then
+	// returns stopErr, set before stop closes.
 	stop     chan struct{}
 	stopOnce sync.Once
+	stopErr  error
+	// leaving: Leave is under way, and it ends the node itself.
+	leaving atomic.Bool
 
 	// cleanups tracks one-off containers being removed after their exit.
 	cleanups sync.WaitGroup
@@ -119,8 +123,12 @@ func New(cfg Config) (_ *Node, err error) {
 	if dataDirInUse(cfg.DataDir) {
 		return nil, fmt.Errorf("data dir %s is in use by another shoal node", cfg.DataDir)
 	}
-	if err := cfg.checkPorts(); err != nil {
-		return nil, err
+	// A data dir that left its cluster is refused below, after its
+	// containers are stopped, whatever holds the ports now.
+	if checkNotLeft(cfg.DataDir) == nil {
+		if err := cfg.checkPorts(); err != nil {
+			return nil, err
+		}
 	}
 	before, absent, err := dataDirBefore(cfg.DataDir)
 	if err != nil {
@@ -157,6 +165,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := checkNotLeft(cfg.DataDir); err != nil {
+		n.stopLeftContainers(err)
 		return nil, err
 	}
 	var fresh bool
@@ -393,15 +402,17 @@ func (n *Node) Run(ctx context.Context) error {
 	run("leadership", n.watchLeadership)
 	run("ca key", n.keepCAKey)
 	run("agent", n.agent.Run)
+	run("removal", n.watchRemoved)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))
+	var errs []error
 	select {
 	case <-ctx.Done():
 	case <-n.stop:
 		cancel()
+		errs = append(errs, n.stopErr)
 	}
 	wg.Wait()
 	close(errc)
-	var errs []error
 	for err := range errc {
 		errs = append(errs, err)
 	}
@@ -508,6 +519,8 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-n.stop:
+			return errors.New("the node stopped")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

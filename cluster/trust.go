@@ -92,7 +92,13 @@ func (n *Node) refuse(proto string, c net.Conn) {
 	_, hasSecrets, _ := n.store.Secrets()
 	we := api.WireError{Kind: api.KindInvalid, Message: "this node does not admit that credential: it is not an admin credential or node certificate of this cluster, or it was revoked"}
 	if tc, ok := c.(*tls.Conn); ok {
-		if p := n.mat.ident.Peer(tc.ConnectionState(), nil); p.Node != nil && !n.store.Revoked(p.Node.ID) {
+		switch p := n.mat.ident.Peer(tc.ConnectionState(), nil); {
+		case p.Node != nil && n.store.Revoked(p.Node.ID):
+			// Said plainly, so that a node forgotten while it was away
+			// learns it (askMember) and stops its containers.
+			we = api.WireError{Kind: api.KindRemoved, Message: fmt.Sprintf(
+				"node %s (%s) is no longer in this cluster: it left or was forgotten, and its identity is revoked", p.Node.Name, p.Node.ID)}
+		case p.Node != nil:
 			we = api.WireError{Kind: api.KindForbidden, Message: fmt.Sprintf(
 				"node %s is not a voter: a non-voter's certificate may not use the API; the admin credential (--credential) may", p.Node.Name)}
 		}

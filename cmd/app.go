@@ -118,9 +118,12 @@ func App() *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		UseShortOptionHandling: true,
-		EnableBashCompletion:   true,
-		OnUsageError:           onUsageError,
-		ExitErrHandler:         func(*cli.Context, error) {},
+		// A repeated flag's value is one value: -e A=x,y is A=x,y, not
+		// A=x and an entry y the container would get as is.
+		DisableSliceFlagSeparator: true,
+		EnableBashCompletion:      true,
+		OnUsageError:              onUsageError,
+		ExitErrHandler:            func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			upCommand(),
 			statusCommand(),
