@@ -15,6 +15,11 @@ var (
 	ErrImageUsed = errors.New("image in use")
 	// ErrForbidden: the caller may not do this here (see NotVoterError).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnreachable: the node that holds what was asked for (an
+	// instance's logs, its exec) does not answer: it is down or cut off.
+	ErrUnreachable = errors.New("unreachable")
+	// ErrNoSpace: a node's disk is too full for the request.
+	ErrNoSpace = errors.New("no space left on the disk")
 	// ErrRemoved: the calling node is no longer in the cluster (it left,
 	// or was forgotten); it never will be again under its identity.
 	ErrRemoved = errors.New("removed from the cluster")
@@ -57,13 +62,15 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // Error kinds on the wire, so a client can branch without comparing strings.
 const (
-	KindNotFound  = "not_found"
-	KindNoLeader  = "no_leader"
-	KindInvalid   = "invalid"
-	KindConflict  = "conflict"
-	KindForbidden = "forbidden"
-	KindRemoved   = "removed"
-	KindInternal  = "internal"
+	KindNotFound    = "not_found"
+	KindNoLeader    = "no_leader"
+	KindInvalid     = "invalid"
+	KindConflict    = "conflict"
+	KindForbidden   = "forbidden"
+	KindUnreachable = "unreachable"
+	KindNoSpace     = "no_space"
+	KindRemoved     = "removed"
+	KindInternal    = "internal"
 )
 
 // WireError is an error as the API sends it.
@@ -99,6 +106,10 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrConflict || target == ErrImageUsed
 	case KindForbidden:
 		return target == ErrForbidden
+	case KindUnreachable:
+		return target == ErrUnreachable
+	case KindNoSpace:
+		return target == ErrNoSpace
 	case KindRemoved:
 		return target == ErrRemoved
 	}
@@ -118,6 +129,10 @@ func KindOf(err error) string {
 		return KindConflict
 	case errors.Is(err, ErrForbidden):
 		return KindForbidden
+	case errors.Is(err, ErrUnreachable):
+		return KindUnreachable
+	case errors.Is(err, ErrNoSpace):
+		return KindNoSpace
 	case errors.Is(err, ErrRemoved):
 		return KindRemoved
 	}

@@ -334,7 +334,7 @@ func (n *Node) Where(ctx context.Context, app string, index int) (string, http.R
 		}
 		for _, r := range recs {
 			if r.Name == a.Node && r.Address != "" && r.Port != 0 {
-				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), n.peerTransport(r.ID), nil
+				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), n.peerTransport(r.ID, r.Name, a.Instance()), nil
 			}
 		}
 	}

@@ -129,11 +129,17 @@ func newMembers(cfg membersConfig) (*members, error) {
 	// it may come back at a new one (DHCP, another network). Names are
 	// unique among live nodes; the join refuses a taken one.
 	c.DeadNodeReclaimTime = time.Second
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{c.BindAddr}, BindPort: c.BindPort, Logger: c.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
+	}
+	c.Transport = &gossipTransport{NetTransport: nt}
 	// The loop runs before memberlist does: memberlist's first event is
 	// its own node's join.
 	m.loop.Go(m.run)
 	m.ml, err = memberlist.Create(c)
 	if err != nil {
+		nt.Shutdown()
 		m.stop.Do(func() { close(m.quit) })
 		m.loop.Wait()
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)
@@ -182,6 +188,43 @@ func (m *members) notify(e memberEvent) {
 	case m.events <- e:
 	case <-m.quit:
 	}
+}
+
+// gossipTransport is memberlist's network transport, except that packets
+// memberlist sends once it has shut the transport down go nowhere,
+// quietly. memberlist shuts its transport down before it stops its gossip
+// timer, and a gossip round in between logged "[ERR] Failed to send gossip
+// to ...: use of closed network connection" at many a clean stop.
+type gossipTransport struct {
+	*memberlist.NetTransport
+
+	mu   sync.RWMutex // held for reading by sends under way
+	down bool
+}
+
+func (t *gossipTransport) Shutdown() error {
+	t.mu.Lock()
+	t.down = true
+	t.mu.Unlock()
+	return t.NetTransport.Shutdown()
+}
+
+func (t *gossipTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.down {
+		return time.Now(), nil
+	}
+	return t.NetTransport.WriteTo(b, addr)
+}
+
+func (t *gossipTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.down {
+		return time.Now(), nil
+	}
+	return t.NetTransport.WriteToAddress(b, a)
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

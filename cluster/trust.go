@@ -1,15 +1,18 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
@@ -107,8 +110,29 @@ func (n *Node) refuse(proto string, c net.Conn) {
 		we.Message = "this node has not received its cluster's state yet and admits no credential: try again in a moment, or another node"
 	}
 	body, _ := json.Marshal(we)
+	// The request is read before the answer and the connection drained
+	// after it: a socket closed with unread bytes sends a reset, and a
+	// reset can reach the client before it read the answer, which it then
+	// reports as a broken connection. Both are bounded in bytes here and
+	// in time by the port's deadline.
+	in := io.LimitReader(c, refuseReadMax)
+	_ = c.SetReadDeadline(time.Now().Add(refuseReadWait))
+	if req, err := http.ReadRequest(bufio.NewReader(in)); err == nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
 	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(refuseReadWait))
+		_, _ = io.Copy(io.Discard, in)
+	}
 }
+
+// refuseReadMax and refuseReadWait bound what a refused peer may make
+// refuse read, and how long it waits for it.
+const (
+	refuseReadMax  = 64 << 10
+	refuseReadWait = 400 * time.Millisecond
+)
 
 type peerStateKey struct{}
 

@@ -164,7 +164,7 @@ func TestJoinRefused(t *testing.T) {
 
 	cases := []struct{ name, token, want string }{
 		{"wrong-secret", wrongSecret, "wrong join secret"},
-		{"other-cluster", otherCluster, "not of the cluster the token names"},
+		{"other-cluster", otherCluster, "belongs to another cluster (its CA fingerprint differs) than the one the join token names; nothing was sent"},
 		{"truncated", f.token[:len(f.token)-4], "truncated"},
 	}
 	for i, c := range cases {
@@ -295,7 +295,7 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	otherCA, _ := pki.NewCA("other")
 	stranger := pki.NewCredential(otherCA.Fingerprint()).String()
-	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "not of the cluster") {
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "belongs to another cluster (its CA fingerprint differs) than the one the admin credential names") {
 		t.Errorf("another cluster's credential: %v\n%s", err, out)
 	}
 	good, _ := pki.ParseCredential(cred)

@@ -67,7 +67,8 @@ import (
 // TestScripts runs the CLI scenarios of testdata/scripts: each script has
 // `shoal` on its PATH (the built binary), its own node's data dir in
 // SHOAL_DATA_DIR, free loopback ports in PORT and GOSSIP_PORT for the
-// `exec shoal up ... &` it starts, the busybox image archive in BUSYBOX and
+// `exec shoal up ... &` it starts (PORT2 and GOSSIP_PORT2 for a second
+// node), the busybox image archive in BUSYBOX and
 // a loopback registry holding it as $REGISTRY/edge/busybox:1.
 func TestScripts(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -91,6 +92,9 @@ func runScripts(t *testing.T, dir string, vars map[string]string) {
 			tb := env.T().(testing.TB)
 			env.Setenv("PORT", fmt.Sprint(testutil.FreePort(tb)))
 			env.Setenv("GOSSIP_PORT", fmt.Sprint(testutil.FreePort(tb)))
+			// For a second node of the script's own.
+			env.Setenv("PORT2", fmt.Sprint(testutil.FreePort(tb)))
+			env.Setenv("GOSSIP_PORT2", fmt.Sprint(testutil.FreePort(tb)))
 			for k, v := range vars {
 				env.Setenv(k, v)
 			}

@@ -80,6 +80,11 @@ func newRemote(addr string, cfg *tls.Config) *Client {
 		return d.DialContext(ctx, "tcp", addr)
 	}
 	c.unreachable = func(err error) error {
+		// The request's method and URL say nothing the user gave.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("node %s: %w", addr, err)
 	}
 	c.http = &http.Client{Transport: &http.Transport{
