@@ -180,7 +180,7 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 		}
 	}
 	var res []api.ApplyResult
-	if err := n.write(ctx, store.PutApps{Apps: apps}, &res); err != nil {
+	if err := n.writes.write(ctx, store.PutApps{Apps: apps}, &res); err != nil {
 		return nil, err
 	}
 	n.warnUnplaced(res, apps)
@@ -192,7 +192,7 @@ func (n *Node) Delete(ctx context.Context, names []string) error {
 	if len(names) == 0 {
 		return fmt.Errorf("%w: no app named", api.ErrInvalid)
 	}
-	return n.write(ctx, store.DeleteApps{Names: names}, nil)
+	return n.writes.write(ctx, store.DeleteApps{Names: names}, nil)
 }
 
 // Scale sets the replica counts of replicated apps, all or none.
@@ -206,7 +206,7 @@ func (n *Node) Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyR
 		}
 	}
 	var res []api.ApplyResult
-	if err := n.write(ctx, store.Scale{Replicas: replicas}, &res); err != nil {
+	if err := n.writes.write(ctx, store.Scale{Replicas: replicas}, &res); err != nil {
 		return nil, err
 	}
 	var apps []api.App

@@ -27,7 +27,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) (api.RestoreResult, err
 	if err != nil {
 		return api.RestoreResult{}, fmt.Errorf("%w: %v", api.ErrInvalid, err)
 	}
-	if err := n.write(ctx, store.RestoreBackup{Backup: b}, nil); err != nil {
+	if err := n.writes.write(ctx, store.RestoreBackup{Backup: b}, nil); err != nil {
 		return api.RestoreResult{}, err
 	}
 	return api.RestoreResult{ClusterID: b.ClusterID, Apps: len(b.Apps), Nodes: len(b.Nodes)}, nil

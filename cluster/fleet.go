@@ -25,13 +25,13 @@ func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) err
 	if len(req.Set) == 0 && len(req.Remove) == 0 {
 		return fmt.Errorf("%w: no label to set or remove", api.ErrInvalid)
 	}
-	return n.write(ctx, store.SetLabels{Node: node, Set: req.Set, Remove: req.Remove}, nil)
+	return n.writes.write(ctx, store.SetLabels{Node: node, Set: req.Set, Remove: req.Remove}, nil)
 }
 
 // Cordon drains a node (its instances move elsewhere, none come) or lets
 // it take instances again.
 func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
-	if err := n.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
+	if err := n.writes.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
 		return api.CordonResult{}, err
 	}
 	var res api.CordonResult
@@ -214,10 +214,10 @@ func (n *Node) removeNode(id, name string) error {
 			return fmt.Errorf("remove %s from raft: %w", name, err)
 		}
 	}
-	if _, err := n.applyLocal(store.Revoke{ID: id}, writeTimeout); err != nil {
+	if _, err := n.writes.applyLocal(store.Revoke{ID: id}, writeTimeout); err != nil {
 		return err
 	}
-	_, err := n.applyLocal(store.DeleteNodes{Names: []string{name}}, writeTimeout)
+	_, err := n.writes.applyLocal(store.DeleteNodes{Names: []string{name}}, writeTimeout)
 	return err
 }
 

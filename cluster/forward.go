@@ -17,9 +17,49 @@ import (
 	"github.com/shoal-edge/shoal/store"
 )
 
-// Writes reach Raft on the leader. A node that is not the leader sends the
-// encoded command to it over the node protocol (POST /v1/apply); the
-// leader applies it and answers with the FSM's response or error.
+// writes applies commands through Raft on the leader, wherever it is. A
+// node that is not the leader sends the encoded command to it over the
+// node protocol (POST /v1/apply, served by serveApply); the leader applies
+// it and answers with the FSM's response or error. Safe for concurrent
+// use: it keeps no state of its own.
+type writes struct {
+	self   string // this node's Raft server id
+	raft   runningRaft
+	leader leaderCaller
+	guard  writeGuard
+}
+
+// runningRaft is Raft as it runs now: the node restarts it (relaxRaft,
+// rejoin), so writes never keep one.
+type runningRaft interface {
+	r() *raft.Raft
+}
+
+// leaderCaller calls another node (the leader) over the node protocol.
+type leaderCaller interface {
+	nodeRequest(ctx context.Context, method string, addr raft.ServerAddress, path string, body io.Reader) (*http.Response, error)
+}
+
+// writeGuard is what this node checks around a write: room on its disk
+// before one, and who it is when the leader refuses one.
+type writeGuard interface {
+	// checkDiskForWrite refuses a write of size bytes that this node's
+	// disk has no room to apply.
+	checkDiskForWrite(size int) error
+	// asNotVoter turns a refusal for lack of a voter's certificate
+	// into one naming the voters.
+	asNotVoter(err error) error
+}
+
+var (
+	_ runningRaft  = (*raftParts)(nil)
+	_ leaderCaller = (*Node)(nil)
+	_ writeGuard   = (*Node)(nil)
+)
+
+func newWrites(self string, r runningRaft, leader leaderCaller, guard writeGuard) *writes {
+	return &writes{self: self, raft: r, leader: leader, guard: guard}
+}
 
 // forwardAnswer is the leader's answer to a forwarded command.
 type forwardAnswer struct {
@@ -33,22 +73,22 @@ type forwardAnswer struct {
 // the response into out (a pointer; nil to drop it). Without a leader it
 // fails within writeTimeout, wrapping api.ErrNoLeader; a leader elected
 // meanwhile takes it.
-func (n *Node) write(ctx context.Context, cmd any, out any) error {
+func (w *writes) write(ctx context.Context, cmd any, out any) error {
 	data, err := store.Encode(cmd)
 	if err != nil {
 		return err
 	}
-	return n.forward(ctx, data, out)
+	return w.forward(ctx, data, out)
 }
 
 // applyLocal applies cmd on this node, which must be the leader: the
 // leader's own loops use it and never forward.
-func (n *Node) applyLocal(cmd any, timeout time.Duration) (any, error) {
+func (w *writes) applyLocal(cmd any, timeout time.Duration) (any, error) {
 	data, err := store.Encode(cmd)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.applyRaw(data, timeout)
+	resp, err := w.applyRaw(data, timeout)
 	if errors.Is(err, raft.ErrNotLeader) {
 		return nil, fmt.Errorf("%w (%v)", api.ErrNoLeader, err)
 	}
@@ -57,11 +97,11 @@ func (n *Node) applyLocal(cmd any, timeout time.Duration) (any, error) {
 
 // applyRaw returns raft.ErrNotLeader as it is, for the caller to forward;
 // other losses of leadership mean no leader for now.
-func (n *Node) applyRaw(data []byte, timeout time.Duration) (any, error) {
-	if err := n.checkDiskForWrite(len(data)); err != nil {
+func (w *writes) applyRaw(data []byte, timeout time.Duration) (any, error) {
+	if err := w.guard.checkDiskForWrite(len(data)); err != nil {
 		return nil, err
 	}
-	f := n.raft.r().Apply(data, timeout)
+	f := w.raft.r().Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
@@ -92,9 +132,9 @@ func setResponse(resp, out any) error {
 	return nil
 }
 
-func (n *Node) forward(ctx context.Context, data []byte, out any) error {
+func (w *writes) forward(ctx context.Context, data []byte, out any) error {
 	// This node applies the entry too, leader or not.
-	if err := n.checkDiskForWrite(len(data)); err != nil {
+	if err := w.guard.checkDiskForWrite(len(data)); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
@@ -104,12 +144,12 @@ func (n *Node) forward(ctx context.Context, data []byte, out any) error {
 		// A write that certainly did not reach a leader (none known, the
 		// dial failed, or it was no longer the leader) waits for the next
 		// one, which may be this node: an election takes about a second.
-		addr, id := n.raft.r().LeaderWithID()
+		addr, id := w.raft.r().LeaderWithID()
 		switch {
 		case addr == "":
-		case string(id) == n.id.ID:
+		case string(id) == w.self:
 			deadline, _ := ctx.Deadline()
-			resp, err := n.applyRaw(data, time.Until(deadline))
+			resp, err := w.applyRaw(data, time.Until(deadline))
 			if !errors.Is(err, raft.ErrNotLeader) {
 				if err != nil {
 					return err
@@ -117,7 +157,7 @@ func (n *Node) forward(ctx context.Context, data []byte, out any) error {
 				return setResponse(resp, out)
 			}
 		default:
-			retry, err := n.forwardOnce(ctx, addr, data, out)
+			retry, err := w.forwardOnce(ctx, addr, data, out)
 			if !retry {
 				return err
 			}
@@ -136,9 +176,9 @@ func (n *Node) forward(ctx context.Context, data []byte, out any) error {
 
 // forwardOnce sends a write to the leader at addr; retry says that it was
 // certainly not applied.
-func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []byte, out any) (retry bool, err error) {
+func (w *writes) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []byte, out any) (retry bool, err error) {
 	_, hp := splitRaftAddr(addr)
-	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, "/v1/apply", bytes.NewReader(data))
+	resp, err := w.leader.nodeRequest(ctx, http.MethodPost, addr, "/v1/apply", bytes.NewReader(data))
 	if err != nil {
 		var de *dialError
 		if errors.As(err, &de) {
@@ -149,7 +189,7 @@ func (n *Node) forwardOnce(ctx context.Context, addr raft.ServerAddress, data []
 	defer resp.Body.Close()
 	notApplied, err := readAnswer(resp, out)
 	if errors.Is(err, api.ErrForbidden) {
-		return false, n.asNotVoter(err)
+		return false, w.guard.asNotVoter(err)
 	}
 	if err != nil && !notApplied {
 		var we *api.WireError
@@ -219,7 +259,7 @@ const maxForwardBody = 16 << 20
 
 // serveApply is the leader's side of a forwarded write. It does not
 // forward again: a node that is no longer the leader says so.
-func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
+func (wr *writes) serveApply(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -229,7 +269,7 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, nil, fmt.Errorf("%w: a write of more than %d MiB", api.ErrInvalid, maxForwardBody>>20), false)
 		return
 	}
-	resp, err := n.applyRaw(data, writeTimeout)
+	resp, err := wr.applyRaw(data, writeTimeout)
 	if errors.Is(err, raft.ErrNotLeader) {
 		writeAnswer(w, nil, errLeadershipMoved, true)
 		return
@@ -244,7 +284,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	join.HandleFunc("POST /v1/join", n.serveJoin)
 	node := http.NewServeMux()
 	// Who may call what: see trust.go.
-	node.HandleFunc("POST /v1/apply", n.votersOnly(n.serveApply))
+	node.HandleFunc("POST /v1/apply", n.votersOnly(n.writes.serveApply))
 	node.HandleFunc("POST /v1/forget", n.votersOnly(n.serveForget))
 	node.HandleFunc("POST /v1/leave", n.serveLeave)   // the caller itself
 	node.HandleFunc("POST /v1/report", n.serveReport) // the caller's own instances

@@ -287,7 +287,7 @@ func (n *Node) RotateToken(ctx context.Context) (string, error) {
 	if sec.SealedJoinSecret, err = ca.SealSecret(secret); err != nil {
 		return "", err
 	}
-	if err := n.write(ctx, store.PutSealedSecrets{Secrets: sec}, nil); err != nil {
+	if err := n.writes.write(ctx, store.PutSealedSecrets{Secrets: sec}, nil); err != nil {
 		return "", fmt.Errorf("rotate the join secret: %w", err)
 	}
 	n.log.Warn("the join secret was rotated: earlier tokens admit no node")

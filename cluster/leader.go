@@ -151,7 +151,7 @@ func (n *Node) writeBootstrap() error {
 			rand.Read(b[:])
 			cid = hex.EncodeToString(b[:])
 		}
-		if _, err := n.applyLocal(store.Bootstrap{ClusterID: cid}, 10*time.Second); err != nil {
+		if _, err := n.writes.applyLocal(store.Bootstrap{ClusterID: cid}, 10*time.Second); err != nil {
 			return err
 		}
 	}
@@ -177,7 +177,7 @@ func (n *Node) writeBootstrap() error {
 		return fmt.Errorf("%s holds no secrets", bootstrapFile)
 	}
 	if cmd != nil {
-		if _, err := n.applyLocal(cmd, 10*time.Second); err != nil {
+		if _, err := n.writes.applyLocal(cmd, 10*time.Second); err != nil {
 			return err
 		}
 	}
@@ -209,7 +209,7 @@ func (n *Node) registerMembers(members []member) error {
 		if ok && reflect.DeepEqual(rec, want) {
 			continue
 		}
-		if _, err := n.applyLocal(store.NodeFacts{Node: want}, 10*time.Second); err != nil {
+		if _, err := n.writes.applyLocal(store.NodeFacts{Node: want}, 10*time.Second); err != nil {
 			return fmt.Errorf("register %s: %w", m.Name, err)
 		}
 	}
@@ -261,7 +261,7 @@ func (n *Node) schedule() error {
 	for _, a := range plan.Delete {
 		cmd.Delete = append(cmd.Delete, store.AllocKey{App: a.App, Index: a.Index})
 	}
-	_, err = n.applyLocal(cmd, 10*time.Second)
+	_, err = n.writes.applyLocal(cmd, 10*time.Second)
 	return err
 }
 
@@ -291,7 +291,7 @@ func (n *Node) migrateSecrets(log *slog.Logger) error {
 		}
 		sec = store.Secrets{SealedJoinSecret: sealed, AdminKeys: legacy.AdminKeys}
 	}
-	if _, err := n.applyLocal(store.PutSealedSecrets{Secrets: sec}, 10*time.Second); err != nil {
+	if _, err := n.writes.applyLocal(store.PutSealedSecrets{Secrets: sec}, 10*time.Second); err != nil {
 		return err
 	}
 	if err := n.compactLog(); err != nil {

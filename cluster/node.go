@@ -69,6 +69,7 @@ type Node struct {
 
 	store    *store.Store
 	raft     *raftParts
+	writes   *writes
 	members  *members
 	images   *image.Store
 	rt       *linux.Runtime
@@ -236,7 +237,6 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
 	}
 	n.nodeClient = n.newNodeClient()
-	n.internal = n.internalServers()
 	pending, err := pendingBootstrap(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -244,6 +244,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.raft, err = n.openRaft(n.id.ID, n.advertise, pending != nil); err != nil {
 		return nil, err
 	}
+	n.writes = newWrites(n.id.ID, n.raft, n, n)
+	n.internal = n.internalServers()
 	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
 		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
 		return nil, err

@@ -144,7 +144,7 @@ func upgradeVoters(t *testing.T, keyInState bool) {
 		testutil.WaitFor(t, 10*time.Second, func() error {
 			for _, n := range nodes {
 				if n.raft.r().State() == raft.Leader {
-					_, err := n.applyLocal(store.PutSecrets{Secrets: legacy}, 5*time.Second)
+					_, err := n.writes.applyLocal(store.PutSecrets{Secrets: legacy}, 5*time.Second)
 					return err
 				}
 			}
