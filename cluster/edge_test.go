@@ -51,7 +51,7 @@ func TestWritesJudgedAtTheEdge(t *testing.T) {
 		{"a backup holding an app the rules refuse", func() error {
 			body := `{"cluster_id":"c","index":1,"taken_at":"2026-01-01T00:00:00Z","apps":[{"name":"Bad_Name","image":"x:1"}],"nodes":[]}`
 			sum := sha256.Sum256([]byte(body))
-			_, err := n.Restore(ctx, strings.NewReader(fmt.Sprintf("shoal-backup 1\nsha256 %x\n%s\n", sum, body)))
+			_, err := n.backups.Restore(ctx, strings.NewReader(fmt.Sprintf("shoal-backup 1\nsha256 %x\n%s\n", sum, body)))
 			return err
 		}, `app "Bad_Name"`},
 	}

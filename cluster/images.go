@@ -9,12 +9,39 @@ import (
 	"strings"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/runtime/image"
+	"github.com/shoal-edge/shoal/store"
 )
 
+// imageBackend answers the API's image commands (apiserver.Images) for
+// this node's image store. Removal asks which apps placed on this node use
+// an image, from the replicated state.
+type imageBackend struct {
+	node   string // this node's name: its allocations
+	images *image.Store
+	placed placedSpecs
+}
+
+// placedSpecs is what the image backend needs of the desired state: the
+// allocations, and the spec version each runs.
+type placedSpecs interface {
+	Allocations() ([]api.Allocation, error)
+	Spec(app string, version uint64) (api.App, error)
+}
+
+var (
+	_ apiserver.Images = (*imageBackend)(nil)
+	_ placedSpecs      = (*store.Store)(nil)
+)
+
+func newImageBackend(node string, images *image.Store, placed placedSpecs) *imageBackend {
+	return &imageBackend{node: node, images: images, placed: placed}
+}
+
 // ImportImage loads an image tarball into this node's store.
-func (n *Node) ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error) {
-	imgs, err := n.images.Import(ctx, r)
+func (b *imageBackend) ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error) {
+	imgs, err := b.images.Import(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v%s", api.ErrInvalid, err, limitHint(err))
 	}
@@ -22,8 +49,8 @@ func (n *Node) ImportImage(ctx context.Context, r io.Reader) ([]api.Image, error
 }
 
 // ListImages lists this node's images.
-func (n *Node) ListImages(ctx context.Context) ([]api.Image, error) {
-	imgs, err := n.images.List()
+func (b *imageBackend) ListImages(ctx context.Context) ([]api.Image, error) {
+	imgs, err := b.images.List()
 	if err != nil {
 		return nil, err
 	}
@@ -31,8 +58,8 @@ func (n *Node) ListImages(ctx context.Context) ([]api.Image, error) {
 }
 
 // PullImage pulls from a registry into this node's store.
-func (n *Node) PullImage(ctx context.Context, req api.PullRequest, progress func(done, total int64)) (api.Image, error) {
-	img, err := n.images.Pull(ctx, req.Ref, image.PullOptions{
+func (b *imageBackend) PullImage(ctx context.Context, req api.PullRequest, progress func(done, total int64)) (api.Image, error) {
+	img, err := b.images.Pull(ctx, req.Ref, image.PullOptions{
 		Insecure: req.Insecure,
 		Username: req.Username,
 		Password: req.Password,
@@ -57,17 +84,17 @@ func limitHint(err error) string {
 // and says so for every such ref. An app uses a ref when removing the ref
 // would take away the name its image resolves through, or the data of the
 // image it runs.
-func (n *Node) RemoveImages(ctx context.Context, refs []string) error {
+func (b *imageBackend) RemoveImages(ctx context.Context, refs []string) error {
 	var errs []error
 	for _, ref := range refs {
-		if _, err := n.images.Get(ref); err != nil {
+		if _, err := b.images.Get(ref); err != nil {
 			if errors.Is(err, image.ErrNotFound) {
 				err = fmt.Errorf("image %s: %w", ref, api.ErrNotFound)
 			}
 			errs = append(errs, err)
 			continue
 		}
-		users, err := n.imageUsers(ref)
+		users, err := b.imageUsers(ref)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -84,7 +111,7 @@ func (n *Node) RemoveImages(ctx context.Context, refs []string) error {
 		return errors.Join(errs...)
 	}
 	for _, ref := range refs {
-		err := n.images.RemoveUnlessUsed(ref, n.imageInUse)
+		err := b.images.RemoveUnlessUsed(ref, b.imageInUse)
 		switch {
 		case errors.Is(err, image.ErrNotFound):
 			return fmt.Errorf("image %s: %w", ref, api.ErrNotFound)
@@ -101,21 +128,21 @@ func (n *Node) RemoveImages(ctx context.Context, refs []string) error {
 // would take away: the name the app's image resolves through, or, for a
 // digest or image ID, every name of that image. Apps not placed here are not asked: should one be placed
 // here later, the node pulls its image as for any new app.
-func (n *Node) imageUsers(ref string) ([]string, error) {
-	allocs, err := n.store.Allocations()
+func (b *imageBackend) imageUsers(ref string) ([]string, error) {
+	allocs, err := b.placed.Allocations()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: read allocations: %w", ref, err)
 	}
 	var users []string
 	for _, a := range allocs {
-		if a.Node != n.id.Name || slices.Contains(users, a.App) {
+		if a.Node != b.node || slices.Contains(users, a.App) {
 			continue
 		}
-		app, err := n.store.Spec(a.App, a.Version)
+		app, err := b.placed.Spec(a.App, a.Version)
 		if err != nil {
 			continue
 		}
-		hit, err := n.images.RemoveTakes(ref, app.Image)
+		hit, err := b.images.RemoveTakes(ref, app.Image)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
@@ -135,20 +162,20 @@ func appList(apps []string) string {
 }
 
 // imageInUse says whether an instance placed on this node runs id.
-func (n *Node) imageInUse(id string) bool {
-	allocs, err := n.store.Allocations()
+func (b *imageBackend) imageInUse(id string) bool {
+	allocs, err := b.placed.Allocations()
 	if err != nil {
 		return true // when in doubt, keep the image
 	}
 	for _, a := range allocs {
-		if a.Node != n.id.Name {
+		if a.Node != b.node {
 			continue
 		}
-		app, err := n.store.Spec(a.App, a.Version)
+		app, err := b.placed.Spec(a.App, a.Version)
 		if err != nil {
 			continue
 		}
-		if img, err := n.images.Get(app.Image); err == nil && img.ID == id {
+		if img, err := b.images.Get(app.Image); err == nil && img.ID == id {
 			return true
 		}
 	}

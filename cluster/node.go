@@ -70,6 +70,7 @@ type Node struct {
 	store    *store.Store
 	raft     *raftParts
 	writes   *writes
+	backups  *backups
 	members  *members
 	images   *image.Store
 	rt       *linux.Runtime
@@ -264,15 +265,16 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.backups = newBackups(n.store, n, n.writes, n.log)
 	n.api, err = apiserver.New(apiserver.Config{
 		Socket:     SocketPath(cfg.DataDir),
 		Remote:     n.port.Listener(pki.ProtoAPI),
 		Cluster:    n,
 		Fleet:      n,
 		Membership: n,
-		Backups:    n,
+		Backups:    n.backups,
 		Instances:  n,
-		Images:     n,
+		Images:     newImageBackend(n.id.Name, n.images, n.store),
 		Exec:       n,
 		Logger:     n.log,
 	})
