@@ -57,6 +57,10 @@ type Config struct {
 	// attempt then fails, shows in the instance's status, and is retried
 	// with backoff. 0: no bound.
 	PullTimeout time.Duration
+	// Starts bounds the container starts under way at once
+	// (DefaultStarts when 0); the others wait, restarts of instances that
+	// ran on the node first.
+	Starts int
 }
 
 // Journal is node-local memory of instances that ended for good.
@@ -85,6 +89,8 @@ type Agent struct {
 	detach chan struct{}
 	// bg counts stops running in the background.
 	bg sync.WaitGroup
+	// pace queues container starts.
+	pace *pacer
 
 	mu        sync.Mutex // guards following
 	status    map[string]api.InstanceStatus
@@ -110,7 +116,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}),
+	if cfg.Starts == 0 {
+		cfg.Starts = DefaultStarts()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), pace: newPacer(cfg.Starts),
 		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}, adopted: map[string]Adopted{}}
 	for _, ad := range cfg.Adopted {
 		name := api.InstanceName(ad.App, ad.Index)
