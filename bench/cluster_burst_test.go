@@ -19,11 +19,14 @@ import (
 var (
 	burstReplicas = flag.Int("burst-replicas", 1000, "BenchmarkClusterBurst: replicas applied at once to one node")
 	burstSettle   = flag.Duration("burst-settle", 30*time.Second, "BenchmarkClusterBurst: how long the node is watched once every instance runs")
+	burstInterval = flag.Duration("burst-check-interval", 10*time.Second, "BenchmarkClusterBurst: the health check's interval")
+	burstTimeout  = flag.Duration("burst-check-timeout", 5*time.Second, "BenchmarkClusterBurst: the health check's timeout")
 )
 
 // BenchmarkClusterBurst applies -burst-replicas (1,000 by default)
 // replicas of one app, all placed on node c of a three-voter cluster in a
-// lab, with an HTTP health check (every 2 s, 1 s timeout, 2 retries), and
+// lab, with an HTTP health check (the defaults: every 10 s, 5 s timeout,
+// 3 retries; -burst-check-interval and -burst-check-timeout change them), and
 // watches the cluster until every instance runs and -burst-settle after.
 // It reports:
 //
@@ -105,8 +108,8 @@ func burstOnce(b *testing.B) {
 		Replicas:  *burstReplicas,
 		Placement: api.Placement{Labels: map[string]string{"burst": "yes"}},
 		Resources: api.Resources{Memory: 32 << 20},
-		Health: &api.Health{HTTP: "http://127.0.0.1:8080/", Interval: api.Duration(2 * time.Second),
-			Timeout: api.Duration(time.Second), Retries: 2},
+		Health: &api.Health{HTTP: "http://127.0.0.1:8080/", Interval: api.Duration(*burstInterval),
+			Timeout: api.Duration(*burstTimeout), Retries: 3},
 	}
 
 	// The machine's load and c's API, watched from the apply to the end.
