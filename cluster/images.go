@@ -111,7 +111,7 @@ func (n *Node) imageUsers(ref string) ([]string, error) {
 		if a.Node != n.id.Name || slices.Contains(users, a.App) {
 			continue
 		}
-		app, err := n.store.App(a.App)
+		app, err := n.store.Spec(a.App, a.Version)
 		if err != nil {
 			continue
 		}
@@ -144,7 +144,7 @@ func (n *Node) imageInUse(id string) bool {
 		if a.Node != n.id.Name {
 			continue
 		}
-		app, err := n.store.App(a.App)
+		app, err := n.store.Spec(a.App, a.Version)
 		if err != nil {
 			continue
 		}

@@ -146,6 +146,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return nil, err
 	}
+	if from, to := n.store.Schema(); from != 0 && from != to {
+		n.log.Info("migrated the state file to this release's format", "path", n.store.Path(), "from", from, "to", to)
+	}
 	if n.images, err = image.New(image.Config{Root: filepath.Join(cfg.DataDir, "images"), Logger: n.log,
 		MaxUnpacked: cfg.ImageMaxUnpacked, PullStall: cfg.ImagePullStall}); err != nil {
 		return nil, fmt.Errorf("image store: %w", err)

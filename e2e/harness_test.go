@@ -64,6 +64,25 @@ func newNode(t *testing.T, name string) *node {
 
 func (n *node) start() {
 	n.t.Helper()
+	n.startWith(func() error {
+		var st struct {
+			Leader    string `json:"leader"`
+			ClusterID string `json:"cluster_id"`
+		}
+		if err := n.json(&st, "status", "-o", "json"); err != nil {
+			return err
+		}
+		if st.Leader == "" || st.ClusterID == "" {
+			return fmt.Errorf("no leader yet: %+v", st)
+		}
+		return nil
+	})
+}
+
+// startWith starts the node and waits until ready says it is: for a node
+// that starts without a leader to find.
+func (n *node) startWith(ready func() error) {
+	n.t.Helper()
 	n.log = &bytes.Buffer{}
 	n.cmd = exec.Command(n.bin, n.args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
@@ -80,17 +99,7 @@ func (n *node) start() {
 			return fmt.Errorf("shoal up exited: %v", n.cmd.ProcessState)
 		default:
 		}
-		var st struct {
-			Leader    string `json:"leader"`
-			ClusterID string `json:"cluster_id"`
-		}
-		if err := n.json(&st, "status", "-o", "json"); err != nil {
-			return err
-		}
-		if st.Leader == "" || st.ClusterID == "" {
-			return fmt.Errorf("no leader yet: %+v", st)
-		}
-		return nil
+		return ready()
 	})
 }
 
@@ -137,6 +146,19 @@ func (n *node) removeAllApps() {
 		}
 		return nil
 	})
+}
+
+// running reports whether the node's `shoal up` runs.
+func (n *node) running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -207,6 +229,7 @@ type instance struct {
 	App      string `json:"app"`
 	Instance string `json:"instance"`
 	Node     string `json:"node"`
+	Version  uint64 `json:"version"`
 	State    string `json:"state"`
 	Restarts int    `json:"restarts"`
 	PID      int    `json:"pid"`

@@ -146,7 +146,6 @@ func TestScale(t *testing.T) {
 	for name, cmd := range map[string]Scale{
 		"unknown": {Replicas: map[string]int{"web": 1, "nosuch": 2}},
 		"global":  {Replicas: map[string]int{"agent": 2}},
-		"invalid": {Replicas: map[string]int{"web": -1}},
 	} {
 		index++
 		if _, ok := apply(t, s, index, cmd).(error); !ok {

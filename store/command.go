@@ -35,8 +35,9 @@ type Bootstrap struct {
 	ClusterID string `json:"cluster_id"`
 }
 
-// PutApps creates or updates apps; an app whose spec did not change keeps
-// its version.
+// PutApps creates or updates apps as they are: the API judged them. An app
+// whose spec did not change keeps its version; a new version keeps the one
+// it replaces while an allocation names it (specs.go).
 type PutApps struct {
 	Apps []api.App `json:"apps"`
 }

@@ -26,6 +26,23 @@ var _ raft.FSM = (*fsm)(nil)
 // Apply runs one log entry in one bbolt transaction. The response is the
 // command's result or an error value; a failed command still advances the
 // applied index so that every node skips it the same way.
+//
+// The FSM judges nothing: an entry is a fact the leader committed, and
+// every node, whatever its release, must reach the same state from it. A
+// newer release with stricter rules that refused an old entry on replay
+// would diverge from the replicas that took it. So whether a spec, a
+// label or a count is acceptable is decided where writes enter (the API
+// backends in cluster, before Encode), and Apply refuses only:
+//   - an entry that does not decode (empty, unknown type, malformed JSON),
+//     alike on every node;
+//   - a command whose precondition on the replicated state does not hold,
+//     as its type's doc comment states (DeleteApps of an unknown app,
+//     Scale of an unknown or global app, SetLabels and SetCordon of an
+//     unknown node, RestoreBackup into a cluster that has apps): these
+//     read only the state the log built, so every node decides alike,
+//     and they are part of the command's meaning, fixed with its type
+//     byte. They cannot be judged at the edge, which reads a state that
+//     may change before the entry commits.
 func (f *fsm) Apply(l *raft.Log) any {
 	s := (*Store)(f)
 	if l.Type != raft.LogCommand {
@@ -110,6 +127,9 @@ func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := pruneSpecs(tx); err != nil {
+		return nil, err
+	}
 	return resp, tx.Bucket(bucketMeta).Put(keyApplied, u64(index))
 }
 
@@ -118,9 +138,6 @@ func putApps(tx *bolt.Tx, index uint64, apps []api.App) ([]api.ApplyResult, erro
 	out := make([]api.ApplyResult, 0, len(apps))
 	for _, a := range apps {
 		a.Version = 0
-		if err := a.Validate(); err != nil {
-			return nil, fmt.Errorf("app %q: %w", a.Name, err)
-		}
 		res := api.ApplyResult{Name: a.Name, Version: index, Changed: true}
 		if old := b.Get([]byte(a.Name)); old != nil {
 			var prev api.App
@@ -136,6 +153,13 @@ func putApps(tx *bolt.Tx, index uint64, apps []api.App) ([]api.ApplyResult, erro
 				// Only the replica count: the running instances stay as
 				// they are (a new version would replace each of them).
 				res.Version = v
+			default:
+				// A new version: instances at the old one keep running
+				// it until the scheduler moves them.
+				prev.Version = v
+				if err := keepSpec(tx, prev); err != nil {
+					return nil, err
+				}
 			}
 		}
 		a.Version = res.Version
@@ -291,8 +315,11 @@ type snapshotFile struct {
 	Apps      []api.App        `json:"apps"`
 	Allocs    []api.Allocation `json:"allocs"`
 	Nodes     []NodeRecord     `json:"nodes"`
-	Sealed    *Secrets         `json:"sealed_secrets,omitempty"`
-	Revoked   json.RawMessage  `json:"revoked,omitempty"`
+	// Specs are the older app versions allocations still name; the
+	// previous release's snapshots have none.
+	Specs   []api.App       `json:"specs,omitempty"`
+	Sealed  *Secrets        `json:"sealed_secrets,omitempty"`
+	Revoked json.RawMessage `json:"revoked,omitempty"`
 	// Legacy is the previous release's record, until the leader has
 	// replaced it; that release's snapshots carry it under this name.
 	Legacy *LegacySecrets `json:"secrets,omitempty"`
@@ -312,7 +339,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes}
+	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Nodes, Specs: st.Specs}
 	if sec, ok, err := s.Secrets(); err != nil {
 		return nil, err
 	} else if ok {
@@ -376,6 +403,11 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 		}
 		for _, a := range sf.Apps {
 			if err := putJSON(tx.Bucket(bucketApps), []byte(a.Name), a); err != nil {
+				return err
+			}
+		}
+		for _, a := range sf.Specs {
+			if err := putJSON(tx.Bucket(bucketSpecs), specKey(a.Name, a.Version), a); err != nil {
 				return err
 			}
 		}

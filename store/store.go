@@ -1,15 +1,17 @@
 // Package store owns shoal's desired state on disk: one bbolt file per node
-// that is the Raft FSM (apps, allocations, the node registry) plus a few
-// node-local values. Reads are typed; writes happen only through Raft log
-// entries applied by the FSM, so every node's file converges to the same
-// content.
+// that is the Raft FSM (apps and the versions of them allocations still
+// name, allocations, the node registry) plus a few node-local values.
+// Reads are typed; writes happen only through Raft log entries applied by
+// the FSM, so every node's file converges to the same content. The FSM
+// judges nothing (see fsm.Apply): what is acceptable is decided where
+// writes enter, before a command is encoded.
 //
-// Bucket tree:
+// Bucket tree (schema version 2, meta/schema; migrations.go):
 //
 //	meta/
 //	  applied   uint64 big-endian: index of the last applied log entry
 //	  cluster   cluster id (set by the bootstrap entry)
-//	  schema    uint64: on-disk format version
+//	  schema    uint64 big-endian: on-disk format version (schemaVersion)
 //	  sealed-secrets  Secrets as JSON: the join secret sealed under the
 //	            CA's key (only voters hold that key), admitted admin keys
 //	  secrets   LegacySecrets as JSON, from the previous release (the CA's
@@ -18,18 +20,23 @@
 //	  revoked   JSON list of node ids refused for good
 //	apps/
 //	  <name>    api.App as JSON; Version is the log index that last changed it
+//	specs/      (schema 2)
+//	  <app>/<version %020d>  api.App as JSON: an older version that an
+//	            allocation still names (specs.go)
 //	allocs/
 //	  <app>/<index %06d>  api.Allocation as JSON
 //	nodes/
 //	  <name>    NodeRecord as JSON
 //	local/      this node's own records, not replicated (see local.go)
 //
-// Basics: Open a file, hand FSM() to raft.NewRaft, read with Apps, App,
-// Allocations, Nodes; wait for changes with Changed or WaitIndex.
+// Basics: Open a file (it is migrated to this release's schema), hand
+// FSM() to raft.NewRaft, read with Apps, App, Spec, Allocations, Nodes;
+// wait for changes with Changed or WaitIndex.
 //
 // Caveats: the FSM skips entries at or below the stored applied index, so
 // Raft may replay its log after a restart without double effects. Watchers
-// are told after the bbolt transaction commits, never inside it.
+// are told after the bbolt transaction commits, never inside it. A file
+// of a newer schema is refused, never written.
 package store
 
 import (
@@ -46,13 +53,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-const schemaVersion = 1
-
 var (
 	bucketMeta   = []byte("meta")
 	bucketApps   = []byte("apps")
 	bucketAllocs = []byte("allocs")
 	bucketNodes  = []byte("nodes")
+	bucketSpecs  = []byte("specs")
 
 	keyApplied = []byte("applied")
 	keyCluster = []byte("cluster")
@@ -99,14 +105,16 @@ type NodeRecord struct {
 
 // Store is an open state file.
 type Store struct {
-	db *bolt.DB
+	db         *bolt.DB
+	schemaFrom uint64
 
 	mu      sync.Mutex // guards following
 	changed chan struct{}
 	applied uint64
 }
 
-// Open opens or creates the state file at path.
+// Open opens or creates the state file at path and migrates it to this
+// release's schema (migrations.go).
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: time.Second,
@@ -123,19 +131,11 @@ func Open(path string) (*Store, error) {
 	}
 	s := &Store{db: db, changed: make(chan struct{})}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketApps, bucketAllocs, bucketNodes} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keySchema); v != nil && binary.BigEndian.Uint64(v) > schemaVersion {
-			return fmt.Errorf("state format %d is newer than this shoal understands (%d): upgrade shoal", binary.BigEndian.Uint64(v), schemaVersion)
-		}
-		if err := meta.Put(keySchema, u64(schemaVersion)); err != nil {
+		var err error
+		if s.schemaFrom, err = migrate(tx); err != nil {
 			return err
 		}
-		s.applied = getU64(meta.Get(keyApplied))
+		s.applied = getU64(tx.Bucket(bucketMeta).Get(keyApplied))
 		return nil
 	}); err != nil {
 		db.Close()
@@ -143,6 +143,10 @@ func Open(path string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Schema returns the schema version the file was at when opened (0: it
+// was new) and the one it is at now.
+func (s *Store) Schema() (opened, now uint64) { return s.schemaFrom, schemaVersion }
 
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
@@ -251,10 +255,10 @@ func (s *Store) Reset() error {
 	return nil
 }
 
-// emptyReplicated empties the buckets of replicated state (apps,
-// allocations, nodes), for a reset or a snapshot restore.
+// emptyReplicated empties the buckets of replicated state (apps, their
+// kept versions, allocations, nodes), for a reset or a snapshot restore.
 func emptyReplicated(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketApps, bucketAllocs, bucketNodes} {
+	for _, name := range [][]byte{bucketApps, bucketSpecs, bucketAllocs, bucketNodes} {
 		if err := tx.DeleteBucket(name); err != nil {
 			return err
 		}
@@ -311,6 +315,9 @@ type State struct {
 	Apps   []api.App
 	Allocs []api.Allocation
 	Nodes  []NodeRecord
+	// Specs are the older versions of apps that allocations still name,
+	// by app and version.
+	Specs []api.App
 }
 
 // Snapshot reads the whole desired state in one transaction.
@@ -325,7 +332,10 @@ func (s *Store) Snapshot() (State, error) {
 		if st.Allocs, err = decodeAll[api.Allocation](tx, bucketAllocs); err != nil {
 			return err
 		}
-		st.Nodes, err = decodeAll[NodeRecord](tx, bucketNodes)
+		if st.Nodes, err = decodeAll[NodeRecord](tx, bucketNodes); err != nil {
+			return err
+		}
+		st.Specs, err = decodeAll[api.App](tx, bucketSpecs)
 		return err
 	})
 	return st, err

@@ -28,7 +28,10 @@ import (
 // Desired is the agent's read-only view of the replicated state.
 type Desired interface {
 	Allocations() ([]api.Allocation, error)
-	App(name string) (api.App, error)
+	// Spec is the app at the version an allocation names, which may be
+	// older than its current spec: an instance runs exactly its
+	// allocation's version until the scheduler moves it.
+	Spec(app string, version uint64) (api.App, error)
 	Changed() <-chan struct{}
 	// AppliedIndex is 0 while the replica holds nothing yet (a new node,
 	// or one whose state was dropped to rejoin): the agent then neither
@@ -262,7 +265,7 @@ func (in *instance) kill() {
 // start supervises a new instance; prev, the instance it replaces, is
 // stopped first, in the new instance's goroutine.
 func (a *Agent) start(ctx context.Context, al api.Allocation, prev *instance) {
-	app, err := a.cfg.Desired.App(al.App)
+	app, err := a.cfg.Desired.Spec(al.App, al.Version)
 	if err != nil {
 		a.background(prev.kill)
 		a.setStatus(al, func(s *api.InstanceStatus) { s.State, s.Error = api.StateFailed, err.Error() })

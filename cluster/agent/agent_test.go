@@ -30,8 +30,8 @@ func (d *fakeDesired) Allocations() ([]api.Allocation, error) {
 	defer d.mu.Unlock()
 	return append([]api.Allocation(nil), d.allocs...), nil
 }
-func (d *fakeDesired) App(name string) (api.App, error) {
-	return api.App{Name: name, Image: "img", Restart: api.RestartAlways}, nil
+func (d *fakeDesired) Spec(name string, version uint64) (api.App, error) {
+	return api.App{Name: name, Image: "img", Restart: api.RestartAlways, Version: version}, nil
 }
 func (d *fakeDesired) AppliedIndex() uint64 { return 1 }
 
@@ -81,7 +81,8 @@ func (p *fakeProc) Close() error { p.closed.Store(true); p.end(); return nil }
 type fakeRuntime struct {
 	mu      sync.Mutex
 	started []*fakeProc
-	block   bool // Start blocks until ctx ends
+	specs   []api.App // the spec of each start, in order
+	block   bool      // Start blocks until ctx ends
 	stuck   map[string]bool
 	// noImage: HasImage says no, and Pull hangs until its context ends,
 	// as it does on a registry that never answers.
@@ -97,6 +98,7 @@ func (r *fakeRuntime) Start(ctx context.Context, in Instance) (supervise.Process
 	p.stuck = r.stuck[in.Allocation.App]
 	r.mu.Lock()
 	r.started = append(r.started, p)
+	r.specs = append(r.specs, in.App)
 	r.mu.Unlock()
 	return p, nil
 }
@@ -109,6 +111,16 @@ func (r *fakeRuntime) Pull(ctx context.Context, ref string) error {
 	return nil
 }
 func (r *fakeRuntime) n() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.started) }
+
+// last returns the latest start's container and spec.
+func (r *fakeRuntime) last() (*fakeProc, api.App) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.started) == 0 {
+		return nil, api.App{}
+	}
+	return r.started[len(r.started)-1], r.specs[len(r.specs)-1]
+}
 
 // statusOf returns an instance's observed state.
 func statusOf(a *Agent, name string) api.InstanceStatus {
