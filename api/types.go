@@ -8,37 +8,71 @@ import (
 	"time"
 )
 
+// Mode says how many instances an app has and where: the app spec's `mode`.
+type Mode string
+
 // Modes of an app.
 const (
-	ModeReplicated = "replicated"
-	ModeGlobal     = "global"
+	ModeReplicated Mode = "replicated" // Replicas instances, placed by the scheduler
+	ModeGlobal     Mode = "global"     // one instance on every eligible node
 )
+
+// RestartPolicy says when an app's exited instances start again: the
+// app spec's `restart`.
+type RestartPolicy string
 
 // Restart policies.
 const (
-	RestartAlways    = "always"
-	RestartOnFailure = "on-failure"
-	RestartNever     = "never"
+	RestartAlways    RestartPolicy = "always"
+	RestartOnFailure RestartPolicy = "on-failure"
+	RestartNever     RestartPolicy = "never"
 )
+
+// Network is a container's network: the app spec's `network`, `run --network`.
+type Network string
 
 // Network modes.
 const (
-	NetworkBridge = "bridge"
-	NetworkHost   = "host"
+	NetworkBridge Network = "bridge"
+	NetworkHost   Network = "host"
 )
 
-// Instance states, as `shoal ps` shows them.
+// InstanceState is an instance's state, as `shoal ps` shows it.
+type InstanceState string
+
+// Instance states.
 const (
-	StatePending   = "pending"
-	StatePulling   = "pulling"
-	StateStarting  = "starting"
-	StateRunning   = "running"
-	StateUnhealthy = "unhealthy"
-	StateExited    = "exited"
-	StateFailed    = "failed"
+	StatePending   InstanceState = "pending"
+	StatePulling   InstanceState = "pulling"
+	StateStarting  InstanceState = "starting"
+	StateRunning   InstanceState = "running"
+	StateUnhealthy InstanceState = "unhealthy"
+	StateExited    InstanceState = "exited"
+	StateFailed    InstanceState = "failed"
 	// StateUnknown: the answering node cannot learn the state, because
 	// the instance's node is unreachable or there is no leader to ask.
-	StateUnknown = "unknown"
+	StateUnknown InstanceState = "unknown"
+)
+
+// NodeState is a node's state in gossip as the answering node sees it, as
+// `shoal nodes` shows it.
+type NodeState string
+
+// Node states.
+const (
+	NodeAlive   NodeState = "alive"
+	NodeSuspect NodeState = "suspect" // no direct ack of the answering node's probes lately
+	NodeDead    NodeState = "dead"    // gossip gave up on it without its leave, or never saw it
+	NodeLeft    NodeState = "left"    // it stopped on purpose and said so
+)
+
+// NodeRole is a node's part in Raft.
+type NodeRole string
+
+// Node roles.
+const (
+	RoleVoter    NodeRole = "voter"
+	RoleNonVoter NodeRole = "non-voter"
 )
 
 // App is the desired state of one application, kept in Raft.
@@ -50,13 +84,13 @@ type App struct {
 	User            string            `json:"user,omitempty" yaml:"user"`
 	ReadOnly        bool              `json:"read_only,omitempty" yaml:"read_only"`
 	Rlimits         map[string]string `json:"rlimits,omitempty" yaml:"rlimits"`
-	Mode            string            `json:"mode,omitempty" yaml:"mode"`
+	Mode            Mode              `json:"mode,omitempty" yaml:"mode"`
 	Replicas        int               `json:"replicas,omitempty" yaml:"replicas"`
 	Placement       Placement         `json:"placement,omitempty" yaml:"placement"`
 	Resources       Resources         `json:"resources,omitempty" yaml:"resources"`
-	Restart         string            `json:"restart,omitempty" yaml:"restart"`
+	Restart         RestartPolicy     `json:"restart,omitempty" yaml:"restart"`
 	Ports           []string          `json:"ports,omitempty" yaml:"ports"`
-	Network         string            `json:"network,omitempty" yaml:"network"`
+	Network         Network           `json:"network,omitempty" yaml:"network"`
 	Volumes         []string          `json:"volumes,omitempty" yaml:"volumes"`
 	Health          *Health           `json:"health,omitempty" yaml:"health"`
 	Update          *Update           `json:"update,omitempty" yaml:"update"`
@@ -106,8 +140,8 @@ type Node struct {
 	Arch     string            `json:"arch"`
 	OS       string            `json:"os"`
 	Labels   map[string]string `json:"labels"`
-	Role     string            `json:"role"`  // voter | non-voter
-	State    string            `json:"state"` // alive | suspect | dead | left
+	Role     NodeRole          `json:"role"`
+	State    NodeState         `json:"state"`
 	Cordoned bool              `json:"cordoned,omitempty"`
 	// Instances counts the allocations placed on the node.
 	Instances int `json:"instances"`
@@ -133,18 +167,18 @@ func (a Allocation) Instance() string { return InstanceName(a.App, a.Index) }
 // InstanceStatus is the observed state of one instance. It is reported by
 // the node that runs it and never written through Raft.
 type InstanceStatus struct {
-	App       string    `json:"app"`
-	Instance  string    `json:"instance"`
-	Node      string    `json:"node"`
-	Version   uint64    `json:"version"`
-	State     string    `json:"state"`
-	Restarts  int       `json:"restarts"`
-	PID       int       `json:"pid,omitempty"`
-	IP        string    `json:"ip"`
-	ExitCode  int       `json:"exit_code"`
-	OOMKilled bool      `json:"oom_killed,omitempty"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	Error     string    `json:"error,omitempty"`
+	App       string        `json:"app"`
+	Instance  string        `json:"instance"`
+	Node      string        `json:"node"`
+	Version   uint64        `json:"version"`
+	State     InstanceState `json:"state"`
+	Restarts  int           `json:"restarts"`
+	PID       int           `json:"pid,omitempty"`
+	IP        string        `json:"ip"`
+	ExitCode  int           `json:"exit_code"`
+	OOMKilled bool          `json:"oom_killed,omitempty"`
+	StartedAt time.Time     `json:"started_at,omitzero"`
+	Error     string        `json:"error,omitempty"`
 	// Health is the last failing health check's output while unhealthy.
 	Health string `json:"health,omitempty"`
 	// Usage of a running instance, from its cgroup (node-local answers).
@@ -157,7 +191,7 @@ type ClusterStatus struct {
 	ClusterID   string   `json:"cluster_id"`
 	Leader      string   `json:"leader"`
 	Node        string   `json:"node"`
-	Role        string   `json:"role"`
+	Role        NodeRole `json:"role"`
 	State       string   `json:"state"` // raft state: Leader, Follower, Candidate
 	Term        uint64   `json:"term"`
 	CommitIndex uint64   `json:"commit_index"`
@@ -183,7 +217,7 @@ type RunRequest struct {
 	Name    string   `json:"name,omitempty"`
 	Command []string `json:"command,omitempty"`
 	Env     []string `json:"env,omitempty"`
-	Network string   `json:"network,omitempty"`
+	Network Network  `json:"network,omitempty"`
 	Remove  bool     `json:"rm"`
 }
 

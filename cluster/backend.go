@@ -32,7 +32,7 @@ func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
 	names := n.namesByID()
 	_, leaderID := r.LeaderWithID()
 	st.Leader = names[string(leaderID)]
-	st.Role = "non-voter"
+	st.Role = api.RoleNonVoter
 	if f := r.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			if s.Suffrage == raft.Voter {
@@ -42,7 +42,7 @@ func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
 				}
 				st.Voters = append(st.Voters, name)
 				if string(s.ID) == n.id.ID {
-					st.Role = "voter"
+					st.Role = api.RoleVoter
 				}
 			}
 		}
@@ -86,13 +86,13 @@ func (n *Node) unreachableVoters(r *raft.Raft) []string {
 		if name == "" {
 			name = id
 		}
-		state := MemberState("absent")
+		state := api.NodeState("absent")
 		if m, ok := live[id]; ok {
 			state = m.State
 		} else if d, ok := n.members.departed(name); ok {
 			state = d.state
 		}
-		if state != MemberAlive {
+		if state != api.NodeAlive {
 			out = append(out, fmt.Sprintf("%s (%s)", name, state))
 		}
 	}
@@ -138,20 +138,20 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 	add := func(rec store.NodeRecord) {
 		seen[rec.Name] = true
 		nd := api.Node{Name: rec.Name, ID: rec.ID, Address: rec.Address, Arch: rec.Arch, OS: rec.OS,
-			Labels: rec.Labels, Cordoned: rec.Cordoned, State: "dead", Role: "non-voter", Instances: count[rec.Name]}
+			Labels: rec.Labels, Cordoned: rec.Cordoned, State: api.NodeDead, Role: api.RoleNonVoter, Instances: count[rec.Name]}
 		if nd.Labels == nil {
 			nd.Labels = map[string]string{}
 		}
 		if m, ok := gossip[rec.Name]; ok {
-			nd.State, nd.Address = string(m.State), m.Addr
+			nd.State, nd.Address = m.State, m.Addr
 			now := time.Now().UTC().Truncate(time.Second)
 			nd.LastSeen = &now
 		} else if d, ok := n.members.departed(rec.Name); ok {
 			at := d.at.UTC().Truncate(time.Second)
-			nd.State, nd.LastSeen = string(d.state), &at
+			nd.State, nd.LastSeen = d.state, &at
 		}
 		if voters[rec.ID] {
-			nd.Role = "voter"
+			nd.Role = api.RoleVoter
 		}
 		out = append(out, nd)
 	}

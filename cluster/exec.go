@@ -73,7 +73,7 @@ func (n *Node) attach(p supervise.Process) (*linux.Container, error) {
 	if !ok {
 		return nil, fmt.Errorf("exec: container of an unexpected kind %T", p)
 	}
-	return n.rt.Attach(h.Spec().Linux(), h.Pid())
+	return n.rt.Attach(h.Spec().Spec, h.Pid())
 }
 
 // ExecCheck runs an exec health check in the instance's container; out

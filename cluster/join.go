@@ -203,7 +203,7 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 	clusterID, _ := n.store.ClusterID()
 	resp := joinResponse{Cert: cert, CA: ca.CertPEM(), GossipKey: n.mat.gossipKey, ClusterID: clusterID, Epoch: n.epoch.Load()}
 	for _, m := range n.liveMembers() {
-		if m.State == "alive" {
+		if m.State == api.NodeAlive {
 			resp.Members = append(resp.Members, m.GossipAddr)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 )
 
@@ -53,7 +54,7 @@ type members struct {
 
 // departure is how and when a member was last seen to go.
 type departure struct {
-	state MemberState // dead or left
+	state api.NodeState // dead or left
 	at    time.Time
 }
 
@@ -148,12 +149,12 @@ func (m *members) NotifyLeave(n *memberlist.Node) {
 
 // departureOf is how a member that memberlist no longer counts went:
 // left when its last gossip announced it, dead otherwise.
-func departureOf(meta []byte) MemberState {
+func departureOf(meta []byte) api.NodeState {
 	var nm nodeMeta
 	if json.Unmarshal(meta, &nm) == nil && nm.Leaving {
-		return MemberLeft
+		return api.NodeLeft
 	}
-	return MemberDead
+	return api.NodeDead
 }
 
 // memberlist.PingDelegate: memberlist probes one member per probe
@@ -185,7 +186,7 @@ type member struct {
 	Addr       string // IP
 	GossipAddr string // IP:gossip port
 	GossipPort int
-	State      MemberState // alive or suspect
+	State      api.NodeState // alive or suspect
 	Meta       nodeMeta
 }
 
@@ -201,10 +202,10 @@ func (m *members) list() []member {
 	defer m.mu.Unlock()
 	var out []member
 	for _, n := range all {
-		mb := member{Name: n.Name, Addr: n.Addr.String(), GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), GossipPort: int(n.Port), State: MemberAlive}
+		mb := member{Name: n.Name, Addr: n.Addr.String(), GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), GossipPort: int(n.Port), State: api.NodeAlive}
 		json.Unmarshal(n.Meta, &mb.Meta)
 		if at, ok := m.acked[n.Name]; n.Name != self && ok && now.Sub(at) > window {
-			mb.State = MemberSuspect
+			mb.State = api.NodeSuspect
 		}
 		out = append(out, mb)
 	}
@@ -237,16 +238,6 @@ func (n *Node) liveMembers() []member {
 	}
 	return out
 }
-
-// MemberState is a node's state in gossip as this node sees it.
-type MemberState string
-
-const (
-	MemberAlive   MemberState = "alive"
-	MemberSuspect MemberState = "suspect" // no direct ack of our probes lately (suspectAfter)
-	MemberDead    MemberState = "dead"    // memberlist gave up on it without its leave
-	MemberLeft    MemberState = "left"    // it stopped on purpose and said so
-)
 
 // exchange joins each of addrs (gossip host:port) on its own: a full
 // state exchange with the member there, at most maxExchanges at once. It

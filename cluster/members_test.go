@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/shoal-edge/shoal/api"
 )
 
 func TestDepartureOf(t *testing.T) {
@@ -12,12 +14,12 @@ func TestDepartureOf(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		meta []byte
-		want MemberState
+		want api.NodeState
 	}{
-		{"announced its leave", leaving, MemberLeft},
-		{"said nothing", staying, MemberDead},
-		{"no meta", nil, MemberDead},
-		{"garbled meta", []byte("{"), MemberDead},
+		{"announced its leave", leaving, api.NodeLeft},
+		{"said nothing", staying, api.NodeDead},
+		{"no meta", nil, api.NodeDead},
+		{"garbled meta", []byte("{"), api.NodeDead},
 	} {
 		if got := departureOf(tc.meta); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)

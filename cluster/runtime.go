@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-edge/shoal/cluster/agent"
 	"github.com/shoal-edge/shoal/cluster/hostpath"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/image"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor"
@@ -68,20 +69,14 @@ func (ra runtimeAdapter) Start(ctx context.Context, in agent.Instance) (supervis
 	}
 	// The container runs under a monitor process of its own, so that it
 	// outlives this daemon; the labels say which allocation it serves.
+	spec.Resources = cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids}
+	spec.User = app.User
+	spec.Rlimits = rlimits(app.Rlimits)
+	spec.ReadOnlyRootfs = app.ReadOnly
+	spec.Mounts = mounts
 	h, err := ra.n.monitors.Start(ctx, monitor.Spec{
-		ID:             spec.ID,
-		Hostname:       spec.Hostname,
-		Image:          spec.Image,
-		Args:           spec.Args,
-		Env:            spec.Env,
-		Cwd:            spec.Cwd,
-		HostNetwork:    spec.HostNetwork,
-		Resources:      cgroup.Resources{Memory: int64(app.Resources.Memory), CPU: app.Resources.CPU, Pids: app.Resources.Pids},
-		User:           app.User,
-		Rlimits:        rlimits(app.Rlimits),
-		ReadOnlyRootfs: app.ReadOnly,
-		Mounts:         mounts,
-		LogPath:        in.LogPath,
+		Spec:    spec,
+		LogPath: in.LogPath,
 		Labels: map[string]string{
 			labelApp:     in.Allocation.App,
 			labelIndex:   strconv.Itoa(in.Allocation.Index),
@@ -297,7 +292,7 @@ func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Re
 			}
 		}()
 	}()
-	done := make(chan linux.Exit, 1)
+	done := make(chan exit.Status, 1)
 	go func() { done <- c.Wait() }()
 	select {
 	case ex := <-done:

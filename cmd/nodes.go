@@ -20,11 +20,11 @@ func nodesCommand() *cli.Command {
 			return show(c, ns, []string{"NAME", "ADDRESS", "ARCH", "ROLE", "STATE", "LABELS", "INSTANCES", "LAST SEEN"}, func() [][]string {
 				var rows [][]string
 				for _, n := range ns {
-					state := n.State
+					state := string(n.State)
 					if n.Cordoned {
 						state += ",cordoned"
 					}
-					rows = append(rows, []string{n.Name, dash(n.Address), n.Arch, n.Role, state, labels(n.Labels), fmt.Sprint(n.Instances), lastSeen(n.LastSeen)})
+					rows = append(rows, []string{n.Name, dash(n.Address), n.Arch, string(n.Role), state, labels(n.Labels), fmt.Sprint(n.Instances), lastSeen(n.LastSeen)})
 				}
 				return rows
 			})

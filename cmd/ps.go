@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-edge/shoal/api"
 	"github.com/urfave/cli/v2"
 )
 
@@ -24,9 +25,9 @@ func psCommand() *cli.Command {
 				table = true
 				var rows [][]string
 				for _, s := range st {
-					state := s.State
+					state := string(s.State)
 					// A failed instance that never ran has no exit code to show.
-					if s.State == "exited" || (s.State == "failed" && (s.ExitCode != 0 || s.Error == "")) {
+					if s.State == api.StateExited || (s.State == api.StateFailed && (s.ExitCode != 0 || s.Error == "")) {
 						state = fmt.Sprintf("%s (%d)", s.State, s.ExitCode)
 					}
 					if s.OOMKilled {

@@ -32,7 +32,7 @@ func runCommand() *cli.Command {
 				Name:    c.String("name"),
 				Command: command(c.Args().Tail()),
 				Env:     c.StringSlice("env"),
-				Network: c.String("network"),
+				Network: api.Network(c.String("network")),
 				Remove:  true,
 			}
 			// Ctrl-C ends the request; the node then stops the container.

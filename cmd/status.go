@@ -21,7 +21,7 @@ func statusCommand() *cli.Command {
 				return [][]string{
 					{"cluster", dash(st.ClusterID)},
 					{"node", st.Node},
-					{"role", st.Role + " (" + strings.ToLower(st.State) + ")"},
+					{"role", string(st.Role) + " (" + strings.ToLower(st.State) + ")"},
 					{"leader", dash(st.Leader)},
 					{"term", fmt.Sprint(st.Term)},
 					{"commit index", fmt.Sprint(st.CommitIndex)},

@@ -7,6 +7,8 @@
 //   - runtime/cgroup: cgroup v1, hybrid and v2 limits (containerd/cgroups/v3)
 //   - runtime/linux: namespaces, the container init and process lifecycle
 //   - runtime/supervise: restart policy decisions and the supervision loop
+//   - runtime/exit: how a container's process ended, shared by the runtime,
+//     the monitors and the supervision loop
 //   - runtime/health: http, tcp and exec health checks, from inside the
 //     container's network namespace
 //   - runtime/monitor: the per-container monitor process that lets

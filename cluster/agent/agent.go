@@ -167,9 +167,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// changeKind is what a reconcile does to one instance.
+type changeKind string
+
+const (
+	changeStart   changeKind = "start"   // run an allocation that nothing runs here
+	changeStop    changeKind = "stop"    // an instance no allocation here wants
+	changeReplace changeKind = "replace" // the allocation names another version
+)
+
 // change is one step of a reconcile: start, stop or replace an instance.
 type change struct {
-	kind  string // "start" | "stop" | "replace"
+	kind  changeKind
 	alloc api.Allocation
 }
 
@@ -185,7 +194,7 @@ func diff(node string, desired []api.Allocation, running map[string]api.Allocati
 	}
 	for _, name := range slices.Sorted(maps.Keys(running)) {
 		if _, ok := want[name]; !ok {
-			out = append(out, change{"stop", running[name]})
+			out = append(out, change{changeStop, running[name]})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
@@ -193,9 +202,9 @@ func diff(node string, desired []api.Allocation, running map[string]api.Allocati
 		cur, ok := running[name]
 		switch {
 		case !ok:
-			out = append(out, change{"start", al})
+			out = append(out, change{changeStart, al})
 		case cur.Version != al.Version:
-			out = append(out, change{"replace", al})
+			out = append(out, change{changeReplace, al})
 		}
 	}
 	return out
@@ -217,17 +226,17 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	for _, c := range diff(a.cfg.Node, allocs, running) {
 		name := c.alloc.Instance()
 		switch c.kind {
-		case "stop":
+		case changeStop:
 			a.log.Info("stop instance", "instance", name)
 			prev := a.take(name)
 			a.background(func() {
 				prev.kill()
 				a.forget(c.alloc)
 			})
-		case "replace":
+		case changeReplace:
 			a.log.Info("replace instance", "instance", name, "version", c.alloc.Version)
 			a.start(ctx, c.alloc, a.take(name))
-		case "start":
+		case changeStart:
 			a.log.Info("start instance", "instance", name, "version", c.alloc.Version)
 			a.start(ctx, c.alloc, nil)
 		}

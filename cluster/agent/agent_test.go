@@ -12,7 +12,7 @@ import (
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/internal/testutil"
-	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 )
 
@@ -56,10 +56,10 @@ type fakeProc struct {
 	stopped, closed, deleted atomic.Bool
 }
 
-func newProc(name string) *fakeProc  { return &fakeProc{name: name, done: make(chan struct{})} }
-func (p *fakeProc) Pid() int         { return 42 }
-func (p *fakeProc) Wait() linux.Exit { <-p.done; return linux.Exit{Code: 0} }
-func (p *fakeProc) end()             { p.once.Do(func() { close(p.done) }) }
+func newProc(name string) *fakeProc   { return &fakeProc{name: name, done: make(chan struct{})} }
+func (p *fakeProc) Pid() int          { return 42 }
+func (p *fakeProc) Wait() exit.Status { <-p.done; return exit.Status{Code: 0} }
+func (p *fakeProc) end()              { p.once.Do(func() { close(p.done) }) }
 func (p *fakeProc) Stop(time.Duration) error {
 	p.stopped.Store(true)
 	if p.stuck {

@@ -70,7 +70,7 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 		Detach: a.detach,
 		// Every start gets a new container id (containerID).
 		OverlapDelete: true,
-		Policy:        supervise.Policy{Restart: app.Restart},
+		Policy:        supervise.Policy{Restart: restartOf(app.Restart)},
 		Grace:         a.cfg.Grace,
 		OnEvent:       w.event,
 		Logger:        a.log.With("instance", al.Instance()),
@@ -93,7 +93,7 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 
 func (a *Agent) record(al api.Allocation, ev supervise.Event) {
 	a.setStatus(al, func(s *api.InstanceStatus) {
-		s.State = ev.State
+		s.State = stateOf(ev.State)
 		s.PID = ev.Pid
 		s.Restarts = ev.Restarts
 		s.ExitCode = ev.ExitCode
@@ -105,7 +105,7 @@ func (a *Agent) record(al api.Allocation, ev supervise.Event) {
 		if ev.Err != nil {
 			s.Error = ev.Err.Error()
 		}
-		if ev.State != api.StateRunning {
+		if ev.State != supervise.Running {
 			s.PID = 0
 		}
 	})

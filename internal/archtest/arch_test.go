@@ -59,6 +59,10 @@ func TestImportsPointDown(t *testing.T) {
 	}{
 		{from: "/api", onlyStd: true},
 		{from: "/runtime", forbidden: []string{"/api", "/store", "/cluster", "/cmd", "/netfab"}},
+		// The supervision loop decides and waits; it must not link the
+		// runtimes whose processes it supervises (runtime/exit is
+		// what they share).
+		{from: "/runtime/supervise", forbidden: []string{"/runtime/linux", "/runtime/monitor"}},
 		{from: "/netfab", forbidden: []string{"/api", "/store", "/cluster", "/cmd", "/runtime"}},
 		{from: "/store", forbidden: []string{"/runtime", "/netfab", "/cluster", "/cmd"}},
 		{from: "/cluster/sched", forbidden: []string{"/store", "/runtime", "/netfab", "/cmd", "/cluster/agent"}},

@@ -2,17 +2,20 @@ package health
 
 import "time"
 
-// Health states.
+// Verdict is what the checks say of a container.
+type Verdict string
+
+// Health verdicts.
 const (
-	Starting  = "starting"  // no verdict yet: no success, not enough counted failures
-	Healthy   = "healthy"   // the last probe succeeded
-	Unhealthy = "unhealthy" // Retries consecutive counted failures
+	Starting  Verdict = "starting"  // no verdict yet: no success, not enough counted failures
+	Healthy   Verdict = "healthy"   // the last probe succeeded
+	Unhealthy Verdict = "unhealthy" // Retries consecutive counted failures
 )
 
 // State is what Decide remembers between probes.
 type State struct {
 	// Status is Starting, Healthy or Unhealthy; "" is taken as Starting.
-	Status string
+	Status Verdict
 	// Failures counts consecutive failed probes, except those inside the
 	// start period; a success resets it.
 	Failures int

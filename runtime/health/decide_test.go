@@ -54,12 +54,12 @@ func TestDecideSequence(t *testing.T) {
 	c := Check{Exec: []string{"x"}, Interval: 10 * time.Second, Retries: 2, StartPeriod: 25 * time.Second}
 	//             10s    20s    30s    40s    50s   60s    70s    80s
 	results := []bool{false, false, false, true, false, false, false, true}
-	want := []string{"", "", "", Healthy, "", Unhealthy, "", Healthy}
+	want := []Verdict{"", "", "", Healthy, "", Unhealthy, "", Healthy}
 	var s State
 	for i, ok := range results {
 		since := time.Duration(i+1) * c.Interval
 		next, changed := Decide(c, s, Result{OK: ok}, since)
-		var got string
+		var got Verdict
 		if changed {
 			got = next.Status
 		}

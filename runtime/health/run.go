@@ -19,7 +19,7 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // Status is a container's health as Run reports it.
 type Status struct {
 	// State is Starting, Healthy or Unhealthy.
-	State string
+	State Verdict
 	// Failures counts the consecutive counted failures (see Decide).
 	Failures int
 	// LastOutput is the Summary of the probe that changed the state.

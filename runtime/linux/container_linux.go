@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/exit"
 )
 
 // Container is a started container. Its methods are safe for concurrent use.
@@ -36,7 +37,7 @@ type Container struct {
 	mntNS *os.File // guarded by deleteMu
 
 	done chan struct{} // closed by reap once PID 1 has been reaped
-	exit Exit          // written by reap before done is closed
+	exit exit.Status   // written by reap before done is closed
 
 	deleteMu sync.Mutex // serializes Delete
 }
@@ -70,22 +71,22 @@ func isExitError(err error) bool {
 	return errors.As(err, &ee)
 }
 
-// exitOf turns a wait status into an Exit: the exit code, or 128+signal.
-func exitOf(ps *os.ProcessState, err error) Exit {
+// exitOf turns a wait status into an exit.Status: the exit code, or 128+signal.
+func exitOf(ps *os.ProcessState, err error) exit.Status {
 	if ps == nil {
 		if err == nil {
 			err = errors.New("no process state")
 		}
-		return Exit{Code: -1, Err: fmt.Errorf("wait for container: %w", err)}
+		return exit.Status{Code: -1, Err: fmt.Errorf("wait for container: %w", err)}
 	}
 	ws, ok := ps.Sys().(syscall.WaitStatus)
 	if !ok {
-		return Exit{Code: ps.ExitCode()}
+		return exit.Status{Code: ps.ExitCode()}
 	}
 	if ws.Signaled() {
-		return Exit{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
+		return exit.Status{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
 	}
-	return Exit{Code: ws.ExitStatus()}
+	return exit.Status{Code: ws.ExitStatus()}
 }
 
 // ID is the container's id.
@@ -96,7 +97,7 @@ func (c *Container) Pid() int { return c.cmd.Process.Pid }
 
 // Wait blocks until the container's PID 1 has exited and returns how. It may
 // be called any number of times, from any goroutine.
-func (c *Container) Wait() Exit {
+func (c *Container) Wait() exit.Status {
 	<-c.done
 	return c.exit
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/exit"
 )
 
 // info mirrors testdata/prog's Info.
@@ -252,7 +253,7 @@ func TestOOMKilled(t *testing.T) {
 		Args:      []string{"/app", "-alloc"},
 		Resources: cgroup.Resources{Memory: 64 << 20, Pids: 64},
 	})
-	done := make(chan Exit, 1)
+	done := make(chan exit.Status, 1)
 	go func() { done <- c.Wait() }()
 	select {
 	case ex := <-done:

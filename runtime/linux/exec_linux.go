@@ -12,9 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-edge/shoal/internal/fds"
 	"github.com/shoal-edge/shoal/internal/sealexe"
-	"golang.org/x/sys/unix"
+	"github.com/shoal-edge/shoal/runtime/exit"
 )
 
 // Process is a program to run in a running container with Exec.
@@ -112,10 +114,10 @@ type nsFD struct {
 // the container controls is executed with the daemon's privileges.
 //
 // An error says the program did not start (an *InitError for failures in
-// the container; Exit then has 126 or 127) or that ctx ended it (SIGKILL).
-func (r *Runtime) Exec(ctx context.Context, c *Container, p Process) (Exit, error) {
-	fail := func(err error) (Exit, error) {
-		return Exit{Code: -1, Err: err}, fmt.Errorf("exec in container %s: %w", c.id, err)
+// the container; the status then has 126 or 127) or that ctx ended it (SIGKILL).
+func (r *Runtime) Exec(ctx context.Context, c *Container, p Process) (exit.Status, error) {
+	fail := func(err error) (exit.Status, error) {
+		return exit.Status{Code: -1, Err: err}, fmt.Errorf("exec in container %s: %w", c.id, err)
 	}
 	proc := c.proc
 	if len(p.Args) == 0 || p.Args[0] == "" {
@@ -340,7 +342,7 @@ func startInPidNS(cmd *exec.Cmd, pidNS *os.File) error {
 
 // execFailed reaps a helper that could not exec the program, or whose
 // exec ctx gave up waiting for.
-func (r *Runtime) execFailed(ctx context.Context, c *Container, cmd *exec.Cmd, err error) (Exit, error) {
+func (r *Runtime) execFailed(ctx context.Context, c *Container, cmd *exec.Cmd, err error) (exit.Status, error) {
 	if ctx.Err() != nil {
 		// ctx ended before the exec was confirmed: the program may be
 		// running by now, and nothing else would end it.

@@ -137,65 +137,68 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Spec describes one container.
+// Spec describes one container. Its JSON form is part of runtime/monitor's
+// spec.json, which the next daemon reads to adopt a running container: a
+// field keeps its name there for good.
 type Spec struct {
 	// ID is unique among running containers; it names the state directory
 	// and the cgroup.
-	ID string
+	ID string `json:"id"`
 	// Hostname defaults to the ID (cut to 63 characters). It is the
 	// container's host name, its /etc/hostname, and resolves to 127.0.1.1
 	// in its /etc/hosts.
-	Hostname string
+	Hostname string `json:"hostname,omitempty"`
 	// Image is the image's unpacked rootfs, the overlay's read-only layer.
-	Image string
+	Image string `json:"image"`
 	// Args is the argv. A relative Args[0] without '/' is looked up in the
 	// container's PATH (from Env, else defaultPath) inside the container.
-	Args []string
-	Env  []string
+	Args []string `json:"args"`
+	Env  []string `json:"env,omitempty"`
 	// Cwd defaults to "/"; it is created when missing.
-	Cwd string
+	Cwd string `json:"cwd,omitempty"`
 	// HostNetwork shares the host's network namespace; otherwise the
 	// container gets a new one with only loopback, up.
-	HostNetwork bool
-	Resources   cgroup.Resources
+	HostNetwork bool             `json:"host_network,omitempty"`
+	Resources   cgroup.Resources `json:"resources"`
 	// Stdin may be nil (then /dev/null). An *os.File for any of the three
 	// is handed to the container as is; other readers and writers are
 	// copied through pipes by goroutines that end with the container.
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
+	Stdin          io.Reader `json:"-"`
+	Stdout, Stderr io.Writer `json:"-"`
 	// Forker, when set, forks the init in another process, which becomes
 	// its parent and decides its stdio (Stdin, Stdout and Stderr are
 	// ignored): a monitor. The Container Start returns then does not
 	// reap, stop or delete the container (its Wait never returns); the
 	// forker's process does the first three, Runtime.Remove the last.
-	Forker Forker
+	Forker Forker `json:"-"`
 
 	// User runs the program as "uid", "uid:gid", "name" or "name:group",
 	// names resolved in the container's /etc/passwd and /etc/group;
 	// supplementary groups come from /etc/group. Empty means root (0:0).
 	// A user other than root ends with no effective capabilities.
-	User string
+	User string `json:"user,omitempty"`
 	// CapAdd and CapDrop change the default capability set
 	// (DefaultCapabilities): names like "NET_ADMIN" or "CAP_NET_ADMIN",
 	// or "ALL". Dropping ALL starts from nothing; adding ALL from every
 	// capability; naming one capability in both is an error.
-	CapAdd, CapDrop []string
+	CapAdd  []string `json:"cap_add,omitempty"`
+	CapDrop []string `json:"cap_drop,omitempty"`
 	// AllowNewPrivileges leaves no_new_privs off, so setuid binaries and
 	// file capabilities work in the container. Off by default.
-	AllowNewPrivileges bool
+	AllowNewPrivileges bool `json:"allow_new_privileges,omitempty"`
 	// SeccompUnconfined runs without the default seccomp filter
 	// (runtime/seccomp), for debugging.
-	SeccompUnconfined bool
+	SeccompUnconfined bool `json:"seccomp_unconfined,omitempty"`
 	// Rlimits set resource limits; RLIMIT_NOFILE defaults to
 	// DefaultNofile, the others are inherited from the daemon.
-	Rlimits []Rlimit
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
 	// ReadOnlyRootfs makes the container's root filesystem read-only.
 	// /dev (with /dev/shm and /dev/mqueue) stays writable, and so do
 	// writable Mounts; /tmp does not, as in Docker: mount a volume there.
-	ReadOnlyRootfs bool
+	ReadOnlyRootfs bool `json:"read_only_rootfs,omitempty"`
 	// Mounts are bind mounts of host files, directories or device nodes,
 	// made after the container's own /proc, /dev and /sys, in order.
-	Mounts []Mount
+	Mounts []Mount `json:"mounts,omitempty"`
 }
 
 // Mount binds a host path into the container.
@@ -318,19 +321,6 @@ func procOf(s Spec) procConfig {
 		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Caps: caps,
 		NoNewPrivs: !s.AllowNewPrivileges, Seccomp: !s.SeccompUnconfined, Rlimits: rl,
 	}
-}
-
-// Exit is how a container's PID 1 ended.
-type Exit struct {
-	// Code is the exit status, or 128+signal when killed by a signal.
-	Code int
-	// Signal is the signal that killed it, 0 if it exited.
-	Signal syscall.Signal
-	// OOMKilled is set when the kernel's OOM killer killed a process of
-	// the container's cgroup.
-	OOMKilled bool
-	// Err is set when the status could not be determined; Code is then -1.
-	Err error
 }
 
 // argv[1] of a re-executed container init, and of an Exec helper.

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/linux"
 )
 
@@ -30,7 +31,7 @@ type Handle struct {
 	startedAt  time.Time
 
 	done chan struct{} // closed by watch (or at once for a dead monitor)
-	exit linux.Exit    // written before done is closed
+	exit exit.Status   // written before done is closed
 
 	// reaped is closed once our child monitor is reaped; nil for an
 	// adopted one, which is not our child.
@@ -65,7 +66,7 @@ func (m *Monitors) connect(s Spec, st stateDoc, reaped <-chan struct{}) (*Handle
 }
 
 // exitedHandle is the handle of a container whose monitor is gone.
-func (m *Monitors) exitedHandle(s Spec, st stateDoc, ex linux.Exit) *Handle {
+func (m *Monitors) exitedHandle(s Spec, st stateDoc, ex exit.Status) *Handle {
 	h := m.newHandle(s, st, nil)
 	h.exit = ex
 	close(h.done)
@@ -98,7 +99,7 @@ func (h *Handle) watch(conn net.Conn) {
 	released := h.released
 	h.mu.Unlock()
 	if released {
-		h.exit = linux.Exit{Code: -1, Err: ErrReleased}
+		h.exit = exit.Status{Code: -1, Err: ErrReleased}
 		return
 	}
 	// The monitor went away without answering: it may have recorded the
@@ -108,7 +109,7 @@ func (h *Handle) watch(conn net.Conn) {
 		h.exit = h.m.withOOM(h.id, ed.exit())
 		return
 	}
-	h.exit = linux.Exit{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit: %v", h.id, h.monitorPid, err)}
+	h.exit = exit.Status{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit: %v", h.id, h.monitorPid, err)}
 }
 
 // ID is the container's id.
@@ -129,7 +130,7 @@ func (h *Handle) Spec() Spec { return h.spec }
 // Wait blocks until the container has exited (or its monitor is gone, or
 // Close released the handle) and returns how it ended; Delete removes it.
 // It may be called any number of times.
-func (h *Handle) Wait() linux.Exit {
+func (h *Handle) Wait() exit.Status {
 	<-h.done
 	return h.exit
 }

@@ -149,9 +149,7 @@ func newMonitors(t *testing.T) (*Monitors, Config) {
 func testSpec(t *testing.T, cfg Config, args ...string) Spec {
 	id := fmt.Sprintf("mon-%d", rand.Uint32())
 	return Spec{
-		ID:      id,
-		Image:   imageDir,
-		Args:    append([]string{"/app"}, args...),
+		Spec:    linux.Spec{ID: id, Image: imageDir, Args: append([]string{"/app"}, args...)},
 		LogPath: filepath.Join(filepath.Dir(cfg.StateDir), "logs", id+".log"),
 		Labels:  map[string]string{"app": "web", "index": "0"},
 	}

@@ -79,33 +79,22 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
 )
 
-// Spec describes one monitored container: what linux.Spec needs, where its
-// output goes, and labels the monitor keeps without reading them.
+// Spec describes one monitored container: the container as the Linux
+// runtime takes it, where its output goes, and labels the monitor keeps
+// without reading them. It is spec.json's "spec", flat: the fields of
+// linux.Spec and these side by side, as a daemon before the embedding wrote
+// them, so that containers it started are adopted.
 type Spec struct {
-	// ID is unique on the node; it names the monitor's and the
-	// container's state directories and the container's cgroup.
-	ID          string           `json:"id"`
-	Hostname    string           `json:"hostname,omitempty"`
-	Image       string           `json:"image"` // the image's unpacked rootfs
-	Args        []string         `json:"args"`
-	Env         []string         `json:"env,omitempty"`
-	Cwd         string           `json:"cwd,omitempty"`
-	HostNetwork bool             `json:"host_network,omitempty"`
-	Resources   cgroup.Resources `json:"resources"`
-	// Confinement and filesystem options, as in linux.Spec.
-	User               string         `json:"user,omitempty"`
-	CapAdd             []string       `json:"cap_add,omitempty"`
-	CapDrop            []string       `json:"cap_drop,omitempty"`
-	AllowNewPrivileges bool           `json:"allow_new_privileges,omitempty"`
-	SeccompUnconfined  bool           `json:"seccomp_unconfined,omitempty"`
-	Rlimits            []linux.Rlimit `json:"rlimits,omitempty"`
-	ReadOnlyRootfs     bool           `json:"read_only_rootfs,omitempty"`
-	Mounts             []linux.Mount  `json:"mounts,omitempty"`
+	// The container; its ID is unique on the node and names the
+	// monitor's and the container's state directories and the
+	// container's cgroup. Stdin, Stdout, Stderr and Forker are the
+	// monitor's to set: they must be left empty.
+	linux.Spec
 	// LogPath receives stdout and stderr, rotated by size; empty discards
 	// the output.
 	LogPath string `json:"log_path,omitempty"`
@@ -126,21 +115,11 @@ func (s Spec) Validate() error {
 	if len(s.Args) == 0 {
 		return fmt.Errorf("container %s: no command (Args is empty)", s.ID)
 	}
+	if s.Stdin != nil || s.Stdout != nil || s.Stderr != nil || s.Forker != nil {
+		return fmt.Errorf("container %s: Stdin, Stdout, Stderr and Forker are the monitor's: leave them empty (the output goes to LogPath)", s.ID)
+	}
 	return nil
 }
-
-func (s Spec) linux() linux.Spec {
-	return linux.Spec{
-		ID: s.ID, Hostname: s.Hostname, Image: s.Image, Args: s.Args, Env: s.Env,
-		Cwd: s.Cwd, HostNetwork: s.HostNetwork, Resources: s.Resources,
-		User: s.User, CapAdd: s.CapAdd, CapDrop: s.CapDrop, AllowNewPrivileges: s.AllowNewPrivileges,
-		SeccompUnconfined: s.SeccompUnconfined, Rlimits: s.Rlimits, ReadOnlyRootfs: s.ReadOnlyRootfs, Mounts: s.Mounts,
-	}
-}
-
-// Linux is the container's spec as the Linux runtime sees it, without
-// stdio: what linux.Runtime.Attach needs to exec into it.
-func (s Spec) Linux() linux.Spec { return s.linux() }
 
 // Names in the state directory.
 const (
@@ -182,7 +161,7 @@ type stateDoc struct {
 	StartedAt  time.Time `json:"started_at"`
 }
 
-// exitDoc is exit.json and the answer to "wait": linux.Exit on the wire.
+// exitDoc is exit.json and the answer to "wait": exit.Status on the wire.
 type exitDoc struct {
 	Code      int       `json:"code"`
 	Signal    int       `json:"signal,omitempty"`
@@ -191,7 +170,7 @@ type exitDoc struct {
 	ExitedAt  time.Time `json:"exited_at"`
 }
 
-func exitDocOf(ex linux.Exit, at time.Time) exitDoc {
+func exitDocOf(ex exit.Status, at time.Time) exitDoc {
 	d := exitDoc{Code: ex.Code, Signal: int(ex.Signal), OOMKilled: ex.OOMKilled, ExitedAt: at}
 	if ex.Err != nil {
 		d.Err = ex.Err.Error()
@@ -199,8 +178,8 @@ func exitDocOf(ex linux.Exit, at time.Time) exitDoc {
 	return d
 }
 
-func (d exitDoc) exit() linux.Exit {
-	ex := linux.Exit{Code: d.Code, Signal: syscall.Signal(d.Signal), OOMKilled: d.OOMKilled}
+func (d exitDoc) exit() exit.Status {
+	ex := exit.Status{Code: d.Code, Signal: syscall.Signal(d.Signal), OOMKilled: d.OOMKilled}
 	if d.Err != "" {
 		ex.Err = &RemoteError{Msg: d.Err}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/runtime/cgroup"
+	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/logs"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 	"golang.org/x/sys/unix"
@@ -222,7 +223,7 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 		t.Error("Start with a bad image succeeded")
 	}
 	assertGone(t, cfg, spec.ID)
-	if _, err := m.Start(t.Context(), Spec{ID: "../x", Args: []string{"/app"}}); err == nil {
+	if _, err := m.Start(t.Context(), Spec{Spec: linux.Spec{ID: "../x", Args: []string{"/app"}}}); err == nil {
 		t.Error("Start with a bad id succeeded")
 	}
 }
@@ -337,7 +338,7 @@ func TestSuperviseThroughMonitor(t *testing.T) {
 		}()
 		return done
 	}
-	next := func(state string) supervise.Event {
+	next := func(state supervise.State) supervise.Event {
 		t.Helper()
 		select {
 		case e := <-events:

@@ -13,10 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	ahead "github.com/shoal-edge/shoal/internal/spare"
+	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor/ctl"
-	"golang.org/x/sys/unix"
 )
 
 // Config configures Monitors.
@@ -206,7 +208,7 @@ func (m *Monitors) Start(ctx context.Context, s Spec) (_ *Handle, err error) {
 	if mp, err = m.monitorFor(dir); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	ls := s.linux()
+	ls := s.Spec
 	fk := &forker{m: m, mp: mp, fds: []*os.File{lock, ln}, start: ctl.Start{Dir: dir, LogPath: s.LogPath, LogMaxSize: s.LogMaxSize, LogKeep: s.LogKeep}}
 	ls.Forker = fk
 	c, err := m.rt.Start(ctx, ls)
@@ -269,7 +271,7 @@ func listen(dir string) (*os.File, error) {
 // withOOM completes the exit a monitor reported for container id: whether
 // the OOM killer ended it, which the container's cgroup (removed only by
 // Delete) still tells.
-func (m *Monitors) withOOM(id string, ex linux.Exit) linux.Exit {
+func (m *Monitors) withOOM(id string, ex exit.Status) exit.Status {
 	if oom, err := m.rt.OOMKilled(id); err == nil && oom {
 		ex.OOMKilled = true
 	}
@@ -374,7 +376,7 @@ func (m *Monitors) adopt(id string) (*Handle, error) {
 	// The monitor died without recording an exit: its container died with
 	// it (parent-death signal); remove what they left.
 	err := m.rt.Cleanup(func(c string) bool { return c != id })
-	ex := linux.Exit{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit", id, st.MonitorPid)}
+	ex := exit.Status{Code: -1, Err: fmt.Errorf("container %s: its monitor (pid %d) died without recording the exit", id, st.MonitorPid)}
 	log.Warn("monitor died", "err", ex.Err)
 	return m.exitedHandle(doc.Spec, st, ex), err
 }

@@ -15,17 +15,20 @@ import (
 	"time"
 )
 
+// Restart says when a container is started again.
+type Restart string
+
 // Restart policies.
 const (
-	Always    = "always"     // restart whatever the exit
-	OnFailure = "on-failure" // restart on a non-zero exit, an OOM kill or a failed start
-	Never     = "never"      // never restart
+	Always    Restart = "always"     // restart whatever the exit
+	OnFailure Restart = "on-failure" // restart on a non-zero exit, an OOM kill or a failed start
+	Never     Restart = "never"      // never restart
 )
 
 // Policy says when and how fast to restart a container.
 type Policy struct {
 	// Restart is Always, OnFailure or Never.
-	Restart string
+	Restart Restart
 	// InitialBackoff is the delay before the second restart in a row of
 	// short runs (100ms when 0; the first is immediate); it doubles with
 	// every restart that follows.

@@ -56,12 +56,12 @@ func TestDecide(t *testing.T) {
 }
 
 func TestPolicyValidate(t *testing.T) {
-	for _, r := range []string{Always, OnFailure, Never} {
+	for _, r := range []Restart{Always, OnFailure, Never} {
 		if err := (Policy{Restart: r}).Validate(); err != nil {
 			t.Errorf("Validate(%q): %v", r, err)
 		}
 	}
-	for _, r := range []string{"", "Always", "unless-stopped"} {
+	for _, r := range []Restart{"", "Always", "unless-stopped"} {
 		if err := (Policy{Restart: r}).Validate(); err == nil {
 			t.Errorf("Validate(%q) accepted it", r)
 		}

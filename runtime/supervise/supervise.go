@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shoal-edge/shoal/runtime/linux"
+	"github.com/shoal-edge/shoal/runtime/exit"
 )
 
 // Process is one started container, as the loop needs it; *linux.Container
@@ -21,7 +21,7 @@ import (
 type Process interface {
 	Pid() int
 	// Wait blocks until the process exited; it may be called again.
-	Wait() linux.Exit
+	Wait() exit.Status
 	// Stop asks it to exit and kills it after grace; it returns once exited.
 	Stop(grace time.Duration) error
 	// Delete removes whatever the process left (cgroup, mounts, state).
@@ -39,17 +39,20 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
+// State is what an Event reports of the supervised container.
+type State string
+
 // Event states.
 const (
-	Starting = "starting" // about to call Start
-	Running  = "running"  // started; Pid and StartedAt are set
-	Exited   = "exited"   // the process ended; ExitCode and OOMKilled are set
-	Failed   = "failed"   // Start failed; Err says why
+	Starting State = "starting" // about to call Start
+	Running  State = "running"  // started; Pid and StartedAt are set
+	Exited   State = "exited"   // the process ended; ExitCode and OOMKilled are set
+	Failed   State = "failed"   // Start failed; Err says why
 )
 
 // Event reports a change of the supervised container.
 type Event struct {
-	State     string
+	State     State
 	Pid       int
 	ExitCode  int
 	OOMKilled bool
@@ -227,14 +230,14 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 
 	// The waiter ends when the process does (or is released); every path
 	// below waits for it.
-	exited := make(chan linux.Exit, 1)
+	exited := make(chan exit.Status, 1)
 	go func() { exited <- p.Wait() }()
 	detach := l.cfg.Detach
 	closer, canDetach := p.(io.Closer)
 	if !canDetach {
 		detach = nil
 	}
-	var ex linux.Exit
+	var ex exit.Status
 	end := endExited
 	select {
 	case ex = <-exited:
@@ -258,7 +261,7 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 		case ex = <-exited:
 		case <-l.cfg.Clock.After(killWait):
 			l.cfg.Logger.Error("container did not exit after SIGKILL; giving up on it", "pid", p.Pid(), "waited", killWait)
-			ex = linux.Exit{Code: -1, Err: fmt.Errorf("container pid %d did not exit within %v of SIGKILL", p.Pid(), killWait)}
+			ex = exit.Status{Code: -1, Err: fmt.Errorf("container pid %d did not exit within %v of SIGKILL", p.Pid(), killWait)}
 		}
 	}
 	ran := l.cfg.Clock.Now().Sub(startedAt)

@@ -158,7 +158,7 @@ func TestSuperviseNeverStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	// OnEvent runs on Run's goroutine: every event is buffered by now.
-	var got []string
+	var got []State
 	var last Event
 	for len(events) > 0 {
 		last = <-events

@@ -13,7 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/shoal-edge/shoal/runtime/linux"
+
+	"github.com/shoal-edge/shoal/runtime/exit"
 )
 
 // fake is a Process that runs for its script's duration and exits with its
@@ -21,7 +22,7 @@ import (
 type fake struct {
 	pid      int
 	done     chan struct{}
-	exit     linux.Exit
+	exit     exit.Status
 	once     sync.Once
 	stopped  bool
 	deleted  int
@@ -33,13 +34,13 @@ func newFake(pid int, run time.Duration, code int, ignoreTerm bool) *fake {
 	if run >= 0 {
 		go func() {
 			time.Sleep(run)
-			f.finish(linux.Exit{Code: code})
+			f.finish(exit.Status{Code: code})
 		}()
 	}
 	return f
 }
 
-func (f *fake) finish(ex linux.Exit) {
+func (f *fake) finish(ex exit.Status) {
 	f.once.Do(func() {
 		f.exit = ex
 		close(f.done)
@@ -48,7 +49,7 @@ func (f *fake) finish(ex linux.Exit) {
 
 func (f *fake) Pid() int { return f.pid }
 
-func (f *fake) Wait() linux.Exit {
+func (f *fake) Wait() exit.Status {
 	<-f.done
 	return f.exit
 }
@@ -56,11 +57,11 @@ func (f *fake) Wait() linux.Exit {
 func (f *fake) Stop(grace time.Duration) error {
 	f.stopped = true
 	if !f.ignoreTM {
-		f.finish(linux.Exit{Code: 143, Signal: syscall.SIGTERM})
+		f.finish(exit.Status{Code: 143, Signal: syscall.SIGTERM})
 		return nil
 	}
 	time.Sleep(grace)
-	f.finish(linux.Exit{Code: 137, Signal: syscall.SIGKILL})
+	f.finish(exit.Status{Code: 137, Signal: syscall.SIGKILL})
 	return nil
 }
 
@@ -107,7 +108,7 @@ func (r *recorder) onEvent(e Event) {
 func (r *recorder) states() string {
 	var s []string
 	for _, e := range r.events {
-		s = append(s, e.State)
+		s = append(s, string(e.State))
 	}
 	return strings.Join(s, " ")
 }
@@ -202,7 +203,7 @@ func TestRunPolicyEnds(t *testing.T) {
 	startErr := errors.New("exec /app: no such file or directory in the container")
 	for _, tc := range []struct {
 		name   string
-		policy string
+		policy Restart
 		steps  []step
 		want   []Event
 	}{
@@ -310,7 +311,7 @@ func TestRunInjectedClock(t *testing.T) {
 			code = 0
 		}
 		f := &fake{pid: n, done: make(chan struct{})}
-		f.finish(linux.Exit{Code: code})
+		f.finish(exit.Status{Code: code})
 		return f, nil
 	}
 	if err := Run(t.Context(), Config{Start: start, Policy: Policy{Restart: OnFailure}, Clock: clk}); err != nil {
@@ -334,7 +335,7 @@ func (a *adopted) StartedAt() time.Time { return a.startedAt }
 
 func (a *adopted) Close() error {
 	a.closed = true
-	a.finish(linux.Exit{Code: -1, Err: errors.New("released")})
+	a.finish(exit.Status{Code: -1, Err: errors.New("released")})
 	return nil
 }
 
@@ -483,9 +484,9 @@ type blockingDelete struct {
 }
 
 func (b *blockingDelete) Pid() int { return 42 }
-func (b *blockingDelete) Wait() linux.Exit {
+func (b *blockingDelete) Wait() exit.Status {
 	<-b.exited
-	return linux.Exit{Code: 1}
+	return exit.Status{Code: 1}
 }
 func (b *blockingDelete) Stop(time.Duration) error {
 	b.once.Do(func() {
@@ -511,7 +512,7 @@ func TestOnEnd(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		exits  bool
-		policy string
+		policy Restart
 		want   int
 	}{
 		{"policy ends it", true, Never, 1},
