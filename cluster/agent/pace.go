@@ -9,12 +9,13 @@ import (
 )
 
 // DefaultStarts is how many container starts a node runs at once unless
-// Config.Starts says otherwise: one per CPU, two at least. A start is
-// mostly the kernel's work (fork, namespaces, mounts, cgroups) done on the
-// node's CPUs; a thousand at once once left a node so busy (load 326)
-// that Raft lost its leader and health checks of healthy containers
-// timed out.
-func DefaultStarts() int { return max(2, runtime.NumCPU()) }
+// Config.Starts says otherwise: four per CPU. A start is more waiting than
+// work (the kernel's RCU grace periods for cgroup moves, the handshakes
+// of init and monitor), so one per CPU left the CPUs half idle and took
+// four times as long as starting all at once; a thousand at once, though,
+// once left a node so busy (load 326) that Raft lost its leader and
+// health checks of healthy containers timed out.
+func DefaultStarts() int { return 4 * max(1, runtime.NumCPU()) }
 
 // priority orders the starts that wait for a slot.
 type priority int
