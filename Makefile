@@ -10,7 +10,10 @@ GOTAGS   := urfave_cli_no_docs
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -tags $(GOTAGS) -ldflags "$(LDFLAGS)"
 # Debian packages the tests use: a real image made by other tools, and
 # runtimes to compare against in benchmarks; qemu-user-static runs the
-# arm64 tests on this amd64 host.
+# arm64 tests on this amd64 host. The e2e tests' Debian image (redis,
+# nginx, mosquitto) is made from packages apt downloads, never installs, on
+# the host (about 36 MB, once), with dpkg, tar and unshare, which every
+# Debian has; it is kept in /var/cache/shoal-test.
 TEST_DEBS := umoci skopeo busybox-static qemu-user-static
 
 .PHONY: all build cross monitor-prog test test-arm64 test-deps lint demo demo-stop bench clean

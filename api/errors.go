@@ -15,6 +15,14 @@ var (
 	ErrImageUsed = errors.New("image in use")
 	// ErrForbidden: the caller may not do this here (see NotVoterError).
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnreachable: the node that holds what was asked for (an
+	// instance's logs, its exec) does not answer: it is down or cut off.
+	ErrUnreachable = errors.New("unreachable")
+	// ErrNoSpace: a node's disk is too full for the request.
+	ErrNoSpace = errors.New("no space left on the disk")
+	// ErrRemoved: the calling node is no longer in the cluster (it left,
+	// or was forgotten); it never will be again under its identity.
+	ErrRemoved = errors.New("removed from the cluster")
 )
 
 // NotVoterError refuses, on a non-voter, what only the admin credential or
@@ -54,12 +62,15 @@ func fieldErr(field, format string, args ...any) *FieldError {
 
 // Error kinds on the wire, so a client can branch without comparing strings.
 const (
-	KindNotFound  = "not_found"
-	KindNoLeader  = "no_leader"
-	KindInvalid   = "invalid"
-	KindConflict  = "conflict"
-	KindForbidden = "forbidden"
-	KindInternal  = "internal"
+	KindNotFound    = "not_found"
+	KindNoLeader    = "no_leader"
+	KindInvalid     = "invalid"
+	KindConflict    = "conflict"
+	KindForbidden   = "forbidden"
+	KindUnreachable = "unreachable"
+	KindNoSpace     = "no_space"
+	KindRemoved     = "removed"
+	KindInternal    = "internal"
 )
 
 // WireError is an error as the API sends it.
@@ -95,6 +106,12 @@ func (e *WireError) Is(target error) bool {
 		return target == ErrConflict || target == ErrImageUsed
 	case KindForbidden:
 		return target == ErrForbidden
+	case KindUnreachable:
+		return target == ErrUnreachable
+	case KindNoSpace:
+		return target == ErrNoSpace
+	case KindRemoved:
+		return target == ErrRemoved
 	}
 	return false
 }
@@ -112,6 +129,12 @@ func KindOf(err error) string {
 		return KindConflict
 	case errors.Is(err, ErrForbidden):
 		return KindForbidden
+	case errors.Is(err, ErrUnreachable):
+		return KindUnreachable
+	case errors.Is(err, ErrNoSpace):
+		return KindNoSpace
+	case errors.Is(err, ErrRemoved):
+		return KindRemoved
 	}
 	return KindInternal
 }

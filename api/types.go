@@ -238,6 +238,10 @@ type ApplyResult struct {
 	Name    string `json:"name"`
 	Version uint64 `json:"version"`
 	Changed bool   `json:"changed"`
+	// Unplaced says why no node can take the app's instances now (empty
+	// when they are placed): the app is applied all the same, and runs
+	// once a node qualifies.
+	Unplaced string `json:"unplaced,omitempty"`
 }
 
 // InstanceName is the user-facing name of an instance: app/index.
@@ -278,10 +282,50 @@ type LabelRequest struct {
 	Remove []string          `json:"remove,omitempty"`
 }
 
+// CordonResult answers a drain: the apps it leaves without a node, each
+// with the reason (the drain is done all the same).
+type CordonResult struct {
+	Unplaced []UnplacedApp `json:"unplaced,omitempty"`
+}
+
+// UnplacedApp is an app no node can take now, and why.
+type UnplacedApp struct {
+	App    string `json:"app"`
+	Reason string `json:"reason"`
+}
+
 // CordonRequest drains a node (cordoned: its instances move and no new
 // ones come) or lets it take instances again.
 type CordonRequest struct {
 	Cordoned bool `json:"cordoned"`
+}
+
+// LeaveRequest takes the node that receives it out of its cluster
+// (POST /v1/leave). Wait bounds how long the node waits for its instances
+// to run on other nodes before it stops them anyway; 0: DefaultLeaveWait.
+type LeaveRequest struct {
+	Wait Duration `json:"wait,omitempty"`
+}
+
+// DefaultLeaveWait is how long `shoal leave` waits, unless told, for a
+// leaving node's instances to run elsewhere.
+const DefaultLeaveWait = Duration(2 * time.Minute)
+
+// LeaveResult says what became of a leaving node's instances: every one
+// of its containers is stopped once the cluster let the node go.
+type LeaveResult struct {
+	Instances []LeftInstance `json:"instances"`
+	// Stopped counts the containers the node stopped.
+	Stopped int `json:"stopped"`
+}
+
+// LeftInstance is one instance that was placed on a leaving node.
+type LeftInstance struct {
+	Instance string `json:"instance"`
+	// Node runs the instance now; empty when no node does.
+	Node string `json:"node,omitempty"`
+	// Note says why, in words: "running on b", or why it did not move.
+	Note string `json:"note"`
 }
 
 // RestoreResult says what `shoal snapshot restore` brought back.

@@ -146,6 +146,23 @@ func (a *App) Validate() error {
 	return nil
 }
 
+// CheckSupported refuses what a well-formed spec may say but this release
+// does not do, so that an operator never believes a field is honoured when
+// it is not. The API edge calls it on every spec it is given, after
+// Validate; the state machine never does, so that entries an earlier
+// release committed stay applicable on every node.
+func (a *App) CheckSupported() error {
+	switch {
+	case a.Update != nil:
+		return fieldErr("update", "rolling updates are not supported yet: a new version replaces every instance in place, all at once; remove update:")
+	case len(a.Ports) > 0 && a.Network == NetworkHost:
+		return fieldErr("ports", "not with network: host: the container listens on the host's own ports, so there is nothing to publish; remove ports:")
+	case len(a.Ports) > 0:
+		return fieldErr("ports", "publishing ports from the bridge network is not available yet; use network: host and listen on the port directly")
+	}
+	return nil
+}
+
 func (r Resources) validate() error {
 	switch {
 	case r.CPU < 0:

@@ -175,7 +175,7 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 		if err := apps[i].Validate(); err != nil {
 			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
 		}
-		if err := supported(apps[i]); err != nil {
+		if err := apps[i].CheckSupported(); err != nil {
 			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
 		}
 	}
@@ -183,6 +183,7 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 	if err := n.write(ctx, store.PutApps{Apps: apps}, &res); err != nil {
 		return nil, err
 	}
+	n.warnUnplaced(res, apps)
 	return res, nil
 }
 
@@ -208,16 +209,27 @@ func (n *Node) Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyR
 	if err := n.write(ctx, store.Scale{Replicas: replicas}, &res); err != nil {
 		return nil, err
 	}
+	var apps []api.App
+	for _, r := range res {
+		// This replica may not hold the write yet: the spec is, with the
+		// count just set.
+		if a, err := n.store.App(r.Name); err == nil {
+			a.Replicas = replicas[r.Name]
+			apps = append(apps, a)
+		}
+	}
+	n.warnUnplaced(res, apps)
 	return res, nil
 }
 
 // PS lists instances: every allocation, with its observed state from the
 // node that runs it (through the leader), this node's own always first-hand.
 func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error) {
-	allocs, err := n.store.Allocations()
+	st, err := n.store.Snapshot()
 	if err != nil {
 		return nil, err
 	}
+	allocs := st.Allocs
 	observed, known := n.observed(ctx)
 	live := map[string]bool{}
 	for _, m := range n.liveMembers() {
@@ -258,7 +270,36 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 		}
 		out = append(out, s)
 	}
+	// Instances no node can take have no allocation: without these rows
+	// an app that cannot be placed would not show at all.
+	placed := map[string]bool{}
+	for _, a := range allocs {
+		placed[a.Instance()] = true
+	}
+	version := map[string]uint64{}
+	for _, a := range st.Apps {
+		version[a.Name] = a.Version
+	}
+	for _, u := range n.unplaceable(st.Apps, allocs, st.Nodes) {
+		if (app != "" && u.App != app) || placed[api.InstanceName(u.App, u.Index)] {
+			continue
+		}
+		out = append(out, api.InstanceStatus{App: u.App, Instance: api.InstanceName(u.App, u.Index), Version: version[u.App],
+			State: api.StatePending, Error: "cannot be placed: " + u.Reason})
+	}
+	slices.SortStableFunc(out, func(a, b api.InstanceStatus) int {
+		if c := strings.Compare(a.App, b.App); c != 0 {
+			return c
+		}
+		return instanceIndex(a.Instance) - instanceIndex(b.Instance)
+	})
 	return out, nil
+}
+
+// instanceIndex is the index of an instance name app/index.
+func instanceIndex(instance string) int {
+	i, _ := strconv.Atoi(instance[strings.LastIndexByte(instance, '/')+1:])
+	return i
 }
 
 // instanceIP is the address an instance is reached at until the bridge
@@ -293,7 +334,7 @@ func (n *Node) Where(ctx context.Context, app string, index int) (string, http.R
 		}
 		for _, r := range recs {
 			if r.Name == a.Node && r.Address != "" && r.Port != 0 {
-				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), n.peerTransport(r.ID), nil
+				return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), n.peerTransport(r.ID, r.Name, a.Instance()), nil
 			}
 		}
 	}
@@ -318,16 +359,6 @@ func (n *Node) LogPath(ctx context.Context, app string, index int) (string, erro
 		return "", err
 	}
 	return "", fmt.Errorf("instance %s: %w", api.InstanceName(app, index), api.ErrNotFound)
-}
-
-// supported refuses what the spec allows but this node cannot do yet, so
-// that an app never runs without something its operator asked for.
-func supported(a api.App) error {
-	switch {
-	case len(a.Ports) > 0 && a.Network != api.NetworkHost:
-		return errors.New("ports: publishing ports from the bridge network is not available yet; use network: host and listen on the port directly")
-	}
-	return nil
 }
 
 // usage adds a running instance's CPU time and memory from its cgroup.

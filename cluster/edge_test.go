@@ -33,6 +33,14 @@ func TestWritesJudgedAtTheEdge(t *testing.T) {
 			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Restart: "sometimes"}})
 			return err
 		}, `app "web"`},
+		{"update:, which this release does not honour", func() error {
+			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Update: &api.Update{MaxUnavailable: 1}}})
+			return err
+		}, "update: rolling updates are not supported yet"},
+		{"ports with network: host", func() error {
+			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Network: api.NetworkHost, Ports: []string{"8080"}}})
+			return err
+		}, "ports: not with network: host"},
 		{"a negative replica count", func() error {
 			_, err := n.Scale(ctx, map[string]int{"web": -1})
 			return err

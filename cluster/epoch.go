@@ -71,7 +71,7 @@ func (n *Node) rejoin(epoch uint64) error {
 		return nil
 	}
 	n.log.Warn("this node missed a recovery of its cluster: dropping its Raft state to rejoin", "epoch", n.epoch.Load(), "cluster_epoch", epoch)
-	if err := p.r().Shutdown().Error(); err != nil {
+	if err := p.shutdown(); err != nil {
 		return fmt.Errorf("stop raft: %w", err)
 	}
 	p.closeStores()
@@ -91,7 +91,7 @@ func (n *Node) rejoin(epoch uint64) error {
 		return err
 	}
 	p.wal, p.meta, p.snaps = np.wal, np.meta, snaps
-	p.trans = n.newTransport(n.port.Renew(pki.ProtoRaft), p.adv)
+	n.newTransport(p, n.port.Renew(pki.ProtoRaft))
 	p.fast = false
 	r, err := n.newRaft(p, n.raftConfigFor(false))
 	if err != nil {

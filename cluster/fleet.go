@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,79 +30,32 @@ func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) err
 
 // Cordon drains a node (its instances move elsewhere, none come) or lets
 // it take instances again.
-func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) error {
-	return n.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil)
-}
-
-// leftFile marks a data dir whose node left its cluster: starting it again
-// would only bring a stranger back.
-const leftFile = "left"
-
-// leaveRequest asks the leader to remove a node from Raft and the registry.
-type leaveRequest struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// Leave takes this node out of the cluster: gossip is told, the leader
-// removes it from Raft and the registry (its instances move), the data dir
-// is marked, and the node stops. The last server cannot leave.
-func (n *Node) Leave(ctx context.Context) error {
-	f := n.raft.r().GetConfiguration()
-	if err := f.Error(); err != nil {
-		return err
+func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
+	if err := n.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
+		return api.CordonResult{}, err
 	}
-	if len(f.Configuration().Servers) <= 1 {
-		return fmt.Errorf("%w: %s is the cluster's only server: stop it instead of leaving", api.ErrConflict, n.id.Name)
+	var res api.CordonResult
+	if !cordoned {
+		return res, nil
 	}
-	if n.raft.r().State() == raft.Leader {
-		if err := n.handOver(); err != nil {
-			return fmt.Errorf("hand leadership over before leaving: %w", err)
+	st, err := n.store.Snapshot()
+	if err != nil {
+		return res, nil // the drain is done; the warning is a courtesy
+	}
+	// This replica may not hold the write yet: the node is drained.
+	for i := range st.Nodes {
+		if st.Nodes[i].Name == node {
+			st.Nodes[i].Cordoned = true
 		}
 	}
-	// Gossip first, so that the leader does not register the node again
-	// between removing it and hearing that it left.
-	if err := n.members.leave(5 * time.Second); err != nil {
-		n.log.Warn("gossip leave", "err", err)
-	}
-	body, _ := json.Marshal(leaveRequest{ID: n.id.ID, Name: n.id.Name})
-	if err := n.callLeader(ctx, "/v1/leave", body); err != nil {
-		return fmt.Errorf("leave: %w (gossip was told; run shoal leave again)", err)
-	}
-	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, leftFile), []byte(time.Now().UTC().Format(time.RFC3339)+"\n")); err != nil {
-		return err
-	}
-	if err := n.cakey.drop(); err != nil {
-		n.log.Warn("delete the CA key after leaving", "err", err)
-	}
-	n.log.Info("left the cluster; stopping")
-	n.stopOnce.Do(func() { close(n.stop) })
-	return nil
-}
-
-// handOver transfers leadership to another voter, trying again a few
-// times: a pooled connection to a peer that restarted its Raft fails once.
-func (n *Node) handOver() error {
-	var err error
-	for range 3 {
-		r := n.raft.r()
-		if r.State() != raft.Leader {
-			return nil
+	seen := map[string]bool{}
+	for _, u := range n.unplaceable(st.Apps, st.Allocs, st.Nodes) {
+		if !seen[u.App] {
+			seen[u.App] = true
+			res.Unplaced = append(res.Unplaced, api.UnplacedApp{App: u.App, Reason: u.Reason})
 		}
-		if err = r.LeadershipTransfer().Error(); err == nil {
-			return nil
-		}
-		n.log.Info("hand leadership over: trying again", "err", err)
 	}
-	return err
-}
-
-// checkNotLeft refuses a data dir whose node left its cluster.
-func checkNotLeft(dataDir string) error {
-	if _, err := os.Stat(filepath.Join(dataDir, leftFile)); err == nil {
-		return fmt.Errorf("the node of %s left its cluster: move the data dir away to start a new node", dataDir)
-	}
-	return nil
+	return res, nil
 }
 
 // callLeader posts body to path on the leader over the node protocol, the
@@ -149,28 +100,6 @@ func (n *Node) callOnce(ctx context.Context, addr raft.ServerAddress, path strin
 		return fmt.Errorf("leader %s: %s", hp, resp.Status)
 	}
 	return n.asNotVoter(&we)
-}
-
-// serveLeave is the leader's side of Leave: a node asks to be removed,
-// and only for itself.
-func (n *Node) serveLeave(w http.ResponseWriter, r *http.Request) {
-	var req leaveRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.ID == "" {
-		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: leave request: %v", api.ErrInvalid, err))
-		return
-	}
-	// Both from the certificate: the name is the registry record that
-	// goes, and another node's record must not go with this one's id.
-	if peer := n.peerOf(r); peer == nil || peer.ID != req.ID || peer.Name != req.Name {
-		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only take itself out of the cluster", api.ErrInvalid))
-		return
-	}
-	if err := n.removeNode(req.ID, req.Name); err != nil {
-		writeWireError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	n.log.Info("a node left the cluster", "name", req.Name, "id", req.ID)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // forgetRequest names a node that is gone for good.

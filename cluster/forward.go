@@ -58,6 +58,9 @@ func (n *Node) applyLocal(cmd any, timeout time.Duration) (any, error) {
 // applyRaw returns raft.ErrNotLeader as it is, for the caller to forward;
 // other losses of leadership mean no leader for now.
 func (n *Node) applyRaw(data []byte, timeout time.Duration) (any, error) {
+	if err := n.checkDiskForWrite(len(data)); err != nil {
+		return nil, err
+	}
 	f := n.raft.r().Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
@@ -90,6 +93,10 @@ func setResponse(resp, out any) error {
 }
 
 func (n *Node) forward(ctx context.Context, data []byte, out any) error {
+	// This node applies the entry too, leader or not.
+	if err := n.checkDiskForWrite(len(data)); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	var last error
@@ -244,6 +251,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
 	node.HandleFunc("GET /v1/ps", n.servePS)
 	node.HandleFunc("GET /v1/ca-key", n.serveCAKey)
+	node.HandleFunc("GET /v1/member", n.serveMember)
 	// Joins come from anyone: a connection is held no longer than a join
 	// takes, and bodies are small.
 	return map[string]*http.Server{

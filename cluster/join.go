@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -94,7 +95,7 @@ func (e *joinRefused) Error() string { return fmt.Sprintf("join refused by %s: %
 func joinOne(ctx context.Context, ca pki.Fingerprint, addr string, body []byte) (*joinResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	tr := &http.Transport{TLSClientConfig: pki.PinnedConfig(ca, pki.ProtoJoin, nil), DisableKeepAlives: true}
+	tr := &http.Transport{TLSClientConfig: pki.PinnedConfig(ca, pki.ProtoJoin, "the join token", nil), DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/join", bytes.NewReader(body))
 	if err != nil {
@@ -104,7 +105,11 @@ func joinOne(ctx context.Context, ca pki.Fingerprint, addr string, body []byte) 
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		if errors.Is(err, pki.ErrWrongCluster) {
-			return nil, fmt.Errorf("%s: %w; nothing was sent", addr, pki.ErrWrongCluster)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("%s: %w; nothing was sent", addr, err)
 		}
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}

@@ -81,11 +81,54 @@ func newMembers(n *Node) (*members, error) {
 	// it may come back at a new one (DHCP, another network). Names are
 	// unique among live nodes; the join refuses a taken one.
 	c.DeadNodeReclaimTime = time.Second
-	m.ml, err = memberlist.Create(c)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{c.BindAddr}, BindPort: c.BindPort, Logger: c.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", n.cfg.BindAddr, n.cfg.GossipPort, err)
 	}
+	c.Transport = &gossipTransport{NetTransport: nt}
+	m.ml, err = memberlist.Create(c)
+	if err != nil {
+		nt.Shutdown()
+		return nil, fmt.Errorf("gossip on %s:%d: %w", n.cfg.BindAddr, n.cfg.GossipPort, err)
+	}
 	return m, nil
+}
+
+// gossipTransport is memberlist's network transport, except that packets
+// memberlist sends once it has shut the transport down go nowhere,
+// quietly. memberlist shuts its transport down before it stops its gossip
+// timer, and a gossip round in between logged "[ERR] Failed to send gossip
+// to ...: use of closed network connection" at many a clean stop.
+type gossipTransport struct {
+	*memberlist.NetTransport
+
+	mu   sync.RWMutex // held for reading by sends under way
+	down bool
+}
+
+func (t *gossipTransport) Shutdown() error {
+	t.mu.Lock()
+	t.down = true
+	t.mu.Unlock()
+	return t.NetTransport.Shutdown()
+}
+
+func (t *gossipTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.down {
+		return time.Now(), nil
+	}
+	return t.NetTransport.WriteTo(b, addr)
+}
+
+func (t *gossipTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.down {
+		return time.Now(), nil
+	}
+	return t.NetTransport.WriteToAddress(b, a)
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,6 +53,9 @@ type Node struct {
 	id           identity
 	advertise    string
 	lock         *os.File // DATA/lock, held while the node runs
+	// first is the data dir's first start while New runs: undone if New
+	// fails, committed (node.json written) if it succeeds.
+	first *firstStart
 
 	mat        *material
 	cakey      *caKeeper // the CA's private key, on voters
@@ -85,9 +89,13 @@ type Node struct {
 	rejoinTo chan uint64
 	epoch    atomic.Uint64
 
-	// stop ends Run from inside (a node that left its cluster).
+	// stop ends Run from inside (a node out of its cluster); Run then
+	// returns stopErr, set before stop closes.
 	stop     chan struct{}
 	stopOnce sync.Once
+	stopErr  error
+	// leaving: Leave is under way, and it ends the node itself.
+	leaving atomic.Bool
 
 	// cleanups tracks one-off containers being removed after their exit.
 	cleanups sync.WaitGroup
@@ -104,8 +112,26 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	// Before the data dir is touched: such a binary cannot run a container.
+	// Before the data dir is touched: a node that could not run a
+	// container, or listen, must not make a cluster first.
+	if err := checkRoot(); err != nil {
+		return nil, err
+	}
 	if err := monitor.HasProgram(); err != nil {
+		return nil, err
+	}
+	if dataDirInUse(cfg.DataDir) {
+		return nil, fmt.Errorf("data dir %s is in use by another shoal node", cfg.DataDir)
+	}
+	// A data dir that left its cluster is refused below, after its
+	// containers are stopped, whatever holds the ports now.
+	if checkNotLeft(cfg.DataDir) == nil {
+		if err := cfg.checkPorts(); err != nil {
+			return nil, err
+		}
+	}
+	before, absent, err := dataDirBefore(cfg.DataDir)
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
@@ -114,9 +140,21 @@ func New(cfg Config) (_ *Node, err error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1), reports: map[string]receivedReport{}}
 	n.peerLog, n.peerLogLimit = peerLogger(n.log)
 	defer func() {
-		if err != nil {
-			n.Close()
+		if err == nil {
+			return
 		}
+		if n.first == nil {
+			n.Close()
+			return
+		}
+		// A failed first start leaves the data dir as it was, removed
+		// while the lock is still held.
+		n.closeParts()
+		if uerr := n.first.undo(n.lock); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+		n.lock = nil
+		n.peerLogLimit.Close()
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -127,11 +165,19 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if err := checkNotLeft(cfg.DataDir); err != nil {
+		n.stopLeftContainers(err)
 		return nil, err
 	}
 	var fresh bool
 	if n.id, fresh, err = loadIdentity(cfg.DataDir, cfg.Name); err != nil {
 		return nil, err
+	}
+	if fresh {
+		if n.first, err = beginFirstStart(cfg.DataDir, before, absent, n.log); err != nil {
+			return nil, err
+		}
+	} else {
+		dropStaleStarting(cfg.DataDir)
 	}
 	n.log = n.log.With("node", n.id.Name)
 	if n.advertise, err = cfg.advertise(); err != nil {
@@ -230,6 +276,12 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.first != nil {
+		if err := n.first.commit(n.id); err != nil {
+			return nil, err
+		}
+		n.first = nil
+	}
 	return n, nil
 }
 
@@ -283,7 +335,10 @@ func (n *Node) loadOrMakeMaterial(fresh bool) error {
 		return fmt.Errorf("%s belongs to node id %s, not this node's %s: move the data dir away to start a new node", tlsDir(dir), mat.ident.Node().ID, n.id.ID)
 	case ok:
 		if n.cfg.Join != "" {
-			n.log.Info("the data dir already belongs to a cluster: --join ignored")
+			if err := checkJoinedCluster(dir, n.cfg.Join, mat); err != nil {
+				return err
+			}
+			n.log.Info("the data dir already belongs to the token's cluster: starting as a restart, the token is not used")
 		}
 		if len(n.cfg.Labels) > 0 {
 			n.log.Info("--label is ignored on a restart: the cluster keeps the labels it recorded at first start; change them with `shoal label`", "labels", n.cfg.Labels)
@@ -302,10 +357,25 @@ func (n *Node) loadOrMakeMaterial(fresh bool) error {
 		n.bootstrapped = true
 	}
 	n.mat = mat
-	if fresh {
-		return writeIdentity(dir, n.id)
-	}
 	return nil
+}
+
+// checkJoinedCluster refuses a join token for a data dir that belongs to
+// another cluster: the node would run in its own cluster while its
+// operator thinks it joined the token's. The token of the data dir's own
+// cluster is a restart.
+func checkJoinedCluster(dir, token string, mat *material) error {
+	tok, err := pki.ParseToken(token)
+	if err != nil {
+		return fmt.Errorf("SHOAL_JOIN, --join or --join-file: %w", err)
+	}
+	if tok.CA == pki.FingerprintOf(mat.ident.CA) {
+		return nil
+	}
+	return fmt.Errorf("data dir %s belongs to another cluster (%s) than the join token's: "+
+		"to restart this node in its cluster, start it without SHOAL_JOIN, --join or --join-file; "+
+		"to join the token's cluster, use an empty --data-dir (or move %s away)",
+		dir, strings.TrimPrefix(mat.ident.CA.Subject.CommonName, "shoal "), dir)
 }
 
 // Run serves until ctx ends, then shuts every part down in order: the API
@@ -332,15 +402,17 @@ func (n *Node) Run(ctx context.Context) error {
 	run("leadership", n.watchLeadership)
 	run("ca key", n.keepCAKey)
 	run("agent", n.agent.Run)
+	run("removal", n.watchRemoved)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))
+	var errs []error
 	select {
 	case <-ctx.Done():
 	case <-n.stop:
 		cancel()
+		errs = append(errs, n.stopErr)
 	}
 	wg.Wait()
 	close(errc)
-	var errs []error
 	for err := range errc {
 		errs = append(errs, err)
 	}
@@ -373,6 +445,16 @@ func (n *Node) serveInternal(ctx context.Context) error {
 
 // Close releases everything New opened. Safe after a failed New.
 func (n *Node) Close() error {
+	errs := []error{n.closeParts()}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close())
+	}
+	n.peerLogLimit.Close()
+	return errors.Join(errs...)
+}
+
+// closeParts closes everything but the data dir's lock.
+func (n *Node) closeParts() error {
 	var errs []error
 	if n.api != nil {
 		errs = append(errs, n.api.Close())
@@ -406,10 +488,6 @@ func (n *Node) Close() error {
 			n.log.Debug("keep the containers' parent cgroup", "err", err)
 		}
 	}
-	if n.lock != nil {
-		errs = append(errs, n.lock.Close())
-	}
-	n.peerLogLimit.Close()
 	return errors.Join(errs...)
 }
 
@@ -441,6 +519,8 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-n.stop:
+			return errors.New("the node stopped")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -3,14 +3,17 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 )
 
@@ -105,13 +108,38 @@ func (n *Node) nodeRequest(ctx context.Context, method string, addr raft.ServerA
 	return n.nodeClient.Do(req)
 }
 
-// peerTransport reaches the API of node id at hostport, for passing a
-// request on to it; one use, no pooled connections.
-func (n *Node) peerTransport(id string) http.RoundTripper {
+// peerTransport reaches the API of node id (name) at hostport, for
+// passing a request about instance on to it; one use, no pooled
+// connections. A node that does not answer is api.ErrUnreachable, named.
+func (n *Node) peerTransport(id, name, instance string) http.RoundTripper {
 	return &http.Transport{
 		DisableKeepAlives: true,
 		DialTLSContext: func(ctx context.Context, _, hp string) (net.Conn, error) {
-			return n.dialNode(ctx, raftAddr(id, hp), pki.ProtoAPI, 5*time.Second)
+			c, err := n.dialNode(ctx, raftAddr(id, hp), pki.ProtoAPI, peerDialTimeout)
+			if err != nil {
+				return nil, unreachable(name, instance, hp, err)
+			}
+			return c, nil
 		},
 	}
+}
+
+// peerDialTimeout bounds a dial of another node's API.
+const peerDialTimeout = 5 * time.Second
+
+// unreachable says that node name, which runs instance, did not answer at
+// hostport, and why in a few words.
+func unreachable(name, instance, hostport string, err error) error {
+	why := err.Error()
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused: shoal is not running there"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		why = "no route to it"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		why = fmt.Sprintf("no answer within %s", peerDialTimeout)
+	}
+	return fmt.Errorf("node %s, which runs %s, is %w: its cluster port %s did not answer (%s); it is down or cut off (`shoal nodes` shows its state)",
+		name, instance, api.ErrUnreachable, hostport, why)
 }

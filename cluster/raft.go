@@ -30,10 +30,11 @@ type raftParts struct {
 
 	cur atomic.Pointer[raft.Raft]
 
-	mu    sync.Mutex // guards following
-	trans *raft.NetworkTransport
-	adv   peerAddr
-	fast  bool // a lone voter's timeouts
+	mu     sync.Mutex // guards following
+	trans  *raft.NetworkTransport
+	stream *streamLayer // trans's
+	adv    peerAddr
+	fast   bool // a lone voter's timeouts
 }
 
 // r is the running Raft.
@@ -48,13 +49,103 @@ func (p *raftParts) isFast() bool {
 // streamLayer carries Raft over the cluster port: inbound connections come
 // from the port's Raft listener, outbound ones dial a node's port with the
 // Raft protocol and this node's certificate.
+//
+// It holds on to the inbound connections, because the network transport
+// does not: when Raft stops (the node stops, or restarts Raft in relaxRaft
+// or rejoin) they stay open, and the next command the leader sends on one
+// reaches a transport that is shutting down, which logs it as an ERROR
+// ("failed to decode incoming command: transport shutdown"). hangUp closes
+// them before Raft stops; the transport's reader then sees the end of the
+// stream, and the leader a closed connection, as from a stopped node.
 type streamLayer struct {
 	net.Listener
 	n         *Node
 	advertise peerAddr
+
+	mu      sync.Mutex // guards following
+	inbound map[*inboundConn]struct{}
+	hungUp  bool
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Accept() (net.Conn, error) {
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if s.hungUp {
+			// Raft is stopping: an error here would be logged and
+			// retried; the peer sees a closed connection instead.
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		ic := &inboundConn{Conn: c, layer: s}
+		if s.inbound == nil {
+			s.inbound = map[*inboundConn]struct{}{}
+		}
+		s.inbound[ic] = struct{}{}
+		s.mu.Unlock()
+		return ic, nil
+	}
+}
+
+// hangUp closes the inbound connections and any accepted from now on.
+func (s *streamLayer) hangUp() {
+	s.mu.Lock()
+	s.hungUp = true
+	conns := s.inbound
+	s.inbound = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.hangUp()
+	}
+}
+
+func (s *streamLayer) Close() error {
+	s.hangUp()
+	return s.Listener.Close()
+}
+
+// inboundConn is a Raft connection another node opened. Once this side
+// hung up, reads and writes end as at the end of the stream (io.EOF),
+// which the transport takes as the peer's goodbye and does not log.
+type inboundConn struct {
+	net.Conn
+	layer  *streamLayer
+	hungUp atomic.Bool
+}
+
+func (c *inboundConn) hangUp() {
+	c.hungUp.Store(true)
+	c.Conn.Close()
+}
+
+func (c *inboundConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.hungUp.Load() {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (c *inboundConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && c.hungUp.Load() {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (c *inboundConn) Close() error {
+	c.layer.mu.Lock()
+	delete(c.layer.inbound, c)
+	c.layer.mu.Unlock()
+	return c.Conn.Close()
+}
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return s.n.dialNode(context.Background(), addr, pki.RaftProto(s.n.epoch.Load()), timeout)
@@ -103,7 +194,7 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 		p.close()
 		return nil, err
 	}
-	p.trans = n.newTransport(n.port.Listener(pki.ProtoRaft), p.adv)
+	n.newTransport(p, n.port.Listener(pki.ProtoRaft))
 	stored := n.storedConfiguration(existing, wal, snaps, p.trans)
 	// Alone, the node need not wait out a timeout meant for a lossy link
 	// to elect itself; relaxRaft gives it those once another server joins.
@@ -135,13 +226,24 @@ func (n *Node) newRaft(p *raftParts, conf *raft.Config) (*raft.Raft, error) {
 	return raft.NewRaft(conf, n.store.FSM(), p.wal, p.wal, p.snaps, p.trans)
 }
 
-func (n *Node) newTransport(ln net.Listener, adv peerAddr) *raft.NetworkTransport {
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: ln, n: n, advertise: adv},
+// newTransport makes p's transport over ln.
+func (n *Node) newTransport(p *raftParts, ln net.Listener) {
+	p.stream = &streamLayer{Listener: ln, n: n, advertise: p.adv}
+	p.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  p.stream,
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
 		Logger:  hclogFor(n.peerLog, "raft-net"),
 	})
+}
+
+// shutdown stops the running Raft: its inbound connections are closed
+// first (see streamLayer).
+func (p *raftParts) shutdown() error {
+	if p.stream != nil {
+		p.stream.hangUp()
+	}
+	return p.r().Shutdown().Error()
 }
 
 // raftConfigFor is the node's Raft configuration; fast for a lone voter.
@@ -169,11 +271,11 @@ func (n *Node) relaxRaft() error {
 		return nil
 	}
 	n.log.Info("raft: a second server joined: restarting with the timeouts of a lossy link")
-	if err := p.r().Shutdown().Error(); err != nil {
+	if err := p.shutdown(); err != nil {
 		return fmt.Errorf("stop raft: %w", err)
 	}
 	// Shutdown closed the transport and with it the port's Raft listener.
-	p.trans = n.newTransport(n.port.Renew(pki.ProtoRaft), p.adv)
+	n.newTransport(p, n.port.Renew(pki.ProtoRaft))
 	r, err := n.newRaft(p, n.raftConfigFor(false))
 	if err != nil {
 		return fmt.Errorf("restart raft: %w", err)
@@ -281,8 +383,8 @@ func (p *raftParts) close() error {
 	var errs []error
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r := p.r(); r != nil {
-		errs = append(errs, r.Shutdown().Error())
+	if p.r() != nil {
+		errs = append(errs, p.shutdown())
 	}
 	if p.trans != nil {
 		errs = append(errs, p.trans.Close())

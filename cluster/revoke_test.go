@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 	"github.com/shoal-edge/shoal/internal/testutil"
 )
@@ -68,7 +69,7 @@ func TestLeftNodeIsRevoked(t *testing.T) {
 		t.Fatalf("b before leaving: %v", err)
 	}
 
-	if err := b.Leave(context.Background()); err != nil {
+	if _, err := b.Leave(context.Background(), api.LeaveRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	client.CloseIdleConnections()

@@ -119,7 +119,7 @@ func (n *Node) volumes(specs []string) ([]linux.Mount, error) {
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return nil, fmt.Errorf("volume %s: %w", vol.Source, err)
 			}
-			out = append(out, linux.Mount{Source: src, Target: vol.Target, ReadOnly: vol.ReadOnly})
+			out = append(out, linux.Mount{Source: src, Target: vol.Target, ReadOnly: vol.ReadOnly, Populate: true})
 			continue
 		}
 		// This node's operator decides which host paths apps may bind

@@ -208,5 +208,5 @@ func RemoteTLS(credential string) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pki.PinnedConfig(cred.CA, pki.ProtoAPI, &cert), nil
+	return pki.PinnedConfig(cred.CA, pki.ProtoAPI, "the admin credential", &cert), nil
 }

@@ -1,15 +1,18 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
@@ -92,7 +95,13 @@ func (n *Node) refuse(proto string, c net.Conn) {
 	_, hasSecrets, _ := n.store.Secrets()
 	we := api.WireError{Kind: api.KindInvalid, Message: "this node does not admit that credential: it is not an admin credential or node certificate of this cluster, or it was revoked"}
 	if tc, ok := c.(*tls.Conn); ok {
-		if p := n.mat.ident.Peer(tc.ConnectionState(), nil); p.Node != nil && !n.store.Revoked(p.Node.ID) {
+		switch p := n.mat.ident.Peer(tc.ConnectionState(), nil); {
+		case p.Node != nil && n.store.Revoked(p.Node.ID):
+			// Said plainly, so that a node forgotten while it was away
+			// learns it (askMember) and stops its containers.
+			we = api.WireError{Kind: api.KindRemoved, Message: fmt.Sprintf(
+				"node %s (%s) is no longer in this cluster: it left or was forgotten, and its identity is revoked", p.Node.Name, p.Node.ID)}
+		case p.Node != nil:
 			we = api.WireError{Kind: api.KindForbidden, Message: fmt.Sprintf(
 				"node %s is not a voter: a non-voter's certificate may not use the API; the admin credential (--credential) may", p.Node.Name)}
 		}
@@ -101,8 +110,29 @@ func (n *Node) refuse(proto string, c net.Conn) {
 		we.Message = "this node has not received its cluster's state yet and admits no credential: try again in a moment, or another node"
 	}
 	body, _ := json.Marshal(we)
+	// The request is read before the answer and the connection drained
+	// after it: a socket closed with unread bytes sends a reset, and a
+	// reset can reach the client before it read the answer, which it then
+	// reports as a broken connection. Both are bounded in bytes here and
+	// in time by the port's deadline.
+	in := io.LimitReader(c, refuseReadMax)
+	_ = c.SetReadDeadline(time.Now().Add(refuseReadWait))
+	if req, err := http.ReadRequest(bufio.NewReader(in)); err == nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
 	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(refuseReadWait))
+		_, _ = io.Copy(io.Discard, in)
+	}
 }
+
+// refuseReadMax and refuseReadWait bound what a refused peer may make
+// refuse read, and how long it waits for it.
+const (
+	refuseReadMax  = 64 << 10
+	refuseReadWait = 400 * time.Millisecond
+)
 
 type peerStateKey struct{}
 

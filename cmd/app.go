@@ -118,9 +118,12 @@ func App() *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		UseShortOptionHandling: true,
-		EnableBashCompletion:   true,
-		OnUsageError:           onUsageError,
-		ExitErrHandler:         func(*cli.Context, error) {},
+		// A repeated flag's value is one value: -e A=x,y is A=x,y, not
+		// A=x and an entry y the container would get as is.
+		DisableSliceFlagSeparator: true,
+		EnableBashCompletion:      true,
+		OnUsageError:              onUsageError,
+		ExitErrHandler:            func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			upCommand(),
 			statusCommand(),
@@ -171,11 +174,37 @@ func dataDir(c *cli.Context) string {
 	return defaultDataDir
 }
 
-// flagValue is a string flag from wherever it was given.
+// flagValue is a string flag from wherever it was given: on the command
+// line, before or after the command, else from the environment. urfave/cli
+// counts a flag its environment variable sets as set on every level that
+// defines it, so a value that differs from the environment's is the one
+// given on the command line, which wins.
 func flagValue(c *cli.Context, name string) string {
+	env, fromEnv := os.LookupEnv(envVarOf(c, name))
+	for _, cc := range c.Lineage() {
+		if v := cc.String(name); cc.IsSet(name) && v != "" && (!fromEnv || v != env) {
+			return v
+		}
+	}
 	for _, cc := range c.Lineage() {
 		if cc.IsSet(name) && cc.String(name) != "" {
 			return cc.String(name)
+		}
+	}
+	return ""
+}
+
+// envVarOf is the environment variable of the string flag name.
+func envVarOf(c *cli.Context, name string) string {
+	for _, cc := range c.Lineage() {
+		flags := cc.App.Flags
+		if cc.Command != nil {
+			flags = cc.Command.Flags
+		}
+		for _, f := range flags {
+			if sf, ok := f.(*cli.StringFlag); ok && sf.Name == name && len(sf.EnvVars) > 0 {
+				return sf.EnvVars[0]
+			}
 		}
 	}
 	return ""

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -56,6 +55,13 @@ func printResults(c *cli.Context, res []api.ApplyResult, changed string) {
 		}
 		fmt.Fprintf(c.App.Writer, "app %s %s (version %d)\n", r.Name, what, r.Version)
 	}
+	// The desired state is recorded, so the command succeeds; but an
+	// operator must not walk away believing the app runs.
+	for _, r := range res {
+		if r.Unplaced != "" {
+			fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", r.Name, r.Unplaced)
+		}
+	}
 }
 
 func scaleCommand() *cli.Command {
@@ -65,14 +71,14 @@ func scaleCommand() *cli.Command {
 		ArgsUsage: "APP=N...",
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return errors.New("usage: shoal scale APP=N...")
+				return usage(c, "want APP=N...")
 			}
 			replicas := map[string]int{}
 			for _, a := range c.Args().Slice() {
 				app, n, ok := strings.Cut(a, "=")
 				v, err := strconv.Atoi(n)
 				if !ok || app == "" || err != nil || v < 0 {
-					return fmt.Errorf("%q: want APP=N with N a count of replicas (0 or more)", a)
+					return usage(c, "%q: want APP=N with N a count of replicas (0 or more)", a)
 				}
 				replicas[app] = v
 			}

@@ -29,6 +29,9 @@ func execCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkEnv(c); err != nil {
+				return err
+			}
 			req := api.ExecRequest{App: app, Index: index, Command: command(c.Args().Tail()), Env: c.StringSlice("env"), TTY: c.Bool("tty")}
 			if len(req.Command) == 0 {
 				return usage(c, "no command after --")

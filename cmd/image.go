@@ -69,7 +69,7 @@ func imageCommand() *cli.Command {
 			{
 				Name:  "ls",
 				Usage: "list images",
-				Flags: []cli.Flag{outputFlag()},
+				Flags: []cli.Flag{outputFlag()}, Before: checkOutput,
 				Action: func(c *cli.Context) error {
 					imgs, err := apiClient(c).Images(c.Context)
 					if err != nil {
@@ -100,7 +100,7 @@ func pullImage(c *cli.Context) error {
 	if creds := c.String("creds"); creds != "" {
 		u, p, ok := strings.Cut(creds, ":")
 		if !ok {
-			return fmt.Errorf("--creds: want USER:PASSWORD")
+			return usage(c, "--creds: want USER:PASSWORD")
 		}
 		req.Username, req.Password = u, p
 	}

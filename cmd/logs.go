@@ -28,11 +28,14 @@ func logsCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usage(c, "want one APP or APP/INDEX")
 			}
+			if t := c.Int("tail"); t < -1 {
+				return usage(c, "--tail %d: want a count of lines, or -1 for all", t)
+			}
 			opts := client.LogOptions{Follow: c.Bool("follow"), Tail: c.Int("tail"), Timestamps: c.Bool("timestamps")}
 			if s := c.String("since"); s != "" {
 				t, err := parseSince(s, time.Now())
 				if err != nil {
-					return err
+					return usage(c, "%v", err)
 				}
 				opts.Since = t
 			}

@@ -27,7 +27,7 @@ func labelCommand() *cli.Command {
 					req.Remove = append(req.Remove, k)
 					continue
 				}
-				return fmt.Errorf("%q: want key=value to set or key- to remove", a)
+				return usage(c, "%q: want key=value to set or key- to remove", a)
 			}
 			return apiClient(c).Label(c.Context, c.Args().First(), req)
 		},
@@ -43,7 +43,16 @@ func cordonCommand(name, help string, cordoned bool) *cli.Command {
 			if c.NArg() != 1 {
 				return usage(c, "want one NODE")
 			}
-			return apiClient(c).Cordon(c.Context, c.Args().First(), cordoned)
+			res, err := apiClient(c).Cordon(c.Context, c.Args().First(), cordoned)
+			if err != nil {
+				return err
+			}
+			// The drain is done; but the operator must hear at once what
+			// it leaves without a node.
+			for _, u := range res.Unplaced {
+				fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", u.App, u.Reason)
+			}
+			return nil
 		},
 	}
 }
@@ -51,12 +60,26 @@ func cordonCommand(name, help string, cordoned bool) *cli.Command {
 func leaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "leave",
-		Usage: "take this node out of its cluster gracefully (its instances move; the node stops)",
+		Usage: "take this node out of its cluster for good: its instances move to other nodes, then it stops its containers and itself",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "wait", Value: api.DefaultLeaveWait.D(), Usage: "how long to wait for this node's instances to run on other nodes before stopping them anyway"},
+		},
 		Action: func(c *cli.Context) error {
-			if err := apiClient(c).Leave(c.Context); err != nil {
+			if c.NArg() != 0 {
+				return usage(c, "leave takes no argument")
+			}
+			if c.Duration("wait") <= 0 {
+				return usage(c, "--wait must be positive")
+			}
+			res, err := apiClient(c).Leave(c.Context, api.LeaveRequest{Wait: api.Duration(c.Duration("wait"))})
+			if err != nil {
 				return err
 			}
-			fmt.Fprintln(c.App.Writer, "left the cluster; the node is stopping")
+			w := c.App.Writer
+			for _, in := range res.Instances {
+				fmt.Fprintf(w, "%s: %s\n", in.Instance, in.Note)
+			}
+			fmt.Fprintf(w, "left the cluster; %d containers stopped on this node; the node is stopping\n", res.Stopped)
 			return nil
 		},
 	}

@@ -11,7 +11,7 @@ func nodesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "nodes",
 		Usage: "the cluster's nodes: address, arch, role, state, labels, instances",
-		Flags: []cli.Flag{outputFlag(), consistentFlag()},
+		Flags: []cli.Flag{outputFlag(), consistentFlag()}, Before: checkOutput,
 		Action: func(c *cli.Context) error {
 			ns, err := apiClient(c).Nodes(c.Context, c.Bool("consistent"))
 			if err != nil {

@@ -23,8 +23,18 @@ func show(c *cli.Context, v any, header []string, rows func() [][]string) error 
 	case "table", "":
 		return table(c.App.Writer, header, rows())
 	default:
-		return fmt.Errorf("unknown output format %q: use table or json", c.String("output"))
+		return usage(c, "unknown output format %q: use table or json", c.String("output"))
 	}
+}
+
+// checkOutput refuses an unknown -o before the command asks the node
+// anything.
+func checkOutput(c *cli.Context) error {
+	switch c.String("output") {
+	case "json", "table", "":
+		return nil
+	}
+	return usage(c, "unknown output format %q: use table or json", c.String("output"))
 }
 
 func table(w io.Writer, header []string, rows [][]string) error {

@@ -13,7 +13,7 @@ func psCommand() *cli.Command {
 		Name:      "ps",
 		Usage:     "instances: app, instance, node, state, restarts, age, IP",
 		ArgsUsage: "[APP]",
-		Flags:     []cli.Flag{outputFlag()},
+		Flags:     []cli.Flag{outputFlag()}, Before: checkOutput,
 		Action: func(c *cli.Context) error {
 			st, err := apiClient(c).PS(c.Context, c.Args().First())
 			if err != nil {
@@ -37,7 +37,7 @@ func psCommand() *cli.Command {
 					if s.PID > 0 {
 						pid = fmt.Sprint(s.PID)
 					}
-					rows = append(rows, []string{s.App, s.Instance, s.Node, state, fmt.Sprint(s.Restarts), age(s.StartedAt, now), dash(s.IP), pid})
+					rows = append(rows, []string{s.App, s.Instance, dash(s.Node), state, fmt.Sprint(s.Restarts), age(s.StartedAt, now), dash(s.IP), pid})
 				}
 				return rows
 			})

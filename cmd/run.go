@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/shoal-edge/shoal/api"
@@ -18,7 +19,7 @@ func runCommand() *cli.Command {
 		ArgsUsage: "IMAGE [-- CMD...]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "pass stdin to the container"},
-			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits (always the case for now)"},
+			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits (always the case for now)", Value: true},
 			&cli.StringFlag{Name: "name", Usage: "container name (host name inside it)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringFlag{Name: "network", Usage: "bridge (own network namespace) or host", Value: "bridge"},
@@ -26,6 +27,15 @@ func runCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usage(c, "name an image")
+			}
+			if !c.Bool("rm") {
+				return usage(c, "--rm=false: a one-off container is always removed when it exits, for now")
+			}
+			if n := c.String("name"); n != "" && !api.ValidName(n) {
+				return usage(c, "--name %q: want a host name of lower-case letters, digits and '-', at most 63", n)
+			}
+			if err := checkEnv(c); err != nil {
+				return err
 			}
 			req := api.RunRequest{
 				Image:   c.Args().First(),
@@ -52,6 +62,17 @@ func runCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// checkEnv refuses an -e without '=': the container would get the bare
+// word as an entry of its environment, which no program reads as a variable.
+func checkEnv(c *cli.Context) error {
+	for _, e := range c.StringSlice("env") {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return usage(c, "-e %q: want K=V", e)
+		}
+	}
+	return nil
 }
 
 // command drops the "--" that separates shoal's flags from the container's

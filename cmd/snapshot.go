@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +20,7 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "FILE",
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return errors.New("usage: shoal snapshot save FILE")
+						return usage(c, "want one FILE")
 					}
 					var buf bytes.Buffer
 					if err := apiClient(c).SaveSnapshot(c.Context, &buf); err != nil {
@@ -59,7 +58,7 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "FILE",
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
-						return errors.New("usage: shoal snapshot restore FILE")
+						return usage(c, "want one FILE")
 					}
 					f, err := os.Open(c.Args().First())
 					if err != nil {

@@ -11,7 +11,7 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "cluster id, leader, this node's role, Raft term and index, voters, health",
-		Flags: []cli.Flag{outputFlag()},
+		Flags: []cli.Flag{outputFlag()}, Before: checkOutput,
 		Action: func(c *cli.Context) error {
 			st, err := apiClient(c).Status(c.Context)
 			if err != nil {

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,7 +48,7 @@ func upCommand() *cli.Command {
 func up(c *cli.Context) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return usage(c, "--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.DataDir = dataDir(c)
@@ -68,7 +69,7 @@ func up(c *cli.Context) error {
 	cfg.AllowHostPaths = c.StringSlice("allow-host-path")
 	maxUnpacked, err := api.ParseBytes(c.String("image-max-unpacked"))
 	if err != nil {
-		return fmt.Errorf("--image-max-unpacked: %w", err)
+		return usage(c, "--image-max-unpacked: %v", err)
 	}
 	cfg.ImageMaxUnpacked = int64(maxUnpacked)
 	cfg.ImagePullStall = c.Duration("image-pull-stall")
@@ -77,7 +78,10 @@ func up(c *cli.Context) error {
 	for _, l := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return fmt.Errorf("--label %q: want key=value", l)
+			return usage(c, "--label %q: want key=value", l)
+		}
+		if _, dup := cfg.Labels[k]; dup {
+			return usage(c, "--label %s given twice", k)
 		}
 		cfg.Labels[k] = v
 	}
@@ -87,7 +91,7 @@ func up(c *cli.Context) error {
 	defer stop()
 	node, err := cluster.New(cfg)
 	if err != nil {
-		return err
+		return outOfCluster(c, err)
 	}
 	defer node.Close()
 	done := make(chan error, 1)
@@ -101,7 +105,21 @@ func up(c *cli.Context) error {
 		}
 	}
 	cancel()
-	return <-done
+	return outOfCluster(c, <-done)
+}
+
+// exitRemoved is the exit status of `shoal up` for a node that is out of
+// its cluster (it left, or was forgotten): starting it again cannot help,
+// so a service manager can be told not to (RestartPreventExitStatus=3).
+const exitRemoved = 3
+
+// outOfCluster gives a node's removal from its cluster its own exit status.
+func outOfCluster(c *cli.Context, err error) error {
+	if !errors.Is(err, api.ErrRemoved) {
+		return err
+	}
+	fmt.Fprintln(c.App.ErrWriter, "shoal:", err)
+	return exitError{exitRemoved}
 }
 
 // printBootstrap tells, once, how to grow the new cluster and how to

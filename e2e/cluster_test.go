@@ -164,7 +164,7 @@ func TestJoinRefused(t *testing.T) {
 
 	cases := []struct{ name, token, want string }{
 		{"wrong-secret", wrongSecret, "wrong join secret"},
-		{"other-cluster", otherCluster, "not of the cluster the token names"},
+		{"other-cluster", otherCluster, "belongs to another cluster (its CA fingerprint differs) than the one the join token names; nothing was sent"},
 		{"truncated", f.token[:len(f.token)-4], "truncated"},
 	}
 	for i, c := range cases {
@@ -295,7 +295,7 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	otherCA, _ := pki.NewCA("other")
 	stranger := pki.NewCredential(otherCA.Fingerprint()).String()
-	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "not of the cluster") {
+	if out, err := f.lab.Exec("laptop", f.bin, "--server", server, "--credential", stranger, "nodes"); err == nil || !strings.Contains(string(out), "belongs to another cluster (its CA fingerprint differs) than the one the admin credential names") {
 		t.Errorf("another cluster's credential: %v\n%s", err, out)
 	}
 	good, _ := pki.ParseCredential(cred)
@@ -415,8 +415,10 @@ func TestRecoverAfterQuorumLoss(t *testing.T) {
 }
 
 // A backup saved from a follower brings a lost cluster's apps and node
-// labels back into a new one; a damaged file or a cluster that already
-// has apps is refused.
+// labels back into a new one; the labels of a node that has not joined
+// the new cluster wait for it without making a node of it (no phantom in
+// `nodes`, none of a global app's instances); a damaged file or a cluster
+// that already has apps is refused.
 func TestSnapshotSaveRestore(t *testing.T) {
 	t.Parallel()
 	old := newFleet(t)
@@ -424,33 +426,77 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	old.join("b")
 	old.waitFormed("b", []string{"a", "b"}, []string{"a"}, 30*time.Second)
 	spec := filepath.Join(t.TempDir(), "app.yaml")
-	// An image no registry serves: the app is desired state only, and no
-	// container starts.
-	os.WriteFile(spec, []byte("name: web\nimage: registry.invalid/web:1\nreplicas: 2\n"), 0o644)
+	// An image no registry serves: the apps are desired state only, and
+	// no container starts.
+	os.WriteFile(spec, []byte("name: web\nimage: registry.invalid/web:1\nreplicas: 2\n---\nname: agent\nimage: registry.invalid/agent:1\nmode: global\n"), 0o644)
 	// b is a non-voter: its writes need the credential.
 	old.mustAdminCLI("b", "apply", "-f", spec)
 	old.mustAdminCLI("b", "label", "a", "site=plant-a")
+	old.mustAdminCLI("b", "label", "b", "site=plant-b")
 	file := filepath.Join(t.TempDir(), "backup")
 	old.mustCLI("b", "snapshot", "save", file)
 
 	fresh := newFleet(t)
 	fresh.bootstrap("a")
 	out := fresh.mustCLI("a", "snapshot", "restore", file)
-	if !strings.Contains(out, "restored 1 apps") {
+	if !strings.Contains(out, "restored 2 apps") {
 		t.Fatalf("restore said: %s", out)
 	}
 	fresh.waitLabel("a", "a", "site", "plant-a", 10*time.Second)
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		out, err := fresh.cli("a", "ps", "-o", "json")
+	psOf := func(f *fleet, asker string) (map[string]string, error) {
+		out, err := f.cli(asker, "ps", "-o", "json")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var ps []instance
 		if err := json.Unmarshal([]byte(out), &ps); err != nil {
+			return nil, err
+		}
+		where := map[string]string{} // instance -> node
+		for _, i := range ps {
+			where[i.Instance] = i.Node
+		}
+		return where, nil
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		where, err := psOf(fresh, "a")
+		if err != nil {
 			return err
 		}
-		if len(ps) != 2 || ps[0].App != "web" {
-			return fmt.Errorf("instances after restore: %+v", ps)
+		// b has not joined: the global app has one instance, on a.
+		if len(where) != 3 || where["web/0"] != "a" || where["web/1"] != "a" || where["agent/0"] != "a" {
+			return fmt.Errorf("instances after restore: %v, want web/0, web/1 and agent/0 on a", where)
+		}
+		return nil
+	})
+	// Every node `nodes` shows is a node that joined, and each can be
+	// forgotten (a live one is told to leave instead, not "not found").
+	ns, err := fresh.nodes("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 1 || ns[0].Name != "a" {
+		t.Fatalf("nodes after restore: %+v, want a alone (b has not joined)", ns)
+	}
+	if _, err := fresh.cli("a", "forget", "a"); err == nil || strings.Contains(err.Error(), "not found") {
+		t.Errorf("forget of a node that nodes shows: %v", err)
+	}
+	// b joins the new cluster: it takes its labels and its global instance.
+	fresh.join("b")
+	fresh.waitLabel("a", "b", "site", "plant-b", 30*time.Second)
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		where, err := psOf(fresh, "a")
+		if err != nil {
+			return err
+		}
+		onB := 0
+		for inst, n := range where {
+			if strings.HasPrefix(inst, "agent/") && n == "b" {
+				onB++
+			}
+		}
+		if len(where) != 4 || onB != 1 {
+			return fmt.Errorf("instances after b joined: %v, want one agent instance on b", where)
 		}
 		return nil
 	})

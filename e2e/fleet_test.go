@@ -21,7 +21,7 @@ import (
 // fleet is a cluster of `shoal up` processes, one per lab node, each in
 // its own network namespace with the default ports.
 type fleet struct {
-	t     *testing.T
+	t     testing.TB
 	lab   *lab.Lab
 	bin   string
 	dirs  map[string]string // node -> data dir
@@ -32,7 +32,7 @@ type fleet struct {
 	cgroups []string // the nodes' cgroup parents, learnt at cleanup
 }
 
-func newFleet(t *testing.T, extra ...string) *fleet {
+func newFleet(t testing.TB, extra ...string) *fleet {
 	testutil.RequireRoot(t)
 	f := &fleet{t: t, bin: shoalBin(t), dirs: map[string]string{}, extra: extra}
 	// Registered first, so it runs after the lab's teardown: that kills

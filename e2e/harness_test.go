@@ -108,7 +108,7 @@ func (n *node) startWith(ready func() error) {
 func (n *node) cgroupParent() string { return cgroupParentOf(n.t, n.dataDir) }
 
 // cgroupParentOf is the cgroup of the containers of the node of dataDir.
-func cgroupParentOf(t *testing.T, dataDir string) string {
+func cgroupParentOf(t testing.TB, dataDir string) string {
 	t.Helper()
 	var id struct{ ID string }
 	b, err := os.ReadFile(filepath.Join(dataDir, "node.json"))

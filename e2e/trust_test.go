@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,6 +45,8 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 			t.Errorf("%s %s with a non-voter's certificate on a voter's API: %d %s, want 403 saying it is not a voter", c.method, c.path, code, body)
 		}
 	}
+
+	refusedAfterRequest(t, b.dataDir, aPort)
 
 	// The same certificate on the node protocol: only its own job.
 	node := stolenClient(t, b.dataDir, "shoal-node/1")
@@ -130,6 +133,35 @@ func TestNonVoterIsNoAdmin(t *testing.T) {
 	// client) serves it no more than a new one would.
 	if code, body := call(t, node, "POST", aPort, "/v1/report", `{"node":"trust-b","instances":[]}`); code != http.StatusForbidden {
 		t.Errorf("b's report after it left, on its old connection: %d %s, want 403", code, body)
+	}
+}
+
+// refusedAfterRequest checks that a refused peer gets its answer after its
+// request, not before: an HTTP client that receives bytes while it has no
+// request out drops the connection, and reports "readLoopPeekFailLocked"
+// instead of the refusal.
+func refusedAfterRequest(t *testing.T, dataDir string, port int) {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dataDir, "tls", "node.crt"), filepath.Join(dataDir, "tls", "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{Certificates: []tls.Certificate{cert},
+		NextProtos: []string{"shoal-api/1"}, MinVersion: tls.VersionTLS13, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(buf); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a refused peer got %q (%v) before it sent a request", buf[:n], err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 403") || !strings.Contains(string(got), "not a voter") {
+		t.Errorf("a refused peer's answer: %q", got)
 	}
 }
 

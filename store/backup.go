@@ -58,7 +58,8 @@ func (s *Store) Backup(now time.Time) ([]byte, error) {
 	if b.ClusterID, err = s.ClusterID(); err != nil {
 		return nil, err
 	}
-	for _, n := range st.Nodes {
+	// Settings still waiting for their node are the operator's too.
+	for _, n := range append(st.Nodes, st.Waiting...) {
 		b.Nodes = append(b.Nodes, BackupNode{Name: n.Name, Labels: n.Labels, Cordoned: n.Cordoned})
 	}
 	body, err := json.MarshalIndent(b, "", "  ")

@@ -39,12 +39,27 @@ func TestBackupRestore(t *testing.T) {
 	if len(apps) != 2 {
 		t.Fatalf("restored apps: %+v", apps)
 	}
-	nodes, _ := dst.Nodes()
-	if len(nodes) != 1 || nodes[0].Labels["site"] != "a" {
-		t.Fatalf("restored nodes: %+v", nodes)
+	// pi-1 has not joined the new cluster: its labels wait for it, and
+	// no node shows for them (a phantom would be scheduled on).
+	if nodes, _ := dst.Nodes(); len(nodes) != 0 {
+		t.Fatalf("nodes after restoring the labels of a node that has not joined: %+v", nodes)
 	}
-	// The node joins later under its name: its labels wait for it.
+	st, _ := dst.Snapshot()
+	if len(st.Nodes) != 0 || len(st.Waiting) != 1 || st.Waiting[0].Labels["site"] != "a" {
+		t.Fatalf("state after restore: nodes %+v, waiting %+v", st.Nodes, st.Waiting)
+	}
+	// Waiting settings survive a backup and a Raft snapshot.
+	if again, err := dst.Backup(time.Now()); err != nil || !bytes.Contains(again, []byte(`"pi-1"`)) {
+		t.Fatalf("a backup of the restored cluster lost pi-1's labels: %v\n%s", err, again)
+	}
+	copied := openTest(t)
+	snapshotInto(t, dst, copied)
+	if st, _ := copied.Snapshot(); len(st.Waiting) != 1 || st.Waiting[0].Labels["site"] != "a" {
+		t.Fatalf("waiting settings after a Raft snapshot: %+v", st.Waiting)
+	}
+	// The node joins later under its name and takes its labels.
 	apply(t, dst, 3, NodeFacts{Node: NodeRecord{Name: "pi-1", ID: "y", Address: "10.0.0.9"}})
+	nodes, _ := dst.Nodes()
 	nodes, _ = dst.Nodes()
 	if nodes[0].ID != "y" || nodes[0].Labels["site"] != "a" {
 		t.Fatalf("rejoined node: %+v", nodes[0])

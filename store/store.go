@@ -89,6 +89,12 @@ type LegacySecrets struct {
 
 // NodeRecord is a node as the Raft registry knows it: identity and what an
 // operator set. Liveness comes from gossip and is not stored.
+//
+// A record without an ID is no node: it holds the labels and cordon that a
+// backup restored for a node of that name that has not joined (yet)
+// (RestoreBackup); the node takes them over when it registers. Nodes and
+// State.Nodes leave such records out, so that nothing lists, schedules on
+// or forgets a node that is not there.
 type NodeRecord struct {
 	Name    string `json:"name"`
 	ID      string `json:"id"`
@@ -304,9 +310,15 @@ func (s *Store) Allocations() ([]api.Allocation, error) {
 	return list[api.Allocation](s, bucketAllocs)
 }
 
-// Nodes lists the node registry by name.
+// Joined says whether the record is a node's, rather than settings a
+// backup restored for a node that has not joined.
+func (r NodeRecord) Joined() bool { return r.ID != "" }
+
+// Nodes lists the node registry by name: the nodes that joined.
 func (s *Store) Nodes() ([]NodeRecord, error) {
-	return list[NodeRecord](s, bucketNodes)
+	recs, err := list[NodeRecord](s, bucketNodes)
+	nodes, _ := splitJoined(recs)
+	return nodes, err
 }
 
 // State is a consistent read of apps, allocations and nodes.
@@ -314,10 +326,25 @@ type State struct {
 	Index  uint64
 	Apps   []api.App
 	Allocs []api.Allocation
-	Nodes  []NodeRecord
+	Nodes  []NodeRecord // the nodes that joined
+	// Waiting are node settings a backup restored for names no node has
+	// joined under yet: part of the replicated state, but no node.
+	Waiting []NodeRecord
 	// Specs are the older versions of apps that allocations still name,
 	// by app and version.
 	Specs []api.App
+}
+
+// splitJoined separates nodes' records from settings waiting for a node.
+func splitJoined(recs []NodeRecord) (nodes, waiting []NodeRecord) {
+	for _, r := range recs {
+		if r.Joined() {
+			nodes = append(nodes, r)
+		} else {
+			waiting = append(waiting, r)
+		}
+	}
+	return nodes, waiting
 }
 
 // Snapshot reads the whole desired state in one transaction.
@@ -332,9 +359,11 @@ func (s *Store) Snapshot() (State, error) {
 		if st.Allocs, err = decodeAll[api.Allocation](tx, bucketAllocs); err != nil {
 			return err
 		}
-		if st.Nodes, err = decodeAll[NodeRecord](tx, bucketNodes); err != nil {
+		recs, err := decodeAll[NodeRecord](tx, bucketNodes)
+		if err != nil {
 			return err
 		}
+		st.Nodes, st.Waiting = splitJoined(recs)
 		st.Specs, err = decodeAll[api.App](tx, bucketSpecs)
 		return err
 	})

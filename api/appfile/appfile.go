@@ -78,7 +78,11 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 			continue
 		}
 		app.Defaults()
-		if err := app.Validate(); err != nil {
+		err = app.Validate()
+		if err == nil {
+			err = app.CheckSupported()
+		}
+		if err != nil {
 			var fe *api.FieldError
 			if errors.As(err, &fe) {
 				return nil, &Error{File: file, Line: doc.line(fe.Field), Field: fe.Field, Msg: fe.Msg}
@@ -102,7 +106,7 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 type doc struct {
 	start int
 	empty bool
-	lines map[string]int    // "resources.memory" -> line of its value
+	lines map[string]int    // "resources.memory" -> line of its key
 	vals  map[string]string // scalar values by path, to place errors that carry no line
 }
 
@@ -161,7 +165,9 @@ func walk(n *yaml.Node, path string, d doc) {
 			if path != "" {
 				p = path + "." + key.Value
 			}
-			lines[p] = val.Line
+			// The key's line: a block mapping or list starts below it,
+			// and "update: ..." is where the reader looks for update.
+			lines[p] = key.Line
 			walk(val, p, d)
 		}
 	case yaml.SequenceNode:
@@ -222,7 +228,14 @@ func decodeError(file string, d doc, err error) error {
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
 	if u := unknownRe().FindStringSubmatch(msg); u != nil {
-		return &Error{File: file, Line: line, Field: u[1], Msg: "unknown field"}
+		// The whole path where the key's line names it: "resources.cpus".
+		field := u[1]
+		for p, l := range d.lines {
+			if l == line && strings.HasSuffix(p, "."+u[1]) {
+				field = p
+			}
+		}
+		return &Error{File: file, Line: line, Field: field, Msg: "unknown field"}
 	}
 	if t := typeRe().FindStringSubmatch(msg); t != nil {
 		msg = fmt.Sprintf("%q is a %s, want %s", t[2], yamlKind(t[1]), goKind(t[3]))

@@ -15,7 +15,6 @@ env: {GREETING: hi}
 replicas: 2
 resources: {cpu: 0.5, memory: 64Mi, pids: 256}
 restart: on-failure
-ports: ["8080:8080/tcp"]
 health: {http: "http://127.0.0.1:8080/healthz", interval: 5s, timeout: 2s, retries: 3}
 ---
 name: agent
@@ -55,6 +54,12 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate", "name: a\nimage: x\n---\nname: a\nimage: y\n", `f.yaml:4: name: app "a" is defined twice (first at line 1)`},
 		{"not a mapping", "- a\n- b\n", "f.yaml:1: an app spec must be a mapping"},
 		{"empty", "", "f.yaml: no apps in file"},
+		{"unknown nested field", "name: web\nimage: x\nresources:\n  memory: 64Mi\n  cpus: 2\n", "f.yaml:5: resources.cpus: unknown field"},
+		{"unknown field in a flow mapping", "name: web\nimage: x\nhealth: {tcp: \":80\", every: 5s}\n", "f.yaml:3: health.every: unknown field"},
+		{"update", "name: web\nimage: x\nupdate: {max_unavailable: 1}\n", "f.yaml:3: update: rolling updates are not supported yet"},
+		{"update block", "name: web\nimage: x\nupdate:\n  auto_revert: true\n", "f.yaml:3: update: rolling updates are not supported yet"},
+		{"ports with host network", "name: web\nimage: x\nnetwork: host\nports:\n  - \"8080:8080\"\n", "f.yaml:4: ports: not with network: host: the container listens on the host's own ports"},
+		{"ports with bridge network", "name: web\nimage: x\nports: [\"80\"]\n", "f.yaml:3: ports: publishing ports from the bridge network is not available yet"},
 		{"bad duration", "name: web\nimage: x\nhealth:\n  tcp: \":80\"\n  interval: soon\n", `f.yaml:5: health.interval: invalid duration "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,6 +89,9 @@ func FuzzParse(f *testing.F) {
 		for _, a := range apps {
 			if err := a.Validate(); err != nil {
 				t.Fatalf("Parse accepted an invalid app: %v", err)
+			}
+			if err := a.CheckSupported(); err != nil {
+				t.Fatalf("Parse accepted an app this release does not run: %v", err)
 			}
 		}
 	})

@@ -39,7 +39,8 @@ func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w, er
 	var idxs []int
 	for _, in := range insts {
 		_, idx, ok := strings.Cut(in.Instance, "/")
-		if n, err := strconv.Atoi(idx); ok && err == nil && in.App == app {
+		// An instance no node can take has no log anywhere.
+		if n, err := strconv.Atoi(idx); ok && err == nil && in.App == app && in.Node != "" {
 			idxs = append(idxs, n)
 		}
 	}

@@ -80,6 +80,11 @@ func newRemote(addr string, cfg *tls.Config) *Client {
 		return d.DialContext(ctx, "tcp", addr)
 	}
 	c.unreachable = func(err error) error {
+		// The request's method and URL say nothing the user gave.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("node %s: %w", addr, err)
 	}
 	c.http = &http.Client{Transport: &http.Transport{
@@ -334,14 +339,43 @@ func (c *Client) Label(ctx context.Context, node string, req api.LabelRequest) e
 	return c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/labels", req, nil)
 }
 
-// Cordon drains a node or lets it take instances again.
-func (c *Client) Cordon(ctx context.Context, node string, cordoned bool) error {
-	return c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/cordon", api.CordonRequest{Cordoned: cordoned}, nil)
+// Cordon drains a node or lets it take instances again; a drain says
+// which apps it leaves without a node.
+func (c *Client) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
+	var res api.CordonResult
+	body, err := json.Marshal(api.CordonRequest{Cordoned: cordoned})
+	if err != nil {
+		return res, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/cordon", nil, bytes.NewReader(body), "application/json")
+	if err != nil {
+		return res, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return res, nil // a node of an earlier release says nothing more
+	}
+	return res, json.NewDecoder(resp.Body).Decode(&res)
 }
 
-// Leave takes the node out of its cluster; it stops afterwards.
-func (c *Client) Leave(ctx context.Context) error {
-	return c.sendJSON(ctx, http.MethodPost, "/v1/leave", struct{}{}, nil)
+// Leave takes the node out of its cluster: it answers once it has
+// stopped its containers, and stops afterwards. A node of an earlier
+// release answers with no result.
+func (c *Client) Leave(ctx context.Context, req api.LeaveRequest) (api.LeaveResult, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return api.LeaveResult{}, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/leave", nil, bytes.NewReader(body), "application/json")
+	if err != nil {
+		return api.LeaveResult{}, err
+	}
+	defer resp.Body.Close()
+	var res api.LeaveResult
+	if resp.StatusCode == http.StatusNoContent {
+		return res, nil
+	}
+	return res, json.NewDecoder(resp.Body).Decode(&res)
 }
 
 // SaveSnapshot copies a backup of the desired state to w.

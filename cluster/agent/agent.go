@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-edge/shoal/api"
@@ -94,6 +95,15 @@ type Agent struct {
 	bg sync.WaitGroup
 	// pace queues container starts.
 	pace *pacer
+	// held: the agent no longer follows the desired state (the node is
+	// leaving its cluster, whose state is no longer its own to follow);
+	// the containers it supervises keep running, and restarting, as
+	// they are until Retire or Release.
+	held atomic.Bool
+	poke chan struct{} // reconcile now (buffered)
+	// reconciling is held by a reconcile and by Retire: no start begins
+	// after Retire took the instances.
+	reconciling sync.Mutex
 
 	mu        sync.Mutex // guards following
 	status    map[string]api.InstanceStatus
@@ -122,7 +132,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Starts == 0 {
 		cfg.Starts = DefaultStarts()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), pace: newPacer(cfg.Starts),
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), poke: make(chan struct{}, 1), pace: newPacer(cfg.Starts),
 		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}, adopted: map[string]Adopted{}}
 	for _, ad := range cfg.Adopted {
 		name := api.InstanceName(ad.App, ad.Index)
@@ -151,8 +161,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	first := true
 	for {
 		changed := a.cfg.Desired.Changed()
-		if a.cfg.Desired.AppliedIndex() == 0 {
-			// Nothing to go by yet.
+		if a.cfg.Desired.AppliedIndex() == 0 || a.held.Load() {
+			// Nothing to go by (yet).
 		} else if err := a.reconcile(ctx); err != nil {
 			a.log.Error("reconcile", "err", err)
 		} else if first {
@@ -163,6 +173,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+		case <-a.poke:
 		}
 	}
 }
@@ -211,6 +222,11 @@ func diff(node string, desired []api.Allocation, running map[string]api.Allocati
 }
 
 func (a *Agent) reconcile(ctx context.Context) error {
+	a.reconciling.Lock()
+	defer a.reconciling.Unlock()
+	if a.held.Load() {
+		return nil
+	}
 	allocs, err := a.cfg.Desired.Allocations()
 	if err != nil {
 		return fmt.Errorf("read allocations: %w", err)
@@ -260,6 +276,14 @@ func (a *Agent) take(name string) *instance {
 	in := a.instances[name]
 	delete(a.instances, name)
 	return in
+}
+
+// running says whether the instance has a live container.
+func (in *instance) running() bool {
+	in.watch.mu.Lock()
+	p := in.watch.proc
+	in.watch.mu.Unlock()
+	return p != nil && alive(p)
 }
 
 // kill stops the instance's container and waits for its supervision to end.
@@ -349,6 +373,59 @@ func (a *Agent) discard(p supervise.Process) {
 	}
 }
 
+// Hold stops following the desired state: nothing is started or stopped
+// for a change of it until Release. The node holds its agent while it
+// leaves the cluster, so that an instance the leader moves keeps running
+// here until it runs on its new node.
+func (a *Agent) Hold() { a.held.Store(true) }
+
+// Release follows the desired state again (a leave that failed).
+func (a *Agent) Release() {
+	a.held.Store(false)
+	select {
+	case a.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Retire stops every container of the node, the adopted ones no
+// allocation took included, and waits until they are gone (their mounts
+// and cgroups with them); the agent follows the desired state no more.
+// It returns how many containers it stopped. The node retires its agent
+// when it is out of its cluster for good: nothing would manage them.
+func (a *Agent) Retire() int {
+	a.Hold()
+	a.reconciling.Lock()
+	defer a.reconciling.Unlock()
+	a.mu.Lock()
+	ins := a.instances
+	a.instances = map[string]*instance{}
+	adopted := a.adopted
+	a.adopted = map[string]Adopted{}
+	a.mu.Unlock()
+	var stopped atomic.Int64
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		wg.Go(func() {
+			if in.running() {
+				stopped.Add(1)
+			}
+			in.kill()
+			a.forget(in.alloc)
+		})
+	}
+	for _, ad := range adopted {
+		wg.Go(func() {
+			stopped.Add(1)
+			a.discard(ad.Process)
+			a.forget(api.Allocation{App: ad.App, Index: ad.Index})
+		})
+	}
+	wg.Wait()
+	a.bg.Wait() // stops already under way
+	return int(stopped.Load())
+}
+
 // detachAll ends every supervision loop, leaving the containers running,
 // and waits for the stops already under way.
 func (a *Agent) detachAll() {
@@ -382,6 +459,15 @@ func (a *Agent) forget(al api.Allocation) {
 	}
 	logs.Remove(a.LogPath(al.App, al.Index))
 	os.Remove(filepath.Join(a.cfg.LogDir, al.App)) // only if empty
+}
+
+// current reports whether w watches the instance that runs under its name
+// now, rather than one taken out to be stopped.
+func (a *Agent) current(w *watch) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	in := a.instances[w.al.Instance()]
+	return in != nil && in.watch == w
 }
 
 func (a *Agent) setStatus(al api.Allocation, f func(*api.InstanceStatus)) {

@@ -50,7 +50,8 @@ func (d *fakeDesired) set(al ...api.Allocation) {
 
 type fakeProc struct {
 	name                     string
-	stuck                    bool // Stop fails, never exits (container in D state)
+	stuck                    bool          // Stop fails, never exits (container in D state)
+	grace                    chan struct{} // Stop waits for it (a container that ignores SIGTERM)
 	once                     sync.Once
 	done                     chan struct{}
 	stopped, closed, deleted atomic.Bool
@@ -62,6 +63,9 @@ func (p *fakeProc) Wait() exit.Status { <-p.done; return exit.Status{Code: 0} }
 func (p *fakeProc) end()              { p.once.Do(func() { close(p.done) }) }
 func (p *fakeProc) Stop(time.Duration) error {
 	p.stopped.Store(true)
+	if p.grace != nil {
+		<-p.grace
+	}
 	if p.stuck {
 		return errors.New("still running after SIGKILL")
 	}
@@ -84,6 +88,8 @@ type fakeRuntime struct {
 	specs   []api.App // the spec of each start, in order
 	block   bool      // Start blocks until ctx ends
 	stuck   map[string]bool
+	// graceFirst: the first container's Stop waits for it.
+	graceFirst chan struct{}
 	// noImage: HasImage says no, and Pull hangs until its context ends,
 	// as it does on a registry that never answers.
 	noImage bool
@@ -97,6 +103,9 @@ func (r *fakeRuntime) Start(ctx context.Context, in Instance) (supervise.Process
 	p := newProc(in.ID)
 	p.stuck = r.stuck[in.Allocation.App]
 	r.mu.Lock()
+	if len(r.started) == 0 {
+		p.grace = r.graceFirst
+	}
 	r.started = append(r.started, p)
 	r.specs = append(r.specs, in.App)
 	r.mu.Unlock()
@@ -232,4 +241,102 @@ func TestPullTimeout(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A held agent neither stops nor starts for a change of the desired state
+// (a leaving node's instance keeps running while the leader moves it);
+// Retire then stops every container, the adopted ones no allocation took
+// included, and counts them.
+func TestHoldThenRetire(t *testing.T) {
+	web := api.Allocation{App: "web", Index: 0, Version: 1, Node: "n1"}
+	db := api.Allocation{App: "db", Index: 0, Version: 1, Node: "n1"}
+	orphan := newProc("gone.0.0aaa") // adopted, and no allocation names it
+	d := newDesired(web)
+	rt := &fakeRuntime{}
+	a, err := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: d, Runtime: rt,
+		Adopted: []Adopted{{"gone", 0, 1, orphan}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The orphan stays adopted until the first reconcile: hold first.
+	a.Hold()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a.Release()
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if s := statusOf(a, "web/0"); s.State != api.StateRunning {
+			return fmt.Errorf("web/0 is %q", s.State)
+		}
+		return nil
+	})
+	first, _ := rt.last()
+	// The orphan went at the first reconcile; another comes back, as after
+	// a restart, for Retire to find.
+	orphan2 := newProc("gone.0.0bbb")
+	a.mu.Lock()
+	a.adopted["gone/0"] = Adopted{"gone", 0, 1, orphan2}
+	a.mu.Unlock()
+
+	a.Hold()
+	d.set(db) // web moves away, db comes
+	// A reconcile after the change (the loop's may run too, alike): once
+	// it returns, a held agent has decided to do nothing.
+	if err := a.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(a, "db/0").State; st != "" || statusOf(a, "web/0").State != api.StateRunning {
+		t.Fatalf("held agent acted: db/0 is %q, web/0 %q", st, statusOf(a, "web/0").State)
+	}
+	if n := a.Retire(); n != 2 {
+		t.Errorf("Retire stopped %d containers, want 2 (web and the adopted one)", n)
+	}
+	if !first.stopped.Load() || !orphan2.stopped.Load() || !orphan2.deleted.Load() {
+		t.Errorf("after Retire: web stopped %v, adopted stopped %v deleted %v", first.stopped.Load(), orphan2.stopped.Load(), orphan2.deleted.Load())
+	}
+	if rt.n() != 1 || len(a.Status()) != 0 {
+		t.Errorf("after Retire: %d starts, status %+v; want no new start and no instance", rt.n(), a.Status())
+	}
+}
+
+// An instance taken out (a drain) whose container ends only after its
+// grace, when the instance is back under the same name (uncordon), does
+// not report its end over the new one: ps showed a running instance
+// exited.
+func TestStoppingInstanceDoesNotReportOverItsSuccessor(t *testing.T) {
+	a0 := api.Allocation{App: "a", Index: 0, Version: 1, Node: "n1"}
+	d := newDesired(a0)
+	rt := &fakeRuntime{graceFirst: make(chan struct{})}
+	a, _ := New(Config{Node: "n1", LogDir: t.TempDir(), Desired: d, Runtime: rt})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	running := func() error {
+		if s := statusOf(a, "a/0"); s.State != api.StateRunning {
+			return fmt.Errorf("a/0 is %q", s.State)
+		}
+		return nil
+	}
+	testutil.WaitFor(t, 5*time.Second, running)
+	first, _ := rt.last()
+	d.set() // drained: the container is asked to stop and takes its grace
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if !first.stopped.Load() {
+			return errors.New("not asked to stop yet")
+		}
+		return nil
+	})
+	d.set(a0) // uncordoned: a new container under the same name
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if rt.n() != 2 {
+			return fmt.Errorf("%d starts", rt.n())
+		}
+		return running()
+	})
+	close(rt.graceFirst) // the first container ends now
+	a.bg.Wait()          // and its supervision with it
+	if err := running(); err != nil {
+		t.Fatalf("after the stopped container ended: %v, want the new one's running", err)
+	}
 }

@@ -40,7 +40,12 @@ func (w *watch) started(p supervise.Process) {
 
 // event is called by the supervision loop on every state change.
 func (w *watch) event(ev supervise.Event) {
-	w.a.record(w.al, ev)
+	// An instance being stopped (drained, replaced) may end after its
+	// grace, when another has taken its name: its end is not news of
+	// that one.
+	if w.a.current(w) {
+		w.a.record(w.al, ev)
+	}
 	switch ev.State {
 	case supervise.Running:
 		w.startHealth(ev.Pid)

@@ -18,13 +18,15 @@ type Fleet interface {
 	// RotateToken makes a new join secret and returns its token.
 	RotateToken(ctx context.Context) (string, error)
 	Label(ctx context.Context, node string, req api.LabelRequest) error
-	Cordon(ctx context.Context, node string, cordoned bool) error
+	// Cordon drains a node or lets it take instances again; a drain
+	// says which apps it leaves without a node.
+	Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error)
 }
 
 // Membership takes nodes out of the cluster.
 type Membership interface {
-	// Leave takes this node out of the cluster.
-	Leave(ctx context.Context) error
+	// Leave takes this node out of the cluster and stops its containers.
+	Leave(ctx context.Context, req api.LeaveRequest) (api.LeaveResult, error)
 	// Forget takes out a node that is gone for good.
 	Forget(ctx context.Context, node string) error
 }
@@ -110,19 +112,26 @@ func (s *Server) cordon(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.cfg.Fleet.Cordon(r.Context(), r.PathValue("name"), req.Cordoned); err != nil {
+	res, err := s.cfg.Fleet.Cordon(r.Context(), r.PathValue("name"), req.Cordoned)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, res)
 }
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Membership.Leave(r.Context()); err != nil {
+	var req api.LeaveRequest
+	if err := decodeBody(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	res, err := s.cfg.Membership.Leave(r.Context(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, res)
 }
 
 func (s *Server) forget(w http.ResponseWriter, r *http.Request) {

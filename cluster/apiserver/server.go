@@ -151,7 +151,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	we := api.Wire(err)
-	code := map[string]int{api.KindNotFound: 404, api.KindNoLeader: 503, api.KindInvalid: 400, api.KindConflict: 409, api.KindForbidden: 403}[we.Kind]
+	code := map[string]int{api.KindNotFound: 404, api.KindNoLeader: 503, api.KindInvalid: 400, api.KindConflict: 409, api.KindForbidden: 403,
+		api.KindUnreachable: 502, api.KindNoSpace: 507, api.KindRemoved: 410}[we.Kind]
 	if code == 0 {
 		code = 500
 		s.cfg.Logger.Error("api", "path", r.URL.Path, "err", err)

@@ -31,10 +31,14 @@ func (f *fake) Nodes(context.Context) ([]api.Node, error)             { return n
 func (f *fake) Token(context.Context) (string, error)                 { return "shoal1/t", nil }
 func (f *fake) RotateToken(context.Context) (string, error)           { return "shoal1/r", nil }
 func (f *fake) Label(context.Context, string, api.LabelRequest) error { return nil }
-func (f *fake) Cordon(context.Context, string, bool) error            { return nil }
-func (f *fake) Leave(context.Context) error                           { return nil }
-func (f *fake) Forget(context.Context, string) error                  { return nil }
-func (f *fake) Linearize(context.Context) error                       { return nil }
+func (f *fake) Cordon(context.Context, string, bool) (api.CordonResult, error) {
+	return api.CordonResult{}, nil
+}
+func (f *fake) Leave(context.Context, api.LeaveRequest) (api.LeaveResult, error) {
+	return api.LeaveResult{}, nil
+}
+func (f *fake) Forget(context.Context, string) error { return nil }
+func (f *fake) Linearize(context.Context) error      { return nil }
 func (f *fake) Scale(context.Context, map[string]int) ([]api.ApplyResult, error) {
 	return nil, nil
 }

@@ -226,10 +226,10 @@ func TestOtherClusterRefused(t *testing.T) {
 func TestPinnedClient(t *testing.T) {
 	ca := newCA(t)
 	a := newNode(t, ca, "a", "id-a")
-	if _, err := handshake(t, a.ServerConfig(), PinnedConfig(ca.Fingerprint(), ProtoJoin, nil)); err != nil {
+	if _, err := handshake(t, a.ServerConfig(), PinnedConfig(ca.Fingerprint(), ProtoJoin, "the join token", nil)); err != nil {
 		t.Fatalf("pinned to the right CA: %v", err)
 	}
-	_, err := handshake(t, a.ServerConfig(), PinnedConfig(newCA(t).Fingerprint(), ProtoJoin, nil))
+	_, err := handshake(t, a.ServerConfig(), PinnedConfig(newCA(t).Fingerprint(), ProtoJoin, "the join token", nil))
 	if err == nil || !strings.Contains(err.Error(), ErrWrongCluster.Error()) {
 		t.Fatalf("pinned to another CA: %v, want %v", err, ErrWrongCluster)
 	}
@@ -243,7 +243,7 @@ func TestAdminCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := handshake(t, a.ServerConfig(), PinnedConfig(cred.CA, ProtoAPI, &cert))
+	cs, err := handshake(t, a.ServerConfig(), PinnedConfig(cred.CA, ProtoAPI, "the admin credential", &cert))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestAdminCredential(t *testing.T) {
 	}
 	other := NewCredential(ca.Fingerprint())
 	cert2, _ := other.Certificate()
-	cs, err = handshake(t, a.ServerConfig(), PinnedConfig(cred.CA, ProtoAPI, &cert2))
+	cs, err = handshake(t, a.ServerConfig(), PinnedConfig(cred.CA, ProtoAPI, "the admin credential", &cert2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,8 +158,10 @@ func (id *Identity) ClientConfig(proto string, accept func(NodeIdentity) error) 
 // PinnedConfig is for a client that knows the cluster only by its CA's
 // fingerprint (a joining node, the remote CLI): the server must show a
 // node certificate signed by that CA, checked before anything is sent.
+// pinnedBy names what gave the fingerprint, for the error when the server
+// belongs to another cluster ("the join token", "the admin credential").
 // client may be nil.
-func PinnedConfig(ca Fingerprint, proto string, client *tls.Certificate) *tls.Config {
+func PinnedConfig(ca Fingerprint, proto, pinnedBy string, client *tls.Certificate) *tls.Config {
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		NextProtos:         []string{proto},
@@ -168,7 +170,11 @@ func PinnedConfig(ca Fingerprint, proto string, client *tls.Certificate) *tls.Co
 			if err := negotiated(cs, proto); err != nil {
 				return err
 			}
-			return VerifyPinned(cs.PeerCertificates, ca)
+			err := VerifyPinned(cs.PeerCertificates, ca)
+			if errors.Is(err, ErrWrongCluster) {
+				return fmt.Errorf("%w than the one %s names", err, pinnedBy)
+			}
+			return err
 		},
 	}
 	if client != nil {
@@ -178,7 +184,7 @@ func PinnedConfig(ca Fingerprint, proto string, client *tls.Certificate) *tls.Co
 }
 
 // ErrWrongCluster means the server's CA is not the one expected.
-var ErrWrongCluster = errors.New("the node answering is not of the cluster the token names (CA fingerprint differs)")
+var ErrWrongCluster = errors.New("the node answering belongs to another cluster (its CA fingerprint differs)")
 
 // VerifyPinned checks that chain[0] is a node certificate signed by a CA in
 // the chain whose fingerprint is ca.

@@ -197,7 +197,7 @@ func TestConnectionsPerCertificateAreBounded(t *testing.T) {
 func TestRefusalsAreRateLimited(t *testing.T) {
 	tp := newTestPort(t)
 	addr := tp.p.Addr().String()
-	anon := pki.PinnedConfig(tp.ca.Fingerprint(), pki.ProtoRaft, nil)
+	anon := pki.PinnedConfig(tp.ca.Fingerprint(), pki.ProtoRaft, "the join token", nil)
 	for range 300 {
 		if err := roundTrip(addr, anon); err == nil {
 			t.Fatal("an anonymous peer was served raft")

@@ -83,10 +83,10 @@ func TestPortDispatchesByProtocol(t *testing.T) {
 	if err := roundTrip(addr, cli.ClientConfig(pki.ProtoRaft, nil)); err != nil {
 		t.Fatalf("node on raft: %v", err)
 	}
-	if err := roundTrip(addr, pki.PinnedConfig(ca.Fingerprint(), pki.ProtoJoin, nil)); err != nil {
+	if err := roundTrip(addr, pki.PinnedConfig(ca.Fingerprint(), pki.ProtoJoin, "the join token", nil)); err != nil {
 		t.Fatalf("anonymous on join: %v", err)
 	}
-	if err := roundTrip(addr, pki.PinnedConfig(ca.Fingerprint(), pki.ProtoRaft, nil)); err == nil {
+	if err := roundTrip(addr, pki.PinnedConfig(ca.Fingerprint(), pki.ProtoRaft, "the join token", nil)); err == nil {
 		t.Fatal("anonymous peer was served raft")
 	}
 	// Nobody listens for the API here: the connection is closed.

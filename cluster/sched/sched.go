@@ -5,9 +5,12 @@
 package sched
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shoal-edge/shoal/api"
@@ -32,13 +35,28 @@ type State struct {
 	Now    time.Time
 }
 
-// Plan is the change to commit.
+// Plan is the change to commit, and what it leaves unplaced.
 type Plan struct {
 	Put    []api.Allocation
 	Delete []api.Allocation
+	// Unplaced are the instances no node can take now, with the reason.
+	// They are not written anywhere: whoever shows them computes them
+	// again from its replica, so a cluster that cannot place an app does
+	// not write to Raft about it.
+	Unplaced []Unplaced
 }
 
-// Empty reports whether the plan changes nothing.
+// Unplaced is an instance that has no node, and why. A global app with no
+// eligible node at all is one Unplaced of index 0: it would have that
+// instance on the first node that qualified.
+type Unplaced struct {
+	App    string
+	Index  int
+	Reason string
+}
+
+// Empty reports whether the plan changes anything that is stored;
+// Unplaced does not count.
 func (p Plan) Empty() bool { return len(p.Put) == 0 && len(p.Delete) == 0 }
 
 // Compute places every app. Existing allocations stay where they are while
@@ -70,6 +88,7 @@ func Compute(st State) Plan {
 		}
 		plan.Put = append(plan.Put, p.Put...)
 		plan.Delete = append(plan.Delete, p.Delete...)
+		plan.Unplaced = append(plan.Unplaced, p.Unplaced...)
 	}
 	for _, name := range slices.Sorted(maps.Keys(byApp)) {
 		if !apps[name] {
@@ -79,16 +98,99 @@ func Compute(st State) Plan {
 	return plan
 }
 
-func eligible(app api.App, n Node) bool {
+func eligible(app api.App, n Node) bool { return refusal(app, n, false) == (refused{}) }
+
+// refused is the first thing that keeps a node from an app: its kind
+// (the order in which reasons are told) and what the app asks for.
+type refused struct {
+	kind int
+	what string
+}
+
+const (
+	_ = iota
+	refDrained
+	refLabel
+	refArch
+	refDown
+)
+
+// refusal says why n cannot take an instance of app; the zero value when
+// it can. needAlive: a replicated instance needs a live node, a global one
+// stays with its node.
+func refusal(app api.App, n Node, needAlive bool) refused {
 	if n.Cordoned {
-		return false
+		return refused{kind: refDrained}
 	}
-	for k, v := range app.Placement.Labels {
-		if n.Labels[k] != v {
-			return false
+	for _, k := range slices.Sorted(maps.Keys(app.Placement.Labels)) {
+		if v, ok := n.Labels[k]; !ok || v != app.Placement.Labels[k] {
+			return refused{kind: refLabel, what: k + "=" + app.Placement.Labels[k]}
 		}
 	}
-	return len(app.Placement.Arch) == 0 || slices.Contains(app.Placement.Arch, n.Arch)
+	if len(app.Placement.Arch) > 0 && !slices.Contains(app.Placement.Arch, n.Arch) {
+		return refused{kind: refArch, what: strings.Join(app.Placement.Arch, " or ")}
+	}
+	if needAlive && !n.Alive {
+		return refused{kind: refDown}
+	}
+	return refused{}
+}
+
+// whyNot tells an operator why no node can take an instance of app: each
+// node counted under the first thing that keeps it out, as "no node has
+// label zone=north" or "2 nodes drained, 1 lacks arch arm64".
+func whyNot(app api.App, all []Node, needAlive bool) string {
+	if len(all) == 0 {
+		return "the cluster has no nodes"
+	}
+	count := map[refused]int{}
+	for _, n := range all {
+		count[refusal(app, n, needAlive)]++
+	}
+	reasons := slices.SortedFunc(maps.Keys(count), func(a, b refused) int {
+		if a.kind != b.kind {
+			return a.kind - b.kind
+		}
+		return strings.Compare(a.what, b.what)
+	})
+	if len(reasons) == 1 && (reasons[0].kind == refLabel || reasons[0].kind == refArch) {
+		what := "label"
+		if reasons[0].kind == refArch {
+			what = "arch"
+		}
+		return fmt.Sprintf("no node has %s %s", what, reasons[0].what)
+	}
+	parts := make([]string, 0, len(reasons))
+	for i, r := range reasons {
+		n := count[r]
+		subject := strconv.Itoa(n)
+		if i == 0 {
+			subject += " node"
+			if n > 1 {
+				subject += "s"
+			}
+		}
+		verb := ""
+		switch r.kind {
+		case refDrained:
+			verb = "drained"
+		case refLabel:
+			verb = plural(n, "lacks", "lack") + " label " + r.what
+		case refArch:
+			verb = plural(n, "lacks", "lack") + " arch " + r.what
+		case refDown:
+			verb = "down"
+		}
+		parts = append(parts, subject+" "+verb)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func plural(n int, one, more string) string {
+	if n == 1 {
+		return one
+	}
+	return more
 }
 
 func replicated(app api.App, cur []api.Allocation, nodes map[string]Node, all []Node, load map[string]int, now time.Time) Plan {
@@ -116,6 +218,7 @@ func replicated(app api.App, cur []api.Allocation, nodes map[string]Node, all []
 			if ok {
 				p.Delete = append(p.Delete, a)
 			}
+			p.Unplaced = append(p.Unplaced, Unplaced{App: app.Name, Index: i, Reason: whyNot(app, all, true)})
 			continue
 		}
 		load[target]++
@@ -190,6 +293,9 @@ func global(app api.App, cur []api.Allocation, all []Node) Plan {
 		if !want[name] {
 			p.Delete = append(p.Delete, byNode[name])
 		}
+	}
+	if len(want) == 0 {
+		p.Unplaced = append(p.Unplaced, Unplaced{App: app.Name, Index: 0, Reason: whyNot(app, all, false)})
 	}
 	return p
 }

@@ -132,17 +132,21 @@ func initContainer(cfgFile *os.File) error {
 	if err := pivotRoot(cfg.Rootfs); err != nil {
 		return err
 	}
+	if !cfg.HostNetwork {
+		// Before maskPaths makes /proc/sys read-only.
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+		if err := netnsSysctls(); err != nil {
+			return err
+		}
+	}
 	if err := maskPaths(); err != nil {
 		return err
 	}
 	unix.Umask(0o022)
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("container init: set hostname %q: %w", cfg.Hostname, err)
-	}
-	if !cfg.HostNetwork {
-		if err := loopbackUp(); err != nil {
-			return err
-		}
 	}
 	u, err := lookupUser(cfg.Proc.User)
 	if err != nil {

@@ -217,6 +217,12 @@ type Mount struct {
 	// mounted only if it is still that file, so a path swapped after the
 	// check (a symlink, a rename) is refused rather than mounted.
 	Expect *FileID `json:",omitempty"`
+	// Populate marks Source as a named volume: while its directory is
+	// empty (a new volume), Start first gives it the owner, group and
+	// mode of the image's directory at Target and a copy of what the
+	// image holds there, as Docker fills a new volume, so a program of
+	// the image's user (redis in /var/lib/redis) can write to it.
+	Populate bool `json:",omitempty"`
 }
 
 // FileID identifies a file on the host: its device and inode numbers.

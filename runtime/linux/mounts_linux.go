@@ -231,6 +231,25 @@ func loopbackUp() error {
 	return nil
 }
 
+// netnsSysctls are the settings of a container's own network namespace
+// that Docker gives it: any user may listen on a port below 1024 (a web
+// server run as www-data on port 80) and send ICMP echo requests through
+// an unprivileged ICMP socket (ping without CAP_NET_RAW). They hold for
+// that namespace only, never with the host's network.
+func netnsSysctls() error {
+	for _, s := range []struct{ path, value string }{
+		{"/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"},
+		{"/proc/sys/net/ipv4/ping_group_range", "0 2147483647"},
+	} {
+		// Kernels before 4.11 lack the first: ports stay as they are.
+		err := os.WriteFile(s.path, []byte(s.value), 0)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("container init: %s: %w", s.path, err)
+		}
+	}
+	return nil
+}
+
 // bindMount binds m.Source onto m.Target in the rootfs at root, creating
 // the target (a directory, or an empty file for anything else) when
 // missing. The target is resolved inside root, opened without following a

@@ -121,6 +121,14 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 
+	for _, m := range s.Mounts {
+		if m.Populate {
+			if err := populateVolume(s.Image, m); err != nil {
+				return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+			}
+		}
+	}
+
 	var cg *cgroup.Cgroup
 	if sp != nil {
 		cg = sp.cg

@@ -122,6 +122,9 @@ func execProgram(p procConfig, u execUser, c confinement) error {
 	if err := dropBounding(p.Caps, c.lastCap); err != nil {
 		return err
 	}
+	if err := ownStdio(u); err != nil {
+		return err
+	}
 	if err := setUser(u); err != nil {
 		return err
 	}
@@ -182,6 +185,42 @@ func dropBounding(caps uint64, last int) error {
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
 			return fmt.Errorf("container init: drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// ownStdio gives the pipes on stdin, stdout and stderr to u's uid, as
+// runc does: a program opens /dev/stdout through /proc/self/fd/1, which
+// the kernel checks against the pipe's owner, root (whoever made it), so a
+// program of another user configured to log to /dev/stdout (redis-server
+// --logfile /dev/stdout as redis) would fail with "permission denied".
+// Only anonymous pipes: a file, a named FIFO or a terminal handed over is
+// not this container's to change (Exec's terminal is the user's already).
+func ownStdio(u execUser) error {
+	if u.UID == 0 {
+		return nil
+	}
+	for fd := range 3 {
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(fd, &fs); err != nil {
+			if errors.Is(err, unix.EBADF) {
+				continue
+			}
+			return fmt.Errorf("container init: stdio %d: %w", fd, err)
+		}
+		if fs.Type != unix.PIPEFS_MAGIC {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("container init: stdio %d: %w", fd, err)
+		}
+		if st.Uid == u.UID {
+			continue
+		}
+		if err := unix.Fchown(fd, int(u.UID), -1); err != nil {
+			return fmt.Errorf("container init: give stdio %d to uid %d: %w", fd, u.UID, err)
 		}
 	}
 	return nil

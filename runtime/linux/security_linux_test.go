@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -162,7 +163,12 @@ func TestUser(t *testing.T) {
 	} {
 		t.Run(tc.user, func(t *testing.T) {
 			t.Parallel()
-			in := runInfo(t, rt, Spec{Image: img, User: tc.user, Args: []string{"/app", "-info"}})
+			// /dev/stderr is the runtime's pipe, reopened through
+			// /proc/self/fd/2: programs told to log "to a file" there.
+			in := runInfo(t, rt, Spec{Image: img, User: tc.user, Args: []string{"/app", "-info", "-try-write", "/dev/stderr"}})
+			if w := in.Writes["/dev/stderr"]; w != "" {
+				t.Errorf("write /dev/stderr as %s: %s", tc.user, w)
+			}
 			if in.Uid != tc.uid || in.Gid != tc.gid || !slices.Equal(in.Groups, tc.groups) {
 				t.Errorf("uid %d gid %d groups %v; want %d %d %v", in.Uid, in.Gid, in.Groups, tc.uid, tc.gid, tc.groups)
 			}
@@ -303,5 +309,44 @@ func TestMounts(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(img, "x")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a failed mount left a target in the image: %v", err)
+	}
+}
+
+// A container with a network namespace of its own gets Docker's settings
+// of it, so that a program of any user may listen on a port below 1024
+// and ping; with the host's network the host's settings stay as they are.
+func TestNetnsSysctls(t *testing.T) {
+	rt, _ := newRuntime(t)
+	t.Parallel()
+	img := userImage(t)
+	ports, ping := "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/net/ipv4/ping_group_range"
+	if _, err := os.Stat(ports); err != nil {
+		t.Skipf("kernel without %s: %v", ports, err)
+	}
+	read := func(in info, p string) string {
+		t.Helper()
+		b, err := hex.DecodeString(in.Reads[p])
+		if err != nil {
+			t.Fatalf("read %s: %q", p, in.Reads[p])
+		}
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	args := []string{"/app", "-info", "-read", ports + "," + ping}
+	own := runInfo(t, rt, Spec{Image: img, User: "app", Args: args})
+	if got := read(own, ports); got != "0" {
+		t.Errorf("%s in the container's own network namespace = %q, want 0", ports, got)
+	}
+	if got := read(own, ping); got != "0 2147483647" {
+		t.Errorf("%s in the container's own network namespace = %q, want 0 2147483647", ping, got)
+	}
+	host := runInfo(t, rt, Spec{Image: img, Args: args, HostNetwork: true})
+	for _, p := range []string{ports, ping} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.Join(strings.Fields(string(b)), " "); read(host, p) != want {
+			t.Errorf("%s with the host's network = %q, the host has %q", p, read(host, p), want)
+		}
 	}
 }

@@ -198,11 +198,13 @@ func TestOneOffSpare(t *testing.T) {
 }
 
 func TestOneOffSpareRetires(t *testing.T) {
-	rt, cfg := newRuntimeWith(t, oneOffPrefix, 300*time.Millisecond)
+	// Idle long enough for spareID to see the spare on a loaded machine
+	// before it retires.
+	rt, cfg := newRuntimeWith(t, oneOffPrefix, 3*time.Second)
 	runOneOff(t, rt, cfg, testImage(t), Spec{Args: []string{"/app"}})
 	spare := spareID(t, rt, cfg)
 	pids := []int{spareInit(t, cfg, spare)}
-	err := testutil.Poll(10*time.Second, func() error {
+	err := testutil.Poll(20*time.Second, func() error {
 		if ids, err := cgroup.List(cfg.CgroupParent); err != nil || len(ids) > 0 {
 			return fmt.Errorf("groups %v (%v): the idle spare is still there", ids, err)
 		}

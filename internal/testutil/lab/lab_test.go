@@ -189,11 +189,18 @@ func TestKill9RestartStop(t *testing.T) {
 		t.Fatal("second Start while running succeeded")
 	}
 
+	if err := l.Wait("a", 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("Wait for a running server: %v, want still running", err)
+	}
+
 	if err := l.Kill9("a"); err != nil {
 		t.Fatal(err)
 	}
 	if l.Running("a") {
 		t.Fatal("Running after Kill9")
+	}
+	if err := l.Wait("a", time.Second); err == nil || !strings.Contains(err.Error(), "signal: killed") {
+		t.Fatalf("Wait after Kill9: %v, want signal: killed", err)
 	}
 	if err := dialFrom(l, "b", "tcp", "a", longTimeout); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("dial after Kill9: %v, want refused", err)
@@ -213,6 +220,9 @@ func TestKill9RestartStop(t *testing.T) {
 	// serve exits on SIGTERM by itself.
 	if err := l.Stop("a", readyTimeout); err != nil {
 		t.Fatal(err)
+	}
+	if err := l.Wait("a", time.Second); err != nil {
+		t.Fatalf("Wait after a clean exit: %v", err)
 	}
 	if l.Running("a") {
 		t.Fatal("Running after Stop")

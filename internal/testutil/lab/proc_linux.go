@@ -30,6 +30,7 @@ type proc struct {
 	// until the leader is reaped, so a signal never reaches a stranger.
 	mu     sync.Mutex
 	reaped bool
+	err    error // how it exited, once reaped
 }
 
 // Start runs argv in node name's namespace, with env added to the test
@@ -109,7 +110,7 @@ func (p *proc) wait(n *node) {
 	}
 	p.mu.Lock()
 	err := p.cmd.Wait()
-	p.reaped = true
+	p.reaped, p.err = true, err
 	p.mu.Unlock()
 	n.mark("pid %d exited: %v", p.cmd.Process.Pid, exitString(err))
 }
@@ -215,6 +216,23 @@ func (l *Lab) Stop(name string, grace time.Duration) error {
 		return fmt.Errorf("lab: stop %s: %w", name, err)
 	}
 	return fmt.Errorf("lab: stop %s: still running %v after SIGTERM, killed", name, grace)
+}
+
+// Wait waits up to timeout for node name's last process to exit and
+// returns how it exited: nil for status 0, an *exec.ExitError otherwise.
+// It is an error if the node never started or its process still runs
+// after timeout.
+func (l *Lab) Wait(name string, timeout time.Duration) error {
+	p := l.mustNode(name).current()
+	if p == nil {
+		return fmt.Errorf("lab: wait %s: never started", name)
+	}
+	if !p.waitDone(timeout) {
+		return fmt.Errorf("lab: wait %s: pid %d still running after %v", name, p.cmd.Process.Pid, timeout)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // Running reports whether node name's last process is still running.

@@ -1,0 +1,35 @@
+package cluster
+
+import (
+	"fmt"
+
+	"github.com/shoal-edge/shoal/api"
+	"golang.org/x/sys/unix"
+)
+
+// writeReserve is the free space a node wants on its data dir's file
+// system before it takes a write, beside twice the entry: Raft's log
+// starts a new 4 MiB segment now and then, and the state file grows in
+// steps. A write that found the disk full would fail inside Raft or the
+// state machine, which can only stop the node; refused here, it says
+// what is wrong and where, and the node runs on.
+const writeReserve = 16 << 20
+
+// checkDiskForWrite refuses a write of size bytes when the data dir's
+// file system has too little room for it (api.ErrNoSpace).
+func (n *Node) checkDiskForWrite(size int) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(n.cfg.DataDir, &st); err != nil {
+		return nil // not knowing is no reason to refuse
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	need := int64(writeReserve + 2*size)
+	if free >= need {
+		return nil
+	}
+	return fmt.Errorf("node %s: %w under its data dir %s (%s free, a write needs %s): free some space there",
+		n.id.Name, api.ErrNoSpace, n.cfg.DataDir, mib(free), mib(need))
+}
+
+// mib is a size in MiB, for messages.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
