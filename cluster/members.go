@@ -42,6 +42,7 @@ type nodeMeta struct {
 // leader loop through a channel with room for one signal.
 type members struct {
 	ml      *memberlist.Memberlist
+	self    string // this node's member name: memberlist forgets its own node once it left
 	changed chan struct{}
 
 	probeInterval time.Duration
@@ -64,6 +65,7 @@ func newMembers(n *Node) (*members, error) {
 	m.meta = nodeMeta{ID: n.id.ID, Arch: goarch(), OS: runtime.GOOS, Port: n.cfg.Port, Epoch: n.epoch.Load(), Labels: n.cfg.Labels}
 	c := memberlist.DefaultLANConfig()
 	c.Name = n.id.Name
+	m.self = c.Name
 	c.BindAddr = n.cfg.BindAddr
 	c.BindPort = n.cfg.GossipPort
 	c.AdvertiseAddr = n.advertise
@@ -238,7 +240,7 @@ type member struct {
 // than suspectAfter (see there); memberlist's own suspicion is private.
 func (m *members) list() []member {
 	all := m.ml.Members()
-	self := m.ml.LocalNode().Name
+	self := m.self
 	window := suspectAfter(len(all), m.probeInterval)
 	now := time.Now()
 	m.mu.Lock()
@@ -379,6 +381,8 @@ func (n *Node) keepGossiping(ctx context.Context) error {
 		alone := n.members.ml.NumMembers() < 2
 		var addrs []string
 		switch {
+		case n.leaving.Load():
+			// Gossip was left: an exchange would bring this node back.
 		case !n.registeredAsIs():
 			addrs = n.seeds()
 		default:
