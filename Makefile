@@ -67,6 +67,7 @@ bench: build test-deps
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterFailover -benchtime 10x -timeout 10m ./bench/ -args -failover-powerloss
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterApply -benchtime 2000x -timeout 10m ./bench/
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterIdle -benchtime 1x -timeout 10m ./bench/
+	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterBurst -benchtime 1x -timeout 40m ./bench/
 	SHOAL_BENCH_BIN=$(CURDIR)/bin/shoal $(GO) test -run '^$$' -bench ClusterScale -benchtime 1x -timeout 20m ./bench/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./e2e/
 

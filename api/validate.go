@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,7 @@ func (a *App) Validate() error {
 		return fieldErr("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", a.Name)
 	case a.Image == "":
 		return fieldErr("image", "required")
-	case strings.ContainsAny(a.Image, " \t\n"):
+	case strings.ContainsAny(a.Image, " \t\n\x00"):
 		return fieldErr("image", "%q contains white space", a.Image)
 	}
 	switch a.Mode {
@@ -74,9 +75,28 @@ func (a *App) Validate() error {
 	default:
 		return fieldErr("mode", "must be replicated or global, got %q", a.Mode)
 	}
-	for k := range a.Env {
+	for k, v := range a.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fieldErr("env", "invalid variable name %q", k)
+		}
+		if strings.Contains(v, "\x00") {
+			return fieldErr("env."+k, "contains a NUL byte, which no process environment can hold")
+		}
+	}
+	// The kernel takes arguments and paths as C strings: a NUL would cut
+	// them short, or fail the start with a bare "invalid argument".
+	for field, list := range map[string][]string{"command": a.Command, "volumes": a.Volumes} {
+		for i, v := range list {
+			if strings.Contains(v, "\x00") {
+				return fieldErr(fmt.Sprintf("%s[%d]", field, i), "contains a NUL byte")
+			}
+		}
+	}
+	if h := a.Health; h != nil {
+		for i, v := range h.Exec {
+			if strings.Contains(v, "\x00") {
+				return fieldErr(fmt.Sprintf("health.exec[%d]", i), "contains a NUL byte")
+			}
 		}
 	}
 	if a.User != "" && !validUser(a.User) {
@@ -165,17 +185,31 @@ func (a *App) CheckSupported() error {
 
 func (r Resources) validate() error {
 	switch {
+	case math.IsNaN(r.CPU) || math.IsInf(r.CPU, 0):
+		return fieldErr("resources.cpu", "must be a number of cores, got %v", r.CPU)
 	case r.CPU < 0:
 		return fieldErr("resources.cpu", "must not be negative, got %v", r.CPU)
+	case r.CPU > MaxCPU:
+		return fieldErr("resources.cpu", "at most %d cores, got %v", MaxCPU, r.CPU)
 	case r.Memory < 0:
 		return fieldErr("resources.memory", "must not be negative")
 	case r.Memory != 0 && r.Memory < 4<<20:
 		return fieldErr("resources.memory", "%s is too small to start a process (at least 4Mi)", r.Memory)
 	case r.Pids < 0:
 		return fieldErr("resources.pids", "must not be negative, got %d", r.Pids)
+	case r.Pids > MaxPids:
+		return fieldErr("resources.pids", "at most %d (the kernel's own limit), got %d", MaxPids, r.Pids)
 	}
 	return nil
 }
+
+// MaxCPU and MaxPids bound resources: a CPU limit beyond any machine's
+// cores would overflow the cgroup's quota, and pids.max takes no more
+// than the kernel's PID_MAX_LIMIT.
+const (
+	MaxCPU  = 4096
+	MaxPids = 1 << 22
+)
 
 // Port is a published port: node port -> container port.
 type Port struct {

@@ -4,7 +4,8 @@
 // container costs beyond its own processes, and what an idle daemon costs;
 // and for clusters of real `shoal up` processes in a network lab
 // (internal/testutil/lab): joining, failover, Raft writes (latency,
-// throughput, bytes written per write), an idle cluster and a 50-node one.
+// throughput, bytes written per write), an idle cluster, a 50-node one,
+// and a burst of 1,000 instance starts on one node.
 //
 // # Basics
 //
@@ -21,6 +22,7 @@
 //	go test -run '^$' -bench 'ClusterJoin|ClusterFailover' -benchtime 20x ./bench/
 //	go test -run '^$' -bench 'ClusterApply' -benchtime 2000x ./bench/
 //	go test -run '^$' -bench 'ClusterIdle|ClusterScale' -benchtime 1x ./bench/
+//	go test -run '^$' -bench ClusterBurst -benchtime 1x ./bench/
 //
 // SHOAL_BENCH_BASE_BIN names a second binary (the build before a change):
 // BenchmarkOneShotStart and BenchmarkCrashToRunning then run nodes of both,

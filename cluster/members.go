@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"slices"
@@ -49,6 +50,7 @@ type nodeMeta struct {
 // (list, departed) take mu.
 type members struct {
 	ml      *memberlist.Memberlist
+	self    string // this node's member name: memberlist forgets its own node once it left
 	changed chan struct{}
 	events  chan memberEvent
 	quit    chan struct{} // closed by close: the loop ends
@@ -112,6 +114,7 @@ func newMembers(cfg membersConfig) (*members, error) {
 	m.meta = nodeMeta{ID: cfg.ID, Arch: goarch(), OS: runtime.GOOS, Port: cfg.Port, Epoch: cfg.Epoch, Labels: cfg.Labels}
 	c := memberlist.DefaultLANConfig()
 	c.Name = cfg.Name
+	m.self = c.Name
 	c.BindAddr = cfg.BindAddr
 	c.BindPort = cfg.GossipPort
 	c.AdvertiseAddr = cfg.Advertise
@@ -324,7 +327,7 @@ type member struct {
 // than suspectAfter (see there); memberlist's own suspicion is private.
 func (m *members) list() []member {
 	all := m.ml.Members()
-	self := m.ml.LocalNode().Name
+	self := m.self
 	window := suspectAfter(len(all), m.probeInterval)
 	now := time.Now()
 	m.mu.Lock()
@@ -368,14 +371,38 @@ func (n *Node) liveMembers() []member {
 	return out
 }
 
-// join contacts the members at addrs (gossip host:port); one answer is
-// enough.
-func (m *members) join(addrs []string) (int, error) {
-	if len(addrs) == 0 {
-		return 0, nil
+// exchange joins each of addrs (gossip host:port) on its own: a full
+// state exchange with the member there, at most maxExchanges at once. It
+// returns the addresses that answered. An exchange tells each side what
+// the other holds: a member that took this node for dead or left hears it
+// is not, and this node learns every member the other knows.
+func (m *members) exchange(addrs []string) []string {
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		reached []string
+		slot    = make(chan struct{}, maxExchanges)
+	)
+	for _, addr := range addrs {
+		slot <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slot }()
+			if _, err := m.ml.Join([]string{addr}); err != nil {
+				return
+			}
+			mu.Lock()
+			reached = append(reached, addr)
+			mu.Unlock()
+		})
 	}
-	return m.ml.Join(addrs)
+	wg.Wait()
+	slices.Sort(reached)
+	return reached
 }
+
+// maxExchanges bounds the state exchanges under way at once; a member
+// that does not answer holds one for memberlist's TCP timeout (10 s).
+const maxExchanges = 8
 
 // close tells the others that this node stops on purpose (state "left":
 // nobody waits out a suspicion timeout, and the node may come back at
@@ -410,13 +437,28 @@ func (m *members) leave(timeout time.Duration) error {
 	return errors.Join(append(errs, m.ml.Leave(timeout))...)
 }
 
-// keepGossiping joins the other members while this node is alone in
-// gossip (after a join, a restart, or a partition that outlived
-// memberlist's memory of the others) or while the registry does not know
-// it at its current address: a node back at a new address is refused by
-// the others until its old address is dead, and only a fresh exchange
-// tells them it is back. Retries back off, so a lone bootstrap node costs
-// nothing.
+// keepGossiping exchanges state with every node of the registry that this
+// node does not see in gossip, until it does, retrying from 1 s to
+// maxGossipRetry apart.
+//
+// Gossip alone does not bring such a node back. memberlist exchanges full
+// state only at a join and every 30 s with a member it already sees, and
+// it tells a member that it is dead or left only by gossip sent to it
+// while it is not yet either. So two nodes that restart at once and
+// reach each other first (the others not yet reachable) each see the
+// other alive and take themselves for joined, while the others hold both
+// for left or dead and gossip to neither: with nothing missing on one
+// side and the other side's gossip not reaching it, the fleet stays split
+// (once for most of a minute, in a bigger fleet for good). The side that
+// misses a node dials it; the exchange tells the node how it is held, it
+// refutes, and both sides see each other again.
+//
+// The same loop rejoins a node that is alone (after a start, or a
+// partition that outlived memberlist's memory of the others), and one the
+// registry does not hold at its current address: a node back at a new
+// address is refused by the others until its old address is dead, and
+// only a fresh exchange tells them it is back. A lone bootstrap node has
+// nobody to miss and costs nothing.
 func (n *Node) keepGossiping(ctx context.Context) error {
 	delay := time.Second
 	for {
@@ -427,19 +469,28 @@ func (n *Node) keepGossiping(ctx context.Context) error {
 			}
 		}
 		alone := n.members.ml.NumMembers() < 2
-		if alone || !n.registeredAsIs() {
-			seeds := n.seeds()
-			if len(seeds) > 0 {
-				if k, err := n.members.join(seeds); err != nil {
-					n.log.Debug("gossip: no member answered", "tried", seeds, "err", err)
-				} else if alone {
-					n.log.Info("gossip: joined members", "contacted", k)
-				}
-			}
-			delay = min(2*delay, 10*time.Second)
+		var addrs []string
+		switch {
+		case n.leaving.Load():
+			// Gossip was left: an exchange would bring this node back.
+		case !n.registeredAsIs():
+			addrs = n.seeds()
+		default:
+			addrs = n.missingPeers(maxExchanges)
 			if alone {
-				delay = min(2*delay, time.Minute)
+				addrs = append(addrs, n.gossipSeeds...)
+				slices.Sort(addrs)
+				addrs = slices.Compact(addrs)
 			}
+		}
+		if len(addrs) > 0 {
+			reached := n.members.exchange(addrs)
+			if len(reached) > 0 {
+				n.log.Info("gossip: exchanged state with members", "reached", reached)
+			} else {
+				n.log.Debug("gossip: no member answered", "tried", addrs)
+			}
+			delay = min(2*delay, maxGossipRetry)
 		} else {
 			delay = time.Second
 		}
@@ -449,6 +500,30 @@ func (n *Node) keepGossiping(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// maxGossipRetry is the longest wait between two attempts to reach a node
+// of the registry that gossip does not show.
+const maxGossipRetry = 10 * time.Second
+
+// missingPeers are the gossip addresses of at most limit nodes of the
+// registry (chosen at random) that are not live members: one exchange
+// with any live one brings every member it knows.
+func (n *Node) missingPeers(limit int) []string {
+	live := map[string]bool{}
+	for _, m := range n.members.list() {
+		live[m.Name] = true
+	}
+	recs, _ := n.store.Nodes()
+	var out []string
+	for _, r := range recs {
+		if r.ID == n.id.ID || live[r.Name] || r.Address == "" || r.GossipPort == 0 || n.store.Revoked(r.ID) {
+			continue
+		}
+		out = append(out, net.JoinHostPort(r.Address, strconv.Itoa(r.GossipPort)))
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(len(out), limit)]
 }
 
 // registeredAsIs says whether the registry holds this node at the address

@@ -151,3 +151,23 @@ func drain(ch chan struct{}) {
 	default:
 	}
 }
+
+// A node that left gossip keeps listing its members while its leave waits
+// for the leader: memberlist no longer holds its own node then, and asking
+// it for that node crashed the daemon half-way through the leave.
+func TestListAfterLeavingGossip(t *testing.T) {
+	m := startMembers(t, "lone", bytes.Repeat([]byte{7}, 32), nil)
+	defer m.kill()
+	ml := m.ml
+	if got := m.list(); len(got) != 1 || got[0].Name != "lone" {
+		t.Fatalf("members before the leave: %+v", got)
+	}
+	if err := ml.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range m.list() {
+		if mb.Name == "lone" && mb.State != api.NodeAlive {
+			t.Errorf("self listed as %s", mb.State)
+		}
+	}
+}

@@ -122,6 +122,9 @@ type Store struct {
 // Open opens or creates the state file at path and migrates it to this
 // release's schema (migrations.go).
 func Open(path string) (*Store, error) {
+	if err := checkSize(path); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: time.Second,
 		// The freelist is rebuilt on open instead of rewritten on every

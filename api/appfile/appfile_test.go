@@ -60,6 +60,11 @@ func TestParseErrors(t *testing.T) {
 		{"update block", "name: web\nimage: x\nupdate:\n  auto_revert: true\n", "f.yaml:3: update: rolling updates are not supported yet"},
 		{"ports with host network", "name: web\nimage: x\nnetwork: host\nports:\n  - \"8080:8080\"\n", "f.yaml:4: ports: not with network: host: the container listens on the host's own ports"},
 		{"ports with bridge network", "name: web\nimage: x\nports: [\"80\"]\n", "f.yaml:3: ports: publishing ports from the bridge network is not available yet"},
+		{"cpu not a number", "name: web\nimage: x\nresources:\n  cpu: .nan\n", "f.yaml:4: resources.cpu: must be a number of cores"},
+		{"cpu past any machine", "name: web\nimage: x\nresources:\n  cpu: 1e14\n", "f.yaml:4: resources.cpu: at most 4096 cores"},
+		{"pids past the kernel's", "name: web\nimage: x\nresources:\n  pids: 9223372036854775807\n", "f.yaml:4: resources.pids: at most 4194304"},
+		{"NUL in env", "name: web\nimage: x\nenv: {A: \"x\\0y\"}\n", "f.yaml:3: env.A: contains a NUL byte"},
+		{"NUL in command", "name: web\nimage: x\ncommand: [\"/a\\0b\"]\n", "f.yaml:3: command[0]: contains a NUL byte"},
 		{"bad duration", "name: web\nimage: x\nhealth:\n  tcp: \":80\"\n  interval: soon\n", `f.yaml:5: health.interval: invalid duration "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

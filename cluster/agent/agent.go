@@ -61,6 +61,10 @@ type Config struct {
 	// attempt then fails, shows in the instance's status, and is retried
 	// with backoff. 0: no bound.
 	PullTimeout time.Duration
+	// Starts bounds the container starts under way at once
+	// (DefaultStarts when 0); the others wait, restarts of instances that
+	// ran on the node first.
+	Starts int
 }
 
 // Journal is node-local memory of instances that ended for good.
@@ -89,6 +93,8 @@ type Agent struct {
 	detach chan struct{}
 	// bg counts stops running in the background.
 	bg sync.WaitGroup
+	// pace queues container starts.
+	pace *pacer
 	// held: the agent no longer follows the desired state (the node is
 	// leaving its cluster, whose state is no longer its own to follow);
 	// the containers it supervises keep running, and restarting, as
@@ -123,7 +129,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), poke: make(chan struct{}, 1),
+	if cfg.Starts == 0 {
+		cfg.Starts = DefaultStarts()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), poke: make(chan struct{}, 1), pace: newPacer(cfg.Starts),
 		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}, adopted: map[string]Adopted{}}
 	for _, ad := range cfg.Adopted {
 		name := api.InstanceName(ad.App, ad.Index)

@@ -25,6 +25,13 @@ type watch struct {
 	wg     sync.WaitGroup
 }
 
+// ran says whether a container of this instance has run on the node.
+func (w *watch) ran() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.proc != nil
+}
+
 func (w *watch) started(p supervise.Process) {
 	w.mu.Lock()
 	w.proc = p
@@ -62,7 +69,10 @@ func (w *watch) startHealth(pid int) {
 		return
 	}
 	w.stopHealth()
-	t := health.Target{}
+	// While starts queue, the node is as busy as it may be: a check
+	// that fails then (or cannot be run in time) is no reason to
+	// restart a container, which would only queue another start.
+	t := health.Target{Busy: w.a.pace.busySince}
 	if w.app.Network != api.NetworkHost {
 		t.NetNS = fmt.Sprintf("/proc/%d/ns/net", pid)
 	}

@@ -45,6 +45,15 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 			// (and cleaned up): shutdown does not wait for an unpack.
 			ctx, cancel := a.untilDetach(ctx)
 			defer cancel()
+			pri := first
+			if w.ran() {
+				pri = restart
+			}
+			release, err := a.pace.acquire(ctx, pri)
+			if err != nil {
+				return nil, err
+			}
+			defer release()
 			p, err := a.cfg.Runtime.Start(ctx, Instance{
 				ID:         containerID(al),
 				Hostname:   fmt.Sprintf("%s-%d", al.App, al.Index),

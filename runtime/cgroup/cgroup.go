@@ -59,11 +59,17 @@ func cpuWeight(shares uint64) uint64 {
 }
 
 func cpuQuota(cores float64) int64 {
-	q := int64(cores * cpuPeriod)
-	if q < 1000 {
-		q = 1000
+	// Past about 9e13 cores the product overflows int64 to a negative
+	// number, which the floor below turned into 1 % of a CPU.
+	const most = 1 << 40
+	q := cores * cpuPeriod
+	switch {
+	case q != q || q > most: // NaN or past any machine
+		return most
+	case q < 1000:
+		return 1000
 	}
-	return q
+	return int64(q)
 }
 
 // ValidName reports whether s may name a cgroup shoal makes:

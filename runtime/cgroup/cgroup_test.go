@@ -58,7 +58,7 @@ func TestOOMByFailcnt(t *testing.T) {
 }
 
 func TestCPUQuota(t *testing.T) {
-	for cores, want := range map[float64]int64{0.5: 50000, 2: 200000, 0.001: 1000} {
+	for cores, want := range map[float64]int64{0.5: 50000, 2: 200000, 0.001: 1000, 1e14: 1 << 40, 1e300: 1 << 40} {
 		if got := cpuQuota(cores); got != want {
 			t.Errorf("cpuQuota(%v) = %d, want %d", cores, got, want)
 		}

@@ -52,6 +52,12 @@ type Target struct {
 	// and returns its exit code; err is for a command that could not be
 	// run. It must return when ctx is done. Nil if the runtime cannot exec.
 	Exec func(ctx context.Context, args []string, out io.Writer) (exitCode int, err error)
+	// Busy reports whether the node has been saturated at any moment
+	// since the time given (starting many containers at once, say). Run
+	// then does not probe, and a probe that failed while it was says
+	// more of the node than of the container and is not counted. Nil:
+	// never.
+	Busy func(since time.Time) bool
 }
 
 // Validate reports a Check that cannot be probed. Every error wraps

@@ -27,7 +27,8 @@ type State struct {
 // zero fields take their defaults.
 //
 // A success makes the container healthy and resets Failures. A failure
-// inside c.StartPeriod changes nothing. Any other failure counts, and the
+// inside c.StartPeriod, or one marked Busy (the node, not the container,
+// was too slow), changes nothing. Any other failure counts, and the
 // c.Retries-th consecutive one makes the container unhealthy.
 func Decide(c Check, prev State, r Result, sinceStart time.Duration) (next State, changed bool) {
 	c = c.withDefaults()
@@ -40,6 +41,9 @@ func Decide(c Check, prev State, r Result, sinceStart time.Duration) (next State
 		next = State{Status: Healthy}
 	case sinceStart < c.StartPeriod:
 		// The application may still be coming up: don't count it.
+	case r.Busy:
+		// The node could not give the probe its time: it says nothing
+		// of the container.
 	default:
 		next.Failures++
 		if next.Failures >= c.Retries {

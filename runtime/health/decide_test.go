@@ -36,6 +36,8 @@ func TestDecide(t *testing.T) {
 		{"default retries reached", Check{Exec: []string{"x"}}, State{Healthy, 2}, fail, 0, State{Unhealthy, 3}, true},
 		{"no start period by default", Check{Exec: []string{"x"}, Retries: 1}, State{Starting, 0}, fail, 0, State{Unhealthy, 1}, true},
 		{"failure after unhealthy in start period", c, State{Unhealthy, 3}, fail, time.Second, State{Unhealthy, 3}, false},
+		{"a failure while the node is busy does not count", c, State{Healthy, 2}, Result{Err: ErrTimeout, Busy: true}, time.Minute, State{Healthy, 2}, false},
+		{"a success while the node is busy counts", c, State{Starting, 2}, Result{OK: true, Busy: true}, time.Minute, State{Healthy, 0}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

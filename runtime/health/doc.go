@@ -34,6 +34,11 @@
 // the socket lives in the container's namespace; name resolution does not,
 // so such probes take an IP address or "localhost", not a host name.
 //
+// A node saturated with work (Target.Busy, or Run's own timers firing
+// late) cannot tell a slow container from a slow node: Run then skips
+// probes, and does not count failures, so that a healthy container is
+// not restarted for the node's load.
+//
 // Exec probes are as good as the Target's Exec function: it must return
 // when its context is done, or the probe's Timeout cannot be honoured.
 package health

@@ -30,6 +30,10 @@ type Result struct {
 	// ErrTimeout. A probe that got an unhealthy answer has OK false and Err
 	// nil.
 	Err error
+	// Busy marks a failure that came while the node was saturated (see
+	// Target.Busy) or too slow to run the probe in time: Decide does not
+	// count it.
+	Busy bool
 }
 
 // Summary is Output, or the error when there is no output: one line for

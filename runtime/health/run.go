@@ -26,10 +26,19 @@ type Status struct {
 	LastOutput string
 }
 
+// lateBy is how much later than asked a timer may fire, or a probe end
+// after its timeout, before Run takes the node for saturated: a node with
+// CPU to spare is milliseconds late.
+const lateBy = time.Second
+
 // Run checks t's health until ctx ends. Call it when the container has
 // started: the start period counts from then. It reports Starting at once,
 // then repeatedly waits c.Interval, probes, decides and calls onChange when
-// the state changes. onChange runs on Run's goroutine and must return
+// the state changes. It skips the probe while t.Busy says the node is
+// saturated, and marks a failure Busy (not counted) when t.Busy says the
+// node was saturated during the wait or the probe, or when the wait or
+// the probe overran by more than lateBy: a check that the node could not
+// even run in time is not a failure of the container. onChange runs on Run's goroutine and must return
 // quickly; it may be nil. clock is the real clock when nil.
 //
 // An invalid c is reported once as Unhealthy, with the validation error as
@@ -51,15 +60,25 @@ func Run(ctx context.Context, c Check, t Target, clock Clock, onChange func(Stat
 	c = c.withDefaults()
 	state := State{Status: Starting}
 	for {
+		waited := clock.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-clock.After(c.Interval):
 		}
 		began := clock.Now()
+		if t.Busy != nil && t.Busy(began) {
+			continue // the node is saturated: its probes would tell nothing, and cost it more
+		}
 		r := Probe(ctx, c, t)
 		if ctx.Err() != nil {
 			return // a probe cut short by shutdown says nothing of health
+		}
+		if !r.OK {
+			// The timer woke this loop late, or the probe overran its
+			// timeout by far: the node, not the container, was slow.
+			late := began.Sub(waited)-c.Interval > lateBy || clock.Now().Sub(began)-c.Timeout > lateBy
+			r.Busy = late || (t.Busy != nil && t.Busy(waited))
 		}
 		next, changed := Decide(c, state, r, began.Sub(start))
 		state = next

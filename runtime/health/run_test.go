@@ -260,3 +260,61 @@ func TestResultSummary(t *testing.T) {
 		}
 	}
 }
+
+// While the node says it is busy, Run does not probe, and a failure of a
+// probe during which it became busy does not count; once the node is
+// idle again, failures count as before.
+func TestRunBusyNode(t *testing.T) {
+	c := Check{Exec: []string{"check"}, Interval: 10 * time.Second, Retries: 2}
+	var (
+		mu       sync.Mutex
+		busyFrom time.Time // zero: not busy
+		busyTill time.Time
+	)
+	s := &script{codes: []int{1}}
+	var got []event
+	synctest.Test(t, func(t *testing.T) {
+		tgt := Target{
+			Exec: func(ctx context.Context, args []string, out io.Writer) (int, error) {
+				code, err := s.exec(ctx, args, out)
+				// The node turns busy while the second probe runs.
+				if s.calls == 2 {
+					mu.Lock()
+					busyFrom, busyTill = time.Now(), time.Now().Add(25*time.Second)
+					mu.Unlock()
+				}
+				return code, err
+			},
+			Busy: func(since time.Time) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return !busyFrom.IsZero() && !busyTill.Before(since) && !time.Now().Before(busyFrom)
+			},
+		}
+		rec := newRecorder()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Run(ctx, c, tgt, nil, rec.onChange)
+		}()
+		time.Sleep(75 * time.Second)
+		cancel()
+		<-done
+		got = rec.get()
+	})
+	// 10s: fails (1). 20s: fails, but the node turned busy during it: not
+	// counted. 30s, 40s: busy, not probed. 50s: busy since the wait
+	// began at 40s (till 45s): fails, not counted. 60s: fails (2):
+	// unhealthy.
+	want := []event{
+		{0, Status{State: Starting}},
+		{60 * time.Second, Status{State: Unhealthy, Failures: 2, LastOutput: "probe 4"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if s.calls != 5 {
+		t.Errorf("%d probes, want 5 (none while busy)", s.calls)
+	}
+}

@@ -1,0 +1,255 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+var (
+	burstReplicas = flag.Int("burst-replicas", 1000, "BenchmarkClusterBurst: replicas applied at once to one node")
+	burstSettle   = flag.Duration("burst-settle", 30*time.Second, "BenchmarkClusterBurst: how long the node is watched once every instance runs")
+	burstInterval = flag.Duration("burst-check-interval", 10*time.Second, "BenchmarkClusterBurst: the health check's interval")
+	burstTimeout  = flag.Duration("burst-check-timeout", 5*time.Second, "BenchmarkClusterBurst: the health check's timeout")
+)
+
+// BenchmarkClusterBurst applies -burst-replicas (1,000 by default)
+// replicas of one app, all placed on node c of a three-voter cluster in a
+// lab, with an HTTP health check (the defaults: every 10 s, 5 s timeout,
+// 3 retries; -burst-check-interval and -burst-check-timeout change them), and
+// watches the cluster until every instance runs and -burst-settle after.
+// It reports:
+//
+//   - "all-running-s": from the apply until `ps` shows every instance
+//     running;
+//   - "terms": Raft terms begun on any node from the apply to the end
+//     (elections; 0 is the goal);
+//   - "restarts": the instances' restarts, all healthy containers (0 is
+//     the goal), and "unhealthy", instances ever seen unhealthy;
+//   - "load-max": the highest 1-minute load average of the machine;
+//   - "api-max-ms": the slowest `status` answer of node c, asked every
+//     200 ms: how responsive the busy node stayed.
+//
+// Run it with -benchtime 1x; the app is removed (and every container
+// stopped) after each iteration.
+func BenchmarkClusterBurst(b *testing.B) {
+	testutil.RequireRoot(b)
+	logLoad(b, "before")
+	defer logLoad(b, "after")
+	for b.Loop() {
+		burstOnce(b)
+	}
+}
+
+func burstOnce(b *testing.B) {
+	lc := newLabCluster(b, false)
+	lc.threeVoters()
+	c := lc.nodes["c"].c
+	archive := testutil.TestProgImage(b, "testprog:1")
+	f, err := os.Open(archive)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = c.ImportImage(context.Background(), f)
+	f.Close()
+	if err != nil {
+		b.Fatalf("import on c: %v", err)
+	}
+	a := lc.nodes["a"].c
+	if err := label(a, "c", "burst", "yes"); err != nil {
+		b.Fatal(err)
+	}
+	termsOf := func() (map[string]uint64, error) {
+		out := map[string]uint64{}
+		for _, n := range lc.names {
+			st, err := status(lc.nodes[n].c)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", n, err)
+			}
+			out[n] = st.Term
+		}
+		return out, nil
+	}
+	// The label has reached c's replica when the scheduler may place
+	// there: wait for it through c's own view of itself.
+	_, err = waitUntil(time.Now(), 30*time.Second, 50*time.Millisecond, func() error {
+		ns, err := nodeList(c)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if n.Name == "c" && n.Labels["burst"] == "yes" {
+				return nil
+			}
+		}
+		return fmt.Errorf("c has no label burst=yes yet")
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	before, err := termsOf()
+	if err != nil {
+		b.Fatal(err)
+	}
+	app := api.App{
+		Name:      "burst",
+		Image:     "testprog:1",
+		Command:   []string{"/app", "-http", "127.0.0.1:8080", "-sleep", "24h"},
+		Replicas:  *burstReplicas,
+		Placement: api.Placement{Labels: map[string]string{"burst": "yes"}},
+		Resources: api.Resources{Memory: 32 << 20},
+		Health: &api.Health{HTTP: "http://127.0.0.1:8080/", Interval: api.Duration(*burstInterval),
+			Timeout: api.Duration(*burstTimeout), Retries: 3},
+	}
+
+	// The machine's load and c's API, watched from the apply to the end.
+	stop := make(chan struct{})
+	var (
+		wg      sync.WaitGroup
+		loadMax float64
+		apiMax  time.Duration
+	)
+	wg.Go(func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			loadMax = max(loadMax, load1())
+			began := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			c.Status(ctx)
+			cancel()
+			apiMax = max(apiMax, time.Since(began))
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	_, err = a.Apply(ctx, []api.App{app})
+	cancel()
+	if err != nil {
+		close(stop)
+		wg.Wait()
+		b.Fatalf("apply: %v", err)
+	}
+	applied := time.Now()
+	b.Cleanup(func() { removeBurst(b, lc.nodes["a"].c, c) })
+
+	unhealthy := map[string]bool{}
+	var restarts int
+	look := func() (running int, err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ps, err := c.PS(ctx, "burst")
+		if err != nil {
+			return 0, err
+		}
+		restarts = 0
+		for _, in := range ps {
+			restarts += in.Restarts
+			if in.State == api.StateUnhealthy {
+				unhealthy[in.Instance] = true
+			}
+			if in.State == api.StateRunning {
+				running++
+			}
+		}
+		return running, nil
+	}
+	took, err := waitUntil(applied, 30*time.Minute, time.Second, func() error {
+		if err := lc.running(lc.names); err != nil {
+			return err
+		}
+		n, err := look()
+		if err != nil {
+			return err
+		}
+		if n != *burstReplicas {
+			return fmt.Errorf("%d of %d running", n, *burstReplicas)
+		}
+		return nil
+	})
+	if err != nil {
+		close(stop)
+		wg.Wait()
+		b.Fatalf("burst of %d: %v", *burstReplicas, err)
+	}
+	settle := time.Now().Add(*burstSettle)
+	for time.Now().Before(settle) {
+		if _, err := look(); err != nil {
+			b.Logf("ps: %v", err)
+		}
+		time.Sleep(time.Second) // sampling, not waiting for a state
+	}
+	close(stop)
+	wg.Wait()
+	after, err := termsOf()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var terms uint64
+	for _, n := range lc.names {
+		terms = max(terms, after[n]-before[n])
+	}
+	b.Logf("%d replicas on c: all running after %v, terms %v -> %v, restarts %d, unhealthy %d, load max %.1f, c's status slowest %v",
+		*burstReplicas, took.Round(time.Second), before, after, restarts, len(unhealthy), loadMax, apiMax.Round(time.Millisecond))
+	b.ReportMetric(took.Seconds(), "all-running-s")
+	b.ReportMetric(float64(terms), "terms")
+	b.ReportMetric(float64(restarts), "restarts")
+	b.ReportMetric(float64(len(unhealthy)), "unhealthy")
+	b.ReportMetric(loadMax, "load-max")
+	b.ReportMetric(float64(apiMax.Milliseconds()), "api-max-ms")
+}
+
+// removeBurst removes the app and waits until c runs none of it. A
+// thousand stops keep c busy: its API may not answer for a while.
+func removeBurst(b *testing.B, a, c interface {
+	Delete(context.Context, []string) error
+	PS(context.Context, string) ([]api.InstanceStatus, error)
+}) {
+	deleted := false
+	err := testutil.PollEvery(10*time.Minute, 2*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if !deleted {
+			if err := a.Delete(ctx, []string{"burst"}); err != nil && !errors.Is(err, api.ErrNotFound) {
+				return err
+			}
+			deleted = true
+		}
+		ps, err := c.PS(ctx, "burst")
+		if err != nil {
+			return err
+		}
+		if len(ps) > 0 {
+			return fmt.Errorf("c still shows %d instances", len(ps))
+		}
+		return nil
+	})
+	if err != nil {
+		b.Errorf("remove burst: %v", err)
+	}
+}
+
+// load1 is the machine's 1-minute load average.
+func load1() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
+	return f
+}

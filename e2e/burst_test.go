@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// burstReplicas is how many instances land on one node at once: enough
+// to saturate a two-core machine for a while when started all together.
+const burstReplicas = 200
+
+// A burst of instance starts on one node costs the cluster no election
+// and restarts no healthy instance: the node starts them a few at a time,
+// and a health check that the busy node could not run in time counts for
+// nothing. Once, 1,500 replicas applied at once ran, but the term went
+// from 4 to 12 and health checks restarted healthy instances.
+func TestBurstOfStartsOnOneNode(t *testing.T) {
+	t.Parallel()
+	f, all, _ := threeVoters(t, "a")
+	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
+	f.mustCLI("c", "image", "import", img)
+	if _, err := f.label("a", "c", "burst=yes"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitLabel("a", "c", "burst", "yes", 30*time.Second)
+	spec := filepath.Join(t.TempDir(), "app.yaml")
+	os.WriteFile(spec, fmt.Appendf(nil, `name: burst
+image: testprog:1
+command: ["/app", "-http", "127.0.0.1:8080", "-sleep", "1h"]
+replicas: %d
+placement:
+  labels: {burst: "yes"}
+resources: {memory: 32Mi}
+health: {http: "http://127.0.0.1:8080/", interval: 2s, timeout: 1s, retries: 2}
+`, burstReplicas), 0o644)
+	t.Cleanup(func() {
+		if _, err := f.cli("a", "rm", "burst"); err != nil {
+			t.Errorf("rm burst: %v", err)
+			return
+		}
+		err := testutil.Poll(120*time.Second, func() error {
+			if left := leftoversWhileRunning(f.dirs["c"], f.cgroupParent("c")); len(left) > 0 {
+				return fmt.Errorf("left behind on c: %d things, first %v", len(left), left[0])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	terms := func() (map[string]uint64, error) {
+		out := map[string]uint64{}
+		for _, n := range all {
+			st, err := f.status(n)
+			if err != nil {
+				return nil, err
+			}
+			out[n] = st.Term
+		}
+		return out, nil
+	}
+	before, err := terms()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mustCLI("a", "apply", "-f", spec)
+	applied := time.Now()
+
+	// restarted lists the instances that ever restarted or went unhealthy.
+	restarted := map[string]string{}
+	check := func() (running int, err error) {
+		out, err := f.cli("a", "ps", "-o", "json")
+		if err != nil {
+			return 0, err
+		}
+		var list []instance
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			return 0, err
+		}
+		for _, i := range list {
+			if i.Restarts > 0 || i.State == "unhealthy" {
+				restarted[i.Instance] = fmt.Sprintf("%s, %d restarts", i.State, i.Restarts)
+			}
+			if i.State == "running" {
+				running++
+			}
+		}
+		return running, nil
+	}
+	testutil.WaitFor(t, 150*time.Second, func() error {
+		n, err := check()
+		if err != nil {
+			return err
+		}
+		if n != burstReplicas {
+			return fmt.Errorf("%d of %d instances running", n, burstReplicas)
+		}
+		return nil
+	})
+	t.Logf("%d instances running on c %v after the apply", burstReplicas, time.Since(applied).Round(time.Second))
+	// Once all run, their checks keep going: several intervals more
+	// while the node settles.
+	settle := time.Now().Add(8 * time.Second)
+	for time.Now().Before(settle) {
+		if _, err := check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := terms()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range all {
+		if after[n] != before[n] {
+			t.Errorf("%s: Raft term %d before the burst, %d after: an election", n, before[n], after[n])
+		}
+	}
+	if len(restarted) > 0 {
+		t.Errorf("%d healthy instances restarted or marked unhealthy: %v", len(restarted), restarted)
+	}
+}
