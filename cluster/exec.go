@@ -7,20 +7,60 @@ import (
 	"io"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/cluster/agent"
+	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/runtime/exit"
 	"github.com/shoal-edge/shoal/runtime/linux"
 	"github.com/shoal-edge/shoal/runtime/monitor"
 	"github.com/shoal-edge/shoal/runtime/supervise"
+	"github.com/shoal-edge/shoal/store"
 )
 
+// execBackend answers `shoal exec` (apiserver.Execer) for the instances
+// this node runs.
+type execBackend struct {
+	node    string // this node's name, in errors
+	running runningInstances
+	apps    appReader
+	rt      instanceExec
+}
+
+// runningInstances finds the process of an instance this node runs (the
+// agent).
+type runningInstances interface {
+	Process(app string, index int) (supervise.Process, bool)
+}
+
+// appReader reads an app's current spec from the desired state.
+type appReader interface {
+	App(name string) (api.App, error)
+}
+
+// instanceExec runs a process in an instance's container (the node
+// runtime).
+type instanceExec interface {
+	exec(ctx context.Context, p supervise.Process, proc linux.Process) (exit.Status, error)
+}
+
+var (
+	_ apiserver.Execer = (*execBackend)(nil)
+	_ runningInstances = (*agent.Agent)(nil)
+	_ appReader        = (*store.Store)(nil)
+	_ instanceExec     = (*nodeRuntime)(nil)
+)
+
+func newExecBackend(node string, running runningInstances, apps appReader, rt instanceExec) *execBackend {
+	return &execBackend{node: node, running: running, apps: apps, rt: rt}
+}
+
 // Exec runs a command in a running instance on this node.
-func (n *Node) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan api.TermSize) (int, error) {
-	p, ok := n.agent.Process(req.App, req.Index)
+func (b *execBackend) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan api.TermSize) (int, error) {
+	p, ok := b.running.Process(req.App, req.Index)
 	if !ok {
-		if _, err := n.store.App(req.App); err != nil {
+		if _, err := b.apps.App(req.App); err != nil {
 			return -1, err
 		}
-		return -1, fmt.Errorf("instance %s is not running on node %s: %w", api.InstanceName(req.App, req.Index), n.id.Name, api.ErrNotFound)
+		return -1, fmt.Errorf("instance %s is not running on node %s: %w", api.InstanceName(req.App, req.Index), b.node, api.ErrNotFound)
 	}
 	var rs chan linux.TermSize
 	if resize != nil {
@@ -44,7 +84,7 @@ func (n *Node) Exec(ctx context.Context, req api.ExecRequest, stdin io.Reader, s
 			}
 		}()
 	}
-	ex, err := n.ctrs.exec(ctx, p, linux.Process{Args: req.Command, Env: req.Env, TTY: req.TTY,
+	ex, err := b.rt.exec(ctx, p, linux.Process{Args: req.Command, Env: req.Env, TTY: req.TTY,
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Resize: rs})
 	if err != nil && ex.Code < 0 {
 		return -1, err

@@ -275,7 +275,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Backups:    n.backups,
 		Instances:  n,
 		Images:     newImageBackend(n.id.Name, n.images, n.store),
-		Exec:       n,
+		Exec:       newExecBackend(n.id.Name, n.agent, n.store, n.ctrs),
 		Logger:     n.log,
 	})
 	if err != nil {
