@@ -37,10 +37,7 @@ placement: {labels: {site: b}}
 // returns b's instances with their container pids, once all run.
 func startLeaveApps(t *testing.T, f *fleet) map[string]int {
 	t.Helper()
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	for _, n := range []string{"a", "b"} {
-		f.mustCLI(n, "image", "import", img)
-	}
+	f.importTestprog(t, "a", "b")
 	f.mustCLI("a", "label", "b", "site=b")
 	spec := filepath.Join(t.TempDir(), "apps.yaml")
 	os.WriteFile(spec, []byte(leaveApps), 0o644)
