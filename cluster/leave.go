@@ -54,9 +54,13 @@ type RemovedError struct {
 func (e *RemovedError) Error() string {
 	what := fmt.Sprintf("node %s left its cluster (shoal leave)", e.Name)
 	if e.How == removalForgotten {
-		what = fmt.Sprintf("node %s was forgotten by its cluster (shoal forget) while it could not be reached; its identity is revoked", e.Name)
-	}
-	if !e.At.IsZero() {
+		// The node cannot tell a forget from a leave whose answer it
+		// never got: both revoke it while it does not hear.
+		what = fmt.Sprintf("node %s was removed from its cluster while it could not be reached (shoal forget, or a shoal leave cut short); its identity is revoked", e.Name)
+		if !e.At.IsZero() {
+			what += "; this node found that out at " + e.At.UTC().Format(time.RFC3339)
+		}
+	} else if !e.At.IsZero() {
 		what += " at " + e.At.UTC().Format(time.RFC3339)
 	}
 	if e.Stopped >= 0 {

@@ -42,7 +42,7 @@ func (n *Node) watchRemoved(ctx context.Context) error {
 		if n.leaving.Load() || !n.store.Revoked(n.id.ID) && !n.refusedAsRemoved(ctx) {
 			continue
 		}
-		n.log.Error("this node is no longer in its cluster: it was forgotten (shoal forget) while it could not be reached; stopping its containers and itself")
+		n.log.Error("this node is no longer in its cluster: it was removed (shoal forget, or a shoal leave cut short) while it could not be reached; stopping its containers and itself")
 		stopped := n.retire(removalForgotten)
 		err := &RemovedError{Name: n.id.Name, DataDir: n.cfg.DataDir, How: removalForgotten, At: time.Now(), Stopped: stopped}
 		n.log.Error(err.Error())

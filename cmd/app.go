@@ -217,7 +217,7 @@ func apiClient(c *cli.Context) *client.Client {
 	cred := flagValue(c, "credential")
 	if server := flagValue(c, "server"); server != "" {
 		if cred == "" {
-			return client.Unusable(errors.New("--server needs --credential (or SHOAL_CREDENTIAL): the admin credential, which the bootstrap node keeps in DATA/tls/admin.credential"))
+			return client.Unusable(usage(c, "--server needs --credential (or SHOAL_CREDENTIAL): the admin credential, which the bootstrap node keeps in DATA/tls/admin.credential"))
 		}
 		cfg, err := cluster.RemoteTLS(cred)
 		if err != nil {

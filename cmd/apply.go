@@ -18,10 +18,13 @@ func applyCommand() *cli.Command {
 		Usage:     "create or update the apps of a (multi-document) YAML file",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "app spec file, - for stdin", Required: true},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "app spec file, - for stdin (required)"},
 		},
 		Action: func(c *cli.Context) error {
 			name := c.String("file")
+			if name == "" {
+				return usage(c, "missing -f FILE (the app spec file, - for stdin)")
+			}
 			var r io.Reader = c.App.Reader
 			if name != "-" {
 				f, err := os.Open(name)

@@ -32,6 +32,8 @@ func TestFlagValuesRefused(t *testing.T) {
 		{"snapshot save", "shoal: snapshot save: want one FILE; see shoal snapshot save --help"},
 		{"up --voters 2 --log-level loud", `shoal: up: --log-level "loud": want debug, info, warn or error; see shoal up --help`},
 		{"up --voters 2 --image-max-unpacked lots", `shoal: up: --image-max-unpacked: invalid size "lots" (want e.g. 64Mi, 1Gi, 500M); see shoal up --help`},
+		{"apply", "shoal: apply: missing -f FILE (the app spec file, - for stdin); see shoal apply --help"},
+		{"--server 127.0.0.1:1 nodes", "shoal: nodes: --server needs --credential (or SHOAL_CREDENTIAL): the admin credential, which the bootstrap node keeps in DATA/tls/admin.credential; see shoal nodes --help"},
 		{"up --voters 2 --label nokv", `shoal: up: --label "nokv": want key=value; see shoal up --help`},
 	} {
 		var stdout, stderr bytes.Buffer

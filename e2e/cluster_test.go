@@ -595,10 +595,7 @@ func TestDrainAndLeave(t *testing.T) {
 func TestClusterPS(t *testing.T) {
 	t.Parallel()
 	f := voterAndNonVoterFleet(t, "a")
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	for _, n := range []string{"a", "b"} {
-		f.mustCLI(n, "image", "import", img)
-	}
+	f.importTestprog(t, "a", "b")
 	spec := filepath.Join(t.TempDir(), "app.yaml")
 	os.WriteFile(spec, []byte(`name: sleeper
 image: testprog:1
@@ -623,19 +620,7 @@ replicas: 2
 		}
 	})
 	ps := func(asker string) map[string]instance {
-		out, err := f.cli(asker, "ps", "-o", "json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var list []instance
-		if err := json.Unmarshal([]byte(out), &list); err != nil {
-			t.Fatal(err)
-		}
-		byNode := map[string]instance{}
-		for _, i := range list {
-			byNode[i.Node] = i
-		}
-		return byNode
+		return f.psBy(t, asker, func(i instance) string { return i.Node })
 	}
 	for _, asker := range []string{"a", "b"} {
 		testutil.WaitFor(t, 30*time.Second, func() error {

@@ -173,6 +173,33 @@ func (f *fleet) mustCLI(name string, args ...string) string {
 	return out
 }
 
+// importTestprog builds the testprog:1 image and imports it on nodes.
+func (f *fleet) importTestprog(t testing.TB, nodes ...string) {
+	t.Helper()
+	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
+	for _, n := range nodes {
+		f.mustCLI(n, "image", "import", img)
+	}
+}
+
+// psBy is node asker's ps, by key (the last instance of each key wins).
+func (f *fleet) psBy(t testing.TB, asker string, key func(instance) string) map[string]instance {
+	t.Helper()
+	out, err := f.cli(asker, "ps", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []instance
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]instance{}
+	for _, i := range list {
+		by[key(i)] = i
+	}
+	return by
+}
+
 type clusterStatus struct {
 	ClusterID string   `json:"cluster_id"`
 	Leader    string   `json:"leader"`

@@ -37,10 +37,7 @@ placement: {labels: {site: b}}
 // returns b's instances with their container pids, once all run.
 func startLeaveApps(t *testing.T, f *fleet) map[string]int {
 	t.Helper()
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	for _, n := range []string{"a", "b"} {
-		f.mustCLI(n, "image", "import", img)
-	}
+	f.importTestprog(t, "a", "b")
 	f.mustCLI("a", "label", "b", "site=b")
 	spec := filepath.Join(t.TempDir(), "apps.yaml")
 	os.WriteFile(spec, []byte(leaveApps), 0o644)
@@ -253,7 +250,7 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 		t.Errorf("shoal up of the forgotten node: %q, want exit status 3", got)
 	}
 	log, _ := os.ReadFile(f.lab.LogPath("b"))
-	for _, want := range []string{"node b was forgotten by its cluster (shoal forget)", "its 3 containers are stopped", "rm -rf " + f.dirs["b"]} {
+	for _, want := range []string{"node b was removed from its cluster while it could not be reached (shoal forget, or a shoal leave cut short)", "its 3 containers are stopped", "rm -rf " + f.dirs["b"]} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("the forgotten node's output lacks %q", want)
 		}
@@ -261,7 +258,7 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 	assertGone(t, "after the forgotten node stopped", f.dirs["b"], cgroupB, onB)
 
 	again, err := f.lab.Exec("b", f.upArgs("b", "b", "")...)
-	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(string(again), "node b was forgotten by its cluster") {
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(string(again), "node b was removed from its cluster") {
 		t.Errorf("shoal up on the data dir of a forgotten node: %v\n%s", err, again)
 	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,10 +17,7 @@ import (
 func TestRescheduleAfter(t *testing.T) {
 	t.Parallel()
 	f := voterAndNonVoterFleet(t, "a")
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	for _, n := range []string{"a", "b"} {
-		f.mustCLI(n, "image", "import", img)
-	}
+	f.importTestprog(t, "a", "b")
 	spec := filepath.Join(t.TempDir(), "apps.yaml")
 	os.WriteFile(spec, []byte(`name: quick
 image: testprog:1
@@ -49,21 +45,7 @@ reschedule_after: 1h
 			}
 		}
 	})
-	ps := func() map[string]instance {
-		out, err := f.cli("a", "ps", "-o", "json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var list []instance
-		if err := json.Unmarshal([]byte(out), &list); err != nil {
-			t.Fatal(err)
-		}
-		byApp := map[string]instance{}
-		for _, i := range list {
-			byApp[i.App] = i
-		}
-		return byApp
-	}
+	ps := func() map[string]instance { return f.psBy(t, "a", func(i instance) string { return i.App }) }
 	// Both on b: a is drained while they are placed.
 	f.mustCLI("a", "drain", "a")
 	f.mustCLI("a", "apply", "-f", spec)

@@ -123,10 +123,7 @@ func TestJoinLogsNoError(t *testing.T) {
 func TestLogsOfDownNode(t *testing.T) {
 	t.Parallel()
 	f := voterAndNonVoterFleet(t, "a")
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	for _, n := range []string{"a", "b"} {
-		f.mustCLI(n, "image", "import", img)
-	}
+	f.importTestprog(t, "a", "b")
 	spec := filepath.Join(t.TempDir(), "app.yaml")
 	os.WriteFile(spec, []byte(`name: everywhere
 image: testprog:1

@@ -77,6 +77,11 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 		if doc.empty {
 			continue
 		}
+		if _, set := doc.lines["replicas"]; set && app.Replicas == 0 && app.Mode != api.ModeGlobal {
+			// The wire form cannot tell 0 from unset, and unset is 1.
+			return nil, &Error{File: file, Line: doc.line("replicas"), Field: "replicas",
+				Msg: "0 is not a spec's count (an app without replicas runs 1): to run none and keep the app, shoal scale " + app.Name + "=0; to remove it, shoal rm " + app.Name}
+		}
 		app.Defaults()
 		err = app.Validate()
 		if err == nil {

@@ -65,6 +65,7 @@ func TestParseErrors(t *testing.T) {
 		{"pids past the kernel's", "name: web\nimage: x\nresources:\n  pids: 9223372036854775807\n", "f.yaml:4: resources.pids: at most 4194304"},
 		{"NUL in env", "name: web\nimage: x\nenv: {A: \"x\\0y\"}\n", "f.yaml:3: env.A: contains a NUL byte"},
 		{"NUL in command", "name: web\nimage: x\ncommand: [\"/a\\0b\"]\n", "f.yaml:3: command[0]: contains a NUL byte"},
+		{"replicas 0", "name: web\nimage: x\nreplicas: 0\n", "f.yaml:3: replicas: 0 is not a spec's count"},
 		{"bad duration", "name: web\nimage: x\nhealth:\n  tcp: \":80\"\n  interval: soon\n", `f.yaml:5: health.interval: invalid duration "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
