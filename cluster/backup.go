@@ -26,7 +26,7 @@ type backupSource interface {
 }
 
 // linearizer waits until this replica holds every write the leader had
-// accepted (Node.Linearize).
+// accepted (reads.Linearize).
 type linearizer interface {
 	Linearize(ctx context.Context) error
 }
@@ -40,7 +40,7 @@ type commandWriter interface {
 var (
 	_ apiserver.Backups = (*backups)(nil)
 	_ backupSource      = (*store.Store)(nil)
-	_ linearizer        = (*Node)(nil)
+	_ linearizer        = (*reads)(nil)
 	_ commandWriter     = (*writes)(nil)
 )
 

@@ -288,7 +288,7 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node.HandleFunc("POST /v1/forget", n.votersOnly(n.serveForget))
 	node.HandleFunc("POST /v1/leave", n.serveLeave)   // the caller itself
 	node.HandleFunc("POST /v1/report", n.serveReport) // the caller's own instances
-	node.HandleFunc("GET /v1/read-index", n.serveReadIndex)
+	node.HandleFunc("GET /v1/read-index", n.reads.serveReadIndex)
 	node.HandleFunc("GET /v1/ps", n.servePS)
 	node.HandleFunc("GET /v1/ca-key", n.serveCAKey)
 	node.HandleFunc("GET /v1/member", n.serveMember)
@@ -299,98 +299,4 @@ func (n *Node) internalServers() map[string]*http.Server {
 			WriteTimeout: 10 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 8 << 10},
 		pki.ProtoNode: {Handler: node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ConnContext: withPeerState},
 	}
-}
-
-// readIndexAnswer is the leader's read index.
-type readIndexAnswer struct {
-	Index uint64 `json:"index"`
-}
-
-// Linearize waits until this replica holds every write the leader had
-// accepted when it was asked, the leader having confirmed it still leads
-// (a read index: no log entry is written for a read).
-func (n *Node) Linearize(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	idx, err := n.readIndex(ctx)
-	if err != nil {
-		return err
-	}
-	return n.waitApplied(ctx, idx)
-}
-
-// waitApplied returns once the state file holds every command up to idx.
-// The file's index counts commands only: Raft keeps no-op, barrier and
-// configuration entries from the state machine, so committed entries above
-// it that carry no command count as held.
-func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
-	for {
-		changed := n.store.Changed()
-		applied := n.store.AppliedIndex()
-		if applied >= idx || n.noCommandsIn(applied+1, idx) {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-time.After(20 * time.Millisecond): // the commit index moves without a signal
-		case <-ctx.Done():
-			return fmt.Errorf("%w: wait for entry %d (at %d): %v", api.ErrNoLeader, idx, applied, ctx.Err())
-		}
-	}
-}
-
-// noCommandsIn reports whether entries from..to are committed here and none
-// of them is a command.
-func (n *Node) noCommandsIn(from, to uint64) bool {
-	p := n.raft
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.r().CommitIndex() < to {
-		return false
-	}
-	var l raft.Log
-	for i := from; i <= to; i++ {
-		if err := p.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
-			return false
-		}
-	}
-	return true
-}
-
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	r := n.raft.r()
-	if r.State() == raft.Leader {
-		// LastIndex, not CommitIndex: it covers this term's first entry,
-		// which a new leader has not necessarily committed yet.
-		idx := r.LastIndex()
-		if err := r.VerifyLeader().Error(); err != nil {
-			return 0, fmt.Errorf("%w: %v", api.ErrNoLeader, err)
-		}
-		return idx, nil
-	}
-	addr, id := r.LeaderWithID()
-	if addr == "" || string(id) == n.id.ID {
-		return 0, fmt.Errorf("%w: this node knows of no leader", api.ErrNoLeader)
-	}
-	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, "/v1/read-index", nil)
-	if err != nil {
-		_, hp := splitRaftAddr(addr)
-		return 0, fmt.Errorf("%w: the leader at %s did not answer: %v", api.ErrNoLeader, hp, err)
-	}
-	defer resp.Body.Close()
-	var ri readIndexAnswer
-	if _, err := readAnswer(resp, &ri); err != nil {
-		return 0, fmt.Errorf("read index from the leader: %w", err)
-	}
-	return ri.Index, nil
-}
-
-// serveReadIndex is the leader's side of readIndex.
-func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
-	if n.raft.r().State() != raft.Leader {
-		writeAnswer(w, nil, errLeadershipMoved, true)
-		return
-	}
-	idx, err := n.readIndex(r.Context())
-	writeAnswer(w, readIndexAnswer{Index: idx}, err, false)
 }

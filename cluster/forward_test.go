@@ -25,18 +25,29 @@ func (f fixedRaft) r() *raft.Raft { return f.Raft }
 // loopbackCaller serves the node protocol's writes of the nodes it knows
 // in process: the leader's side of a forwarded write is its serveApply.
 type loopbackCaller struct {
-	nodes map[raft.ServerAddress]*writes
-	calls atomic.Int32
+	nodes   map[raft.ServerAddress]*writes
+	readers map[raft.ServerAddress]*reads
+	calls   atomic.Int32
 }
 
 func (l *loopbackCaller) nodeRequest(ctx context.Context, method string, addr raft.ServerAddress, path string, body io.Reader) (*http.Response, error) {
 	l.calls.Add(1)
-	w, ok := l.nodes[addr]
-	if !ok || path != "/v1/apply" {
+	var serve http.HandlerFunc
+	switch path {
+	case "/v1/apply":
+		if w, ok := l.nodes[addr]; ok {
+			serve = w.serveApply
+		}
+	case "/v1/read-index":
+		if rd, ok := l.readers[addr]; ok {
+			serve = rd.serveReadIndex
+		}
+	}
+	if serve == nil {
 		return nil, &dialError{fmt.Errorf("no node serves %s%s", addr, path)}
 	}
 	rec := httptest.NewRecorder()
-	w.serveApply(rec, httptest.NewRequestWithContext(ctx, method, "https://node"+path, body))
+	serve(rec, httptest.NewRequestWithContext(ctx, method, "https://node"+path, body))
 	return rec.Result(), nil
 }
 

@@ -70,6 +70,7 @@ type Node struct {
 	store    *store.Store
 	raft     *raftParts
 	writes   *writes
+	reads    *reads
 	backups  *backups
 	members  *members
 	images   *image.Store
@@ -246,6 +247,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.writes = newWrites(n.id.ID, n.raft, n, n)
+	n.reads = newReads(n.id.ID, n.raft, n.store, n)
 	n.internal = n.internalServers()
 	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
 		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
@@ -265,7 +267,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.backups = newBackups(n.store, n, n.writes, n.log)
+	n.backups = newBackups(n.store, n.reads, n.writes, n.log)
 	n.api, err = apiserver.New(apiserver.Config{
 		Socket:     SocketPath(cfg.DataDir),
 		Remote:     n.port.Listener(pki.ProtoAPI),

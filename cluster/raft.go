@@ -421,3 +421,20 @@ func (p *raftParts) closeStores() error {
 	}
 	return errors.Join(errs...)
 }
+
+// noCommandsIn reports whether entries from..to are committed here and none
+// of them is a command.
+func (p *raftParts) noCommandsIn(from, to uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.r().CommitIndex() < to {
+		return false
+	}
+	var l raft.Log
+	for i := from; i <= to; i++ {
+		if err := p.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,69 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil"
+)
+
+// raftApplied is a replica whose state is Raft's own applied index (the
+// test's FSM counts every entry), polled.
+type raftApplied struct{ *raft.Raft }
+
+func (r raftApplied) r() *raft.Raft                     { return r.Raft }
+func (r raftApplied) noCommandsIn(from, to uint64) bool { return false }
+func (r raftApplied) Changed() <-chan struct{}          { return nil }
+
+// Reads alone, on a real two-voter Raft over loopback: once Linearize
+// returns on the follower, it holds a write the leader had accepted before
+// (asked through the leader's read index); without a leader, Linearize
+// fails as api.ErrNoLeader.
+func TestReadsWaitForTheLeadersIndex(t *testing.T) {
+	a := startRaftOnStream(t, "a")
+	b := startRaftOnStream(t, "b")
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if a.r.State() != raft.Leader {
+			return fmt.Errorf("a is %s", a.r.State())
+		}
+		return nil
+	})
+	if err := a.r.AddVoter("b", b.trans.LocalAddr(), 0, 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	caller := &loopbackCaller{readers: map[raft.ServerAddress]*reads{}}
+	ra := newReads("a", raftApplied{a.r}, raftApplied{a.r}, caller)
+	rb := newReads("b", raftApplied{b.r}, raftApplied{b.r}, caller)
+	caller.readers[a.trans.LocalAddr()] = ra
+	caller.readers[b.trans.LocalAddr()] = rb
+	ctx := context.Background()
+	testutil.WaitFor(t, 10*time.Second, func() error { return rb.Linearize(ctx) })
+
+	for i := range 20 {
+		entry := fmt.Sprintf("entry %d", i)
+		if err := a.r.Apply([]byte(entry), 5*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rb.Linearize(ctx); err != nil {
+			t.Fatalf("linearize on the follower: %v", err)
+		}
+		if logs := b.fsm.Logs(); len(logs) != i+1 || string(logs[i]) != entry {
+			t.Fatalf("after linearize the follower holds %q; want %d entries, the last %q", logs, i+1, entry)
+		}
+	}
+	if err := ra.Linearize(ctx); err != nil {
+		t.Errorf("linearize on the leader: %v", err)
+	}
+
+	if err := a.r.Shutdown().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Linearize(ctx); !errors.Is(err, api.ErrNoLeader) {
+		t.Errorf("linearize without a leader: %v, want api.ErrNoLeader", err)
+	}
+}
