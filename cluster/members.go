@@ -83,6 +83,10 @@ type membersConfig struct {
 	// SecretKey encrypts and authenticates gossip (the cluster's key).
 	SecretKey []byte
 	Logger    *slog.Logger // memberlist's; peers can cause its lines
+	// ForgetGoneAfter is how long memberlist keeps a member that left or
+	// died, this node's own once it left included (memberlist's
+	// GossipToTheDeadTime); 0 is memberlist's default.
+	ForgetGoneAfter time.Duration
 }
 
 // memberEvent is what memberlist told of a member, and when.
@@ -132,6 +136,9 @@ func newMembers(cfg membersConfig) (*members, error) {
 	// it may come back at a new one (DHCP, another network). Names are
 	// unique among live nodes; the join refuses a taken one.
 	c.DeadNodeReclaimTime = time.Second
+	if cfg.ForgetGoneAfter > 0 {
+		c.GossipToTheDeadTime = cfg.ForgetGoneAfter
+	}
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{c.BindAddr}, BindPort: c.BindPort, Logger: c.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.GossipPort, err)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -156,7 +157,14 @@ func drain(ch chan struct{}) {
 // for the leader: memberlist no longer holds its own node then, and asking
 // it for that node crashed the daemon half-way through the leave.
 func TestListAfterLeavingGossip(t *testing.T) {
-	m := startMembers(t, "lone", bytes.Repeat([]byte{7}, 32), nil)
+	// memberlist drops its own node GossipToTheDeadTime after the leave
+	// (30 s by default: shortened here), at its next round of probes.
+	m, err := newMembers(membersConfig{Name: "lone", ID: "id-lone", BindAddr: "127.0.0.1", GossipPort: testutil.FreePort(t),
+		Advertise: "127.0.0.1", Port: 7000, SecretKey: bytes.Repeat([]byte{7}, 32), Logger: testutil.Logger(t),
+		ForgetGoneAfter: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer m.kill()
 	ml := m.ml
 	if got := m.list(); len(got) != 1 || got[0].Name != "lone" {
@@ -165,9 +173,21 @@ func TestListAfterLeavingGossip(t *testing.T) {
 	if err := ml.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		// LocalNode dereferences the entry memberlist no longer has.
+		gone := func() (gone bool) {
+			defer func() { gone = recover() != nil }()
+			ml.LocalNode()
+			return
+		}
+		if !gone() {
+			return errors.New("memberlist still holds its own node")
+		}
+		return nil
+	})
 	for _, mb := range m.list() {
-		if mb.Name == "lone" && mb.State != api.NodeAlive {
-			t.Errorf("self listed as %s", mb.State)
+		if mb.Name == "lone" {
+			t.Errorf("self listed as %s after it left gossip", mb.State)
 		}
 	}
 }
