@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -170,7 +171,17 @@ func (n *Node) Nodes(ctx context.Context) ([]api.Node, error) {
 
 // Apply creates or updates apps.
 func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error) {
+	seen := map[string]bool{}
 	for i := range apps {
+		if seen[apps[i].Name] {
+			return nil, fmt.Errorf("%w: app %q is given twice", api.ErrInvalid, apps[i].Name)
+		}
+		seen[apps[i].Name] = true
+		// Every node keeps every spec, and every version an instance
+		// still runs: a spec is small, or it is a mistake.
+		if b, err := json.Marshal(apps[i]); err != nil || len(b) > maxAppSpec {
+			return nil, fmt.Errorf("%w: app %q: its spec is %d bytes encoded, at most %d", api.ErrInvalid, apps[i].Name, len(b), maxAppSpec)
+		}
 		apps[i].Defaults()
 		if err := apps[i].Validate(); err != nil {
 			return nil, fmt.Errorf("%w: app %q: %v", api.ErrInvalid, apps[i].Name, err)
@@ -186,6 +197,9 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 	n.warnUnplaced(res, apps)
 	return res, nil
 }
+
+// maxAppSpec bounds one app's spec, encoded.
+const maxAppSpec = 256 << 10
 
 // Delete removes apps; their containers stop on every node.
 func (n *Node) Delete(ctx context.Context, names []string) error {

@@ -41,6 +41,14 @@ func TestWritesJudgedAtTheEdge(t *testing.T) {
 			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Network: api.NetworkHost, Ports: []string{"8080"}}})
 			return err
 		}, "ports: not with network: host"},
+		{"an app given twice", func() error {
+			_, err := n.Apply(ctx, []api.App{{Name: "dup", Image: "x:1"}, {Name: "dup", Image: "y:1"}})
+			return err
+		}, `app "dup" is given twice`},
+		{"a spec past the size bound", func() error {
+			_, err := n.Apply(ctx, []api.App{{Name: "big", Image: "x:1", Env: map[string]string{"A": strings.Repeat("x", 300<<10)}}})
+			return err
+		}, `app "big": its spec is`},
 		{"a negative replica count", func() error {
 			_, err := n.Scale(ctx, map[string]int{"web": -1})
 			return err
