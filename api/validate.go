@@ -320,7 +320,7 @@ func ParseVolume(s string) (Volume, error) {
 	case !strings.HasPrefix(v.Target, "/"):
 		return v, fmt.Errorf("%q: the container path %q must be absolute", s, v.Target)
 	case v.HostPath && strings.Contains(v.Source, ".."):
-		return v, fmt.Errorf("%q: the host path must not contain ..", s)
+		return v, fmt.Errorf("%q: the host path must not contain \"..\"", s)
 	case !v.HostPath && !ValidName(v.Source):
 		return v, fmt.Errorf("%q: volume name %q must be a DNS label (or give an absolute host path)", s, v.Source)
 	}

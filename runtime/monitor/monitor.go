@@ -170,14 +170,6 @@ type exitDoc struct {
 	ExitedAt  time.Time `json:"exited_at"`
 }
 
-func exitDocOf(ex exit.Status, at time.Time) exitDoc {
-	d := exitDoc{Code: ex.Code, Signal: int(ex.Signal), OOMKilled: ex.OOMKilled, ExitedAt: at}
-	if ex.Err != nil {
-		d.Err = ex.Err.Error()
-	}
-	return d
-}
-
 func (d exitDoc) exit() exit.Status {
 	ex := exit.Status{Code: d.Code, Signal: syscall.Signal(d.Signal), OOMKilled: d.OOMKilled}
 	if d.Err != "" {

@@ -146,7 +146,8 @@ func PrepareOverlay(lower, dir string) (merged, opts string, err error) {
 	dir = filepath.Clean(dir)
 	for d, mode := range map[string]os.FileMode{"merged": 0o755, "upper": lowerMode, "work": 0o700} {
 		// Chmod too: Mkdir's mode passes through the umask.
-		if err := os.Mkdir(dir+"/"+d, mode); err == nil {
+		err := os.Mkdir(dir+"/"+d, mode)
+		if err == nil {
 			err = os.Chmod(dir+"/"+d, mode)
 		}
 		if err != nil {
