@@ -118,8 +118,10 @@ func (s *streamLayer) Close() error {
 }
 
 // inboundConn is a Raft connection another node opened. Once this side
-// hung up, reads and writes end as at the end of the stream (io.EOF),
-// which the transport takes as the peer's goodbye and does not log.
+// hung up, reads end as at the end of the stream (io.EOF), which the
+// transport takes as the peer's goodbye and does not log, and writes are
+// dropped: the transport logs every failed flush of a response as an
+// ERROR, and the peer sees a closed connection all the same.
 type inboundConn struct {
 	net.Conn
 	layer  *streamLayer
@@ -140,9 +142,12 @@ func (c *inboundConn) Read(p []byte) (int, error) {
 }
 
 func (c *inboundConn) Write(p []byte) (int, error) {
+	if c.hungUp.Load() {
+		return len(p), nil
+	}
 	n, err := c.Conn.Write(p)
 	if err != nil && c.hungUp.Load() {
-		err = io.EOF
+		return len(p), nil
 	}
 	return n, err
 }
