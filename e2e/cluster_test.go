@@ -245,6 +245,18 @@ func TestPartitionedMinority(t *testing.T) {
 	if _, err := f.nodes(minority); err != nil {
 		t.Fatalf("reads on the minority: %v", err)
 	}
+	// When the minority node led, the majority elects a leader first; a
+	// write without one fails fast, by design.
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		st, err := f.status(majority[0])
+		if err != nil {
+			return err
+		}
+		if st.Leader == "" || st.Leader == minority {
+			return fmt.Errorf("the majority has no leader of its own yet: %+v", st)
+		}
+		return nil
+	})
 	if _, err := f.label(majority[0], majority[1], "during=partition"); err != nil {
 		t.Fatalf("write on the majority: %v", err)
 	}
