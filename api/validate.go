@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ValidName reports whether s is a DNS label, the rule for app and node
@@ -362,6 +364,30 @@ func ParseRlimit(v string) (soft, hard uint64, err error) {
 	}
 	return soft, hard, nil
 }
+
+// ValidLabel checks a node label: its key (ValidLabelKey) and its value,
+// at most MaxLabelValue bytes of printable UTF-8 (tables and logs show
+// it, and a newline would forge their lines).
+func ValidLabel(k, v string) error {
+	if err := ValidLabelKey(k); err != nil {
+		return fmt.Errorf("label %q: %w", k, err)
+	}
+	if len(v) > MaxLabelValue {
+		return fmt.Errorf("label %s: its value is %d bytes, at most %d", k, len(v), MaxLabelValue)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("label %s: its value is not UTF-8", k)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("label %s: its value holds the control character %q", k, r)
+		}
+	}
+	return nil
+}
+
+// MaxLabelValue bounds a label's value.
+const MaxLabelValue = 255
 
 // ValidLabelKey checks a node label's key: letters, digits, '-', '_', '.'
 // and '/', at most 63 bytes, starting with a letter or digit.

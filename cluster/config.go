@@ -126,9 +126,9 @@ func (c *Config) Validate() error {
 	if c.ImagePullTimeout < 0 {
 		errs = append(errs, fmt.Errorf("image pull timeout %s: must not be negative", c.ImagePullTimeout))
 	}
-	for k := range c.Labels {
-		if k == "" {
-			errs = append(errs, errors.New("label: empty key"))
+	for k, v := range c.Labels {
+		if err := api.ValidLabel(k, v); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if b, _ := json.Marshal(c.Labels); len(c.Labels) > 0 && len(b) > maxLabelBytes {

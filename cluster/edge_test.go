@@ -56,6 +56,21 @@ func TestWritesJudgedAtTheEdge(t *testing.T) {
 		{"a label key the rules refuse", func() error {
 			return n.Label(ctx, "n1", api.LabelRequest{Set: map[string]string{"bad key": "x"}})
 		}, "bad key"},
+		{"a label value that would forge a line of a table", func() error {
+			return n.Label(ctx, "n1", api.LabelRequest{Set: map[string]string{"site": "a\nn9  alive"}})
+		}, "control character"},
+		{"a backup holding a node label the rules refuse", func() error {
+			body := `{"cluster_id":"c","index":1,"taken_at":"2026-01-01T00:00:00Z","apps":[],"nodes":[{"name":"nb","labels":{"k":"line1\nline2"}}]}`
+			sum := sha256.Sum256([]byte(body))
+			_, err := n.backups.Restore(ctx, strings.NewReader(fmt.Sprintf("shoal-backup 1\nsha256 %x\n%s\n", sum, body)))
+			return err
+		}, "node nb: label k"},
+		{"a backup holding a node name the rules refuse", func() error {
+			body := `{"cluster_id":"c","index":1,"taken_at":"2026-01-01T00:00:00Z","apps":[],"nodes":[{"name":"Not_A name"}]}`
+			sum := sha256.Sum256([]byte(body))
+			_, err := n.backups.Restore(ctx, strings.NewReader(fmt.Sprintf("shoal-backup 1\nsha256 %x\n%s\n", sum, body)))
+			return err
+		}, "not a node name"},
 		{"a backup holding an app the rules refuse", func() error {
 			body := `{"cluster_id":"c","index":1,"taken_at":"2026-01-01T00:00:00Z","apps":[{"name":"Bad_Name","image":"x:1"}],"nodes":[]}`
 			sum := sha256.Sum256([]byte(body))

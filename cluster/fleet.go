@@ -17,9 +17,9 @@ import (
 
 // Label sets and removes a node's labels.
 func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) error {
-	for k := range req.Set {
-		if err := api.ValidLabelKey(k); err != nil {
-			return fmt.Errorf("%w: label %q: %v", api.ErrInvalid, k, err)
+	for k, v := range req.Set {
+		if err := api.ValidLabel(k, v); err != nil {
+			return fmt.Errorf("%w: %v", api.ErrInvalid, err)
 		}
 	}
 	if len(req.Set) == 0 && len(req.Remove) == 0 {

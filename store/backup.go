@@ -107,6 +107,18 @@ func ReadBackup(r io.Reader) (Backup, error) {
 			return b, fmt.Errorf("%w: app %q: %v", ErrBadBackup, a.Name, err)
 		}
 	}
+	// Node settings meet the rules that `shoal label` and `shoal up
+	// --label` do: a restore is no way around them.
+	for _, n := range b.Nodes {
+		if !api.ValidName(n.Name) {
+			return b, fmt.Errorf("%w: node %q: not a node name (a DNS label)", ErrBadBackup, n.Name)
+		}
+		for k, v := range n.Labels {
+			if err := api.ValidLabel(k, v); err != nil {
+				return b, fmt.Errorf("%w: node %s: %v", ErrBadBackup, n.Name, err)
+			}
+		}
+	}
 	return b, nil
 }
 
