@@ -58,15 +58,7 @@ health: {http: "http://127.0.0.1:8080/", interval: 2s, timeout: 1s, retries: 2}
 			t.Errorf("rm burst: %v", err)
 			return
 		}
-		err := testutil.Poll(120*time.Second, func() error {
-			if left := leftoversWhileRunning(f.dirs[busy], f.cgroupParent(busy)); len(left) > 0 {
-				return fmt.Errorf("left behind on %s: %d things, first %v", busy, len(left), left[0])
-			}
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
-		}
+		f.waitNothingLeft(t, 120*time.Second, busy)
 	})
 	terms := func() (map[string]uint64, error) {
 		out := map[string]uint64{}

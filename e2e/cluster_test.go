@@ -619,17 +619,7 @@ replicas: 2
 		if f.lab.Running("b") || f.lab.Restart("b") == nil {
 			f.cli("a", "rm", "sleeper")
 		}
-		for _, n := range []string{"a", "b"} {
-			err := testutil.Poll(30*time.Second, func() error {
-				if left := leftoversWhileRunning(f.dirs[n], f.cgroupParent(n)); len(left) > 0 {
-					return fmt.Errorf("left behind on %s: %v", n, left)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		}
+		f.waitNothingLeft(t, 30*time.Second, "a", "b")
 	})
 	ps := func(asker string) map[string]instance {
 		return f.psBy(t, asker, func(i instance) string { return i.Node })

@@ -182,6 +182,24 @@ func (f *fleet) importTestprog(t testing.TB, nodes ...string) {
 	}
 }
 
+// waitNothingLeft polls each node until nothing of its containers is left
+// on the host (processes, mounts, cgroups, monitors), for up to within,
+// and reports what stayed.
+func (f *fleet) waitNothingLeft(t testing.TB, within time.Duration, nodes ...string) {
+	t.Helper()
+	for _, n := range nodes {
+		err := testutil.Poll(within, func() error {
+			if left := leftoversWhileRunning(f.dirs[n], f.cgroupParent(n)); len(left) > 0 {
+				return fmt.Errorf("left behind on %s: %d things, first %v", n, len(left), left[0])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // psBy is node asker's ps, by key (the last instance of each key wins).
 func (f *fleet) psBy(t testing.TB, asker string, key func(instance) string) map[string]instance {
 	t.Helper()

@@ -46,15 +46,7 @@ func startLeaveApps(t *testing.T, f *fleet) map[string]int {
 	// their mounts do not outlive the test.
 	t.Cleanup(func() {
 		f.cli("a", "rm", "web", "agent", "pinned")
-		err := testutil.Poll(30*time.Second, func() error {
-			if left := leftoversWhileRunning(f.dirs["a"], f.cgroupParent("a")); len(left) > 0 {
-				return fmt.Errorf("left behind on a: %v", left)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
-		}
+		f.waitNothingLeft(t, 30*time.Second, "a")
 	})
 	onB := map[string]int{}
 	testutil.WaitFor(t, 60*time.Second, func() error {

@@ -33,17 +33,7 @@ reschedule_after: 1h
 		if f.lab.Running("b") || f.lab.Restart("b") == nil {
 			f.cli("a", "rm", "quick", "slow")
 		}
-		for _, n := range []string{"a", "b"} {
-			err := testutil.Poll(30*time.Second, func() error {
-				if left := leftoversWhileRunning(f.dirs[n], f.cgroupParent(n)); len(left) > 0 {
-					return fmt.Errorf("left behind on %s: %v", n, left)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		}
+		f.waitNothingLeft(t, 30*time.Second, "a", "b")
 	})
 	ps := func() map[string]instance { return f.psBy(t, "a", func(i instance) string { return i.App }) }
 	// Both on b: a is drained while they are placed.

@@ -142,17 +142,7 @@ mode: global
 		if err != nil {
 			t.Errorf("rm everywhere: %v", err)
 		}
-		for _, n := range []string{"a", "b"} {
-			err := testutil.Poll(30*time.Second, func() error {
-				if left := leftoversWhileRunning(f.dirs[n], f.cgroupParent(n)); len(left) > 0 {
-					return fmt.Errorf("left behind on %s: %v", n, left)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		}
+		f.waitNothingLeft(t, 30*time.Second, "a", "b")
 	})
 	onB := ""
 	testutil.WaitFor(t, 60*time.Second, func() error {
