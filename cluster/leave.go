@@ -98,11 +98,8 @@ func checkNotLeft(dataDir string) error {
 	if err != nil {
 		return e
 	}
-	if id, err := os.ReadFile(filepath.Join(dataDir, "node.json")); err == nil {
-		var ident identity
-		if json.Unmarshal(id, &ident) == nil && ident.Name != "" {
-			e.Name = ident.Name
-		}
+	if ident, fresh, err := loadIdentity(dataDir, ""); err == nil && !fresh {
+		e.Name = ident.Name
 	}
 	at, how, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
 	e.At, _ = time.Parse(time.RFC3339, at)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -109,10 +108,11 @@ func (n *Node) serveMember(w http.ResponseWriter, r *http.Request) {
 // leave short. removed (a RemovedError) learns how many there were.
 func (n *Node) stopLeftContainers(removed error) {
 	var re *RemovedError
-	data, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "node.json"))
-	if !errors.As(removed, &re) || err != nil || json.Unmarshal(data, &n.id) != nil || len(n.id.ID) < 12 {
+	id, fresh, err := loadIdentity(n.cfg.DataDir, "")
+	if !errors.As(removed, &re) || err != nil || fresh || len(id.ID) < 12 {
 		return // never ran a container
 	}
+	n.id = id
 	dir := n.cfg.DataDir
 	rt, err := linux.New(linux.Config{StateDir: filepath.Join(dir, "containers"), CgroupParent: n.cgroupParent(), Logger: n.log})
 	if err != nil {
