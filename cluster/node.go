@@ -125,8 +125,10 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("data dir %s is in use by another shoal node", cfg.DataDir)
 	}
 	// A data dir that left its cluster is refused below, after its
-	// containers are stopped, whatever holds the ports now.
-	if checkNotLeft(cfg.DataDir) == nil {
+	// containers are stopped, whatever holds the ports now. No node holds
+	// the dir (above), so nothing can make it leave in between.
+	left := checkNotLeft(cfg.DataDir)
+	if left == nil {
 		if err := cfg.checkPorts(); err != nil {
 			return nil, err
 		}
@@ -165,9 +167,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if err := checkNotLeft(cfg.DataDir); err != nil {
-		n.stopLeftContainers(err)
-		return nil, err
+	if left != nil {
+		n.stopLeftContainers(left)
+		return nil, left
 	}
 	var fresh bool
 	if n.id, fresh, err = loadIdentity(cfg.DataDir, cfg.Name); err != nil {

@@ -59,7 +59,7 @@ func (s *Store) Backup(now time.Time) ([]byte, error) {
 		return nil, err
 	}
 	// Settings still waiting for their node are the operator's too.
-	for _, n := range append(st.Nodes, st.Waiting...) {
+	for _, n := range st.Records() {
 		b.Nodes = append(b.Nodes, BackupNode{Name: n.Name, Labels: n.Labels, Cordoned: n.Cordoned})
 	}
 	body, err := json.MarshalIndent(b, "", "  ")

@@ -339,7 +339,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: append(st.Nodes, st.Waiting...), Specs: st.Specs}
+	sf := snapshotFile{Format: snapshotFormat, ClusterID: id, Index: st.Index, Apps: st.Apps, Allocs: st.Allocs, Nodes: st.Records(), Specs: st.Specs}
 	if sec, ok, err := s.Secrets(); err != nil {
 		return nil, err
 	} else if ok {

@@ -338,6 +338,12 @@ type State struct {
 	Specs []api.App
 }
 
+// Records are every node record as stored: the nodes', then the settings
+// waiting for a node (a new slice: it never writes into Nodes).
+func (st State) Records() []NodeRecord {
+	return append(slices.Clip(st.Nodes), st.Waiting...)
+}
+
 // splitJoined separates nodes' records from settings waiting for a node.
 func splitJoined(recs []NodeRecord) (nodes, waiting []NodeRecord) {
 	for _, r := range recs {
