@@ -56,8 +56,10 @@ func (a *App) Validate() error {
 		return fieldErr("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", a.Name)
 	case a.Image == "":
 		return fieldErr("image", "required")
-	case strings.ContainsAny(a.Image, " \t\n\x00"):
+	case strings.ContainsAny(a.Image, " \t\n"):
 		return fieldErr("image", "%q contains white space", a.Image)
+	case strings.Contains(a.Image, "\x00"):
+		return fieldErr("image", "contains a NUL byte")
 	}
 	switch a.Mode {
 	case ModeReplicated:
@@ -87,17 +89,14 @@ func (a *App) Validate() error {
 	}
 	// The kernel takes arguments and paths as C strings: a NUL would cut
 	// them short, or fail the start with a bare "invalid argument".
-	for field, list := range map[string][]string{"command": a.Command, "volumes": a.Volumes} {
+	lists := map[string][]string{"command": a.Command, "volumes": a.Volumes}
+	if a.Health != nil {
+		lists["health.exec"] = a.Health.Exec
+	}
+	for field, list := range lists {
 		for i, v := range list {
 			if strings.Contains(v, "\x00") {
 				return fieldErr(fmt.Sprintf("%s[%d]", field, i), "contains a NUL byte")
-			}
-		}
-	}
-	if h := a.Health; h != nil {
-		for i, v := range h.Exec {
-			if strings.Contains(v, "\x00") {
-				return fieldErr(fmt.Sprintf("health.exec[%d]", i), "contains a NUL byte")
 			}
 		}
 	}

@@ -62,7 +62,7 @@ func printResults(c *cli.Context, res []api.ApplyResult, changed string) {
 	// operator must not walk away believing the app runs.
 	for _, r := range res {
 		if r.Unplaced != "" {
-			fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", r.Name, r.Unplaced)
+			warnUnplaced(c, r.Name, r.Unplaced)
 		}
 	}
 }

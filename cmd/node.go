@@ -50,7 +50,7 @@ func cordonCommand(name, help string, cordoned bool) *cli.Command {
 			// The drain is done; but the operator must hear at once what
 			// it leaves without a node.
 			for _, u := range res.Unplaced {
-				fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", u.App, u.Reason)
+				warnUnplaced(c, u.App, u.Reason)
 			}
 			return nil
 		},

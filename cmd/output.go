@@ -22,9 +22,8 @@ func show(c *cli.Context, v any, header []string, rows func() [][]string) error 
 		return enc.Encode(v)
 	case "table", "":
 		return table(c.App.Writer, header, rows())
-	default:
-		return usage(c, "unknown output format %q: use table or json", c.String("output"))
 	}
+	return checkOutput(c)
 }
 
 // checkOutput refuses an unknown -o before the command asks the node
@@ -35,6 +34,12 @@ func checkOutput(c *cli.Context) error {
 		return nil
 	}
 	return usage(c, "unknown output format %q: use table or json", c.String("output"))
+}
+
+// warnUnplaced tells the operator of an app that no node can take now: a
+// write that records it succeeds, but nothing runs.
+func warnUnplaced(c *cli.Context, app, reason string) {
+	fmt.Fprintf(c.App.ErrWriter, "warning: app %s cannot be placed now: %s; it starts when a node qualifies (shoal ps shows it pending)\n", app, reason)
 }
 
 func table(w io.Writer, header []string, rows [][]string) error {
