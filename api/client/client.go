@@ -170,7 +170,9 @@ func (c *Client) sendJSON(ctx context.Context, method, path string, in, out any)
 		return err
 	}
 	defer resp.Body.Close()
-	if out == nil {
+	// No content: nothing to decode (a node of an earlier release answers
+	// some requests so).
+	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
@@ -343,39 +345,15 @@ func (c *Client) Label(ctx context.Context, node string, req api.LabelRequest) e
 // which apps it leaves without a node.
 func (c *Client) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
 	var res api.CordonResult
-	body, err := json.Marshal(api.CordonRequest{Cordoned: cordoned})
-	if err != nil {
-		return res, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/cordon", nil, bytes.NewReader(body), "application/json")
-	if err != nil {
-		return res, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNoContent {
-		return res, nil // a node of an earlier release says nothing more
-	}
-	return res, json.NewDecoder(resp.Body).Decode(&res)
+	return res, c.sendJSON(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/cordon", api.CordonRequest{Cordoned: cordoned}, &res)
 }
 
 // Leave takes the node out of its cluster: it answers once it has
 // stopped its containers, and stops afterwards. A node of an earlier
 // release answers with no result.
 func (c *Client) Leave(ctx context.Context, req api.LeaveRequest) (api.LeaveResult, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return api.LeaveResult{}, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/leave", nil, bytes.NewReader(body), "application/json")
-	if err != nil {
-		return api.LeaveResult{}, err
-	}
-	defer resp.Body.Close()
 	var res api.LeaveResult
-	if resp.StatusCode == http.StatusNoContent {
-		return res, nil
-	}
-	return res, json.NewDecoder(resp.Body).Decode(&res)
+	return res, c.sendJSON(ctx, http.MethodPost, "/v1/leave", req, &res)
 }
 
 // SaveSnapshot copies a backup of the desired state to w.
