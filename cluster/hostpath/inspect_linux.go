@@ -16,6 +16,15 @@ import (
 
 // Inspect finds what the host path p is on this node, symlinks resolved.
 func Inspect(p string) (Target, error) {
+	ms, err := readMounts()
+	if err != nil {
+		return Target{Path: p}, err
+	}
+	return inspect(p, ms)
+}
+
+// inspect is Inspect under the mount table ms.
+func inspect(p string, ms []mountEntry) (Target, error) {
 	t := Target{Path: p}
 	if !filepath.IsAbs(p) {
 		return t, fmt.Errorf("host path %q: not absolute", p)
@@ -40,10 +49,6 @@ func Inspect(p string) (Target, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return t, fmt.Errorf("host path %s: %w", t.Resolved, err)
-	}
-	ms, err := readMounts()
-	if err != nil {
-		return t, err
 	}
 	t.KernelMounts = kernelMounts(t.Resolved, ms)
 	t.Mounts = mountsOf(t.Resolved, ms)
@@ -114,16 +119,17 @@ func NodePolicy(entries []string, dataDir string) Policy {
 // Check inspects p and decides on it under the node's entries: the target
 // to mount (Resolved, with its identity), or why not.
 func Check(entries []string, dataDir, p string, readOnly bool) (Target, error) {
-	t, err := Inspect(p)
+	// One read of the mount table for the path and the data dir alike.
+	ms, err := readMounts()
+	if err != nil {
+		return Target{Path: p}, err
+	}
+	t, err := inspect(p, ms)
 	if err != nil {
 		return t, err
 	}
 	pol := NodePolicy(entries, dataDir)
 	if abs, err := filepath.Abs(dataDir); err == nil {
-		ms, err := readMounts()
-		if err != nil {
-			return t, err
-		}
 		pol.DataDir = backing(Resolve(abs), ms)
 	}
 	return t, Decide(pol, t, readOnly)
