@@ -212,7 +212,7 @@ func TestApplyOnFullDisk(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		n.stop() // before the unmount: the node's files live there
-		if err := syscall.Unmount(n.dataDir, 0); err != nil {
+		if err := syscall.Unmount(n.dataDir, syscall.MNT_DETACH); err != nil {
 			t.Errorf("unmount %s: %v", n.dataDir, err)
 		}
 	})
@@ -233,7 +233,9 @@ func TestApplyOnFullDisk(t *testing.T) {
 	}
 	f.Close()
 
-	spec := n.writeFile("app.yaml", "name: web\nimage: busybox:1\n")
+	// An image no registry serves, on loopback: the test reaches no
+	// network, and a pull fails at once.
+	spec := n.writeFile("app.yaml", "name: web\nimage: 127.0.0.1:1/web:1\n")
 	out, errOut, code := n.shoal("apply", "-f", spec)
 	if code != 1 || out != "" {
 		t.Errorf("apply on a full disk: exit %d, stdout %q, want 1 and nothing", code, out)
