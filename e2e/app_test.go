@@ -12,8 +12,6 @@ import (
 	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
-func testprogDir() string { return testutil.TestProgDir() }
-
 const sleeperApp = `name: sleeper
 image: testprog:1
 command: ["/app", "-sleep", "1h"]
@@ -48,7 +46,7 @@ func running(i instance) error {
 func TestAppLifecycle(t *testing.T) {
 	n := newNode(t, "e2e-life")
 	n.start()
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
+	img := testutil.TestProgImage(t, "testprog:1")
 	if out := n.must("image", "import", img); !strings.Contains(out, "testprog:1") {
 		t.Fatalf("import output does not name the image: %q", out)
 	}
@@ -157,7 +155,7 @@ func TestRestartKeepsApps(t *testing.T) {
 func TestRunOneOff(t *testing.T) {
 	n := newNode(t, "e2e-run")
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 
 	out, errOut, code := n.shoal("run", "--rm", "-e", "WHO=edge", "testprog:1", "--", "/app", "-env", "-stdout", "to-out", "-stderr", "to-err", "-exit", "3")
 	if code != 3 {
@@ -225,7 +223,7 @@ func sleeperNode(t *testing.T, name string, upArgs ...string) (*node, instance) 
 	n := newNode(t, name)
 	n.args = append(n.args, upArgs...)
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("app.yaml", sleeperApp))
 	return n, waitInstance(t, n, running)
 }

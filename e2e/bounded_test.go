@@ -43,7 +43,7 @@ func TestHealthCheckEndlessOutput(t *testing.T) {
 	const maxRSS = 150 << 10 // KiB
 	n := newNode(t, "e2e-health-flood")
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("flood.yaml", `name: flood
 image: testprog:1
 command: ["/app", "-sleep", "1h"]
@@ -224,7 +224,7 @@ func TestStalledClientsDoNotGrowTheDaemon(t *testing.T) {
 	const maxRSS = 150 << 10 // KiB
 	n := newNode(t, "e2e-stalled")
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("quiet.yaml", "name: quiet\nimage: testprog:1\ncommand: [\"/app\", \"-sleep\", \"1h\"]\n"))
 	testutil.WaitFor(t, 30*time.Second, func() error {
 		if ps := n.ps(); len(ps) != 1 || ps[0].State != "running" {

@@ -29,7 +29,7 @@ func TestContainerCannotReachTheHostBinary(t *testing.T) {
 	n.bin = copyFile(t, shoalBin(t), filepath.Join(t.TempDir(), "shoal"))
 	before := fileHash(t, n.bin)
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("race.yaml", `name: race
 image: testprog:1
 command: ["/app", "-race-exe", "16s", "-sleep", "1h"]

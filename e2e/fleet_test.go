@@ -176,7 +176,7 @@ func (f *fleet) mustCLI(name string, args ...string) string {
 // importTestprog builds the testprog:1 image and imports it on nodes.
 func (f *fleet) importTestprog(t testing.TB, nodes ...string) {
 	t.Helper()
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
+	img := testutil.TestProgImage(t, "testprog:1")
 	for _, n := range nodes {
 		f.mustCLI(n, "image", "import", img)
 	}

@@ -14,7 +14,7 @@ import (
 func TestHealthChecks(t *testing.T) {
 	n := newNode(t, "e2e-health")
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("apps.yaml", `name: good
 image: testprog:1
 command: ["/app", "-http", "127.0.0.1:8080"]

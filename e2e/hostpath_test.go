@@ -48,7 +48,7 @@ func TestHostPaths(t *testing.T) {
 	n := newNode(t, "e2e-hostpath")
 	n.args = append(n.args, "--allow-host-path", allowed)
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 
 	refused := map[string]struct{ volume, want string }{
 		"proc": {"/proc:/host", "host path /proc is not allowed on node e2e-hostpath: /proc is guarded (shoal up --allow-host-path /proc)"},
@@ -139,7 +139,7 @@ func TestHostPathNarrowedOnRestart(t *testing.T) {
 	base := slices.Clone(n.args)
 	n.args = append(n.args, "--allow-host-path", allowed)
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("app.yaml", "name: data\nimage: testprog:1\ncommand: [/app, -sleep, 1h]\nrestart: always\nvolumes: ["+allowed+":/data]\n"))
 	first := waitInstance(t, n, running)
 

@@ -27,7 +27,7 @@ resources: {memory: 32Mi, pids: 32}
 func TestLogsFollowEveryInstance(t *testing.T) {
 	n := newNode(t, "e2e-logs")
 	n.start()
-	n.must("image", "import", testutil.BuildTestImage(t, "testprog:1", testprogDir()))
+	n.must("image", "import", testutil.TestProgImage(t, "testprog:1"))
 	n.must("apply", "-f", n.writeFile("app.yaml", chattyApp))
 	want := []string{"logs/0 | logs-0", "logs/1 | logs-1", "logs/2 | logs-2"}
 	testutil.WaitFor(t, 30*time.Second, func() error {

@@ -13,7 +13,7 @@ import (
 // image to it; it returns the registry's host:port.
 func pushTestImage(t *testing.T, repoTag string) string {
 	t.Helper()
-	return pushArchive(t, testutil.BuildTestImage(t, "testprog:1", testprogDir()), repoTag)
+	return pushArchive(t, testutil.TestProgImage(t, "testprog:1"), repoTag)
 }
 
 // An app whose image the node does not have is pulled by the agent before

@@ -44,10 +44,7 @@ func TestTwoNodesRestartAtOnce(t *testing.T) {
 	f.join("d")
 	all := []string{"a", "b", "c", "d"}
 	f.waitFormed("a", all, []string{"a", "b", "c"}, 30*time.Second)
-	img := testutil.BuildTestImage(t, "testprog:1", testprogDir())
-	for _, n := range all {
-		f.mustCLI(n, "image", "import", img)
-	}
+	f.importTestprog(t, all...)
 	spec := filepath.Join(t.TempDir(), "app.yaml")
 	os.WriteFile(spec, []byte(`name: everywhere
 image: testprog:1
