@@ -200,20 +200,29 @@ func (f *fleet) waitNothingLeft(t testing.TB, within time.Duration, nodes ...str
 	}
 }
 
-// psBy is node asker's ps, by key (the last instance of each key wins).
-func (f *fleet) psBy(t testing.TB, asker string, key func(instance) string) map[string]instance {
-	t.Helper()
+// psKeyed is node asker's ps, by key (the last instance of each key wins).
+func (f *fleet) psKeyed(asker string, key func(instance) string) (map[string]instance, error) {
 	out, err := f.cli(asker, "ps", "-o", "json")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var list []instance
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	by := map[string]instance{}
 	for _, i := range list {
 		by[key(i)] = i
+	}
+	return by, nil
+}
+
+// psBy is psKeyed, failing t on an error.
+func (f *fleet) psBy(t testing.TB, asker string, key func(instance) string) map[string]instance {
+	t.Helper()
+	by, err := f.psKeyed(asker, key)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return by
 }

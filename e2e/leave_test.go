@@ -78,23 +78,6 @@ func startLeaveApps(t *testing.T, f *fleet) map[string]int {
 	return onB
 }
 
-// psOn is node asker's ps, by instance.
-func psOn(f *fleet, asker string) (map[string]instance, error) {
-	out, err := f.cli(asker, "ps", "-o", "json")
-	if err != nil {
-		return nil, err
-	}
-	var list []instance
-	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		return nil, err
-	}
-	by := map[string]instance{}
-	for _, i := range list {
-		by[i.Instance] = i
-	}
-	return by, nil
-}
-
 // exitOf is how the last run of node name's `shoal up` ended, as the lab
 // logged it ("exit status 0").
 func exitOf(f *fleet, name string) string {
@@ -152,7 +135,7 @@ func TestLeaveStopsContainers(t *testing.T) {
 	}
 	// When leave answers, the moved instance runs on a, and b's
 	// containers are gone.
-	ps, err := psOn(f, "a")
+	ps, err := f.psKeyed("a", func(i instance) string { return i.Instance })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +195,7 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 	}
 	f.mustCLI("a", "forget", "b")
 	testutil.WaitFor(t, 30*time.Second, func() error {
-		ps, err := psOn(f, "a")
+		ps, err := f.psKeyed("a", func(i instance) string { return i.Instance })
 		if err != nil {
 			return err
 		}
