@@ -146,7 +146,7 @@ func burstOnce(b *testing.B) {
 		b.Fatalf("apply: %v", err)
 	}
 	applied := time.Now()
-	b.Cleanup(func() { removeBurst(b, lc.nodes["a"].c, c) })
+	b.Cleanup(func() { removeBurst(b, lc.nodes["a"].c, c, lc.nodes["c"].dir) })
 
 	unhealthy := map[string]bool{}
 	var restarts int
@@ -214,12 +214,13 @@ func burstOnce(b *testing.B) {
 	b.ReportMetric(float64(apiMax.Milliseconds()), "api-max-ms")
 }
 
-// removeBurst removes the app and waits until c runs none of it. A
-// thousand stops keep c busy: its API may not answer for a while.
+// removeBurst removes the app and waits until c runs none of it and no
+// mount of its containers is left under c's data dir cDir. A thousand
+// stops keep c busy: its API may not answer for a while.
 func removeBurst(b *testing.B, a, c interface {
 	Delete(context.Context, []string) error
 	PS(context.Context, string) ([]api.InstanceStatus, error)
-}) {
+}, cDir string) {
 	deleted := false
 	err := testutil.PollEvery(10*time.Minute, 2*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -230,12 +231,20 @@ func removeBurst(b *testing.B, a, c interface {
 			}
 			deleted = true
 		}
+		// Once the removal is applied, the app is unknown: not an error.
 		ps, err := c.PS(ctx, "burst")
-		if err != nil {
+		if err != nil && !errors.Is(err, api.ErrNotFound) {
 			return err
 		}
 		if len(ps) > 0 {
 			return fmt.Errorf("c still shows %d instances", len(ps))
+		}
+		mounts, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(string(mounts), " "+cDir+"/"); n > 0 {
+			return fmt.Errorf("%d mounts left under %s", n, cDir)
 		}
 		return nil
 	})
