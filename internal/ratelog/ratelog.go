@@ -18,7 +18,9 @@
 // WithGroup share their parent's counts. A count's record has the level,
 // the attributes and, as "like", the message of the first record of its
 // kind. Close writes the counts not yet written and stops the timer that
-// writes them.
+// writes them; after it, each kind passes one more burst and the rest is
+// dropped uncounted (a peer's flood that outlives its listener, logged by
+// goroutines that end after the Close, must stay bounded too).
 package ratelog
 
 import (
@@ -113,8 +115,8 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return h.next.Handle(ctx, r)
 }
 
-// Close writes the counts not yet written; records after it pass
-// unlimited.
+// Close writes the counts not yet written; after it, each kind passes one
+// more burst, and nothing more.
 func (h *Handler) Close() {
 	h.s.mu.Lock()
 	h.s.closed = true
@@ -132,11 +134,8 @@ func (h *Handler) Close() {
 func (s *state) count(h *Handler, r slog.Record) (pass bool, due []summary) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return true, nil
-	}
 	now := time.Now()
-	if now.Sub(s.start) >= s.cfg.Interval {
+	if !s.closed && now.Sub(s.start) >= s.cfg.Interval {
 		due = s.roll(now)
 	}
 	key := kindOf(r.Level, r.Message)
@@ -157,6 +156,9 @@ func (s *state) count(h *Handler, r slog.Record) (pass bool, due []summary) {
 	if k.passed < s.cfg.Burst {
 		k.passed++
 		return true, due
+	}
+	if s.closed {
+		return false, due // nobody would write its count
 	}
 	k.suppressed++
 	if s.timer == nil {

@@ -80,3 +80,23 @@ func TestKindsAreBounded(t *testing.T) {
 		}
 	})
 }
+
+// A flood that goes on after Close (a listener's goroutines logging as it
+// shuts down) passes one more burst, not everything.
+func TestFloodAfterCloseIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		out := &testutil.SyncBuffer{}
+		log, h := newLogger(out)
+		log.Error("failed to receive from=127.0.0.1:1")
+		h.Close()
+		before := len(linesOf(out))
+		for i := range 500 {
+			log.Error(fmt.Sprintf("failed to receive from=127.0.0.1:%d", 1000+i))
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := len(linesOf(out)) - before; got != 3 {
+			t.Errorf("%d lines after Close for 500 records of one kind; want the burst of 3", got)
+		}
+	})
+}
