@@ -347,6 +347,20 @@ func TestAddressChange(t *testing.T) {
 		}
 		return fmt.Errorf("%s not yet a live voter at %s: %+v", mover, newIP, ns)
 	})
+	// The registry's address comes from the node; Raft's from the
+	// leader's autopilot, which says so in its log a moment later (on
+	// whichever node leads by then).
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		for _, n := range all {
+			log, _ := os.ReadFile(f.lab.LogPath(n))
+			for _, l := range strings.Split(string(log), "\n") {
+				if strings.Contains(l, `msg="autopilot: voter"`) && strings.Contains(l, "@"+newIP+":") {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no leader has re-added %s at %s to Raft yet", mover, newIP)
+	})
 	// Raft talks to the new address: with the old one, stopping the
 	// other follower would leave no majority.
 	for _, other := range all {
