@@ -432,12 +432,18 @@ func (p *raftParts) closeStores() error {
 func (p *raftParts) noCommandsIn(from, to uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.r().CommitIndex() < to {
+	return noCommandsIn(p.r(), p.wal, from, to)
+}
+
+// noCommandsIn reports whether r has committed [from, to] and no entry of
+// it, as logs holds them, is a command.
+func noCommandsIn(r *raft.Raft, logs raft.LogStore, from, to uint64) bool {
+	if r.CommitIndex() < to {
 		return false
 	}
 	var l raft.Log
 	for i := from; i <= to; i++ {
-		if err := p.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+		if err := logs.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
 			return false
 		}
 	}
