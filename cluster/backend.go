@@ -194,7 +194,7 @@ func (n *Node) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, er
 	if err := n.writes.write(ctx, store.PutApps{Apps: apps}, &res); err != nil {
 		return nil, err
 	}
-	n.warnUnplaced(res, apps)
+	n.unplaced.warnUnplaced(res, apps)
 	return res, nil
 }
 
@@ -232,7 +232,7 @@ func (n *Node) Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyR
 			apps = append(apps, a)
 		}
 	}
-	n.warnUnplaced(res, apps)
+	n.unplaced.warnUnplaced(res, apps)
 	return res, nil
 }
 
@@ -294,7 +294,7 @@ func (n *Node) PS(ctx context.Context, app string) ([]api.InstanceStatus, error)
 	for _, a := range st.Apps {
 		version[a.Name] = a.Version
 	}
-	for _, u := range n.unplaceable(st.Apps, allocs, st.Nodes) {
+	for _, u := range n.unplaced.unplaceable(st.Apps, allocs, st.Nodes) {
 		if (app != "" && u.App != app) || placed[api.InstanceName(u.App, u.Index)] {
 			continue
 		}

@@ -49,7 +49,7 @@ func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.Cord
 		}
 	}
 	seen := map[string]bool{}
-	for _, u := range n.unplaceable(st.Apps, st.Allocs, st.Nodes) {
+	for _, u := range n.unplaced.unplaceable(st.Apps, st.Allocs, st.Nodes) {
 		if !seen[u.App] {
 			seen[u.App] = true
 			res.Unplaced = append(res.Unplaced, api.UnplacedApp{App: u.App, Reason: u.Reason})

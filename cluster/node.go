@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/cluster/agent"
 	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/cluster/pki"
@@ -73,6 +72,9 @@ type Node struct {
 	reads    *reads
 	backups  *backups
 	members  *members
+	gossip   *gossipUpkeep
+	leader   *leader
+	unplaced *unplaced
 	images   *image.Store
 	rt       *linux.Runtime
 	monitors *monitor.Monitors
@@ -86,12 +88,7 @@ type Node struct {
 	reportsMu sync.Mutex                // guards following
 	reports   map[string]receivedReport // by node name; on the leader
 
-	// relax asks watchLeadership to restart Raft with a cluster's
-	// timeouts (relaxRaft); rejoinTo to drop this node's Raft state and
-	// rejoin at a newer epoch (rejoin).
-	relax    chan struct{}
-	rejoinTo chan uint64
-	epoch    atomic.Uint64
+	epoch atomic.Uint64
 
 	// stop ends Run from inside (a node out of its cluster); Run then
 	// returns stopErr, set before stop closes.
@@ -100,11 +97,6 @@ type Node struct {
 	stopErr  error
 	// leaving: Leave is under way, and it ends the node itself.
 	leaving atomic.Bool
-
-	leaderMu   sync.Mutex // guards following
-	deadSince  map[string]time.Time
-	serverGone map[raft.ServerID]time.Time // Raft servers missing from gossip, since
-	checked    map[string]memberCheck      // by node id: gossip confirmed by a certificate
 }
 
 // New opens the data dir and every part, without starting loops. On error
@@ -140,7 +132,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1), reports: map[string]receivedReport{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), leaderCh: make(chan bool, 16), stop: make(chan struct{}), reports: map[string]receivedReport{}}
 	n.peerLog, n.peerLogLimit = peerLogger(n.log)
 	defer func() {
 		if err == nil {
@@ -255,6 +247,18 @@ func New(cfg Config) (_ *Node, err error) {
 		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
 		return nil, err
 	}
+	relax, rejoinTo := make(chan struct{}, 1), make(chan uint64, 1)
+	n.gossip = newGossipUpkeep(gossipUpkeepConfig{ID: n.id.ID, Advertise: n.advertise, Port: cfg.Port, GossipPort: cfg.GossipPort,
+		Seeds: n.gossipSeeds, Members: n.members, Registry: n.store, Peers: n, Epoch: &n.epoch, Leaving: &n.leaving, Rejoin: rejoinTo, Logger: n.log})
+	n.unplaced = newUnplaced(n.gossip, n.store)
+	n.leader = newLeader(leaderConfig{
+		Notify: n.leaderCh, Relax: relax, Rejoin: rejoinTo, Restarter: n,
+		Raft: n.raft, State: n.store, Writes: n.writes, Members: n.gossip, MembersChanged: n.members.changed,
+		Autopilot: newAutopilot(cfg.Voters, cfg.DeadVoterGrace, n.raft, n.store, n, relax),
+		Records:   newClusterRecords(cfg.DataDir, n.store, n.writes, n.cakey, n.raft, n.log),
+		Reports:   n,
+		Logger:    n.log,
+	})
 	n.agent, err = agent.New(agent.Config{
 		Node:    n.id.Name,
 		LogDir:  filepath.Join(cfg.DataDir, "logs"),
@@ -406,9 +410,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	run("api", n.api.Serve)
 	run("cluster port", n.serveInternal)
-	run("gossip", n.keepGossiping)
+	run("gossip", n.gossip.keepGossiping)
 	run("report", n.reportStatus)
-	run("leadership", n.watchLeadership)
+	run("leadership", n.leader.run)
 	run("ca key", n.keepCAKey)
 	run("agent", n.agent.Run)
 	run("removal", n.watchRemoved)

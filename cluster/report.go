@@ -99,6 +99,14 @@ func (n *Node) keepReport(r statusReport) {
 	n.reports[r.Node] = receivedReport{at: time.Now(), instances: r.Instances}
 }
 
+// forgetReports drops the views reported to an earlier term: a new term's
+// leader hears every node's view again.
+func (n *Node) forgetReports() {
+	n.reportsMu.Lock()
+	defer n.reportsMu.Unlock()
+	n.reports = map[string]receivedReport{}
+}
+
 // serveReport is the leader's side of reportStatus.
 func (n *Node) serveReport(w http.ResponseWriter, r *http.Request) {
 	var rep statusReport
