@@ -182,7 +182,13 @@ func raftConfig(id string, n *Node) *raft.Config {
 	// a slow link between voters.
 	c.HeartbeatTimeout = 500 * time.Millisecond
 	c.ElectionTimeout = 500 * time.Millisecond
-	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	// The lease as long as Raft allows (the heartbeat timeout): a leader
+	// steps down when no majority answered it within the lease, and a
+	// leader busy with a burst of container starts was seen to miss 250 ms
+	// (its followers answered after 250-305 ms) and cost an election. The
+	// followers' own timeouts decide the failover, not the lease; reads
+	// confirm the leader by a round of heartbeats, not by the lease.
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	// The FSM is durable (bbolt): no need to rebuild it from a snapshot on
 	// every start, and fewer entries between snapshots spare the flash.
 	c.NoSnapshotRestoreOnStart = true
