@@ -67,6 +67,7 @@ type trustState interface {
 	Secrets() (store.Secrets, bool, error)
 	// Revoked says whether a node id was refused for good.
 	Revoked(id string) bool
+	// Nodes is the registry, which says which node holds a name (isNode).
 	Nodes() ([]store.NodeRecord, error)
 }
 
