@@ -339,8 +339,8 @@ func (n *Node) Where(ctx context.Context, app string, index int) (string, http.R
 			continue
 		}
 		// The other node admits only voters and the admin credential.
-		if !n.isVoter(n.id.ID) {
-			return "", nil, n.notVoter()
+		if !n.trust.isVoter(n.id.ID) {
+			return "", nil, n.trust.notVoter()
 		}
 		recs, err := n.store.Nodes()
 		if err != nil {

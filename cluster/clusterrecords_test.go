@@ -55,7 +55,7 @@ func TestClusterRecordsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := &memCAKey{certPEM: ca.CertPEM()}
-	w := newWrites("a", fixedRaft{r}, nil, okDisk{})
+	w := newWrites("a", fixedRaft{r}, nil, okDisk{}, okDisk{})
 	rec := newClusterRecords(dataDir, st, w, key, fixedRaft{r}, testutil.Logger(t))
 
 	if err := rec.writeBootstrap(); err != nil {

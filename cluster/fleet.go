@@ -99,7 +99,7 @@ func (n *Node) callOnce(ctx context.Context, addr raft.ServerAddress, path strin
 	if json.Unmarshal(data, &we) != nil || we.Message == "" {
 		return fmt.Errorf("leader %s: %s", hp, resp.Status)
 	}
-	return n.asNotVoter(&we)
+	return n.trust.asNotVoter(&we)
 }
 
 // forgetRequest names a node that is gone for good.

@@ -158,7 +158,7 @@ func TestLeaderAlone(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	r := startStoreRaft(t, st)
-	w := newWrites("a", fixedRaft{r}, nil, okDisk{})
+	w := newWrites("a", fixedRaft{r}, nil, okDisk{}, okDisk{})
 	members := &fakeMembers{changed: make(chan struct{}, 1)}
 	members.set(gossipMember("a", nil), gossipMember("b", map[string]string{"zone": "x"}))
 	notify, relax, rejoin := make(chan bool, 1), make(chan struct{}, 1), make(chan uint64, 1)

@@ -58,6 +58,9 @@ type Node struct {
 
 	mat        *material
 	cakey      *caKeeper // the CA's private key, on voters
+	trust      *trust
+	certs      *voterCerts
+	caKeys     *caKeys
 	port       *port.Port
 	nodeClient *http.Client            // node protocol, to the leader
 	internal   map[string]*http.Server // by protocol: join and node
@@ -228,8 +231,11 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.epoch.Store(epoch)
+	opening := &openingRaft{}
+	n.trust = newTrust(n.id, n.mat.ident, n.store, opening, &n.epoch, n.peerLog)
+	n.certs = newVoterCerts(n.mat.ident, n.cakey, n.store, cfg.DataDir, n.log)
 	bind := net.JoinHostPort(cfg.BindAddr, fmt.Sprint(cfg.Port))
-	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.serverTLS(), Allow: n.allow, Refuse: n.refuse, Route: routeProto, Logger: n.log}); err != nil {
+	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.mat.serverTLS(&n.epoch), Allow: n.trust.allow, Refuse: n.trust.refuse, Route: routeProto, Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
 	}
 	n.nodeClient = n.newNodeClient()
@@ -240,7 +246,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.raft, err = n.openRaft(n.id.ID, n.advertise, pending != nil); err != nil {
 		return nil, err
 	}
-	n.writes = newWrites(n.id.ID, n.raft, n, n)
+	opening.open(n.raft)
+	n.caKeys = newCAKeys(n.id, n.cakey, n.raft, n.store, n.certs, n, n.trust, n.log)
+	n.writes = newWrites(n.id.ID, n.raft, n, n, n.trust)
 	n.reads = newReads(n.id.ID, n.raft, n.store, n)
 	n.internal = n.internalServers()
 	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
@@ -413,7 +421,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("gossip", n.gossip.keepGossiping)
 	run("report", n.reportStatus)
 	run("leadership", n.leader.run)
-	run("ca key", n.keepCAKey)
+	run("ca key", n.caKeys.keepCAKey)
 	run("agent", n.agent.Run)
 	run("removal", n.watchRemoved)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))

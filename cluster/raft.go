@@ -231,7 +231,7 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 	// between a promotion and its new certificate, must not find its Raft
 	// connections refused when it leads.
 	if isVoterIn(stored, n.id.ID) || !existing && bootstrap {
-		n.startAsVoter()
+		n.certs.startAsVoter()
 	}
 	conf := n.raftConfigFor(p.fast)
 	if !existing && bootstrap {

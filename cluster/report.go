@@ -117,7 +117,7 @@ func (n *Node) serveReport(w http.ResponseWriter, r *http.Request) {
 	// A node speaks for its own instances only: the report's node, and
 	// every instance in it, since the cluster's ps takes an instance's
 	// state from whichever report names the node it is placed on.
-	if peer := n.peerOf(r); peer == nil || !n.isNode(*peer, rep.Node) ||
+	if peer := n.trust.peerOf(r); peer == nil || !n.trust.isNode(*peer, rep.Node) ||
 		slices.ContainsFunc(rep.Instances, func(s api.InstanceStatus) bool { return s.Node != rep.Node }) {
 		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only report its own instances", api.ErrForbidden))
 		return
