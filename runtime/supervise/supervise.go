@@ -82,10 +82,6 @@ type Config struct {
 	// to running again. Only for Start funcs that give every container a
 	// new id. Run still returns only after every delete has finished.
 	OverlapDelete bool
-	// Teardown, when set, is called before a container is deleted and
-	// returns the function to call once it is: the node bounds how many
-	// containers it tears down at once, as it bounds its starts.
-	Teardown func() (done func())
 	// Detach, when closed, makes Run return at once leaving the current
 	// process running, without events: the daemon shuts down and the
 	// container outlives it. The process is released with its Close
@@ -208,14 +204,6 @@ const (
 	endDetached                // Detach closed: left running
 )
 
-// delete deletes p, once Teardown lets it.
-func (l *loop) delete(p Process) error {
-	if l.cfg.Teardown != nil {
-		defer l.cfg.Teardown()()
-	}
-	return p.Delete()
-}
-
 // once starts the container and supervises it. It reports how the run ended
 // and how long it lasted.
 func (l *loop) once(ctx context.Context) (Outcome, time.Duration, ending) {
@@ -265,7 +253,7 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 		if err := p.Stop(l.cfg.Grace); err != nil {
 			l.cfg.Logger.Error("stop container", "pid", p.Pid(), "err", err)
 			// Delete kills what Stop could not.
-			_ = l.delete(p)
+			_ = p.Delete()
 		}
 		// A process stuck in the kernel (uninterruptible sleep) may not
 		// die even from SIGKILL: give up rather than hang the caller.
@@ -282,11 +270,11 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 		l.deletes.Add(1)
 		go func() {
 			defer l.deletes.Done()
-			if err := l.delete(p); err != nil {
+			if err := p.Delete(); err != nil {
 				l.cfg.Logger.Error("delete container", "pid", p.Pid(), "err", err)
 			}
 		}()
-	} else if err := l.delete(p); err != nil {
+	} else if err := p.Delete(); err != nil {
 		l.cfg.Logger.Error("delete container", "pid", p.Pid(), "err", err)
 		errs = append(errs, err)
 	}
