@@ -15,28 +15,22 @@ import (
 // to saturate a two-core machine for a while when started all together.
 const burstReplicas = 200
 
-// A burst of instance starts on one follower costs the cluster no
-// election and restarts no healthy instance: the node starts them a few at
-// a time, and a health check that the busy node could not run in time
-// counts for nothing. Once, 1,500 replicas applied at once ran, but the
-// term went from 4 to 12 and health checks restarted healthy instances.
-// A burst on the leader's own node can still cost an election on two
-// cores (docs/BENCHMARKS.md, BenchmarkClusterBurst): not asserted here.
+// A burst of instance starts on the Raft leader's node costs the cluster
+// no election and restarts no healthy instance: the node starts them a few
+// at a time, a health check that the busy node could not run in time
+// counts for nothing, and the leader's lease tolerates a busy moment.
+// Once, 1,500 replicas applied at once ran, but the term went from 4 to
+// 12 and health checks restarted healthy instances; later the leader,
+// busy with its starts, stepped down on its 250 ms lease.
 //
 // Not parallel: the burst is to load the machine by itself. Beside the rest
 // of the suite on two cores, the other nodes' Raft is starved by the other
 // tests as much as by the burst, and an election says nothing of it.
 func TestBurstOfStartsOnOneNode(t *testing.T) {
-	f, all, _ := threeVoters(t, "a")
-	st, err := f.status("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy := all[0]
-	for _, n := range all {
-		if n != st.Leader {
-			busy = n
-		}
+	f, all, st := threeVoters(t, "a")
+	busy := st.Leader
+	if busy == "" {
+		t.Fatalf("formed cluster without a leader: %+v", st)
 	}
 	f.importTestprog(t, busy)
 	if _, err := f.label("a", busy, "burst=yes"); err != nil {
