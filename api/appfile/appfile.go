@@ -140,7 +140,7 @@ func documents(file string, data []byte) ([]doc, error) {
 			return docs, nil
 		}
 		if err != nil {
-			return nil, syntaxError(file, err)
+			return nil, syntaxError(file, data, err)
 		}
 		d := doc{start: n.Line, lines: map[string]int{}, vals: map[string]string{}}
 		root := &n
@@ -197,13 +197,68 @@ func lazyRE(expr string) func() *regexp.Regexp {
 	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
 
-func syntaxError(file string, err error) error {
+func syntaxError(file string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
 	if m := lineRe().FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: line, Msg: "YAML syntax: " + m[2]}
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	if l := problemLine(data, err, line); l > 0 {
+		return &Error{File: file, Line: l, Msg: "YAML syntax: " + msg}
 	}
 	return &Error{File: file, Msg: "YAML syntax: " + msg}
+}
+
+// problemLine is the line of a YAML syntax error: the first line at which
+// the file, cut after it, fails with the same error.
+//
+// yaml.v3's own line is not that line. It names the construct the parser
+// was in (the block mapping, the flow list) when it has one, else the
+// token it could not take; and it counts from 0 for the parser's errors
+// and from 1 for the scanner's. So "resources:\n  memory: 1\n cpu: 1"
+// says line 2, and a "- a" under a mapping the line above it. The text
+// up to the faulty token fails alike, and one line less does not; the
+// line it reports is never past that one. A construct left open ("[a,"
+// or a quote) fails alike from the line it opens, which is the line to
+// look at. Cutting a valid file inside an open construct can fail too, so
+// the search narrows on the same error, message and line, as err: a
+// few parses of the file, the search halving the lines each time.
+func problemLine(data []byte, err error, reported int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	same := func(k int) bool {
+		e := firstError(bytes.Join(lines[:k], nil))
+		return e != nil && e.Error() == err.Error()
+	}
+	lo, hi := max(reported, 1), len(lines)
+	if lo > hi || !same(hi) {
+		return reported
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if same(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// firstError is the syntax error of the first document of data that has
+// one.
+func firstError(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // decodeError turns yaml.v3's messages into FILE:LINE: field: message.

@@ -39,6 +39,34 @@ network: host
 	}
 }
 
+// A YAML syntax error names the line of the faulty token, or of the
+// construct it leaves open, whatever kind of error it is.
+func TestSyntaxErrorLine(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"key under a scalar", "name: web\nimage: x\n  bad: 1\n", "f.yaml:3: YAML syntax: mapping values are not allowed in this context"},
+		{"key out of its mapping's column", "name: web\nimage: x\nresources:\n  memory: 32Mi\n cpu: 1\n", "f.yaml:5: YAML syntax: did not find expected key"},
+		{"key out of the first mapping's column", "# web\nname: web\nimage: x\nresources:\n  memory: 32Mi\n cpu: 1\n", "f.yaml:6: YAML syntax: did not find expected key"},
+		{"list item in a mapping", "name: web\nimage: x\n- a\n", "f.yaml:3: YAML syntax: did not find expected key"},
+		{"key in a list", "name: web\nimage: x\nenv:\n  - a\n  b: c\n", "f.yaml:5: YAML syntax: did not find expected '-' indicator"},
+		{"text after a quote", "name: web\nimage: x\nkey: 'a'b\n", "f.yaml:3: YAML syntax: did not find expected key"},
+		{"tab", "name: web\nimage: x\n\tports: 1\n", "f.yaml:3: YAML syntax: found a tab character that violates indentation"},
+		{"reserved character", "name: web\nimage: @x\n", "f.yaml:2: YAML syntax: found character that cannot start any token"},
+		{"unclosed flow list", "name: web\ncommand: [a, b\nimage: x\n", "f.yaml:2: YAML syntax: did not find expected ',' or ']'"},
+		{"unclosed flow mapping", "name: web\n\nimage: x\nresources: {memory: 1\nother: 2\n", "f.yaml:4: YAML syntax: did not find expected ',' or '}'"},
+		{"unclosed quote", "name: web\nimage: \"x\ncommand: [a]\n", "f.yaml:2: YAML syntax: found unexpected end of stream"},
+		{"closed flow list, then an error", "name: web\ncommand: [a,\n  b]\nimage: x\n  bad: 1\n", "f.yaml:5: YAML syntax: mapping values are not allowed in this context"},
+		{"second document", "name: a\nimage: x\n---\nname: b\nimage: y\nenv:\n  A: 1\n B: 2\n", "f.yaml:8: YAML syntax: did not find expected key"},
+		{"first line", "- a\nb: c\n", "f.yaml:2: YAML syntax: did not find expected '-' indicator"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", strings.NewReader(tc.src))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, src, want string }{
 		{"unknown field", "name: web\nimage: x\nreplica: 2\n", "f.yaml:3: replica: unknown field"},
