@@ -141,13 +141,17 @@ func Open(path string) (*Store, error) {
 	s := &Store{db: db, changed: make(chan struct{})}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		var err error
-		if s.schemaFrom, err = migrate(tx); err != nil {
+		if s.schemaFrom, err = migrate(tx, path); err != nil {
 			return err
 		}
 		s.applied = getU64(tx.Bucket(bucketMeta).Get(keyApplied))
 		return nil
 	}); err != nil {
 		db.Close()
+		var de *DamagedError
+		if errors.As(err, &de) {
+			return nil, err // it names the file
+		}
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	return s, nil
