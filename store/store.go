@@ -3,7 +3,7 @@
 // name, allocations, the node registry) plus a few node-local values.
 // Reads are typed; writes happen only through Raft log entries applied by
 // the FSM, so every node's file converges to the same content. The FSM
-// judges nothing (see fsm.Apply): what is acceptable is decided where
+// judges nothing (see FSM.Apply): what is acceptable is decided where
 // writes enter, before a command is encoded.
 //
 // Bucket tree (schema version 2, meta/schema; migrations.go):
@@ -34,7 +34,9 @@
 // wait for changes with Changed or WaitIndex.
 //
 // Caveats: the FSM skips entries at or below the stored applied index, so
-// Raft may replay its log after a restart without double effects. Watchers
+// Raft may replay its log after a restart without double effects. An
+// entry the file cannot take (a full disk) holds the FSM until it can
+// (see FSM); Stop the FSM before Raft shuts down. Watchers
 // are told after the bbolt transaction commits, never inside it. A file
 // of a newer schema is refused, never written.
 package store
@@ -117,6 +119,7 @@ type Store struct {
 	mu      sync.Mutex // guards following
 	changed chan struct{}
 	applied uint64
+	stall   *Stall // an entry the file cannot take (see FSM)
 }
 
 // Open opens or creates the state file at path and migrates it to this
