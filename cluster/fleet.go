@@ -152,9 +152,16 @@ func (n *Node) forget(name string) error {
 		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
 	}
 	for _, m := range n.liveMembers() {
-		if m.Name == name {
-			return fmt.Errorf("%w: node %s is alive: run shoal leave on it instead", api.ErrConflict, name)
+		if m.Name != name {
+			continue
 		}
+		if m.State == api.NodeSuspect {
+			// Not heard from lately, but not given up on: it may be cut
+			// off or busy rather than gone.
+			return fmt.Errorf("%w: node %s is suspect (this node's probes have had no answer from it lately; gossip has not declared it dead): "+
+				"if it is gone for good, forget it once shoal nodes shows it dead; if it is up, run shoal leave on it", api.ErrConflict, name)
+		}
+		return fmt.Errorf("%w: node %s is %s: run shoal leave on it instead", api.ErrConflict, name, m.State)
 	}
 	if id == n.id.ID {
 		return fmt.Errorf("%w: node %s is alive (it leads the cluster): run shoal leave on it instead", api.ErrConflict, name)
