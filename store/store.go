@@ -331,6 +331,23 @@ func (s *Store) Nodes() ([]NodeRecord, error) {
 	return nodes, err
 }
 
+// NodeRecord reads the record of a name: a node's, or settings waiting
+// for one (see Joined); ok is false when there is none.
+func (s *Store) NodeRecord(name string) (rec NodeRecord, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNodes).Get([]byte(name))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucketNodes, name, err)
+		}
+		return nil
+	})
+	return rec, ok, err
+}
+
 // State is a consistent read of apps, allocations and nodes.
 type State struct {
 	Index  uint64
