@@ -1,6 +1,7 @@
 package appfile
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -147,5 +148,24 @@ func TestRlimits(t *testing.T) {
 		if _, err := Parse("f.yaml", strings.NewReader(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", src, err, want)
 		}
+	}
+}
+
+// A syntax error in one document of a file of many is placed in the
+// file's lines, by parsing that document again.
+func TestSyntaxErrorLineBigFile(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "---\nname: web%d\nimage: x\n", i)
+	}
+	lines := strings.Count(b.String(), "\n")
+	b.WriteString("---\nname: z\nimage: x\nenv:\n  A: b\n B: c\n")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "---\nname: v%d\nimage: x\n", i)
+	}
+	_, err := Parse("f.yaml", strings.NewReader(b.String()))
+	want := fmt.Sprintf("f.yaml:%d: YAML syntax: did not find expected key", lines+6)
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
 	}
 }
