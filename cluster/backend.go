@@ -51,7 +51,10 @@ func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) {
 	slices.Sort(st.Voters)
 	unreachable := n.unreachableVoters(r)
 	st.Stale = r.State() != raft.Leader && (leaderID == "" || time.Since(r.LastContact()) > 5*time.Second)
+	stall, stalled := n.store.Stall()
 	switch {
+	case stalled:
+		st.Health = n.stallHealth(stall)
 	case leaderID == "":
 		st.Health = "no leader: writes are refused; running containers keep running"
 	case st.Stale:

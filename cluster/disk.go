@@ -1,18 +1,22 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/store"
 	"golang.org/x/sys/unix"
 )
 
 // writeReserve is the free space a node wants on its data dir's file
 // system before it takes a write, beside twice the entry: Raft's log
 // starts a new 4 MiB segment now and then, and the state file grows in
-// steps. A write that found the disk full would fail inside Raft or the
-// state machine, which can only stop the node; refused here, it says
-// what is wrong and where, and the node runs on.
+// steps. A write that found the disk full would fail inside Raft, or
+// stall the state machine until there is room (applyStalled); refused
+// here, it says what is wrong and where, and the node runs on.
 const writeReserve = 16 << 20
 
 // checkDiskForWrite refuses a write of size bytes when the data dir's
@@ -33,3 +37,41 @@ func (n *Node) checkDiskForWrite(size int) error {
 
 // mib is a size in MiB, for messages.
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// applyStalled hears from the state machine that the state file cannot
+// take a log entry (err set), or took it at last (err nil). It runs on
+// Raft's FSM goroutine and must not block.
+//
+// A leader that cannot apply answers no write and holds up the cluster's:
+// it asks Raft to hand leadership to another voter, which Raft refuses
+// when there is none or its loop is busy.
+func (n *Node) applyStalled(index uint64, err error) {
+	if err == nil {
+		n.log.Info("state file: the log entry is written at last: applying again", "index", index)
+		return
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		n.log.Error("disk full: the state file cannot take the next log entry: this node applies nothing until there is room, and tries again every few seconds: free some space under the data dir",
+			"index", index, "data_dir", n.cfg.DataDir, "err", err)
+	} else {
+		n.log.Error("the state file cannot take the next log entry: this node applies nothing until it can, and tries again every few seconds",
+			"index", index, "err", err)
+	}
+	if r := n.raft.r(); r != nil && r.State() == raft.Leader {
+		// Not waiting for the future: Raft's loop may be waiting for
+		// this goroutine.
+		r.LeadershipTransfer()
+		n.log.Warn("asked Raft to hand leadership to another voter while the state file takes no entry")
+	}
+}
+
+// stallHealth is status's health line while the state file takes no
+// entry.
+func (n *Node) stallHealth(st store.Stall) string {
+	since := st.Since.UTC().Format(time.RFC3339)
+	if errors.Is(st.Err, unix.ENOSPC) {
+		return fmt.Sprintf("degraded: disk full: no space left on the disk under the data dir %s since %s: the state file cannot take log entry %d, and this node applies no change until there is room; free some space there",
+			n.cfg.DataDir, since, st.Index)
+	}
+	return fmt.Sprintf("degraded: the state file cannot take log entry %d since %s (%v): this node applies no change until it can", st.Index, since, st.Err)
+}

@@ -25,14 +25,51 @@ func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) err
 	if len(req.Set) == 0 && len(req.Remove) == 0 {
 		return fmt.Errorf("%w: no label to set or remove", api.ErrInvalid)
 	}
-	return n.writes.write(ctx, store.SetLabels{Node: node, Set: req.Set, Remove: req.Remove}, nil)
+	if err := n.checkJoined(node, "label"); err != nil {
+		return err
+	}
+	return n.unregistered(node, n.writes.write(ctx, store.SetLabels{Node: node, Set: req.Set, Remove: req.Remove}, nil))
+}
+
+// checkJoined refuses to label or drain a name that no node has joined
+// under, whose only record is the settings a restored backup keeps for
+// it: the write would go through and change nothing anyone sees (nodes
+// does not list the name), and the user would take it for done.
+func (n *Node) checkJoined(node, verb string) error {
+	rec, ok, err := n.store.NodeRecord(node)
+	if err != nil || !ok || rec.Joined() {
+		return err // no record: the state machine says not found
+	}
+	return fmt.Errorf("node %q: %w: no node has joined the cluster under that name; a restored backup keeps labels and a drain for it, which a node takes when it joins under it: %s it once it has joined (shoal nodes lists it then)",
+		node, api.ErrNotFound, verb)
+}
+
+// unregistered explains the state machine's not found for a name gossip
+// knows: a node that is joining, which the leader has not registered yet.
+func (n *Node) unregistered(node string, err error) error {
+	if !errors.Is(err, api.ErrNotFound) {
+		return err
+	}
+	for _, m := range n.liveMembers() {
+		if m.Name == node {
+			return fmt.Errorf("node %q: %w: it is joining (gossip knows it) but the leader has not registered it yet: try again in a moment", node, api.ErrNotFound)
+		}
+	}
+	return err
 }
 
 // Cordon drains a node (its instances move elsewhere, none come) or lets
 // it take instances again.
 func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
-	if err := n.writes.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
+	verb := "uncordon"
+	if cordoned {
+		verb = "drain"
+	}
+	if err := n.checkJoined(node, verb); err != nil {
 		return api.CordonResult{}, err
+	}
+	if err := n.writes.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
+		return api.CordonResult{}, n.unregistered(node, err)
 	}
 	var res api.CordonResult
 	if !cordoned {
@@ -152,9 +189,16 @@ func (n *Node) forget(name string) error {
 		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
 	}
 	for _, m := range n.liveMembers() {
-		if m.Name == name {
-			return fmt.Errorf("%w: node %s is alive: run shoal leave on it instead", api.ErrConflict, name)
+		if m.Name != name {
+			continue
 		}
+		if m.State == api.NodeSuspect {
+			// Not heard from lately, but not given up on: it may be cut
+			// off or busy rather than gone.
+			return fmt.Errorf("%w: node %s is suspect (this node's probes have had no answer from it lately; gossip has not declared it dead): "+
+				"if it is gone for good, forget it once shoal nodes shows it dead; if it is up, run shoal leave on it", api.ErrConflict, name)
+		}
+		return fmt.Errorf("%w: node %s is %s: run shoal leave on it instead", api.ErrConflict, name, m.State)
 	}
 	if id == n.id.ID {
 		return fmt.Errorf("%w: node %s is alive (it leads the cluster): run shoal leave on it instead", api.ErrConflict, name)

@@ -31,6 +31,7 @@ type raftParts struct {
 	cur atomic.Pointer[raft.Raft]
 
 	mu     sync.Mutex // guards following
+	fsm    *store.FSM // the running Raft's: stopped before it shuts down
 	trans  *raft.NetworkTransport
 	stream *streamLayer // trans's
 	adv    peerAddr
@@ -251,7 +252,10 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 }
 
 func (n *Node) newRaft(p *raftParts, conf *raft.Config) (*raft.Raft, error) {
-	return raft.NewRaft(conf, n.store.FSM(), p.wal, p.wal, p.snaps, p.trans)
+	fsm := n.store.FSM()
+	fsm.Stalled = n.applyStalled
+	p.fsm = fsm
+	return raft.NewRaft(conf, fsm, p.wal, p.wal, p.snaps, p.trans)
 }
 
 // newTransport makes p's transport over ln.
@@ -266,10 +270,14 @@ func (n *Node) dialRaft(addr raft.ServerAddress, timeout time.Duration) (net.Con
 }
 
 // shutdown stops the running Raft: its inbound connections are closed
-// first (see streamLayer).
+// first (see streamLayer), and its state machine stops trying an entry the
+// state file cannot take (Raft's shutdown waits for it).
 func (p *raftParts) shutdown() error {
 	if p.stream != nil {
 		p.stream.hangUp()
+	}
+	if p.fsm != nil {
+		p.fsm.Stop()
 	}
 	return p.r().Shutdown().Error()
 }

@@ -79,7 +79,21 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if err := raft.RecoverCluster(conf, st.FSM(), parts.wal, parts.wal, snaps, trans, raft.Configuration{Servers: []raft.Server{*self}}); err != nil {
+	// Offline nobody frees the disk while the state machine waits for
+	// room: the first entry the state file cannot take stops it, and its
+	// snapshot is then refused, before Raft's log is touched.
+	fsm := st.FSM()
+	var stall error
+	fsm.Stalled = func(index uint64, err error) {
+		if err != nil && stall == nil {
+			stall = err
+			fsm.Stop()
+		}
+	}
+	if err := raft.RecoverCluster(conf, fsm, parts.wal, parts.wal, snaps, trans, raft.Configuration{Servers: []raft.Server{*self}}); err != nil {
+		if stall != nil {
+			return "", fmt.Errorf("recover: %w: nothing was changed but the state file, which holds the entries before; free some space under %s and recover again", stall, dataDir)
+		}
 		return "", fmt.Errorf("recover: %w", err)
 	}
 	// A new epoch: the nodes that missed this recovery speak no Raft with

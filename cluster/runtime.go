@@ -338,6 +338,13 @@ func (c *nodeRuntime) run(ctx context.Context, req api.RunRequest, stdin io.Read
 	}
 	spec.Stdin, spec.Stdout, spec.Stderr = stdin, stdout, stderr
 	ctr, err := c.rt.Start(ctx, spec)
+	// A program that did not start (not found, not executable) ends the
+	// run as it ends an exec and a shell's command: 127 or 126, and why.
+	var ie *linux.InitError
+	if errors.As(err, &ie) {
+		fmt.Fprintf(stderr, "shoal run: %v\n", ie)
+		return ie.ExitCode(), nil
+	}
 	if err != nil {
 		return -1, err
 	}

@@ -507,6 +507,22 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	if _, err := fresh.cli("a", "forget", "a"); err == nil || strings.Contains(err.Error(), "not found") {
 		t.Errorf("forget of a node that nodes shows: %v", err)
 	}
+	// A label or drain of a name no node has joined under is refused,
+	// saying so: it changed settings nobody sees, and b, once it joins,
+	// takes the backup's (checked below). An unknown name is not found.
+	for _, args := range [][]string{{"label", "b", "site=elsewhere"}, {"drain", "b"}} {
+		_, err := fresh.cli("a", args...)
+		want := fmt.Sprintf(`: exit status 1: shoal: node "b": not found: no node has joined the cluster under that name; `+
+			`a restored backup keeps labels and a drain for it, which a node takes when it joins under it: %s it once it has joined (shoal nodes lists it then)`, args[0])
+		if err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("%s of a name no node has joined under: %v\nwant it to end %q", args[0], err, want)
+		}
+	}
+	for _, args := range [][]string{{"label", "nosuch", "site=x"}, {"drain", "nosuch"}} {
+		if _, err := fresh.cli("a", args...); err == nil || !strings.HasSuffix(err.Error(), `: exit status 1: shoal: node "nosuch": not found`) {
+			t.Errorf("%s of an unknown node: %v", args[0], err)
+		}
+	}
 	// b joins the new cluster: it takes its labels and its global instance.
 	fresh.join("b")
 	fresh.waitLabel("a", "b", "site", "plant-b", 30*time.Second)

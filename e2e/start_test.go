@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
+	bolt "go.etcd.io/bbolt"
 )
 
 // `shoal up` as an unprivileged user refuses at once, before it writes
@@ -255,4 +256,37 @@ func TestApplyOnFullDisk(t *testing.T) {
 		t.Errorf("apply with room again: %q", out)
 	}
 	n.must("rm", "web")
+}
+
+// A state file whose format number cannot be read is refused by `shoal
+// up` with one line naming the file and what to do, and left as it was:
+// it was read as a new file and migrated over the state it held.
+func TestUpRefusesUnreadableSchema(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, "schema")
+	n.start()
+	n.stop()
+	path := filepath.Join(n.dataDir, "state.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte{0, 2}) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+
+	out, errOut, code := n.shoal(n.args[2:]...)
+	want := fmt.Sprintf("shoal: state file %s is damaged: its meta/schema value is 2 bytes (0002), not a format number of 8, so its state format is unknown: "+
+		"move it away (mv %s %s.damaged) and start again: shoal rebuilds it from the Raft log and snapshots in the same data dir\n", path, path, path)
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("up on the damaged state file: exit %d, stdout %q, stderr\n%q\nwant 1, nothing and\n%q", code, out, errOut, want)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the refused state file was written to")
+	}
 }

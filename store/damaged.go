@@ -12,19 +12,30 @@ import (
 // the file and trusts its meta pages: a file cut short (a power loss while
 // the file grew, a full disk, a copy that did not finish) makes it touch
 // pages past the end, which kills the process with SIGBUS before any error
-// can be returned. So the size is checked first.
+// can be returned. So the size is checked first. A file whose format
+// number cannot be read (see migrate) is damaged too.
 type DamagedError struct {
 	Path     string
 	Size     int64  // bytes in the file
 	Needs    int64  // bytes its newest intact meta page names
 	MetaTxID uint64 // that meta page's transaction
 	NoMeta   bool   // no meta page is intact
+	Schema   string // else: what is wrong with meta/schema
 }
 
 func (e *DamagedError) Error() string {
-	what := fmt.Sprintf("it holds %d bytes, and its last commit (transaction %d) needs %d", e.Size, e.MetaTxID, e.Needs)
-	if e.NoMeta {
+	var what string
+	switch {
+	case e.Schema != "":
+		// Not a cut: bbolt read the file, and shoal must not guess
+		// which state format it holds.
+		return fmt.Sprintf("state file %s is damaged: %s, so its state format is unknown: "+
+			"move it away (mv %s %s.damaged) and start again: shoal rebuilds it from the Raft log and snapshots in the same data dir",
+			e.Path, e.Schema, e.Path, e.Path)
+	case e.NoMeta:
 		what = "neither of its two header pages is intact"
+	default:
+		what = fmt.Sprintf("it holds %d bytes, and its last commit (transaction %d) needs %d", e.Size, e.MetaTxID, e.Needs)
 	}
 	return fmt.Sprintf("state file %s is damaged: %s (cut short by a power loss, a full disk or an unfinished copy?): "+
 		"move it away (mv %s %s.damaged) and start again: shoal rebuilds it from the Raft log and snapshots in the same data dir",

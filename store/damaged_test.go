@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/shoal-edge/shoal/api"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A state file cut short refuses to open with an error that names it and
@@ -57,5 +59,53 @@ func TestOpenDamagedStateFile(t *testing.T) {
 	defer s.Close()
 	if apps, _ := s.Apps(); len(apps) != 200 {
 		t.Errorf("apps in the whole file: %d, want 200", len(apps))
+	}
+}
+
+// A state file whose format number cannot be read is refused, named,
+// and left as it was: read as 0 it was taken for a new file and
+// "migrated" over the state it holds.
+func TestOpenUnreadableSchema(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(*bolt.Tx) error
+		want   string
+	}{
+		{"short value", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 2}) },
+			"its meta/schema value is 2 bytes (0002), not a format number of 8"},
+		{"long value", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, make([]byte, 9)) },
+			"its meta/schema value is 9 bytes"},
+		{"zero", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, u64(0)) },
+			"its meta/schema value is 0, which no release wrote"},
+		{"key gone", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keySchema) },
+			"its meta/schema key is missing"},
+		{"meta gone", func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketMeta) },
+			"it has no meta bucket"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			s, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, s, 1, PutApps{Apps: []api.App{app("web", "img:1")}})
+			if err := s.db.Update(tc.damage); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			before, _ := os.ReadFile(path)
+			s, err = Open(path)
+			if err == nil {
+				s.Close()
+			}
+			var de *DamagedError
+			want := fmt.Sprintf("state file %s is damaged: %s", path, tc.want)
+			if !errors.As(err, &de) || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "mv "+path) {
+				t.Fatalf("Open: %v\nwant it refused as damaged: %s...", err, want)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the refused file was written to")
+			}
+		})
 	}
 }

@@ -3,25 +3,89 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	bolt "go.etcd.io/bbolt"
 )
 
-// FSM returns the Raft state machine writing into this store.
+// FSM returns a Raft state machine writing into this store, for one Raft
+// instance: raft.NewRaft takes a new one each time (see Stop).
 //
 // Concurrency: raft calls Apply, Snapshot and Restore from one goroutine;
 // readers use their own bbolt read transactions and never block it long.
-func (s *Store) FSM() raft.FSM { return (*fsm)(s) }
+func (s *Store) FSM() *FSM { return &FSM{s: s, stop: make(chan struct{})} }
 
-type fsm Store
+// FSM is the Raft state machine of a store.
+//
+// An entry that the state file cannot take (bbolt fails: a full disk, an
+// I/O error) is not skipped, nor taken as applied: Raft holds an entry
+// the state machine returned for applied, every later one would be
+// written past it, and the replica would differ from the others for
+// good. So Apply keeps trying it, a second to 5 s apart, until it is
+// written or Stop is called; Raft delivers no later entry meanwhile, and
+// the node serves reads of the state it has (Store.Stall says why it is
+// behind). After Stop, Apply writes nothing more and Snapshot refuses:
+// the file stays at the entry before, and the next Raft of this store
+// replays from there.
+type FSM struct {
+	s *Store
+	// Stalled, if set, is told when an entry cannot be written (err set)
+	// and when it is written at last (err nil). It runs on Raft's FSM
+	// goroutine: it must not block.
+	Stalled func(index uint64, err error)
 
-var _ raft.FSM = (*fsm)(nil)
+	stop     chan struct{}
+	stopOnce sync.Once
+	held     uint64 // an entry Apply returned without writing; Raft's FSM goroutine's
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// Stop ends Apply's tries of an entry the file cannot take, before Raft
+// shuts down (whose shutdown waits for Apply). Safe to call more than once.
+func (f *FSM) Stop() { f.stopOnce.Do(func() { close(f.stop) }) }
+
+// ErrNotApplied is Apply's response for an entry it did not write because
+// the FSM was stopped while the state file could not take it.
+var ErrNotApplied = errors.New("store: the entry was not applied: the state file could not take it and Raft is stopping")
+
+// Stall is an entry the state file cannot take (see FSM).
+type Stall struct {
+	Index uint64
+	Err   error
+	Since time.Time
+}
+
+// Stall says whether the FSM is stuck on an entry the file cannot take.
+func (s *Store) Stall() (Stall, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stall == nil {
+		return Stall{}, false
+	}
+	return *s.stall, true
+}
+
+func (s *Store) setStall(st *Stall) {
+	s.mu.Lock()
+	s.stall = st
+	s.mu.Unlock()
+}
+
+// stallRetry bounds the wait between two tries of an entry the state file
+// could not take.
+const (
+	stallFirstRetry = time.Second
+	stallMaxRetry   = 5 * time.Second
+)
 
 // Apply runs one log entry in one bbolt transaction. The response is the
 // command's result or an error value; a failed command still advances the
@@ -43,17 +107,56 @@ var _ raft.FSM = (*fsm)(nil)
 //     and they are part of the command's meaning, fixed with its type
 //     byte. They cannot be judged at the edge, which reads a state that
 //     may change before the entry commits.
-func (f *fsm) Apply(l *raft.Log) any {
-	s := (*Store)(f)
+//
+// A file that cannot take the entry is not a refusal: see FSM.
+func (f *FSM) Apply(l *raft.Log) any {
+	s := f.s
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if f.held != 0 {
+		return ErrNotApplied // never written past an entry not written
 	}
 	if l.Index <= s.AppliedIndex() {
 		return nil // replayed after a restart: already in the file
 	}
-	var resp any
+	delay := stallFirstRetry
+	var stalled error
+	for {
+		resp, err := s.write(l)
+		if err == nil {
+			if stalled != nil {
+				s.setStall(nil)
+				if f.Stalled != nil {
+					f.Stalled(l.Index, nil)
+				}
+			}
+			s.notify(l.Index)
+			return resp
+		}
+		if stalled == nil || err.Error() != stalled.Error() {
+			s.setStall(&Stall{Index: l.Index, Err: err, Since: time.Now()})
+			if f.Stalled != nil {
+				f.Stalled(l.Index, err)
+			}
+		}
+		stalled = err
+		select {
+		case <-f.stop:
+			f.held = l.Index
+			return ErrNotApplied
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, stallMaxRetry)
+	}
+}
+
+// write applies l in the file: the command's writes, or, for a command
+// that fails, only the applied index. resp is the command's result or its
+// error; err says the file could not be written.
+func (s *Store) write(l *raft.Log) (resp any, err error) {
 	var cmdErr error
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		cmd, err := decode(l.Data)
 		if err == nil {
 			resp, err = applyCmd(tx, l.Index, cmd)
@@ -68,12 +171,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 		})
 	}
 	if err != nil {
-		// bbolt failed (disk full, I/O error): the node cannot follow the
-		// log any more, and raft must not count the entry as applied.
-		panic(fmt.Sprintf("store: apply log %d: %v", l.Index, err))
+		return nil, fmt.Errorf("write log entry %d to state file %s: %w", l.Index, s.Path(), err)
 	}
-	s.notify(l.Index)
-	return resp
+	return resp, nil
 }
 
 func applyCmd(tx *bolt.Tx, index uint64, cmd any) (any, error) {
@@ -328,9 +428,14 @@ type snapshotFile struct {
 const snapshotFormat = "shoal-state-v1"
 
 // Snapshot captures the state in one read transaction; Persist writes it
-// from raft's snapshot goroutine without blocking Apply.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	s := (*Store)(f)
+// from raft's snapshot goroutine without blocking Apply. It refuses once
+// Apply returned an entry it did not write: Raft would file the snapshot
+// under that entry, which the file does not hold.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	s := f.s
+	if f.held != 0 {
+		return nil, fmt.Errorf("snapshot: log entry %d is not in the state file: %w", f.held, ErrNotApplied)
+	}
 	st, err := s.Snapshot()
 	if err != nil {
 		return nil, err
@@ -387,9 +492,9 @@ func SnapshotIndex(r io.Reader) (uint64, error) {
 }
 
 // Restore replaces the whole state with a snapshot's.
-func (f *fsm) Restore(r io.ReadCloser) error {
+func (f *FSM) Restore(r io.ReadCloser) error {
 	defer r.Close()
-	s := (*Store)(f)
+	s := f.s
 	var sf snapshotFile
 	if err := json.NewDecoder(r).Decode(&sf); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
@@ -450,6 +555,8 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	f.held = 0 // Raft restores only past what it took for applied
+	s.setStall(nil)
 	s.notify(sf.Index)
 	return nil
 }

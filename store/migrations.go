@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,10 +53,18 @@ func (e *NewerSchemaError) Error() string {
 }
 
 // migrate brings the file to schemaVersion and returns the version it was
-// at (0: a new file).
-func migrate(tx *bolt.Tx) (from uint64, err error) {
-	if meta := tx.Bucket(bucketMeta); meta != nil {
-		from = getU64(meta.Get(keySchema))
+// at (0: a new file, one without a bucket).
+//
+// Every release wrote meta/schema in the transaction that made the
+// file's buckets, so a file with buckets and no readable schema (the key
+// gone, a value that is not 8 bytes, or 0) was damaged: read as 0 it
+// would be taken for new and migrated from nothing over a state that is
+// not. It is refused (*DamagedError), left as it was.
+func migrate(tx *bolt.Tx, path string) (from uint64, err error) {
+	if empty(tx) {
+		from = 0
+	} else if from, err = schemaOf(tx); err != nil {
+		return 0, &DamagedError{Path: path, Schema: err.Error()}
 	}
 	if from > schemaVersion {
 		return from, &NewerSchemaError{File: from, Code: schemaVersion}
@@ -72,4 +81,29 @@ func migrate(tx *bolt.Tx) (from uint64, err error) {
 		}
 	}
 	return from, tx.Bucket(bucketMeta).Put(keySchema, u64(schemaVersion))
+}
+
+// empty says whether the file has no bucket: a file bbolt just made.
+func empty(tx *bolt.Tx) bool {
+	k, _ := tx.Cursor().First()
+	return k == nil
+}
+
+// schemaOf reads meta/schema of a file that has buckets.
+func schemaOf(tx *bolt.Tx) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, errors.New("it has no meta bucket")
+	}
+	v := meta.Get(keySchema)
+	switch {
+	case v == nil:
+		return 0, errors.New("its meta/schema key is missing")
+	case len(v) != 8:
+		return 0, fmt.Errorf("its meta/schema value is %d bytes (%x), not a format number of 8", len(v), v)
+	}
+	if n := getU64(v); n > 0 {
+		return n, nil
+	}
+	return 0, errors.New("its meta/schema value is 0, which no release wrote")
 }

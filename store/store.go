@@ -3,7 +3,7 @@
 // name, allocations, the node registry) plus a few node-local values.
 // Reads are typed; writes happen only through Raft log entries applied by
 // the FSM, so every node's file converges to the same content. The FSM
-// judges nothing (see fsm.Apply): what is acceptable is decided where
+// judges nothing (see FSM.Apply): what is acceptable is decided where
 // writes enter, before a command is encoded.
 //
 // Bucket tree (schema version 2, meta/schema; migrations.go):
@@ -34,7 +34,9 @@
 // wait for changes with Changed or WaitIndex.
 //
 // Caveats: the FSM skips entries at or below the stored applied index, so
-// Raft may replay its log after a restart without double effects. Watchers
+// Raft may replay its log after a restart without double effects. An
+// entry the file cannot take (a full disk) holds the FSM until it can
+// (see FSM); Stop the FSM before Raft shuts down. Watchers
 // are told after the bbolt transaction commits, never inside it. A file
 // of a newer schema is refused, never written.
 package store
@@ -118,6 +120,7 @@ type Store struct {
 	changed chan struct{}
 	applied uint64
 	revoked revokedSet
+	stall   *Stall // an entry the file cannot take (see FSM)
 }
 
 // revokedSet is meta/revoked decoded, as of the commit that made changed
@@ -150,13 +153,17 @@ func Open(path string) (*Store, error) {
 	s := &Store{db: db, changed: make(chan struct{})}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		var err error
-		if s.schemaFrom, err = migrate(tx); err != nil {
+		if s.schemaFrom, err = migrate(tx, path); err != nil {
 			return err
 		}
 		s.applied = getU64(tx.Bucket(bucketMeta).Get(keyApplied))
 		return nil
 	}); err != nil {
 		db.Close()
+		var de *DamagedError
+		if errors.As(err, &de) {
+			return nil, err // it names the file
+		}
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	return s, nil
@@ -354,6 +361,23 @@ func (s *Store) Nodes() ([]NodeRecord, error) {
 	recs, err := list[NodeRecord](s, bucketNodes)
 	nodes, _ := splitJoined(recs)
 	return nodes, err
+}
+
+// NodeRecord reads the record of a name: a node's, or settings waiting
+// for one (see Joined); ok is false when there is none.
+func (s *Store) NodeRecord(name string) (rec NodeRecord, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNodes).Get([]byte(name))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucketNodes, name, err)
+		}
+		return nil
+	})
+	return rec, ok, err
 }
 
 // State is a consistent read of apps, allocations and nodes.

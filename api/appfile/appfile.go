@@ -140,7 +140,7 @@ func documents(file string, data []byte) ([]doc, error) {
 			return docs, nil
 		}
 		if err != nil {
-			return nil, syntaxError(file, err)
+			return nil, syntaxError(file, data, err)
 		}
 		d := doc{start: n.Line, lines: map[string]int{}, vals: map[string]string{}}
 		root := &n
@@ -197,13 +197,125 @@ func lazyRE(expr string) func() *regexp.Regexp {
 	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
 
-func syntaxError(file string, err error) error {
+func syntaxError(file string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
 	if m := lineRe().FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: line, Msg: "YAML syntax: " + m[2]}
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	if l := problemLine(data, err, line); l > 0 {
+		return &Error{File: file, Line: l, Msg: "YAML syntax: " + msg}
 	}
 	return &Error{File: file, Msg: "YAML syntax: " + msg}
+}
+
+// problemLine is the line of a YAML syntax error: the first line at which
+// the file, cut after it, fails with the same error.
+//
+// yaml.v3's own line is not that line. It names the construct the parser
+// was in (the block mapping, the flow list) when it has one, else the
+// token it could not take; and it counts from 0 for the parser's errors
+// and from 1 for the scanner's. So "resources:\n  memory: 1\n cpu: 1"
+// says line 2, and a "- a" under a mapping the line above it. The text
+// up to the faulty token fails alike, and one line less does not; the
+// line it reports is never past that one. A construct left open ("[a,"
+// or a quote) fails alike from the line it opens, which is the line to
+// look at. Cutting a valid file inside an open construct can fail too, so
+// the search narrows on the same error, message and line, as err.
+//
+// Only the document of the error is parsed again (a "---" line starts
+// one, whatever precedes it), a few times: the search gallops from the
+// reported line, then halves; about a second for a document of maxSearch. A document past maxSearch keeps yaml.v3's
+// line: no app's spec is that big, and each parse costs its size.
+func problemLine(data []byte, err error, reported int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	want := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := lineRe().FindStringSubmatch(want); m != nil {
+		want = m[2]
+	}
+	// The document: from the last "---" line at or before the reported
+	// line (the error lies past it, in the same document).
+	from := 0
+	for i := 0; i < len(lines) && i < reported; i++ {
+		if docStart(lines[i]) {
+			from = i
+		}
+	}
+	// To the next "---" line, which it takes too: a construct left open
+	// may fail there.
+	to := len(lines)
+	for i := max(reported, from+1); i < len(lines); i++ {
+		if docStart(lines[i]) {
+			to = i + 1
+			break
+		}
+	}
+	doc := lines[from:to]
+	if len(bytes.Join(doc, nil)) > maxSearch {
+		return reported
+	}
+	// same says whether the document's first k lines fail as the file.
+	same := func(k int) bool {
+		e := firstError(bytes.Join(doc[:k], nil))
+		if e == nil {
+			return false
+		}
+		msg, line := strings.TrimPrefix(e.Error(), "yaml: "), 0
+		if m := lineRe().FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+			line += from
+		}
+		return msg == want && line == reported
+	}
+	lo, hi := max(reported-from, 1), len(doc)
+	if lo > hi || !same(hi) {
+		return reported
+	}
+	// Gallop (lo, lo+1, lo+3, lo+7...): the faulty line is mostly the
+	// reported one or the next.
+	for k, inc := lo, 1; k < hi; k, inc = min(k+inc, hi), 2*inc {
+		if same(k) {
+			hi = k
+			break
+		}
+		lo = k + 1
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if same(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return from + lo
+}
+
+// maxSearch bounds the YAML document problemLine parses again.
+const maxSearch = 256 << 10
+
+// docStart says whether a line starts a YAML document.
+func docStart(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, []byte("---"))
+	return ok && (len(rest) == 0 || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n' || rest[0] == '\r')
+}
+
+// firstError is the syntax error of the first document of data that has
+// one.
+func firstError(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // decodeError turns yaml.v3's messages into FILE:LINE: field: message.

@@ -1,6 +1,7 @@
 package appfile
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -36,6 +37,34 @@ network: host
 	}
 	if a := apps[1]; a.Mode != api.ModeGlobal || a.Network != api.NetworkHost || a.Restart != api.RestartAlways {
 		t.Errorf("agent parsed wrong: %+v", a)
+	}
+}
+
+// A YAML syntax error names the line of the faulty token, or of the
+// construct it leaves open, whatever kind of error it is.
+func TestSyntaxErrorLine(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"key under a scalar", "name: web\nimage: x\n  bad: 1\n", "f.yaml:3: YAML syntax: mapping values are not allowed in this context"},
+		{"key out of its mapping's column", "name: web\nimage: x\nresources:\n  memory: 32Mi\n cpu: 1\n", "f.yaml:5: YAML syntax: did not find expected key"},
+		{"key out of the first mapping's column", "# web\nname: web\nimage: x\nresources:\n  memory: 32Mi\n cpu: 1\n", "f.yaml:6: YAML syntax: did not find expected key"},
+		{"list item in a mapping", "name: web\nimage: x\n- a\n", "f.yaml:3: YAML syntax: did not find expected key"},
+		{"key in a list", "name: web\nimage: x\nenv:\n  - a\n  b: c\n", "f.yaml:5: YAML syntax: did not find expected '-' indicator"},
+		{"text after a quote", "name: web\nimage: x\nkey: 'a'b\n", "f.yaml:3: YAML syntax: did not find expected key"},
+		{"tab", "name: web\nimage: x\n\tports: 1\n", "f.yaml:3: YAML syntax: found a tab character that violates indentation"},
+		{"reserved character", "name: web\nimage: @x\n", "f.yaml:2: YAML syntax: found character that cannot start any token"},
+		{"unclosed flow list", "name: web\ncommand: [a, b\nimage: x\n", "f.yaml:2: YAML syntax: did not find expected ',' or ']'"},
+		{"unclosed flow mapping", "name: web\n\nimage: x\nresources: {memory: 1\nother: 2\n", "f.yaml:4: YAML syntax: did not find expected ',' or '}'"},
+		{"unclosed quote", "name: web\nimage: \"x\ncommand: [a]\n", "f.yaml:2: YAML syntax: found unexpected end of stream"},
+		{"closed flow list, then an error", "name: web\ncommand: [a,\n  b]\nimage: x\n  bad: 1\n", "f.yaml:5: YAML syntax: mapping values are not allowed in this context"},
+		{"second document", "name: a\nimage: x\n---\nname: b\nimage: y\nenv:\n  A: 1\n B: 2\n", "f.yaml:8: YAML syntax: did not find expected key"},
+		{"first line", "- a\nb: c\n", "f.yaml:2: YAML syntax: did not find expected '-' indicator"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", strings.NewReader(tc.src))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -119,5 +148,24 @@ func TestRlimits(t *testing.T) {
 		if _, err := Parse("f.yaml", strings.NewReader(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", src, err, want)
 		}
+	}
+}
+
+// A syntax error in one document of a file of many is placed in the
+// file's lines, by parsing that document again.
+func TestSyntaxErrorLineBigFile(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "---\nname: web%d\nimage: x\n", i)
+	}
+	lines := strings.Count(b.String(), "\n")
+	b.WriteString("---\nname: z\nimage: x\nenv:\n  A: b\n B: c\n")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "---\nname: v%d\nimage: x\n", i)
+	}
+	_, err := Parse("f.yaml", strings.NewReader(b.String()))
+	want := fmt.Sprintf("f.yaml:%d: YAML syntax: did not find expected key", lines+6)
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
 	}
 }

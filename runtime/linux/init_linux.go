@@ -52,8 +52,8 @@ func InitMain() {
 	}
 	report(os.NewFile(errorFD, "errors"), err)
 	var ie *InitError
-	if errors.As(err, &ie) && ie.Errno == syscall.ENOENT {
-		os.Exit(127)
+	if errors.As(err, &ie) {
+		os.Exit(ie.ExitCode())
 	}
 	os.Exit(126)
 }

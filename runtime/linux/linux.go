@@ -366,6 +366,16 @@ type InitError struct {
 
 func (e *InitError) Error() string { return e.Msg }
 
+// ExitCode is the status a shell gives a program that did not start:
+// 127 when it was not found, 126 otherwise (not executable, or the
+// container around it could not be made).
+func (e *InitError) ExitCode() int {
+	if e.Errno == syscall.ENOENT {
+		return 127
+	}
+	return 126
+}
+
 func (e *InitError) Unwrap() error {
 	if e.Errno == 0 {
 		return nil
