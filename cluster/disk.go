@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/store"
 	"golang.org/x/sys/unix"
@@ -37,33 +36,6 @@ func (n *Node) checkDiskForWrite(size int) error {
 
 // mib is a size in MiB, for messages.
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-// applyStalled hears from the state machine that the state file cannot
-// take a log entry (err set), or took it at last (err nil). It runs on
-// Raft's FSM goroutine and must not block.
-//
-// A leader that cannot apply answers no write and holds up the cluster's:
-// it asks Raft to hand leadership to another voter, which Raft refuses
-// when there is none or its loop is busy.
-func (n *Node) applyStalled(index uint64, err error) {
-	if err == nil {
-		n.log.Info("state file: the log entry is written at last: applying again", "index", index)
-		return
-	}
-	if errors.Is(err, unix.ENOSPC) {
-		n.log.Error("disk full: the state file cannot take the next log entry: this node applies nothing until there is room, and tries again every few seconds: free some space under the data dir",
-			"index", index, "data_dir", n.cfg.DataDir, "err", err)
-	} else {
-		n.log.Error("the state file cannot take the next log entry: this node applies nothing until it can, and tries again every few seconds",
-			"index", index, "err", err)
-	}
-	if r := n.raft.r(); r != nil && r.State() == raft.Leader {
-		// Not waiting for the future: Raft's loop may be waiting for
-		// this goroutine.
-		r.LeadershipTransfer()
-		n.log.Warn("asked Raft to hand leadership to another voter while the state file takes no entry")
-	}
-}
 
 // stallHealth is status's health line while the state file takes no
 // entry.

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -42,58 +41,40 @@ func writeEpoch(dataDir string, e uint64) error {
 	return writeFileAtomic(filepath.Join(dataDir, epochFile), []byte(strconv.FormatUint(e, 10)+"\n"))
 }
 
-// newerEpoch looks for a live member of a newer epoch whose certificate
-// backs its gossip: the sign that this node missed a recovery.
-func (n *Node) newerEpoch(ctx context.Context) (uint64, bool) {
-	own := n.epoch.Load()
-	for _, m := range n.liveMembers() {
-		if m.Meta.Epoch <= own || m.Meta.ID == n.id.ID || m.Meta.Port == 0 {
-			continue
-		}
-		addr := joinHostPort(m.Addr, m.Meta.Port)
-		if err := n.checkMember(ctx, m, addr); err != nil {
-			continue
-		}
-		return m.Meta.Epoch, true
-	}
-	return 0, false
-}
-
 // rejoin drops this node's Raft state and replicated state, takes the
 // newer epoch and starts Raft empty, to be added again by the leader. The
 // node's identity, node-local records and containers stay. It runs where
 // relaxRaft does, never on the leader loop.
-func (n *Node) rejoin(epoch uint64) error {
-	p := n.raft
+func (p *raftParts) rejoin(epoch uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if epoch <= n.epoch.Load() {
+	if epoch <= p.epoch.Load() {
 		return nil
 	}
-	n.log.Warn("this node missed a recovery of its cluster: dropping its Raft state to rejoin", "epoch", n.epoch.Load(), "cluster_epoch", epoch)
+	p.log.Warn("this node missed a recovery of its cluster: dropping its Raft state to rejoin", "epoch", p.epoch.Load(), "cluster_epoch", epoch)
 	if err := p.shutdown(); err != nil {
 		return fmt.Errorf("stop raft: %w", err)
 	}
-	p.closeStores()
-	if err := os.RemoveAll(filepath.Join(n.cfg.DataDir, "raft")); err != nil {
+	p.raftStores.close()
+	if err := os.RemoveAll(filepath.Join(p.dataDir, "raft")); err != nil {
 		return err
 	}
-	if err := n.store.Reset(); err != nil {
+	if err := p.state.Reset(); err != nil {
 		return err
 	}
-	if err := writeEpoch(n.cfg.DataDir, epoch); err != nil {
+	if err := writeEpoch(p.dataDir, epoch); err != nil {
 		return err
 	}
-	n.epoch.Store(epoch)
-	n.members.setEpoch(epoch)
-	np, snaps, err := openRaftStores(n.cfg.DataDir, n.log)
+	p.epoch.Store(epoch)
+	p.announce(epoch)
+	stores, err := openRaftStores(p.dataDir, p.log)
 	if err != nil {
 		return err
 	}
-	p.wal, p.meta, p.snaps = np.wal, np.meta, snaps
-	n.newTransport(p, n.port.Renew(pki.ProtoRaft))
+	p.raftStores = *stores
+	p.newTransport(p.port.Renew(pki.ProtoRaft))
 	p.fast = false
-	r, err := n.newRaft(p, n.raftConfigFor(false))
+	r, err := p.newRaft(p.raftConfigFor(false))
 	if err != nil {
 		return fmt.Errorf("restart raft: %w", err)
 	}

@@ -72,10 +72,9 @@ type gossipRegistry interface {
 }
 
 // peerChecks dial members: whether a member's certificate backs its
-// gossip, and a confirmed member of a newer epoch than this node's.
+// gossip.
 type peerChecks interface {
 	checkMember(ctx context.Context, m member, addr string) error
-	newerEpoch(ctx context.Context) (uint64, bool)
 }
 
 var (
@@ -96,6 +95,23 @@ func newGossipUpkeep(cfg gossipUpkeepConfig) *gossipUpkeep {
 // liveMembers are the gossip members, without revoked nodes: a node that
 // left still holds the gossip key, but the cluster no longer knows it.
 func (g *gossipUpkeep) liveMembers() []member { return withoutRevoked(g.members.list(), g.registry) }
+
+// newerEpoch looks for a live member of a newer epoch whose certificate
+// backs its gossip: the sign that this node missed a recovery.
+func (g *gossipUpkeep) newerEpoch(ctx context.Context) (uint64, bool) {
+	own := g.epoch.Load()
+	for _, m := range g.liveMembers() {
+		if m.Meta.Epoch <= own || m.Meta.ID == g.self || m.Meta.Port == 0 {
+			continue
+		}
+		addr := joinHostPort(m.Addr, m.Meta.Port)
+		if err := g.peers.checkMember(ctx, m, addr); err != nil {
+			continue
+		}
+		return m.Meta.Epoch, true
+	}
+	return 0, false
+}
 
 // keepGossiping exchanges state with every node of the registry that this
 // node does not see in gossip, until it does, retrying from 1 s to
@@ -122,7 +138,7 @@ func (g *gossipUpkeep) liveMembers() []member { return withoutRevoked(g.members.
 func (g *gossipUpkeep) keepGossiping(ctx context.Context) error {
 	delay := time.Second
 	for {
-		if e, ok := g.peers.newerEpoch(ctx); ok {
+		if e, ok := g.newerEpoch(ctx); ok {
 			select {
 			case g.rejoinTo <- e:
 			default:

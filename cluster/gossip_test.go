@@ -17,13 +17,11 @@ import (
 	"github.com/shoal-edge/shoal/store"
 )
 
-// certChecks confirms the members it was told to and counts the checks;
-// its newer epoch is set by the test.
+// certChecks confirms the members it was told to and counts the checks.
 type certChecks struct {
 	mu      sync.Mutex
 	ok      map[string]bool
 	checked map[string]int
-	newer   uint64
 }
 
 func (c *certChecks) checkMember(_ context.Context, m member, _ string) error {
@@ -34,12 +32,6 @@ func (c *certChecks) checkMember(_ context.Context, m member, _ string) error {
 		return errors.New("certificate names someone else")
 	}
 	return nil
-}
-
-func (c *certChecks) newerEpoch(context.Context) (uint64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.newer, c.newer != 0
 }
 
 func (c *certChecks) checks(name string) int {
@@ -76,7 +68,8 @@ func names(ms []member) []string {
 // gossip reaches them; of the live members, those whose certificate backs
 // their gossip are verified, each checked once while its address stays;
 // a revoked node is no live member; members of another epoch are not
-// verified; a confirmed member of a newer epoch asks for a rejoin.
+// verified; a member of a newer epoch asks for a rejoin once its
+// certificate backs its gossip.
 func TestGossipUpkeepAlone(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
 	a := startMembers(t, "a", key, nil)
@@ -138,9 +131,18 @@ func TestGossipUpkeepAlone(t *testing.T) {
 		t.Errorf("verified %v at another epoch than the members', want [a]", got)
 	}
 
-	peers.mu.Lock()
-	peers.newer = 5
-	peers.mu.Unlock()
+	// c is no longer live, and its certificate never backed its gossip.
+	c.setEpoch(7)
+	testutil.WaitFor(t, 20*time.Second, func() error {
+		if m, _ := memberNamed(a, "c"); m.Meta.Epoch != 7 {
+			return fmt.Errorf("a sees c at epoch %d", m.Meta.Epoch)
+		}
+		return nil
+	})
+	if e, ok := g.newerEpoch(ctx); ok {
+		t.Errorf("newer epoch %d from a revoked member whose certificate does not back its gossip", e)
+	}
+	b.setEpoch(5)
 	select {
 	case e := <-rejoin:
 		if e != 5 {

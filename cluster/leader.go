@@ -26,6 +26,7 @@ type leader struct {
 	notify    <-chan bool
 	relax     <-chan struct{}
 	rejoinTo  <-chan uint64
+	handOver  leadershipHandOver
 	restarter raftRestarter
 
 	raft    runningRaft
@@ -53,6 +54,7 @@ type leaderConfig struct {
 	// state to rejoin at a newer epoch (the gossip upkeep sends it).
 	Relax     <-chan struct{}
 	Rejoin    <-chan uint64
+	HandOver  leadershipHandOver
 	Restarter raftRestarter
 
 	Raft    runningRaft
@@ -67,11 +69,15 @@ type leaderConfig struct {
 	Logger         *slog.Logger
 }
 
-// raftRestarter restarts Raft between terms: leadership handed over
-// first, then the restart with a cluster's timeouts (relaxRaft), or
-// Raft's state dropped for a newer epoch (rejoin).
-type raftRestarter interface {
+// leadershipHandOver hands leadership to another voter before Raft's
+// restart with a cluster's timeouts.
+type leadershipHandOver interface {
 	handOver() error
+}
+
+// raftRestarter restarts Raft between terms: with a cluster's timeouts
+// (relaxRaft), or with Raft's state dropped for a newer epoch (rejoin).
+type raftRestarter interface {
 	relaxRaft() error
 	rejoin(epoch uint64) error
 }
@@ -117,20 +123,21 @@ type reportsForgetter interface {
 }
 
 var (
-	_ raftRestarter    = (*Node)(nil)
-	_ leaderState      = (*store.Store)(nil)
-	_ localWriter      = (*writes)(nil)
-	_ leaderMembers    = (*gossipUpkeep)(nil)
-	_ termPilot        = (*autopilot)(nil)
-	_ termRecords      = (*clusterRecords)(nil)
-	_ reportsForgetter = (*Node)(nil)
+	_ leadershipHandOver = (*Node)(nil)
+	_ raftRestarter      = (*raftParts)(nil)
+	_ leaderState        = (*store.Store)(nil)
+	_ localWriter        = (*writes)(nil)
+	_ leaderMembers      = (*gossipUpkeep)(nil)
+	_ termPilot          = (*autopilot)(nil)
+	_ termRecords        = (*clusterRecords)(nil)
+	_ reportsForgetter   = (*Node)(nil)
 )
 
 func newLeader(cfg leaderConfig) *leader {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &leader{notify: cfg.Notify, relax: cfg.Relax, rejoinTo: cfg.Rejoin, restarter: cfg.Restarter,
+	return &leader{notify: cfg.Notify, relax: cfg.Relax, rejoinTo: cfg.Rejoin, handOver: cfg.HandOver, restarter: cfg.Restarter,
 		raft: cfg.Raft, state: cfg.State, writes: cfg.Writes, members: cfg.Members, changed: cfg.MembersChanged,
 		pilot: cfg.Autopilot, records: cfg.Records, reports: cfg.Reports, log: cfg.Logger,
 		deadSince: map[string]time.Time{}}
@@ -157,7 +164,7 @@ func (l *leader) run(ctx context.Context) error {
 			// timeouts already) spares the cluster the election.
 			running.stop()
 			running = nil
-			if err := l.restarter.handOver(); err != nil {
+			if err := l.handOver.handOver(); err != nil {
 				l.log.Info("hand leadership over before the raft restart", "err", err)
 			}
 			if err := l.restarter.relaxRaft(); err != nil {

@@ -165,7 +165,7 @@ func TestLeaderAlone(t *testing.T) {
 	term := &fakeTerm{}
 	dataDir := t.TempDir()
 	l := newLeader(leaderConfig{
-		Notify: notify, Relax: relax, Rejoin: rejoin, Restarter: term,
+		Notify: notify, Relax: relax, Rejoin: rejoin, HandOver: term, Restarter: term,
 		Raft: fixedRaft{r}, State: st, Writes: w, Members: members, MembersChanged: members.changed,
 		Autopilot: term,
 		Records:   newClusterRecords(dataDir, st, w, noCAKey{}, fixedRaft{r}, testutil.Logger(t)),

@@ -243,7 +243,12 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.raft, err = n.openRaft(n.id.ID, n.advertise, pending != nil); err != nil {
+	// Gossip starts after Raft; it is there by the time a rejoin, on the
+	// leader's loop under Run, announces an epoch.
+	if n.raft, err = openRaft(raftPartsConfig{ID: n.id.ID, DataDir: cfg.DataDir, Advertise: n.advertise, Port: cfg.Port,
+		Bootstrap: pending != nil, State: n.store, RaftPort: n.port, Dial: n, Epoch: &n.epoch,
+		AnnounceEpoch: func(e uint64) { n.members.setEpoch(e) }, Voter: n.certs, Notify: n.leaderCh,
+		Logger: n.log, PeerLogger: n.peerLog}); err != nil {
 		return nil, err
 	}
 	opening.open(n.raft)
@@ -260,7 +265,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Seeds: n.gossipSeeds, Members: n.members, Registry: n.store, Peers: n, Epoch: &n.epoch, Leaving: &n.leaving, Rejoin: rejoinTo, Logger: n.log})
 	n.unplaced = newUnplaced(n.gossip, n.store)
 	n.leader = newLeader(leaderConfig{
-		Notify: n.leaderCh, Relax: relax, Rejoin: rejoinTo, Restarter: n,
+		Notify: n.leaderCh, Relax: relax, Rejoin: rejoinTo, HandOver: n, Restarter: n.raft,
 		Raft: n.raft, State: n.store, Writes: n.writes, Members: n.gossip, MembersChanged: n.members.changed,
 		Autopilot: newAutopilot(cfg.Voters, cfg.DeadVoterGrace, n.raft, n.store, n, relax),
 		Records:   newClusterRecords(cfg.DataDir, n.store, n.writes, n.cakey, n.raft, n.log),

@@ -17,26 +17,102 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/cluster/port"
 	"github.com/shoal-edge/shoal/store"
+	"golang.org/x/sys/unix"
 )
 
-// raftParts are the pieces of Raft this node owns and closes. Raft itself
-// is restarted once in a node's life at most (see relaxRaft): readers go
-// through r().
+// raftParts are this node's Raft: its stores in DATA/raft, its transport
+// over the cluster port, and Raft itself, which they open, restart and
+// close. Raft is restarted with a cluster's timeouts once a lone voter's
+// cluster has another server (relaxRaft), and empty at a newer epoch when
+// this node missed a recovery (rejoin): readers go through r().
 type raftParts struct {
-	wal   *raftwal.WAL
-	meta  *metadb.BoltMetaDB
-	snaps raft.SnapshotStore
+	id      string // this node's Raft server id
+	dataDir string
+	state   raftState
+	port    raftPort
+	dial    nodeDialer
+	epoch   epochCounter
+	// announce gossips the epoch a rejoin took.
+	announce func(epoch uint64)
+	notify   chan<- bool
+	log      *slog.Logger
+	peerLog  *slog.Logger // Raft's own lines, which peers can cause
 
+	raftStores
 	cur atomic.Pointer[raft.Raft]
 
-	mu     sync.Mutex // guards following
+	mu     sync.Mutex // guards following, and the stores across a rejoin
 	fsm    *store.FSM // the running Raft's: stopped before it shuts down
 	trans  *raft.NetworkTransport
 	stream *streamLayer // trans's
 	adv    peerAddr
 	fast   bool // a lone voter's timeouts
 }
+
+// raftPartsConfig is what this node's Raft works with. Every field is
+// required but the loggers.
+type raftPartsConfig struct {
+	ID string
+	// DataDir holds DATA/raft and DATA/epoch.
+	DataDir string
+	// Advertise is the host the others reach this node at; Port its
+	// cluster port.
+	Advertise string
+	Port      int
+	// Bootstrap makes a fresh node the single voter of a new cluster;
+	// otherwise a fresh node waits for the leader to add it.
+	Bootstrap bool
+	State     raftState
+	RaftPort  raftPort
+	// Dial opens Raft's connections, with the Raft protocol of Epoch.
+	Dial  nodeDialer
+	Epoch epochCounter
+	// AnnounceEpoch tells gossip the epoch a rejoin took. It is called
+	// on a rejoin only, when gossip runs.
+	AnnounceEpoch func(epoch uint64)
+	Voter         voterStarter
+	// Notify is Raft's NotifyCh.
+	Notify     chan<- bool
+	Logger     *slog.Logger
+	PeerLogger *slog.Logger
+}
+
+// raftState is the state file, Raft's state machine. Raft does not
+// restore it from a snapshot at start (it is durable); a rejoin drops it.
+type raftState interface {
+	FSM() *store.FSM
+	AppliedIndex() uint64
+	Reset() error
+}
+
+// raftPort hands out the cluster port's Raft listener, and a new one
+// once Raft's transport closed the old one (a restart).
+type raftPort interface {
+	Listener(proto string) net.Listener
+	Renew(proto string) net.Listener
+}
+
+// epochCounter is this node's epoch (see epoch.go), which a rejoin
+// raises.
+type epochCounter interface {
+	Load() uint64
+	Store(uint64)
+}
+
+// voterStarter gives a node that its stored Raft configuration makes a
+// voter its voter certificate, before Raft starts.
+type voterStarter interface {
+	startAsVoter()
+}
+
+var (
+	_ raftState    = (*store.Store)(nil)
+	_ raftPort     = (*port.Port)(nil)
+	_ epochCounter = (*atomic.Uint64)(nil)
+	_ voterStarter = (*voterCerts)(nil)
+)
 
 // r is the running Raft.
 func (p *raftParts) r() *raft.Raft { return p.cur.Load() }
@@ -174,10 +250,10 @@ func newRaftTransport(stream raft.StreamLayer, log *slog.Logger) *raft.NetworkTr
 	})
 }
 
-func raftConfig(id string, n *Node) *raft.Config {
+func (p *raftParts) raftConfig() *raft.Config {
 	c := raft.DefaultConfig()
-	c.LocalID = raft.ServerID(id)
-	c.Logger = hclogFor(n.peerLog, "raft")
+	c.LocalID = raft.ServerID(p.id)
+	c.Logger = hclogFor(p.peerLog, "raft")
 	// A single-voter cluster elects itself after one heartbeat timeout;
 	// 500 ms keeps bootstrap well under a second while staying tolerant of
 	// a slow link between voters.
@@ -196,25 +272,34 @@ func raftConfig(id string, n *Node) *raft.Config {
 	c.SnapshotThreshold = 1024
 	c.TrailingLogs = 1024
 	c.SnapshotInterval = 2 * time.Minute
-	c.NotifyCh = n.leaderCh
+	c.NotifyCh = p.notify
 	return c
 }
 
-// openRaft starts Raft; bootstrap makes a fresh node the single voter of a
-// new cluster, otherwise a fresh node waits for the leader to add it.
-func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error) {
-	p, snaps, err := openRaftStores(n.cfg.DataDir, n.log)
+// openRaft starts Raft; cfg.Bootstrap makes a fresh node the single voter
+// of a new cluster, otherwise a fresh node waits for the leader to add it.
+func openRaft(cfg raftPartsConfig) (*raftParts, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PeerLogger == nil {
+		cfg.PeerLogger = cfg.Logger
+	}
+	p := &raftParts{id: cfg.ID, dataDir: cfg.DataDir, state: cfg.State, port: cfg.RaftPort, dial: cfg.Dial,
+		epoch: cfg.Epoch, announce: cfg.AnnounceEpoch, notify: cfg.Notify, log: cfg.Logger, peerLog: cfg.PeerLogger}
+	stores, err := openRaftStores(cfg.DataDir, p.log)
 	if err != nil {
 		return nil, err
 	}
-	wal := p.wal
-	adv, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(advertise, fmt.Sprint(n.cfg.Port)))
+	p.raftStores = *stores
+	wal, snaps := p.wal, p.snaps
+	adv, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(cfg.Advertise, fmt.Sprint(cfg.Port)))
 	if err != nil {
 		p.close()
 		return nil, err
 	}
-	p.adv = peerAddr{id: id, Addr: adv}
-	if err := n.catchUpFSM(snaps); err != nil {
+	p.adv = peerAddr{id: cfg.ID, Addr: adv}
+	if err := p.catchUpFSM(); err != nil {
 		p.close()
 		return nil, err
 	}
@@ -223,26 +308,26 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 		p.close()
 		return nil, err
 	}
-	n.newTransport(p, n.port.Listener(pki.ProtoRaft))
-	stored := n.storedConfiguration(existing, wal, snaps, p.trans)
+	p.newTransport(p.port.Listener(pki.ProtoRaft))
+	stored := p.storedConfiguration(existing)
 	// Alone, the node need not wait out a timeout meant for a lossy link
 	// to elect itself; relaxRaft gives it those once another server joins.
-	p.fast = singleVoter(stored, n.id.ID) || !existing && bootstrap
+	p.fast = singleVoter(stored, cfg.ID) || !existing && cfg.Bootstrap
 	// Before Raft speaks: a voter of a previous release, or one that crashed
 	// between a promotion and its new certificate, must not find its Raft
 	// connections refused when it leads.
-	if isVoterIn(stored, n.id.ID) || !existing && bootstrap {
-		n.certs.startAsVoter()
+	if isVoterIn(stored, cfg.ID) || !existing && cfg.Bootstrap {
+		cfg.Voter.startAsVoter()
 	}
-	conf := n.raftConfigFor(p.fast)
-	if !existing && bootstrap {
-		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: p.trans.LocalAddr(), Suffrage: raft.Voter}}}
-		if err := raft.BootstrapCluster(conf, wal, wal, snaps, p.trans, cfg); err != nil {
+	conf := p.raftConfigFor(p.fast)
+	if !existing && cfg.Bootstrap {
+		c := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: p.trans.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := raft.BootstrapCluster(conf, wal, wal, snaps, p.trans, c); err != nil {
 			p.close()
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	r, err := n.newRaft(p, conf)
+	r, err := p.newRaft(conf)
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -251,22 +336,49 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 	return p, nil
 }
 
-func (n *Node) newRaft(p *raftParts, conf *raft.Config) (*raft.Raft, error) {
-	fsm := n.store.FSM()
-	fsm.Stalled = n.applyStalled
+func (p *raftParts) newRaft(conf *raft.Config) (*raft.Raft, error) {
+	fsm := p.state.FSM()
+	fsm.Stalled = p.applyStalled
 	p.fsm = fsm
 	return raft.NewRaft(conf, fsm, p.wal, p.wal, p.snaps, p.trans)
 }
 
+// applyStalled hears from the state machine that the state file cannot
+// take a log entry (err set), or took it at last (err nil). It runs on
+// Raft's FSM goroutine and must not block.
+//
+// A leader that cannot apply answers no write and holds up the cluster's:
+// it asks Raft to hand leadership to another voter, which Raft refuses
+// when there is none or its loop is busy.
+func (p *raftParts) applyStalled(index uint64, err error) {
+	if err == nil {
+		p.log.Info("state file: the log entry is written at last: applying again", "index", index)
+		return
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		p.log.Error("disk full: the state file cannot take the next log entry: this node applies nothing until there is room, and tries again every few seconds: free some space under the data dir",
+			"index", index, "data_dir", p.dataDir, "err", err)
+	} else {
+		p.log.Error("the state file cannot take the next log entry: this node applies nothing until it can, and tries again every few seconds",
+			"index", index, "err", err)
+	}
+	if r := p.r(); r != nil && r.State() == raft.Leader {
+		// Not waiting for the future: Raft's loop may be waiting for
+		// this goroutine.
+		r.LeadershipTransfer()
+		p.log.Warn("asked Raft to hand leadership to another voter while the state file takes no entry")
+	}
+}
+
 // newTransport makes p's transport over ln.
-func (n *Node) newTransport(p *raftParts, ln net.Listener) {
-	p.stream = newStreamLayer(ln, p.adv, n.dialRaft)
-	p.trans = newRaftTransport(p.stream, n.peerLog)
+func (p *raftParts) newTransport(ln net.Listener) {
+	p.stream = newStreamLayer(ln, p.adv, p.dialRaft)
+	p.trans = newRaftTransport(p.stream, p.peerLog)
 }
 
 // dialRaft opens a Raft connection to another node, at this node's epoch.
-func (n *Node) dialRaft(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return n.dialNode(context.Background(), addr, pki.RaftProto(n.epoch.Load()), timeout)
+func (p *raftParts) dialRaft(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return p.dial.dialNode(context.Background(), addr, pki.RaftProto(p.epoch.Load()), timeout)
 }
 
 // shutdown stops the running Raft: its inbound connections are closed
@@ -283,8 +395,8 @@ func (p *raftParts) shutdown() error {
 }
 
 // raftConfigFor is the node's Raft configuration; fast for a lone voter.
-func (n *Node) raftConfigFor(fast bool) *raft.Config {
-	conf := raftConfig(n.id.ID, n)
+func (p *raftParts) raftConfigFor(fast bool) *raft.Config {
+	conf := p.raftConfig()
 	if fast {
 		conf.HeartbeatTimeout = 100 * time.Millisecond
 		conf.ElectionTimeout = 100 * time.Millisecond
@@ -299,20 +411,19 @@ func (n *Node) raftConfigFor(fast bool) *raft.Config {
 // lease over a slow link makes the leader step down again and again. The
 // restart costs one election (under a second), once in the cluster's life.
 // It must not run on the leader loop, which the restart ends.
-func (n *Node) relaxRaft() error {
-	p := n.raft
+func (p *raftParts) relaxRaft() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.fast {
 		return nil
 	}
-	n.log.Info("raft: a second server joined: restarting with the timeouts of a lossy link")
+	p.log.Info("raft: a second server joined: restarting with the timeouts of a lossy link")
 	if err := p.shutdown(); err != nil {
 		return fmt.Errorf("stop raft: %w", err)
 	}
 	// Shutdown closed the transport and with it the port's Raft listener.
-	n.newTransport(p, n.port.Renew(pki.ProtoRaft))
-	r, err := n.newRaft(p, n.raftConfigFor(false))
+	p.newTransport(p.port.Renew(pki.ProtoRaft))
+	r, err := p.newRaft(p.raftConfigFor(false))
 	if err != nil {
 		return fmt.Errorf("restart raft: %w", err)
 	}
@@ -321,45 +432,52 @@ func (n *Node) relaxRaft() error {
 	return nil
 }
 
-// openRaftStores opens DATA/raft: the log (raft-wal, with its meta
-// database) and the snapshots.
-func openRaftStores(dataDir string, log *slog.Logger) (*raftParts, raft.SnapshotStore, error) {
+// raftStores are Raft's stores in DATA/raft: the log (raft-wal, with its
+// meta database) and the snapshots.
+type raftStores struct {
+	wal   *raftwal.WAL
+	meta  *metadb.BoltMetaDB
+	snaps raft.SnapshotStore
+}
+
+// openRaftStores opens DATA/raft.
+func openRaftStores(dataDir string, log *slog.Logger) (*raftStores, error) {
 	dir := filepath.Join(dataDir, "raft")
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// Small segments: raft-wal preallocates each one, and SD cards are small.
 	// raft-wal's Close leaves its meta database open (and locked); we own
 	// it so that a node can be stopped and started in one process.
 	meta := &metadb.BoltMetaDB{}
-	p := &raftParts{meta: meta}
+	s := &raftStores{meta: meta}
 	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithSegmentSize(4<<20),
 		raftwal.WithLogger(hclogFor(log, "raft-wal")), raftwal.WithMetaStore(meta))
 	if err != nil {
 		meta.Close()
-		return nil, nil, fmt.Errorf("open raft log %s: %w", dir, err)
+		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
-	p.wal = wal
+	s.wal = wal
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(log, "snapshot"))
 	if err != nil {
-		p.close()
-		return nil, nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
+		s.close()
+		return nil, fmt.Errorf("open raft snapshots %s: %w", dir, err)
 	}
-	p.snaps = snaps
-	return p, snaps, nil
+	s.snaps = snaps
+	return s, nil
 }
 
 // storedConfiguration is the Raft configuration in this node's log and
 // snapshots, read before Raft starts; empty for a node without Raft state.
-func (n *Node) storedConfiguration(existing bool, wal *raftwal.WAL, snaps raft.SnapshotStore, trans raft.Transport) raft.Configuration {
+func (p *raftParts) storedConfiguration(existing bool) raft.Configuration {
 	if !existing {
 		return raft.Configuration{}
 	}
 	// GetConfiguration reads the stores without starting Raft; it gets a
 	// config of its own because it marks the one it is given.
-	c, err := raft.GetConfiguration(raftConfig(n.id.ID, n), nopFSM{}, wal, wal, snaps, trans)
+	c, err := raft.GetConfiguration(p.raftConfig(), nopFSM{}, p.wal, p.wal, p.snaps, p.trans)
 	if err != nil {
-		n.log.Warn("read the stored Raft configuration", "err", err)
+		p.log.Warn("read the stored Raft configuration", "err", err)
 		return raft.Configuration{}
 	}
 	return c
@@ -386,17 +504,17 @@ func (nopFSM) Restore(io.ReadCloser) error         { return errors.New("not a re
 // catchUpFSM restores the newest snapshot into the state file when the file
 // is older than it (a lost or replaced state file). Raft does not do this
 // itself because NoSnapshotRestoreOnStart trusts the durable FSM.
-func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
-	list, err := snaps.List()
+func (p *raftParts) catchUpFSM() error {
+	list, err := p.snaps.List()
 	if err != nil || len(list) == 0 {
 		return err
 	}
 	// Raft files a snapshot under its last entry, often a no-op or a
 	// configuration the state file never counts: compare what it holds.
-	if list[0].Index <= n.store.AppliedIndex() {
+	if list[0].Index <= p.state.AppliedIndex() {
 		return nil
 	}
-	_, rc, err := snaps.Open(list[0].ID)
+	_, rc, err := p.snaps.Open(list[0].ID)
 	if err != nil {
 		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
 	}
@@ -405,14 +523,14 @@ func (n *Node) catchUpFSM(snaps raft.SnapshotStore) error {
 	if err != nil {
 		return err
 	}
-	if held <= n.store.AppliedIndex() {
+	if held <= p.state.AppliedIndex() {
 		return nil
 	}
-	if _, rc, err = snaps.Open(list[0].ID); err != nil {
+	if _, rc, err = p.snaps.Open(list[0].ID); err != nil {
 		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
 	}
-	n.log.Warn("state file is behind the raft snapshot: restoring", "applied", n.store.AppliedIndex(), "snapshot", held)
-	return n.store.FSM().Restore(rc)
+	p.log.Warn("state file is behind the raft snapshot: restoring", "applied", p.state.AppliedIndex(), "snapshot", held)
+	return p.state.FSM().Restore(rc)
 }
 
 func (p *raftParts) close() error {
@@ -425,18 +543,18 @@ func (p *raftParts) close() error {
 	if p.trans != nil {
 		errs = append(errs, p.trans.Close())
 	}
-	errs = append(errs, p.closeStores())
+	errs = append(errs, p.raftStores.close())
 	return errors.Join(errs...)
 }
 
-// closeStores closes the log and its meta database.
-func (p *raftParts) closeStores() error {
+// close closes the log and its meta database.
+func (s *raftStores) close() error {
 	var errs []error
-	if p.wal != nil {
-		errs = append(errs, p.wal.Close())
+	if s.wal != nil {
+		errs = append(errs, s.wal.Close())
 	}
-	if p.meta != nil {
-		errs = append(errs, p.meta.Close())
+	if s.meta != nil {
+		errs = append(errs, s.meta.Close())
 	}
 	return errors.Join(errs...)
 }

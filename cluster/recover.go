@@ -45,12 +45,12 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 		return "", err
 	}
 	defer st.Close()
-	parts, snaps, err := openRaftStores(dataDir, log)
+	stores, err := openRaftStores(dataDir, log)
 	if err != nil {
 		return "", err
 	}
-	defer parts.close()
-	if ok, err := raft.HasExistingState(parts.wal, parts.wal, snaps); err != nil {
+	defer stores.close()
+	if ok, err := raft.HasExistingState(stores.wal, stores.wal, stores.snaps); err != nil {
 		return "", err
 	} else if !ok {
 		return "", fmt.Errorf("%s has no Raft state: nothing to recover", dataDir)
@@ -61,7 +61,7 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 	conf.NoSnapshotRestoreOnStart = true
 	_, trans := raft.NewInmemTransport("")
 	defer trans.Close()
-	cur, err := raft.GetConfiguration(conf, nopFSM{}, parts.wal, parts.wal, snaps, trans)
+	cur, err := raft.GetConfiguration(conf, nopFSM{}, stores.wal, stores.wal, stores.snaps, trans)
 	if err != nil {
 		return "", fmt.Errorf("read the Raft configuration: %w", err)
 	}
@@ -90,7 +90,7 @@ func Recover(dataDir string, log *slog.Logger) (voter string, err error) {
 			fsm.Stop()
 		}
 	}
-	if err := raft.RecoverCluster(conf, fsm, parts.wal, parts.wal, snaps, trans, raft.Configuration{Servers: []raft.Server{*self}}); err != nil {
+	if err := raft.RecoverCluster(conf, fsm, stores.wal, stores.wal, stores.snaps, trans, raft.Configuration{Servers: []raft.Server{*self}}); err != nil {
 		if stall != nil {
 			return "", fmt.Errorf("recover: %w: nothing was changed but the state file, which holds the entries before; free some space under %s and recover again", stall, dataDir)
 		}
