@@ -93,7 +93,13 @@ func (n *raftPartsNode) dialedWith(proto string) bool {
 
 func newRaftPartsNode(t *testing.T) *raftPartsNode {
 	t.Helper()
-	dir := t.TempDir()
+	return raftPartsNodeAt(t, t.TempDir())
+}
+
+// raftPartsNodeAt opens the state file of data dir dir; Raft is opened
+// with open.
+func raftPartsNodeAt(t *testing.T, dir string) *raftPartsNode {
+	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
