@@ -7,16 +7,230 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/store"
 )
 
+// fleetBackend answers the API's commands about the cluster's nodes
+// (apiserver.Fleet): `shoal status`, `nodes`, `label`, `drain` and
+// `forget`, with the leader's side of forget (POST /v1/forget) and the
+// removal of a node that leave uses too (removeNode).
+type fleetBackend struct {
+	self   identity
+	raft   runningRaft
+	state  fleetState
+	live   liveLister
+	gone   departures
+	writes leaderWrites
+	node   nodeCaller
+	log    *slog.Logger
+}
+
+// fleetState is what the fleet backend reads of this replica.
+type fleetState interface {
+	ClusterID() (string, error)
+	AppliedIndex() uint64
+	Nodes() ([]store.NodeRecord, error)
+	Snapshot() (store.State, error)
+}
+
+// departures says how and when a member that is no longer live went
+// (members.departed).
+type departures interface {
+	departed(name string) (departure, bool)
+}
+
+// leaderWrites commits commands: on the leader wherever it is (write), or
+// on this node, which must lead (applyLocal).
+type leaderWrites interface {
+	commandWriter
+	applyLocal(cmd any, timeout time.Duration) (any, error)
+}
+
+// nodeCaller calls the leader over the node protocol, and turns its
+// refusal of this node, a non-voter, into an error naming the voters.
+type nodeCaller interface {
+	leaderCaller
+	asNotVoter(err error) error
+}
+
+var (
+	_ apiserver.Fleet = (*fleetBackend)(nil)
+	_ fleetState      = (*store.Store)(nil)
+	_ departures      = (*members)(nil)
+	_ leaderWrites    = (*writes)(nil)
+	_ nodeCaller      = (*Node)(nil)
+)
+
+func newFleetBackend(self identity, r runningRaft, state fleetState, live liveLister, gone departures, w leaderWrites, node nodeCaller, log *slog.Logger) *fleetBackend {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &fleetBackend{self: self, raft: r, state: state, live: live, gone: gone, writes: w, node: node, log: log}
+}
+
+// Status answers `shoal status` from this node's view; `shoal up` prints
+// it once the node is up.
+func (n *Node) Status(ctx context.Context) (api.ClusterStatus, error) { return n.fleet.Status(ctx) }
+
+// Status: see Node.Status.
+func (b *fleetBackend) Status(ctx context.Context) (api.ClusterStatus, error) {
+	r := b.raft.r()
+	st := api.ClusterStatus{Node: b.self.Name, State: r.State().String()}
+	st.ClusterID, _ = b.state.ClusterID()
+	stats := r.Stats()
+	fmt.Sscan(stats["term"], &st.Term)
+	fmt.Sscan(stats["commit_index"], &st.CommitIndex)
+	st.AppliedIdx = b.state.AppliedIndex()
+	names := b.namesByID()
+	_, leaderID := r.LeaderWithID()
+	st.Leader = names[string(leaderID)]
+	st.Role = api.RoleNonVoter
+	if f := r.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				name := names[string(s.ID)]
+				if name == "" {
+					name = string(s.ID)
+				}
+				st.Voters = append(st.Voters, name)
+				if string(s.ID) == b.self.ID {
+					st.Role = api.RoleVoter
+				}
+			}
+		}
+	}
+	slices.Sort(st.Voters)
+	unreachable := b.unreachableVoters(r)
+	st.Stale = r.State() != raft.Leader && (leaderID == "" || time.Since(r.LastContact()) > 5*time.Second)
+	switch {
+	case leaderID == "":
+		st.Health = "no leader: writes are refused; running containers keep running"
+	case st.Stale:
+		st.Health = "stale: no contact with the leader"
+	case len(unreachable) > 0:
+		st.Health = "degraded: voters unreachable: " + strings.Join(unreachable, ", ")
+	default:
+		st.Health = "healthy"
+	}
+	return st, nil
+}
+
+// unreachableVoters are the voters this node's gossip does not see alive,
+// as "name (state)": suspect, dead, left, or absent when gossip never saw
+// them since this node started.
+func (b *fleetBackend) unreachableVoters(r *raft.Raft) []string {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	live := map[string]member{}
+	for _, m := range b.live.liveMembers() {
+		live[m.Meta.ID] = m
+	}
+	names := b.namesByID()
+	var out []string
+	for _, s := range f.Configuration().Servers {
+		id := string(s.ID)
+		if s.Suffrage != raft.Voter || id == b.self.ID {
+			continue
+		}
+		name := names[id]
+		if name == "" {
+			name = id
+		}
+		state := api.NodeState("absent")
+		if m, ok := live[id]; ok {
+			state = m.State
+		} else if d, ok := b.gone.departed(name); ok {
+			state = d.state
+		}
+		if state != api.NodeAlive {
+			out = append(out, fmt.Sprintf("%s (%s)", name, state))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// namesByID maps Raft server ids (node ids) to node names.
+func (b *fleetBackend) namesByID() map[string]string {
+	out := map[string]string{b.self.ID: b.self.Name}
+	recs, _ := b.state.Nodes()
+	for _, r := range recs {
+		out[r.ID] = r.Name
+	}
+	for _, m := range b.live.liveMembers() {
+		out[m.Meta.ID] = m.Name
+	}
+	return out
+}
+
+// Nodes answers `shoal nodes`.
+func (b *fleetBackend) Nodes(ctx context.Context) ([]api.Node, error) {
+	st, err := b.state.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	gossip := map[string]member{}
+	for _, m := range b.live.liveMembers() {
+		gossip[m.Name] = m
+	}
+	voters := map[string]bool{}
+	if f := b.raft.r().GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			voters[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+	}
+	count := map[string]int{}
+	for _, a := range st.Allocs {
+		count[a.Node]++
+	}
+	var out []api.Node
+	seen := map[string]bool{}
+	add := func(rec store.NodeRecord) {
+		seen[rec.Name] = true
+		nd := api.Node{Name: rec.Name, ID: rec.ID, Address: rec.Address, Arch: rec.Arch, OS: rec.OS,
+			Labels: rec.Labels, Cordoned: rec.Cordoned, State: api.NodeDead, Role: api.RoleNonVoter, Instances: count[rec.Name]}
+		if nd.Labels == nil {
+			nd.Labels = map[string]string{}
+		}
+		if m, ok := gossip[rec.Name]; ok {
+			nd.State, nd.Address = m.State, m.Addr
+			now := time.Now().UTC().Truncate(time.Second)
+			nd.LastSeen = &now
+		} else if d, ok := b.gone.departed(rec.Name); ok {
+			at := d.at.UTC().Truncate(time.Second)
+			nd.State, nd.LastSeen = d.state, &at
+		}
+		if voters[rec.ID] {
+			nd.Role = api.RoleVoter
+		}
+		out = append(out, nd)
+	}
+	for _, rec := range st.Nodes {
+		add(rec)
+	}
+	// Members the leader has not registered yet still show.
+	for _, m := range gossip {
+		if !seen[m.Name] {
+			add(store.NodeRecord{Name: m.Name, ID: m.Meta.ID, Address: m.Addr, Arch: m.Meta.Arch, OS: m.Meta.OS})
+		}
+	}
+	slices.SortFunc(out, func(x, y api.Node) int { return strings.Compare(x.Name, y.Name) })
+	return out, nil
+}
+
 // Label sets and removes a node's labels.
-func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) error {
+func (b *fleetBackend) Label(ctx context.Context, node string, req api.LabelRequest) error {
 	for k, v := range req.Set {
 		if err := api.ValidLabel(k, v); err != nil {
 			return fmt.Errorf("%w: %v", api.ErrInvalid, err)
@@ -25,20 +239,20 @@ func (n *Node) Label(ctx context.Context, node string, req api.LabelRequest) err
 	if len(req.Set) == 0 && len(req.Remove) == 0 {
 		return fmt.Errorf("%w: no label to set or remove", api.ErrInvalid)
 	}
-	return n.writes.write(ctx, store.SetLabels{Node: node, Set: req.Set, Remove: req.Remove}, nil)
+	return b.writes.write(ctx, store.SetLabels{Node: node, Set: req.Set, Remove: req.Remove}, nil)
 }
 
 // Cordon drains a node (its instances move elsewhere, none come) or lets
 // it take instances again.
-func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
-	if err := n.writes.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
+func (b *fleetBackend) Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error) {
+	if err := b.writes.write(ctx, store.SetCordon{Node: node, Cordoned: cordoned}, nil); err != nil {
 		return api.CordonResult{}, err
 	}
 	var res api.CordonResult
 	if !cordoned {
 		return res, nil
 	}
-	st, err := n.store.Snapshot()
+	st, err := b.state.Snapshot()
 	if err != nil {
 		return res, nil // the drain is done; the warning is a courtesy
 	}
@@ -49,7 +263,7 @@ func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.Cord
 		}
 	}
 	seen := map[string]bool{}
-	for _, u := range n.unplaceable(st.Apps, st.Allocs, st.Nodes) {
+	for _, u := range unplaceable(b.live.liveMembers(), st.Apps, st.Allocs, st.Nodes) {
 		if !seen[u.App] {
 			seen[u.App] = true
 			res.Unplaced = append(res.Unplaced, api.UnplacedApp{App: u.App, Reason: u.Reason})
@@ -60,13 +274,13 @@ func (n *Node) Cordon(ctx context.Context, node string, cordoned bool) (api.Cord
 
 // callLeader posts body to path on the leader over the node protocol, the
 // leader waiting for one to be elected for up to writeTimeout.
-func (n *Node) callLeader(ctx context.Context, path string, body []byte) error {
+func (b *fleetBackend) callLeader(ctx context.Context, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	var last error
 	for {
-		if addr, id := n.raft.r().LeaderWithID(); addr != "" && string(id) != n.id.ID {
-			err := n.callOnce(ctx, addr, path, body)
+		if addr, id := b.raft.r().LeaderWithID(); addr != "" && string(id) != b.self.ID {
+			err := b.callOnce(ctx, addr, path, body)
 			var de *dialError
 			if !errors.As(err, &de) {
 				return err
@@ -84,9 +298,9 @@ func (n *Node) callLeader(ctx context.Context, path string, body []byte) error {
 	}
 }
 
-func (n *Node) callOnce(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
+func (b *fleetBackend) callOnce(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
 	_, hp := splitRaftAddr(addr)
-	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
+	resp, err := b.node.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: the leader at %s did not answer: %w", api.ErrNoLeader, hp, err)
 	}
@@ -99,7 +313,7 @@ func (n *Node) callOnce(ctx context.Context, addr raft.ServerAddress, path strin
 	if json.Unmarshal(data, &we) != nil || we.Message == "" {
 		return fmt.Errorf("leader %s: %s", hp, resp.Status)
 	}
-	return n.asNotVoter(&we)
+	return b.node.asNotVoter(&we)
 }
 
 // forgetRequest names a node that is gone for good.
@@ -109,21 +323,21 @@ type forgetRequest struct {
 
 // Forget takes a node that is gone for good (a dead device) out of the
 // cluster, as leave would have: its name becomes free for a new node.
-func (n *Node) Forget(ctx context.Context, name string) error {
+func (b *fleetBackend) Forget(ctx context.Context, name string) error {
 	body, _ := json.Marshal(forgetRequest{Name: name})
-	if n.raft.r().State() == raft.Leader {
-		return n.forget(name)
+	if b.raft.r().State() == raft.Leader {
+		return b.forget(name)
 	}
-	return n.callLeader(ctx, "/v1/forget", body)
+	return b.callLeader(ctx, "/v1/forget", body)
 }
 
-func (n *Node) serveForget(w http.ResponseWriter, r *http.Request) {
+func (b *fleetBackend) serveForget(w http.ResponseWriter, r *http.Request) {
 	var req forgetRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Name == "" {
 		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: forget request: %v", api.ErrInvalid, err))
 		return
 	}
-	if err := n.forget(req.Name); err != nil {
+	if err := b.forget(req.Name); err != nil {
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, api.ErrNotFound) {
 			code = http.StatusNotFound
@@ -137,8 +351,8 @@ func (n *Node) serveForget(w http.ResponseWriter, r *http.Request) {
 }
 
 // forget runs on the leader.
-func (n *Node) forget(name string) error {
-	recs, err := n.store.Nodes()
+func (b *fleetBackend) forget(name string) error {
+	recs, err := b.state.Nodes()
 	if err != nil {
 		return err
 	}
@@ -151,18 +365,18 @@ func (n *Node) forget(name string) error {
 	if id == "" {
 		return fmt.Errorf("node %q: %w", name, api.ErrNotFound)
 	}
-	for _, m := range n.liveMembers() {
+	for _, m := range b.live.liveMembers() {
 		if m.Name == name {
 			return fmt.Errorf("%w: node %s is alive: run shoal leave on it instead", api.ErrConflict, name)
 		}
 	}
-	if id == n.id.ID {
+	if id == b.self.ID {
 		return fmt.Errorf("%w: node %s is alive (it leads the cluster): run shoal leave on it instead", api.ErrConflict, name)
 	}
-	if err := n.removeNode(id, name); err != nil {
+	if err := b.removeNode(id, name); err != nil {
 		return err
 	}
-	n.log.Warn("a node was forgotten", "name", name, "id", id)
+	b.log.Warn("a node was forgotten", "name", name, "id", id)
 	return nil
 }
 
@@ -170,14 +384,14 @@ func (n *Node) forget(name string) error {
 // if it is a server (never leaving the voters without a live majority),
 // then revoked (its certificate admits it nowhere, gossip stops counting
 // it), then out of the registry (its instances move).
-func (n *Node) removeNode(id, name string) error {
-	r := n.raft.r()
+func (b *fleetBackend) removeNode(id, name string) error {
+	r := b.raft.r()
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
 	}
-	alive := map[string]bool{n.id.ID: true}
-	for _, m := range n.liveMembers() {
+	alive := map[string]bool{b.self.ID: true}
+	for _, m := range b.live.liveMembers() {
 		alive[m.Meta.ID] = true
 	}
 	var server *raft.Server
@@ -214,15 +428,9 @@ func (n *Node) removeNode(id, name string) error {
 			return fmt.Errorf("remove %s from raft: %w", name, err)
 		}
 	}
-	if _, err := n.writes.applyLocal(store.Revoke{ID: id}, writeTimeout); err != nil {
+	if _, err := b.writes.applyLocal(store.Revoke{ID: id}, writeTimeout); err != nil {
 		return err
 	}
-	_, err := n.writes.applyLocal(store.DeleteNodes{Names: []string{name}}, writeTimeout)
+	_, err := b.writes.applyLocal(store.DeleteNodes{Names: []string{name}}, writeTimeout)
 	return err
-}
-
-func writeWireError(w http.ResponseWriter, code int, err error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(api.Wire(err))
 }

@@ -61,6 +61,9 @@ func newWrites(self string, r runningRaft, leader leaderCaller, guard writeGuard
 	return &writes{self: self, raft: r, leader: leader, guard: guard}
 }
 
+// writeTimeout bounds a write: without a leader it fails instead of hanging.
+const writeTimeout = 5 * time.Second
+
 // forwardAnswer is the leader's answer to a forwarded command.
 type forwardAnswer struct {
 	Response json.RawMessage `json:"response,omitempty"`
@@ -202,9 +205,9 @@ func (w *writes) forwardOnce(ctx context.Context, addr raft.ServerAddress, data 
 
 // nodeGet asks the node at Raft address addr for path over the node
 // protocol and decodes its answer.
-func nodeGet[T any](ctx context.Context, n *Node, addr raft.ServerAddress, path string) (T, error) {
+func nodeGet[T any](ctx context.Context, c leaderCaller, addr raft.ServerAddress, path string) (T, error) {
 	var out T
-	resp, err := n.nodeRequest(ctx, http.MethodGet, addr, path, nil)
+	resp, err := c.nodeRequest(ctx, http.MethodGet, addr, path, nil)
 	if err != nil {
 		return out, err
 	}
@@ -250,6 +253,13 @@ func writeAnswer(w http.ResponseWriter, v any, err error, notApplied bool) {
 	writeJSONResponse(w, ans)
 }
 
+// writeWireError answers a node call with code and err in the API's wire form.
+func writeWireError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(api.Wire(err))
+}
+
 // errLeadershipMoved answers a node call meant for the leader on a node
 // that no longer is.
 var errLeadershipMoved = fmt.Errorf("%w: leadership moved; try again", api.ErrNoLeader)
@@ -285,11 +295,11 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node := http.NewServeMux()
 	// Who may call what: see trust.go.
 	node.HandleFunc("POST /v1/apply", n.votersOnly(n.writes.serveApply))
-	node.HandleFunc("POST /v1/forget", n.votersOnly(n.serveForget))
-	node.HandleFunc("POST /v1/leave", n.serveLeave)   // the caller itself
-	node.HandleFunc("POST /v1/report", n.serveReport) // the caller's own instances
+	node.HandleFunc("POST /v1/forget", n.votersOnly(n.fleet.serveForget))
+	node.HandleFunc("POST /v1/leave", n.serveLeave)     // the caller itself
+	node.HandleFunc("POST /v1/report", n.reports.serve) // the caller's own instances
 	node.HandleFunc("GET /v1/read-index", n.reads.serveReadIndex)
-	node.HandleFunc("GET /v1/ps", n.servePS)
+	node.HandleFunc("GET /v1/ps", n.reports.servePS)
 	node.HandleFunc("GET /v1/ca-key", n.serveCAKey)
 	node.HandleFunc("GET /v1/member", n.serveMember)
 	// Joins come from anyone: a connection is held no longer than a join

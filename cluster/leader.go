@@ -85,9 +85,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	log.Info("leading the cluster")
 	// Views reported to an earlier term of this node may be stale; the
 	// nodes send theirs again to a new leader.
-	n.reportsMu.Lock()
-	n.reports = map[string]receivedReport{}
-	n.reportsMu.Unlock()
+	n.reports.forgetAll()
 	// Absences timed by an earlier term are not this term's: a node gone
 	// briefly now must not count hours of an old absence.
 	n.leaderMu.Lock()

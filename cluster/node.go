@@ -67,24 +67,25 @@ type Node struct {
 	// gossipSeeds are where to find the members when alone.
 	gossipSeeds []string
 
-	store    *store.Store
-	raft     *raftParts
-	writes   *writes
-	reads    *reads
-	backups  *backups
-	members  *members
-	images   *image.Store
-	rt       *linux.Runtime
-	monitors *monitor.Monitors
-	ctrs     *nodeRuntime
-	agent    *agent.Agent
-	api      *apiserver.Server
-	started  time.Time
+	store     *store.Store
+	raft      *raftParts
+	writes    *writes
+	reads     *reads
+	backups   *backups
+	apps      *appBackend
+	fleet     *fleetBackend
+	reports   *reports
+	instances *instanceBackend
+	members   *members
+	images    *image.Store
+	rt        *linux.Runtime
+	monitors  *monitor.Monitors
+	ctrs      *nodeRuntime
+	agent     *agent.Agent
+	api       *apiserver.Server
+	started   time.Time
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
-
-	reportsMu sync.Mutex                // guards following
-	reports   map[string]receivedReport // by node name; on the leader
 
 	// relax asks watchLeadership to restart Raft with a cluster's
 	// timeouts (relaxRaft); rejoinTo to drop this node's Raft state and
@@ -140,7 +141,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1), reports: map[string]receivedReport{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1)}
 	n.peerLog, n.peerLogLimit = peerLogger(n.log)
 	defer func() {
 		if err == nil {
@@ -250,7 +251,6 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.writes = newWrites(n.id.ID, n.raft, n, n)
 	n.reads = newReads(n.id.ID, n.raft, n.store, n)
-	n.internal = n.internalServers()
 	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
 		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
 		return nil, err
@@ -270,14 +270,22 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.backups = newBackups(n.store, n.reads, n.writes, n.log)
+	n.apps = newAppBackend(n.writes, n.store, n)
+	n.fleet = newFleetBackend(n.id, n.raft, n.store, n, n.members, n.writes, n, n.log)
+	n.reports = newReports(n.id, n.raft, n.agent, n, n, n, n.log)
+	n.instances = newInstanceBackend(instanceBackendConfig{Self: n.id, Advertise: n.advertise, CgroupParent: n.cgroupParent()},
+		n.store, n.reports, n, n.agent, n, n.ctrs)
+	n.internal = n.internalServers()
 	n.api, err = apiserver.New(apiserver.Config{
 		Socket:     SocketPath(cfg.DataDir),
 		Remote:     n.port.Listener(pki.ProtoAPI),
-		Cluster:    n,
-		Fleet:      n,
+		Apps:       n.apps,
+		Reads:      n.reads,
+		Fleet:      n.fleet,
+		Tokens:     n,
 		Membership: n,
 		Backups:    n.backups,
-		Instances:  n,
+		Instances:  n.instances,
 		Images:     newImageBackend(n.id.Name, n.images, n.store),
 		Exec:       newExecBackend(n.id.Name, n.agent, n.store, n.ctrs),
 		Logger:     n.log,
@@ -407,7 +415,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("api", n.api.Serve)
 	run("cluster port", n.serveInternal)
 	run("gossip", n.keepGossiping)
-	run("report", n.reportStatus)
+	run("report", n.reports.run)
 	run("leadership", n.watchLeadership)
 	run("ca key", n.keepCAKey)
 	run("agent", n.agent.Run)

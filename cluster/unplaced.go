@@ -8,15 +8,16 @@ import (
 	"github.com/shoal-edge/shoal/store"
 )
 
-// unplaceable asks the scheduler, on this node's replica and gossip view,
-// which instances of apps no node can take now, and why. Nothing keeps
-// the answer: it is computed again on every read (`ps`, `apply`), so that
-// an app that cannot be placed costs no Raft write, however long it waits.
+// unplaceable asks the scheduler, on this node's replica and the members
+// its gossip sees live, which instances of apps no node can take now, and
+// why. Nothing keeps the answer: it is computed again on every read (`ps`,
+// `apply`), so that an app that cannot be placed costs no Raft write,
+// however long it waits.
 // The leader's own plans are alike, so every node tells the same reasons
 // while gossip agrees.
-func (n *Node) unplaceable(apps []api.App, allocs []api.Allocation, recs []store.NodeRecord) []sched.Unplaced {
+func unplaceable(members []member, apps []api.App, allocs []api.Allocation, recs []store.NodeRecord) []sched.Unplaced {
 	live := map[string]bool{}
-	for _, m := range n.liveMembers() {
+	for _, m := range members {
 		live[m.Name] = true
 	}
 	now := time.Now()
@@ -31,23 +32,4 @@ func (n *Node) unplaceable(apps []api.App, allocs []api.Allocation, recs []store
 		in.Nodes = append(in.Nodes, sn)
 	}
 	return sched.Compute(in).Unplaced
-}
-
-// warnUnplaced fills each result's Unplaced with why its app cannot be
-// placed now, if it cannot: the write is done, and the operator hears at
-// once that nothing will run.
-func (n *Node) warnUnplaced(res []api.ApplyResult, apps []api.App) {
-	st, err := n.store.Snapshot()
-	if err != nil {
-		return // the write succeeded; the warning is a courtesy
-	}
-	why := map[string]string{}
-	for _, u := range n.unplaceable(apps, st.Allocs, st.Nodes) {
-		if why[u.App] == "" {
-			why[u.App] = u.Reason
-		}
-	}
-	for i := range res {
-		res[i].Unplaced = why[res[i].Name]
-	}
 }
