@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,11 +22,12 @@ var (
 	burstSettle   = flag.Duration("burst-settle", 30*time.Second, "BenchmarkClusterBurst: how long the node is watched once every instance runs")
 	burstInterval = flag.Duration("burst-check-interval", 10*time.Second, "BenchmarkClusterBurst: the health check's interval")
 	burstTimeout  = flag.Duration("burst-check-timeout", 5*time.Second, "BenchmarkClusterBurst: the health check's timeout")
+	burstNode     = flag.String("burst-node", "leader", "BenchmarkClusterBurst: the node the burst lands on: leader (the Raft leader's) or follower")
 )
 
 // BenchmarkClusterBurst applies -burst-replicas (1,000 by default)
-// replicas of one app, all placed on node c of a three-voter cluster in a
-// lab, with an HTTP health check (the defaults: every 10 s, 5 s timeout,
+// replicas of one app, all placed on one node of a three-voter cluster in a
+// lab (the Raft leader's by default; -burst-node follower for another), with an HTTP health check (the defaults: every 10 s, 5 s timeout,
 // 3 retries; -burst-check-interval and -burst-check-timeout change them), and
 // watches the cluster until every instance runs and -burst-settle after.
 // It reports:
@@ -37,11 +39,15 @@ var (
 //   - "restarts": the instances' restarts, all healthy containers (0 is
 //     the goal), and "unhealthy", instances ever seen unhealthy;
 //   - "load-max": the highest 1-minute load average of the machine;
-//   - "api-max-ms": the slowest `status` answer of node c, asked every
-//     200 ms: how responsive the busy node stayed.
+//   - "rm-s" and "rm-terms": then the app's removal, until no container
+//     of it is left, and the Raft terms begun meanwhile;
+//   - "api-max-ms": the slowest `status` answer of the busy node, asked
+//     every 200 ms: how responsive it stayed.
 //
-// Run it with -benchtime 1x; the app is removed (and every container
-// stopped) after each iteration.
+// Each node's Raft lines about leadership (timeouts, elections, a leader
+// stepping down) during the burst are logged.
+//
+// Run it with -benchtime 1x.
 func BenchmarkClusterBurst(b *testing.B) {
 	testutil.RequireRoot(b)
 	logLoad(b, "before")
@@ -53,8 +59,16 @@ func BenchmarkClusterBurst(b *testing.B) {
 
 func burstOnce(b *testing.B) {
 	lc := newLabCluster(b, false)
-	lc.threeVoters()
-	c := lc.nodes["c"].c
+	leader := lc.threeVoters()
+	busy := leader
+	switch *burstNode {
+	case "leader":
+	case "follower":
+		busy = lc.names[(slices.Index(lc.names, leader)+1)%len(lc.names)]
+	default:
+		b.Fatalf("-burst-node %q: want leader or follower", *burstNode)
+	}
+	c := lc.nodes[busy].c
 	archive := testutil.TestProgImage(b, "testprog:1")
 	f, err := os.Open(archive)
 	if err != nil {
@@ -63,10 +77,10 @@ func burstOnce(b *testing.B) {
 	_, err = c.ImportImage(context.Background(), f)
 	f.Close()
 	if err != nil {
-		b.Fatalf("import on c: %v", err)
+		b.Fatalf("import on %s: %v", busy, err)
 	}
 	a := lc.nodes["a"].c
-	if err := label(a, "c", "burst", "yes"); err != nil {
+	if err := label(a, busy, "burst", "yes"); err != nil {
 		b.Fatal(err)
 	}
 	termsOf := func() (map[string]uint64, error) {
@@ -80,19 +94,19 @@ func burstOnce(b *testing.B) {
 		}
 		return out, nil
 	}
-	// The label has reached c's replica when the scheduler may place
-	// there: wait for it through c's own view of itself.
+	// The label has reached the busy node's replica when the scheduler
+	// may place there: wait for it through its own view of itself.
 	_, err = waitUntil(time.Now(), 30*time.Second, 50*time.Millisecond, func() error {
 		ns, err := nodeList(c)
 		if err != nil {
 			return err
 		}
 		for _, n := range ns {
-			if n.Name == "c" && n.Labels["burst"] == "yes" {
+			if n.Name == busy && n.Labels["burst"] == "yes" {
 				return nil
 			}
 		}
-		return fmt.Errorf("c has no label burst=yes yet")
+		return fmt.Errorf("%s has no label burst=yes yet", busy)
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -146,7 +160,13 @@ func burstOnce(b *testing.B) {
 		b.Fatalf("apply: %v", err)
 	}
 	applied := time.Now()
-	b.Cleanup(func() { removeBurst(b, lc.nodes["a"].c, c, lc.nodes["c"].dir) })
+	logFrom := logSizes(lc)
+	removed := false
+	b.Cleanup(func() {
+		if !removed {
+			removeBurst(b, lc.nodes["a"].c, c, lc.nodes[busy].dir)
+		}
+	})
 
 	unhealthy := map[string]bool{}
 	var restarts int
@@ -204,14 +224,34 @@ func burstOnce(b *testing.B) {
 	for _, n := range lc.names {
 		terms = max(terms, after[n]-before[n])
 	}
-	b.Logf("%d replicas on c: all running after %v, terms %v -> %v, restarts %d, unhealthy %d, load max %.1f, c's status slowest %v",
-		*burstReplicas, took.Round(time.Second), before, after, restarts, len(unhealthy), loadMax, apiMax.Round(time.Millisecond))
+	logRaftLeadership(b, lc, logFrom)
+	b.Logf("%d replicas on %s (the %s): all running after %v, terms %v -> %v, restarts %d, unhealthy %d, load max %.1f, its status slowest %v",
+		*burstReplicas, busy, *burstNode, took.Round(time.Second), before, after, restarts, len(unhealthy), loadMax, apiMax.Round(time.Millisecond))
 	b.ReportMetric(took.Seconds(), "all-running-s")
 	b.ReportMetric(float64(terms), "terms")
 	b.ReportMetric(float64(restarts), "restarts")
 	b.ReportMetric(float64(len(unhealthy)), "unhealthy")
 	b.ReportMetric(loadMax, "load-max")
 	b.ReportMetric(float64(apiMax.Milliseconds()), "api-max-ms")
+
+	// Then the app's removal: a thousand stops at once on the busy node.
+	logFrom = logSizes(lc)
+	began := time.Now()
+	removeBurst(b, lc.nodes["a"].c, c, lc.nodes[busy].dir)
+	removed = true
+	rmTook := time.Since(began)
+	final, err := termsOf()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rmTerms uint64
+	for _, n := range lc.names {
+		rmTerms = max(rmTerms, final[n]-after[n])
+	}
+	logRaftLeadership(b, lc, logFrom)
+	b.Logf("removal: every container gone after %v, terms %v -> %v", rmTook.Round(time.Second), after, final)
+	b.ReportMetric(rmTook.Seconds(), "rm-s")
+	b.ReportMetric(float64(rmTerms), "rm-terms")
 }
 
 // removeBurst removes the app and waits until c runs none of it and no
@@ -261,4 +301,43 @@ func load1() float64 {
 	}
 	f, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
 	return f
+}
+
+// logSizes is how far each node's log goes now.
+func logSizes(lc *labCluster) map[string]int64 {
+	out := map[string]int64{}
+	for _, n := range lc.names {
+		if fi, err := os.Stat(lc.lab.LogPath(n)); err == nil {
+			out[n] = fi.Size()
+		}
+	}
+	return out
+}
+
+// raftLeadership are the words of Raft's log lines about losing or seeking
+// a leader.
+var raftLeadership = []string{"heartbeat timeout reached", "failed to contact", "entering candidate state", "entering leader state", "lost leadership", "election won", "pre-vote"}
+
+// logRaftLeadership logs each node's lines about leadership written since
+// from (logSizes), at most 20 per node.
+func logRaftLeadership(b *testing.B, lc *labCluster, from map[string]int64) {
+	for _, n := range lc.names {
+		data, err := os.ReadFile(lc.lab.LogPath(n))
+		if err != nil {
+			b.Logf("log of %s: %v", n, err)
+			continue
+		}
+		data = data[min(from[n], int64(len(data))):]
+		shown := 0
+		for line := range strings.Lines(string(data)) {
+			if shown == 20 {
+				b.Logf("%s: more lines about leadership not shown", n)
+				break
+			}
+			if slices.ContainsFunc(raftLeadership, func(w string) bool { return strings.Contains(line, w) }) {
+				b.Logf("%s: %s", n, strings.TrimSpace(line))
+				shown++
+			}
+		}
+	}
 }

@@ -14,32 +14,24 @@ import (
 // judges specs at the API's edge, commits them through Raft, and tells at
 // once which apps no node can take.
 type appBackend struct {
-	writes commandWriter
-	state  appState
-	live   liveLister
+	writes   commandWriter
+	apps     appReader
+	unplaced unplacedWarner
 }
 
-// appState is what the app backend reads of this replica: the whole
-// state, to place the apps just written, and an app's spec.
-type appState interface {
-	Snapshot() (store.State, error)
-	App(name string) (api.App, error)
-}
-
-// liveLister lists the gossip members this node sees live, revoked nodes
-// left out (Node.liveMembers).
-type liveLister interface {
-	liveMembers() []member
+// unplacedWarner fills each result of a write with why its app cannot be
+// placed now (unplaced).
+type unplacedWarner interface {
+	warnUnplaced(res []api.ApplyResult, apps []api.App)
 }
 
 var (
 	_ apiserver.Apps = (*appBackend)(nil)
-	_ appState       = (*store.Store)(nil)
-	_ liveLister     = (*Node)(nil)
+	_ unplacedWarner = (*unplaced)(nil)
 )
 
-func newAppBackend(writes commandWriter, state appState, live liveLister) *appBackend {
-	return &appBackend{writes: writes, state: state, live: live}
+func newAppBackend(writes commandWriter, apps appReader, unplaced unplacedWarner) *appBackend {
+	return &appBackend{writes: writes, apps: apps, unplaced: unplaced}
 }
 
 // Apply creates or updates apps.
@@ -67,7 +59,7 @@ func (b *appBackend) Apply(ctx context.Context, apps []api.App) ([]api.ApplyResu
 	if err := b.writes.write(ctx, store.PutApps{Apps: apps}, &res); err != nil {
 		return nil, err
 	}
-	b.warnUnplaced(res, apps)
+	b.unplaced.warnUnplaced(res, apps)
 	return res, nil
 }
 
@@ -100,30 +92,11 @@ func (b *appBackend) Scale(ctx context.Context, replicas map[string]int) ([]api.
 	for _, r := range res {
 		// This replica may not hold the write yet: the spec is, with the
 		// count just set.
-		if a, err := b.state.App(r.Name); err == nil {
+		if a, err := b.apps.App(r.Name); err == nil {
 			a.Replicas = replicas[r.Name]
 			apps = append(apps, a)
 		}
 	}
-	b.warnUnplaced(res, apps)
+	b.unplaced.warnUnplaced(res, apps)
 	return res, nil
-}
-
-// warnUnplaced fills each result's Unplaced with why its app cannot be
-// placed now, if it cannot: the write is done, and the operator hears at
-// once that nothing will run.
-func (b *appBackend) warnUnplaced(res []api.ApplyResult, apps []api.App) {
-	st, err := b.state.Snapshot()
-	if err != nil {
-		return // the write succeeded; the warning is a courtesy
-	}
-	why := map[string]string{}
-	for _, u := range unplaceable(b.live.liveMembers(), apps, st.Allocs, st.Nodes) {
-		if why[u.App] == "" {
-			why[u.App] = u.Reason
-		}
-	}
-	for i := range res {
-		res[i].Unplaced = why[res[i].Name]
-	}
 }

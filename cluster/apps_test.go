@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
@@ -12,43 +11,20 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
-	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/store"
 )
 
-// leadingStore is a real state file applied by a real Raft of one voter,
-// id, which leads; its writes are the writes part over that Raft.
-func leadingStore(t *testing.T, id string) (*store.Store, *raft.Raft, *writes) {
+// leadingStore is a real state file applied by a real lone voter, a,
+// which leads; its writes are the writes part over that Raft.
+func leadingStore(t *testing.T) (*store.Store, *raft.Raft, *writes) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := raft.DefaultConfig()
-	conf.LocalID = raft.ServerID(id)
-	conf.Logger = hclogFor(testutil.Logger(t), "raft")
-	conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(id))
-	logs, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
-	cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: addr, Suffrage: raft.Voter}}}
-	if err := raft.BootstrapCluster(conf, logs, logs, snaps, trans, cfg); err != nil {
-		t.Fatal(err)
-	}
-	r, err := raft.NewRaft(conf, st.FSM(), logs, logs, snaps, trans)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.Shutdown().Error()
-		st.Close()
-	})
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		if r.State() != raft.Leader {
-			return fmt.Errorf("%s is %s", id, r.State())
-		}
-		return nil
-	})
-	return st, r, newWrites(id, fixedRaft{r}, nil, &diskGuard{})
+	t.Cleanup(func() { st.Close() })
+	r := startStoreRaft(t, st)
+	return st, r, newWrites("a", fixedRaft{r}, nil, okDisk{}, okDisk{})
 }
 
 // liveSet lists the members named as alive gossip members whose ids are
@@ -67,12 +43,12 @@ func (l liveSet) liveMembers() []member {
 // Raft: a spec the edge refuses is never written; a write says at once
 // which app no live node can take and why; scale and rm reach the state.
 func TestAppBackendAlone(t *testing.T) {
-	st, _, w := leadingStore(t, "a")
+	st, _, w := leadingStore(t)
 	ctx := context.Background()
 	if _, err := w.applyLocal(store.NodeFacts{Node: store.NodeRecord{Name: "a", ID: "a", Arch: goruntime.GOARCH, OS: "linux"}}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	b := newAppBackend(w, st, liveSet{"a"})
+	b := newAppBackend(w, st, newUnplaced(liveSet{"a"}, st))
 
 	for name, apps := range map[string][]api.App{
 		"twice":   {{Name: "dup", Image: "x:1"}, {Name: "dup", Image: "y:1"}},

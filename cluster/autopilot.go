@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // Autopilot runs on the leader, after every membership change and on a
@@ -135,9 +137,65 @@ func planAutopilot(servers []raft.Server, live []apMember, deadFor map[raft.Serv
 	return p
 }
 
-// autopilot applies one pass on the leader.
-func (n *Node) autopilot(ctx context.Context, log *slog.Logger, members []member) error {
-	r := n.raft.r()
+// autopilot applies planAutopilot's passes on the leader. Only the
+// leader's loop calls it, one pass at a time; mu guards serverGone all
+// the same, for the checks and a test.
+type autopilot struct {
+	raft    autopilotRaft
+	revoked revocations
+	dial    nodeDialer
+	relax   chan<- struct{}
+	voters  int           // Config.Voters
+	grace   time.Duration // Config.DeadVoterGrace
+
+	mu         sync.Mutex                  // guards following
+	serverGone map[raft.ServerID]time.Time // Raft servers missing from gossip, since (this term)
+}
+
+// autopilotRaft is the running Raft, and whether it still runs a lone
+// voter's timeouts.
+type autopilotRaft interface {
+	runningRaft
+	isFast() bool
+}
+
+// revocations says whether a node id was revoked (left, forgotten, or its
+// name taken by a new node).
+type revocations interface {
+	Revoked(id string) bool
+}
+
+// nodeDialer opens a connection to the node of a Raft address, checked by
+// its certificate.
+type nodeDialer interface {
+	dialNode(ctx context.Context, addr raft.ServerAddress, proto string, timeout time.Duration) (net.Conn, error)
+}
+
+var (
+	_ autopilotRaft = (*raftParts)(nil)
+	_ revocations   = (*store.Store)(nil)
+	_ nodeDialer    = (*Node)(nil)
+)
+
+// newAutopilot keeps voters voters, replacing dead ones after grace; a
+// send on relax (room for one) asks for Raft's restart with a cluster's
+// timeouts once there is more than one voter.
+func newAutopilot(voters int, grace time.Duration, r autopilotRaft, revoked revocations, dial nodeDialer, relax chan<- struct{}) *autopilot {
+	return &autopilot{raft: r, revoked: revoked, dial: dial, relax: relax, voters: voters, grace: grace,
+		serverGone: map[raft.ServerID]time.Time{}}
+}
+
+// newTerm forgets the absences an earlier term timed: a server gone
+// briefly now must not count an old absence.
+func (a *autopilot) newTerm() {
+	a.mu.Lock()
+	clear(a.serverGone)
+	a.mu.Unlock()
+}
+
+// pass applies one pass on the leader.
+func (a *autopilot) pass(ctx context.Context, log *slog.Logger, members []member) error {
+	r := a.raft.r()
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
@@ -153,48 +211,41 @@ func (n *Node) autopilot(ctx context.Context, log *slog.Logger, members []member
 		present[id] = true
 		live = append(live, apMember{ID: id, Addr: raftAddr(m.Meta.ID, net.JoinHostPort(m.Addr, strconv.Itoa(m.Meta.Port)))})
 	}
-	// Gossip is spoken by every holder of the gossip key, a stolen
-	// non-voter included, and one forged message can make a member look
-	// dead for good: a voter missing from it is asked directly before it
-	// counts as gone, or the forger would be promoted in its place.
-	for _, s := range servers {
-		if s.Suffrage != raft.Voter || present[s.ID] || n.store.Revoked(string(s.ID)) || !n.answers(ctx, s.Address) {
-			continue
-		}
-		present[s.ID] = true
-		live = append(live, apMember{ID: s.ID, Addr: s.Address})
+	for _, m := range a.answeringVoters(ctx, servers, present) {
+		present[m.ID] = true
+		live = append(live, m)
 	}
 	now := time.Now()
 	deadFor := map[raft.ServerID]time.Duration{}
-	n.leaderMu.Lock()
+	a.mu.Lock()
 	inConf := map[raft.ServerID]bool{}
 	for _, s := range servers {
 		inConf[s.ID] = true
 	}
-	for id := range n.serverGone {
+	for id := range a.serverGone {
 		if !inConf[id] {
-			delete(n.serverGone, id)
+			delete(a.serverGone, id)
 		}
 	}
 	for _, s := range servers {
 		if present[s.ID] {
-			delete(n.serverGone, s.ID)
+			delete(a.serverGone, s.ID)
 			continue
 		}
-		if _, ok := n.serverGone[s.ID]; !ok {
-			n.serverGone[s.ID] = now
+		if _, ok := a.serverGone[s.ID]; !ok {
+			a.serverGone[s.ID] = now
 		}
-		deadFor[s.ID] = now.Sub(n.serverGone[s.ID])
+		deadFor[s.ID] = now.Sub(a.serverGone[s.ID])
 	}
-	n.leaderMu.Unlock()
+	a.mu.Unlock()
 
 	revoked := map[raft.ServerID]bool{}
 	for _, s := range servers {
-		if n.store.Revoked(string(s.ID)) {
+		if a.revoked.Revoked(string(s.ID)) {
 			revoked[s.ID] = true
 		}
 	}
-	p := planAutopilot(servers, live, deadFor, revoked, n.cfg.Voters, n.cfg.DeadVoterGrace)
+	p := planAutopilot(servers, live, deadFor, revoked, a.voters, a.grace)
 	// Changes wait for one another: Raft takes one configuration change
 	// at a time.
 	for _, s := range p.addVoters {
@@ -227,19 +278,69 @@ func (n *Node) autopilot(ctx context.Context, log *slog.Logger, members []member
 	for _, id := range p.remove {
 		delete(voters, id)
 	}
-	n.tuneTimeouts(len(voters) > 1)
+	a.tuneTimeouts(len(voters) > 1)
 	return nil
 }
+
+// answeringVoters are the voters of servers missing from gossip (not in
+// present) and not revoked that answer on their cluster port, in the
+// order of servers.
+//
+// Gossip is spoken by every holder of the gossip key, a stolen non-voter
+// included, and one forged message can make a member look dead for good:
+// a voter missing from it is asked directly before it counts as gone, or
+// the forger would be promoted in its place. The voters are asked at
+// once, maxVoterChecks at a time, so that a pass of the leader's loop
+// waits about one check (voterCheckTimeout) for voters that do not
+// answer, not one check each; every voter is asked, since one not asked
+// would count as gone.
+func (a *autopilot) answeringVoters(ctx context.Context, servers []raft.Server, present map[raft.ServerID]bool) []apMember {
+	var missing []raft.Server
+	for _, s := range servers {
+		if s.Suffrage != raft.Voter || present[s.ID] || a.revoked.Revoked(string(s.ID)) {
+			continue
+		}
+		missing = append(missing, s)
+	}
+	answered := make([]bool, len(missing))
+	var (
+		wg   sync.WaitGroup
+		slot = make(chan struct{}, maxVoterChecks)
+	)
+	for i, s := range missing {
+		slot <- struct{}{} // a check ends within voterCheckTimeout
+		wg.Go(func() {
+			defer func() { <-slot }()
+			answered[i] = a.answers(ctx, s.Address)
+		})
+	}
+	wg.Wait()
+	var out []apMember
+	for i, s := range missing {
+		if answered[i] {
+			out = append(out, apMember{ID: s.ID, Addr: s.Address})
+		}
+	}
+	return out
+}
+
+// maxVoterChecks bounds the voters asked at once, voterCheckTimeout one
+// check: a pass waits at most voterCheckTimeout for each maxVoterChecks
+// voters missing from gossip.
+const (
+	maxVoterChecks    = 8
+	voterCheckTimeout = 2 * time.Second
+)
 
 // tuneTimeouts asks for Raft's restart with the timeouts of a lossy link
 // (relaxRaft) once a lone voter's configuration has another voter: the
 // leader lease only counts voters, so non-voters alone change nothing.
-func (n *Node) tuneTimeouts(several bool) {
-	if !several || !n.raft.isFast() {
+func (a *autopilot) tuneTimeouts(several bool) {
+	if !several || !a.raft.isFast() {
 		return
 	}
 	select {
-	case n.relax <- struct{}{}:
+	case a.relax <- struct{}{}:
 	default:
 	}
 }
@@ -247,10 +348,10 @@ func (n *Node) tuneTimeouts(several bool) {
 // answers says whether the node of Raft address addr completes a handshake
 // on its cluster port with the certificate of the id it was registered
 // under.
-func (n *Node) answers(ctx context.Context, addr raft.ServerAddress) bool {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+func (a *autopilot) answers(ctx context.Context, addr raft.ServerAddress) bool {
+	ctx, cancel := context.WithTimeout(ctx, voterCheckTimeout)
 	defer cancel()
-	c, err := n.dialNode(ctx, addr, pki.ProtoNode, 2*time.Second)
+	c, err := a.dial.dialNode(ctx, addr, pki.ProtoNode, voterCheckTimeout)
 	if err != nil {
 		return false
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // The cluster CA's private key lives on the voters only, in DATA/tls/ca.key
@@ -98,27 +100,82 @@ type caKeyAnswer struct {
 	Refused string `json:"refused,omitempty"`
 }
 
+// caKeys keeps this node's copy of the CA key in step with its role in
+// Raft: a voter fetches it, a node that is no voter any more deletes it,
+// and in between the node's certificate follows the role (voterCerts). It
+// also gives the key to voters that ask (GET /v1/ca-key). One loop
+// (keepCAKey) changes the copy; serveCAKey only reads it.
+type caKeys struct {
+	self  identity
+	keys  caCopy
+	raft  runningRaft
+	state revocationWatch
+	certs roleCertificate
+	nodes leaderCaller // here: the leader, or any voter
+	peers callerIdentity
+	log   *slog.Logger
+}
+
+// caCopy is this node's copy of the CA key on disk (caKeeper).
+type caCopy interface {
+	caHolder
+	drop() error
+}
+
+// revocationWatch is what the replicated state says of this node's
+// standing, and a signal when it may have changed.
+type revocationWatch interface {
+	Revoked(id string) bool
+	Changed() <-chan struct{}
+}
+
+// roleCertificate issues this node the certificate of its role
+// (voterCerts).
+type roleCertificate interface {
+	settleVoterCert(voter bool) error
+}
+
+// callerIdentity is the node that sent a node call, nil if none or
+// revoked (trust.peerOf).
+type callerIdentity interface {
+	peerOf(r *http.Request) *pki.NodeIdentity
+}
+
+var (
+	_ caCopy          = (*caKeeper)(nil)
+	_ revocationWatch = (*store.Store)(nil)
+	_ roleCertificate = (*voterCerts)(nil)
+	_ callerIdentity  = (*trust)(nil)
+)
+
+func newCAKeys(self identity, keys caCopy, r runningRaft, state revocationWatch, certs roleCertificate, nodes leaderCaller, peers callerIdentity, log *slog.Logger) *caKeys {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &caKeys{self: self, keys: keys, raft: r, state: state, certs: certs, nodes: nodes, peers: peers, log: log}
+}
+
 // serveCAKey gives this node's copy of the CA key to a node that is a
 // voter in this node's current Raft configuration and not revoked.
-func (n *Node) serveCAKey(w http.ResponseWriter, r *http.Request) {
-	ca := n.cakey.get()
+func (k *caKeys) serveCAKey(w http.ResponseWriter, r *http.Request) {
+	ca := k.keys.get()
 	if ca == nil {
-		writeAnswer(w, nil, fmt.Errorf("%w: node %s holds no copy of the CA key", api.ErrNotFound, n.id.Name), false)
+		writeAnswer(w, nil, fmt.Errorf("%w: node %s holds no copy of the CA key", api.ErrNotFound, k.self.Name), false)
 		return
 	}
-	peer := n.peerOf(r)
-	if peer == nil || n.store.Revoked(peer.ID) {
+	peer := k.peers.peerOf(r)
+	if peer == nil || k.state.Revoked(peer.ID) {
 		writeAnswer(w, caKeyAnswer{Refused: "the caller is no node of this cluster"}, nil, false)
 		return
 	}
-	f := n.raft.r().GetConfiguration()
+	f := k.raft.r().GetConfiguration()
 	if err := f.Error(); err != nil {
 		writeAnswer(w, nil, fmt.Errorf("%w: read the Raft configuration: %v", api.ErrNoLeader, err), false)
 		return
 	}
 	for _, s := range f.Configuration().Servers {
 		if string(s.ID) == peer.ID && s.Suffrage == raft.Voter {
-			n.log.Info("gave the CA key to a voter", "name", peer.Name, "id", peer.ID)
+			k.log.Info("gave the CA key to a voter", "name", peer.Name, "id", peer.ID)
 			writeAnswer(w, caKeyAnswer{Key: ca.KeyPEM()}, nil, false)
 			return
 		}
@@ -127,25 +184,25 @@ func (n *Node) serveCAKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // askCAKey calls GET /v1/ca-key on the node of Raft address addr.
-func (n *Node) askCAKey(ctx context.Context, addr raft.ServerAddress) (caKeyAnswer, error) {
+func (k *caKeys) askCAKey(ctx context.Context, addr raft.ServerAddress) (caKeyAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return nodeGet[caKeyAnswer](ctx, n, addr, "/v1/ca-key")
+	return nodeGet[caKeyAnswer](ctx, k.nodes, addr, "/v1/ca-key")
 }
 
 // keepCAKey keeps this node's copy of the CA key in step with its role
 // until ctx ends.
-func (n *Node) keepCAKey(ctx context.Context) error {
+func (k *caKeys) keepCAKey(ctx context.Context) error {
 	tick := time.NewTicker(caKeySync)
 	defer tick.Stop()
 	var lastErr string
 	for {
-		changed := n.store.Changed()
-		if err := n.settleCAKey(ctx); err != nil {
+		changed := k.state.Changed()
+		if err := k.settleCAKey(ctx); err != nil {
 			// Once per new reason: a voter waits for a holder every tick,
 			// which is usual for a moment after a start or an upgrade.
 			if err.Error() != lastErr {
-				n.log.Info("CA key", "err", err)
+				k.log.Info("CA key", "err", err)
 			}
 			lastErr = err.Error()
 		} else {
@@ -163,16 +220,16 @@ func (n *Node) keepCAKey(ctx context.Context) error {
 // settleCAKey fetches the CA key for a voter that lacks it and deletes
 // it from a node that is no voter any more; in between it gives the node
 // the certificate of its role (settleVoterCert).
-func (n *Node) settleCAKey(ctx context.Context) error {
-	has := n.cakey.get() != nil
-	if n.store.Revoked(n.id.ID) {
+func (k *caKeys) settleCAKey(ctx context.Context) error {
+	has := k.keys.get() != nil
+	if k.state.Revoked(k.self.ID) {
 		if has {
-			n.log.Warn("this node's identity was revoked: deleting its copy of the CA key")
-			return n.cakey.drop()
+			k.log.Warn("this node's identity was revoked: deleting its copy of the CA key")
+			return k.keys.drop()
 		}
 		return nil
 	}
-	f := n.raft.r().GetConfiguration()
+	f := k.raft.r().GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
 	}
@@ -180,49 +237,49 @@ func (n *Node) settleCAKey(ctx context.Context) error {
 	if len(servers) == 0 {
 		return nil // no Raft state yet (a new or rejoining node): no role to go by
 	}
-	voter := isVoterIn(f.Configuration(), n.id.ID)
+	voter := isVoterIn(f.Configuration(), k.self.ID)
 	if voter && !has {
-		if err := n.fetchCAKey(ctx, servers); err != nil {
+		if err := k.fetchCAKey(ctx, servers); err != nil {
 			return err
 		}
 	}
 	// The certificate follows the role while this node holds the key: a
 	// demoted node trades its voter certificate before it deletes the key.
-	if err := n.settleVoterCert(voter); err != nil {
+	if err := k.certs.settleVoterCert(voter); err != nil {
 		return err
 	}
 	if !voter && has {
-		return n.dropCAKeyIfHeld(ctx)
+		return k.dropCAKeyIfHeld(ctx)
 	}
 	return nil
 }
 
 // fetchCAKey asks the leader for the CA key, then the other voters.
-func (n *Node) fetchCAKey(ctx context.Context, servers []raft.Server) error {
-	leader, leaderID := n.raft.r().LeaderWithID()
+func (k *caKeys) fetchCAKey(ctx context.Context, servers []raft.Server) error {
+	leader, leaderID := k.raft.r().LeaderWithID()
 	var asks []raft.ServerAddress
-	if leader != "" && string(leaderID) != n.id.ID {
+	if leader != "" && string(leaderID) != k.self.ID {
 		asks = append(asks, leader)
 	}
 	for _, s := range servers {
-		if s.Suffrage == raft.Voter && string(s.ID) != n.id.ID && s.ID != leaderID {
+		if s.Suffrage == raft.Voter && string(s.ID) != k.self.ID && s.ID != leaderID {
 			asks = append(asks, s.Address)
 		}
 	}
 	var errs []error
 	for _, addr := range asks {
 		_, hp := splitRaftAddr(addr)
-		ans, err := n.askCAKey(ctx, addr)
+		ans, err := k.askCAKey(ctx, addr)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", hp, err))
 		case ans.Refused != "":
 			errs = append(errs, fmt.Errorf("%s refused: %s", hp, ans.Refused))
 		default:
-			if err := n.cakey.put(ans.Key); err != nil {
+			if err := k.keys.put(ans.Key); err != nil {
 				return fmt.Errorf("the CA key from %s: %w", hp, err)
 			}
-			n.log.Info("this voter received the CA key", "from", hp)
+			k.log.Info("this voter received the CA key", "from", hp)
 			return nil
 		}
 	}
@@ -235,15 +292,15 @@ func (n *Node) fetchCAKey(ctx context.Context, servers []raft.Server) error {
 // dropCAKeyIfHeld deletes this non-voter's copy once the leader shows it
 // holds one: the leader refuses this node the key for not being a voter,
 // which it only says when it has the key.
-func (n *Node) dropCAKeyIfHeld(ctx context.Context) error {
-	leader, leaderID := n.raft.r().LeaderWithID()
-	if leader == "" || string(leaderID) == n.id.ID {
+func (k *caKeys) dropCAKeyIfHeld(ctx context.Context) error {
+	leader, leaderID := k.raft.r().LeaderWithID()
+	if leader == "" || string(leaderID) == k.self.ID {
 		return nil
 	}
-	ans, err := n.askCAKey(ctx, leader)
+	ans, err := k.askCAKey(ctx, leader)
 	if err != nil || ans.Refused == "" {
 		return nil // the leader lacks the key, or is out of reach: keep this copy for now
 	}
-	n.log.Info("this node is no voter: deleting its copy of the CA key")
-	return n.cakey.drop()
+	k.log.Info("this node is no voter: deleting its copy of the CA key")
+	return k.keys.drop()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/apiserver"
+	"github.com/shoal-edge/shoal/cluster/sched"
 	"github.com/shoal-edge/shoal/store"
 )
 
@@ -24,14 +25,34 @@ import (
 // `forget`, with the leader's side of forget (POST /v1/forget) and the
 // removal of a node that leave uses too (removeNode).
 type fleetBackend struct {
-	self   identity
-	raft   runningRaft
-	state  fleetState
-	live   liveLister
-	gone   departures
-	writes leaderWrites
-	node   nodeCaller
-	log    *slog.Logger
+	self     identity
+	raft     runningRaft
+	state    fleetState
+	live     liveGossip
+	gone     departures
+	writes   leaderWrites
+	leader   leaderCaller
+	voters   voterNamer
+	unplaced unplacedReasons
+	log      *slog.Logger
+}
+
+// fleetConfig is what the fleet backend needs.
+type fleetConfig struct {
+	Self identity
+	Raft runningRaft
+	// State is the registry, the cluster's id and how far this replica
+	// has applied the log.
+	State      fleetState
+	Live       liveGossip
+	Departures departures
+	Writes     leaderWrites
+	// Leader calls the leader over the node protocol (forget on a
+	// follower); Voters names the voters when it refuses this node.
+	Leader   leaderCaller
+	Voters   voterNamer
+	Unplaced unplacedReasons
+	Logger   *slog.Logger
 }
 
 // fleetState is what the fleet backend reads of this replica.
@@ -52,14 +73,13 @@ type departures interface {
 // on this node, which must lead (applyLocal).
 type leaderWrites interface {
 	commandWriter
-	applyLocal(cmd any, timeout time.Duration) (any, error)
+	localWriter
 }
 
-// nodeCaller calls the leader over the node protocol, and turns its
-// refusal of this node, a non-voter, into an error naming the voters.
-type nodeCaller interface {
-	leaderCaller
-	asNotVoter(err error) error
+// unplacedReasons says which instances of apps no node can take now, and
+// why (unplaced).
+type unplacedReasons interface {
+	unplaceable(apps []api.App, allocs []api.Allocation, recs []store.NodeRecord) []sched.Unplaced
 }
 
 var (
@@ -67,14 +87,15 @@ var (
 	_ fleetState      = (*store.Store)(nil)
 	_ departures      = (*members)(nil)
 	_ leaderWrites    = (*writes)(nil)
-	_ nodeCaller      = (*Node)(nil)
+	_ unplacedReasons = (*unplaced)(nil)
 )
 
-func newFleetBackend(self identity, r runningRaft, state fleetState, live liveLister, gone departures, w leaderWrites, node nodeCaller, log *slog.Logger) *fleetBackend {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+func newFleetBackend(cfg fleetConfig) *fleetBackend {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &fleetBackend{self: self, raft: r, state: state, live: live, gone: gone, writes: w, node: node, log: log}
+	return &fleetBackend{self: cfg.Self, raft: cfg.Raft, state: cfg.State, live: cfg.Live, gone: cfg.Departures,
+		writes: cfg.Writes, leader: cfg.Leader, voters: cfg.Voters, unplaced: cfg.Unplaced, log: cfg.Logger}
 }
 
 // Status answers `shoal status` from this node's view; `shoal up` prints
@@ -263,7 +284,7 @@ func (b *fleetBackend) Cordon(ctx context.Context, node string, cordoned bool) (
 		}
 	}
 	seen := map[string]bool{}
-	for _, u := range unplaceable(b.live.liveMembers(), st.Apps, st.Allocs, st.Nodes) {
+	for _, u := range b.unplaced.unplaceable(st.Apps, st.Allocs, st.Nodes) {
 		if !seen[u.App] {
 			seen[u.App] = true
 			res.Unplaced = append(res.Unplaced, api.UnplacedApp{App: u.App, Reason: u.Reason})
@@ -300,7 +321,7 @@ func (b *fleetBackend) callLeader(ctx context.Context, path string, body []byte)
 
 func (b *fleetBackend) callOnce(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
 	_, hp := splitRaftAddr(addr)
-	resp, err := b.node.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
+	resp, err := b.leader.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: the leader at %s did not answer: %w", api.ErrNoLeader, hp, err)
 	}
@@ -313,7 +334,7 @@ func (b *fleetBackend) callOnce(ctx context.Context, addr raft.ServerAddress, pa
 	if json.Unmarshal(data, &we) != nil || we.Message == "" {
 		return fmt.Errorf("leader %s: %s", hp, resp.Status)
 	}
-	return b.node.asNotVoter(&we)
+	return b.voters.asNotVoter(&we)
 }
 
 // forgetRequest names a node that is gone for good.

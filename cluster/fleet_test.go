@@ -31,7 +31,7 @@ func (g goneAs) departed(name string) (departure, bool) {
 // takes a dead one out (revoked, out of the registry), also when the
 // leader's side is asked over the node protocol.
 func TestFleetBackendAlone(t *testing.T) {
-	st, r, w := leadingStore(t, "a")
+	st, r, w := leadingStore(t)
 	ctx := context.Background()
 	for _, rec := range []store.NodeRecord{
 		{Name: "a", ID: "a", Address: "10.0.0.1", Arch: goruntime.GOARCH, OS: "linux"},
@@ -46,7 +46,8 @@ func TestFleetBackendAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := time.Now().Add(-time.Minute)
-	f := newFleetBackend(identity{Name: "a", ID: "a"}, fixedRaft{r}, st, liveSet{"a"}, goneAs{"b": {state: api.NodeLeft, at: left}}, w, nil, nil)
+	f := newFleetBackend(fleetConfig{Self: identity{Name: "a", ID: "a"}, Raft: fixedRaft{r}, State: st, Live: liveSet{"a"},
+		Departures: goneAs{"b": {state: api.NodeLeft, at: left}}, Writes: w, Voters: okDisk{}, Unplaced: newUnplaced(liveSet{"a"}, st)})
 
 	s, err := f.Status(ctx)
 	if err != nil {

@@ -26,7 +26,8 @@ type writes struct {
 	self   string // this node's Raft server id
 	raft   runningRaft
 	leader leaderCaller
-	guard  writeGuard
+	room   writeRoom
+	voters voterNamer
 }
 
 // runningRaft is Raft as it runs now: the node restarts it (relaxRaft,
@@ -40,12 +41,16 @@ type leaderCaller interface {
 	nodeRequest(ctx context.Context, method string, addr raft.ServerAddress, path string, body io.Reader) (*http.Response, error)
 }
 
-// writeGuard is what this node checks around a write: room on its disk
-// before one, and who it is when the leader refuses one.
-type writeGuard interface {
+// writeRoom is checked before a write: room on this node's disk.
+type writeRoom interface {
 	// checkDiskForWrite refuses a write of size bytes that this node's
 	// disk has no room to apply.
 	checkDiskForWrite(size int) error
+}
+
+// voterNamer says who this node is when the leader refuses its write
+// (trust.asNotVoter).
+type voterNamer interface {
 	// asNotVoter turns a refusal for lack of a voter's certificate
 	// into one naming the voters.
 	asNotVoter(err error) error
@@ -54,11 +59,12 @@ type writeGuard interface {
 var (
 	_ runningRaft  = (*raftParts)(nil)
 	_ leaderCaller = (*Node)(nil)
-	_ writeGuard   = (*Node)(nil)
+	_ writeRoom    = (*Node)(nil)
+	_ voterNamer   = (*trust)(nil)
 )
 
-func newWrites(self string, r runningRaft, leader leaderCaller, guard writeGuard) *writes {
-	return &writes{self: self, raft: r, leader: leader, guard: guard}
+func newWrites(self string, r runningRaft, leader leaderCaller, room writeRoom, voters voterNamer) *writes {
+	return &writes{self: self, raft: r, leader: leader, room: room, voters: voters}
 }
 
 // writeTimeout bounds a write: without a leader it fails instead of hanging.
@@ -101,7 +107,7 @@ func (w *writes) applyLocal(cmd any, timeout time.Duration) (any, error) {
 // applyRaw returns raft.ErrNotLeader as it is, for the caller to forward;
 // other losses of leadership mean no leader for now.
 func (w *writes) applyRaw(data []byte, timeout time.Duration) (any, error) {
-	if err := w.guard.checkDiskForWrite(len(data)); err != nil {
+	if err := w.room.checkDiskForWrite(len(data)); err != nil {
 		return nil, err
 	}
 	f := w.raft.r().Apply(data, timeout)
@@ -137,7 +143,7 @@ func setResponse(resp, out any) error {
 
 func (w *writes) forward(ctx context.Context, data []byte, out any) error {
 	// This node applies the entry too, leader or not.
-	if err := w.guard.checkDiskForWrite(len(data)); err != nil {
+	if err := w.room.checkDiskForWrite(len(data)); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
@@ -192,7 +198,7 @@ func (w *writes) forwardOnce(ctx context.Context, addr raft.ServerAddress, data 
 	defer resp.Body.Close()
 	notApplied, err := readAnswer(resp, out)
 	if errors.Is(err, api.ErrForbidden) {
-		return false, w.guard.asNotVoter(err)
+		return false, w.voters.asNotVoter(err)
 	}
 	if err != nil && !notApplied {
 		var we *api.WireError
@@ -294,13 +300,13 @@ func (n *Node) internalServers() map[string]*http.Server {
 	join.HandleFunc("POST /v1/join", n.serveJoin)
 	node := http.NewServeMux()
 	// Who may call what: see trust.go.
-	node.HandleFunc("POST /v1/apply", n.votersOnly(n.writes.serveApply))
-	node.HandleFunc("POST /v1/forget", n.votersOnly(n.fleet.serveForget))
+	node.HandleFunc("POST /v1/apply", n.trust.votersOnly(n.writes.serveApply))
+	node.HandleFunc("POST /v1/forget", n.trust.votersOnly(n.fleet.serveForget))
 	node.HandleFunc("POST /v1/leave", n.serveLeave)     // the caller itself
 	node.HandleFunc("POST /v1/report", n.reports.serve) // the caller's own instances
 	node.HandleFunc("GET /v1/read-index", n.reads.serveReadIndex)
 	node.HandleFunc("GET /v1/ps", n.reports.servePS)
-	node.HandleFunc("GET /v1/ca-key", n.serveCAKey)
+	node.HandleFunc("GET /v1/ca-key", n.caKeys.serveCAKey)
 	node.HandleFunc("GET /v1/member", n.serveMember)
 	// Joins come from anyone: a connection is held no longer than a join
 	// takes, and bodies are small.

@@ -88,8 +88,8 @@ func TestWritesReachTheLeader(t *testing.T) {
 	})
 	caller := &loopbackCaller{nodes: map[raft.ServerAddress]*writes{}}
 	guard := &diskGuard{}
-	wa := newWrites("a", fixedRaft{a.r}, caller, guard)
-	wb := newWrites("b", fixedRaft{b.r}, caller, guard)
+	wa := newWrites("a", fixedRaft{a.r}, caller, guard, guard)
+	wb := newWrites("b", fixedRaft{b.r}, caller, guard, guard)
 	caller.nodes[a.trans.LocalAddr()] = wa
 	caller.nodes[b.trans.LocalAddr()] = wb
 	ctx := context.Background()

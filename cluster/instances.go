@@ -22,22 +22,36 @@ import (
 // every allocation with its observed state, the way to the node that runs
 // an instance, this node's logs and one-off containers.
 type instanceBackend struct {
-	cfg    instanceBackendConfig
-	state  placementState
-	view   instanceView
-	live   liveLister
-	local  localProcesses
-	peers  apiPeers
-	oneOff oneOffRunner
+	self         identity
+	advertise    string
+	cgroupParent string
+	state        placementState
+	view         instanceView
+	live         liveGossip
+	unplaced     unplacedReasons
+	local        localProcesses
+	voters       voterCheck
+	peers        apiDialer
+	oneOff       oneOffRunner
 }
 
-// instanceBackendConfig is what the instance backend knows of its node.
+// instanceBackendConfig is what the instance backend needs.
 type instanceBackendConfig struct {
 	Self identity
 	// Advertise is the address a host-network instance is reached at.
 	Advertise string
 	// CgroupParent holds the containers' cgroups: their CPU and memory.
 	CgroupParent string
+	State        placementState
+	View         instanceView
+	Live         liveGossip
+	Unplaced     unplacedReasons
+	Local        localProcesses
+	// Voters says whether this node may pass a request on to another
+	// (only a voter may), Peers how.
+	Voters voterCheck
+	Peers  apiDialer
+	OneOff oneOffRunner
 }
 
 // placementState is what the instance backend reads of this replica.
@@ -61,12 +75,16 @@ type localProcesses interface {
 	LogPath(app string, index int) string
 }
 
-// apiPeers is how a request about an instance placed elsewhere is passed
-// on: only a voter may (isVoter, notVoter), over a transport that checks
-// the node it reaches (peerTransport).
-type apiPeers interface {
+// voterCheck says whether a node is a voter, and refuses for one that is
+// not, naming the voters (trust).
+type voterCheck interface {
 	isVoter(id string) bool
 	notVoter() error
+}
+
+// apiDialer reaches another node's API over a transport that checks the
+// node it reaches.
+type apiDialer interface {
 	peerTransport(id, name, instance string) http.RoundTripper
 }
 
@@ -80,27 +98,29 @@ var (
 	_ placementState      = (*store.Store)(nil)
 	_ instanceView        = (*reports)(nil)
 	_ localProcesses      = (*agent.Agent)(nil)
-	_ apiPeers            = (*Node)(nil)
+	_ voterCheck          = (*trust)(nil)
+	_ apiDialer           = (*Node)(nil)
 	_ oneOffRunner        = (*nodeRuntime)(nil)
 )
 
-func newInstanceBackend(cfg instanceBackendConfig, state placementState, view instanceView, live liveLister, local localProcesses, peers apiPeers, oneOff oneOffRunner) *instanceBackend {
-	return &instanceBackend{cfg: cfg, state: state, view: view, live: live, local: local, peers: peers, oneOff: oneOff}
+func newInstanceBackend(cfg instanceBackendConfig) *instanceBackend {
+	return &instanceBackend{self: cfg.Self, advertise: cfg.Advertise, cgroupParent: cfg.CgroupParent, state: cfg.State,
+		view: cfg.View, live: cfg.Live, unplaced: cfg.Unplaced, local: cfg.Local, voters: cfg.Voters, peers: cfg.Peers,
+		oneOff: cfg.OneOff}
 }
 
 // PS lists instances: every allocation, with its observed state from the
 // node that runs it (through the leader), this node's own always first-hand.
 func (b *instanceBackend) PS(ctx context.Context, app string) ([]api.InstanceStatus, error) {
-	self := b.cfg.Self.Name
+	self := b.self.Name
 	st, err := b.state.Snapshot()
 	if err != nil {
 		return nil, err
 	}
 	allocs := st.Allocs
 	observed, known := b.view.observed(ctx)
-	members := b.live.liveMembers()
 	live := map[string]bool{}
-	for _, m := range members {
+	for _, m := range b.live.liveMembers() {
 		live[m.Name] = true
 	}
 	if app != "" {
@@ -148,7 +168,7 @@ func (b *instanceBackend) PS(ctx context.Context, app string) ([]api.InstanceSta
 	for _, a := range st.Apps {
 		version[a.Name] = a.Version
 	}
-	for _, u := range unplaceable(members, st.Apps, allocs, st.Nodes) {
+	for _, u := range b.unplaced.unplaceable(st.Apps, allocs, st.Nodes) {
 		if (app != "" && u.App != app) || placed[api.InstanceName(u.App, u.Index)] {
 			continue
 		}
@@ -175,7 +195,7 @@ func instanceIndex(instance string) int {
 func (b *instanceBackend) instanceIP(app string) string {
 	a, err := b.state.App(app)
 	if err == nil && a.Network == api.NetworkHost {
-		return b.cfg.Advertise
+		return b.advertise
 	}
 	return ""
 }
@@ -190,7 +210,7 @@ func (b *instanceBackend) usage(s *api.InstanceStatus, a api.Allocation) {
 	if !ok {
 		return
 	}
-	cg, err := cgroup.Load(b.cfg.CgroupParent, h.ID())
+	cg, err := cgroup.Load(b.cgroupParent, h.ID())
 	if err != nil {
 		return
 	}
@@ -209,12 +229,12 @@ func (b *instanceBackend) Where(ctx context.Context, app string, index int) (str
 		return "", nil, err
 	}
 	for _, a := range allocs {
-		if a.App != app || a.Index != index || a.Node == b.cfg.Self.Name {
+		if a.App != app || a.Index != index || a.Node == b.self.Name {
 			continue
 		}
 		// The other node admits only voters and the admin credential.
-		if !b.peers.isVoter(b.cfg.Self.ID) {
-			return "", nil, b.peers.notVoter()
+		if !b.voters.isVoter(b.self.ID) {
+			return "", nil, b.voters.notVoter()
 		}
 		recs, err := b.state.Nodes()
 		if err != nil {
@@ -237,7 +257,7 @@ func (b *instanceBackend) LogPath(ctx context.Context, app string, index int) (s
 	}
 	for _, a := range allocs {
 		if a.App == app && a.Index == index {
-			if a.Node != b.cfg.Self.Name {
+			if a.Node != b.self.Name {
 				return "", fmt.Errorf("%s runs on node %s: ask that node (shoal --data-dir or --server): %w", a.Instance(), a.Node, api.ErrNotFound)
 			}
 			return b.local.LogPath(app, index), nil

@@ -97,8 +97,9 @@ func TestInstanceBackendAlone(t *testing.T) {
 	}
 	logs := noProcesses{dir: t.TempDir()}
 	runs := &recordedRuns{}
-	cfg := instanceBackendConfig{Self: identity{Name: "a", ID: "ida"}, Advertise: "10.0.0.1", CgroupParent: "shoal-test"}
-	b := newInstanceBackend(cfg, st, view, liveSet{"a"}, logs, voterPeers{voter: false}, runs)
+	b := newInstanceBackend(instanceBackendConfig{Self: identity{Name: "a", ID: "ida"}, Advertise: "10.0.0.1", CgroupParent: "shoal-test",
+		State: st, View: view, Live: liveSet{"a"}, Unplaced: newUnplaced(liveSet{"a"}, st), Local: logs,
+		Voters: voterPeers{voter: false}, Peers: voterPeers{}, OneOff: runs})
 	ctx := context.Background()
 
 	ps, err := b.PS(ctx, "")
@@ -135,7 +136,7 @@ func TestInstanceBackendAlone(t *testing.T) {
 	if _, _, err := b.Where(ctx, "web", 1); !errors.As(err, &nv) {
 		t.Errorf("a non-voter passes a request on: %v, want NotVoterError", err)
 	}
-	b.peers = voterPeers{voter: true}
+	b.voters = voterPeers{voter: true}
 	if addr, rt, err := b.Where(ctx, "web", 1); addr != "10.0.0.2:7001" || rt == nil || err != nil {
 		t.Errorf("where is web/1: %q, %v, %v; want b's cluster port", addr, rt, err)
 	}

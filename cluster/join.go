@@ -234,7 +234,7 @@ func (n *Node) errNoCAKey() error {
 		}
 	}
 	// The admin's CLI takes a NotVoterError to a voter, as it does writes.
-	return n.notVoter()
+	return n.trust.notVoter()
 }
 
 // joinSecret opens the join secret of the replica's sealed record.

@@ -221,7 +221,7 @@ func (n *Node) leaveOnce(ctx context.Context, addr raft.ServerAddress, body []by
 	if json.Unmarshal(data, &we) != nil || we.Message == "" {
 		return res, fmt.Errorf("leader %s: %s", hp, resp.Status)
 	}
-	return res, n.asNotVoter(&we)
+	return res, n.trust.asNotVoter(&we)
 }
 
 // retire stops every container of this node and marks the data dir: the
@@ -274,7 +274,7 @@ func (n *Node) serveLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	// Both from the certificate: the name is the registry record that
 	// goes, and another node's record must not go with this one's id.
-	if peer := n.peerOf(r); peer == nil || peer.ID != req.ID || peer.Name != req.Name {
+	if peer := n.trust.peerOf(r); peer == nil || peer.ID != req.ID || peer.Name != req.Name {
 		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only take itself out of the cluster", api.ErrInvalid))
 		return
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"runtime"
 	"slices"
@@ -367,16 +366,20 @@ func suspectAfter(members int, interval time.Duration) time.Duration {
 
 // liveMembers are the gossip members, without revoked nodes: a node that
 // left still holds the gossip key, but the cluster no longer knows it.
-func (n *Node) liveMembers() []member {
-	all := n.members.list()
+func (n *Node) liveMembers() []member { return withoutRevoked(n.members.list(), n.store) }
+
+func withoutRevoked(all []member, revoked revocations) []member {
 	out := all[:0]
 	for _, m := range all {
-		if m.Meta.ID == "" || !n.store.Revoked(m.Meta.ID) {
+		if m.Meta.ID == "" || !revoked.Revoked(m.Meta.ID) {
 			out = append(out, m)
 		}
 	}
 	return out
 }
+
+// count is how many members memberlist counts, this node included.
+func (m *members) count() int { return m.ml.NumMembers() }
 
 // exchange joins each of addrs (gossip host:port) on its own: a full
 // state exchange with the member there, at most maxExchanges at once. It
@@ -442,205 +445,6 @@ func (m *members) leave(timeout time.Duration) error {
 		errs = append(errs, fmt.Errorf("announce the leave: %w", err)) // leave all the same
 	}
 	return errors.Join(append(errs, m.ml.Leave(timeout))...)
-}
-
-// keepGossiping exchanges state with every node of the registry that this
-// node does not see in gossip, until it does, retrying from 1 s to
-// maxGossipRetry apart.
-//
-// Gossip alone does not bring such a node back. memberlist exchanges full
-// state only at a join and every 30 s with a member it already sees, and
-// it tells a member that it is dead or left only by gossip sent to it
-// while it is not yet either. So two nodes that restart at once and
-// reach each other first (the others not yet reachable) each see the
-// other alive and take themselves for joined, while the others hold both
-// for left or dead and gossip to neither: with nothing missing on one
-// side and the other side's gossip not reaching it, the fleet stays split
-// (once for most of a minute, in a bigger fleet for good). The side that
-// misses a node dials it; the exchange tells the node how it is held, it
-// refutes, and both sides see each other again.
-//
-// The same loop rejoins a node that is alone (after a start, or a
-// partition that outlived memberlist's memory of the others), and one the
-// registry does not hold at its current address: a node back at a new
-// address is refused by the others until its old address is dead, and
-// only a fresh exchange tells them it is back. A lone bootstrap node has
-// nobody to miss and costs nothing.
-func (n *Node) keepGossiping(ctx context.Context) error {
-	delay := time.Second
-	for {
-		if e, ok := n.newerEpoch(ctx); ok {
-			select {
-			case n.rejoinTo <- e:
-			default:
-			}
-		}
-		alone := n.members.ml.NumMembers() < 2
-		var addrs []string
-		switch {
-		case n.leaving.Load():
-			// Gossip was left: an exchange would bring this node back.
-		case !n.registeredAsIs():
-			addrs = n.seeds()
-		default:
-			addrs = n.missingPeers(maxExchanges)
-			if alone {
-				addrs = append(addrs, n.gossipSeeds...)
-				slices.Sort(addrs)
-				addrs = slices.Compact(addrs)
-			}
-		}
-		if len(addrs) > 0 {
-			reached := n.members.exchange(addrs)
-			if len(reached) > 0 {
-				n.log.Info("gossip: exchanged state with members", "reached", reached)
-			} else {
-				n.log.Debug("gossip: no member answered", "tried", addrs)
-			}
-			delay = min(2*delay, maxGossipRetry)
-		} else {
-			delay = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-	}
-}
-
-// maxGossipRetry is the longest wait between two attempts to reach a node
-// of the registry that gossip does not show.
-const maxGossipRetry = 10 * time.Second
-
-// missingPeers are the gossip addresses of at most limit nodes of the
-// registry (chosen at random) that are not live members: one exchange
-// with any live one brings every member it knows.
-func (n *Node) missingPeers(limit int) []string {
-	live := map[string]bool{}
-	for _, m := range n.members.list() {
-		live[m.Name] = true
-	}
-	recs, _ := n.store.Nodes()
-	var out []string
-	for _, r := range recs {
-		if r.ID == n.id.ID || live[r.Name] || r.Address == "" || r.GossipPort == 0 || n.store.Revoked(r.ID) {
-			continue
-		}
-		out = append(out, net.JoinHostPort(r.Address, strconv.Itoa(r.GossipPort)))
-	}
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out[:min(len(out), limit)]
-}
-
-// registeredAsIs says whether the registry holds this node at the address
-// and ports it has now.
-func (n *Node) registeredAsIs() bool {
-	recs, _ := n.store.Nodes()
-	for _, r := range recs {
-		if r.ID == n.id.ID {
-			return r.Address == n.advertise && r.GossipPort == n.cfg.GossipPort && r.Port == n.cfg.Port
-		}
-	}
-	return false
-}
-
-// seeds are the gossip addresses to try: those the join answer gave, and
-// every other node of the registry.
-func (n *Node) seeds() []string {
-	out := slices.Clone(n.gossipSeeds)
-	recs, _ := n.store.Nodes()
-	for _, r := range recs {
-		if r.ID != n.id.ID && r.Address != "" && r.GossipPort != 0 {
-			out = append(out, net.JoinHostPort(r.Address, strconv.Itoa(r.GossipPort)))
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// A member's gossip says who it is (name, id, cluster port); anyone with
-// the gossip key could say so, a node that left included. Before the
-// leader registers a member or gives Raft its address, it dials that
-// address and checks that the certificate there names the same node and is
-// not revoked. Results are kept while the member's address and name stay;
-// a failed check is tried again after memberRecheck.
-const memberRecheck = 5 * time.Second
-
-type memberCheck struct {
-	addr, name string
-	ok         bool
-	at         time.Time
-}
-
-// verifiedMembers are the live members whose certificate backs their
-// gossip; the leader's loop calls it. The members to check are checked at
-// once, maxMemberChecks at a time, and the pass waits no longer than one
-// check takes: anyone with the gossip key can announce members whose
-// cluster port never answers, and one at a time they would hold the
-// leader's loop (scheduling, autopilot) three seconds each. A member not
-// checked within the pass is left out until a later pass checks it.
-func (n *Node) verifiedMembers(ctx context.Context) []member {
-	var out, unchecked []member
-	for _, m := range n.liveMembers() {
-		if m.Meta.ID == n.id.ID {
-			out = append(out, m)
-			continue
-		}
-		// A member of another epoch speaks no Raft with this node (a
-		// newer one makes this node rejoin; an older one rejoins itself).
-		if m.Meta.ID == "" || m.Meta.Port == 0 || m.Meta.Epoch != n.epoch.Load() {
-			continue
-		}
-		addr := joinHostPort(m.Addr, m.Meta.Port)
-		n.leaderMu.Lock()
-		c, ok := n.checked[m.Meta.ID]
-		n.leaderMu.Unlock()
-		switch {
-		case !ok || c.addr != addr || c.name != m.Name || (!c.ok && time.Since(c.at) > memberRecheck):
-			unchecked = append(unchecked, m)
-		case c.ok:
-			out = append(out, m)
-		}
-	}
-	if len(unchecked) == 0 {
-		return out
-	}
-	pass, cancel := context.WithTimeout(ctx, memberCheckTimeout)
-	defer cancel()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		slot = make(chan struct{}, maxMemberChecks)
-	)
-	for _, m := range unchecked {
-		select {
-		case slot <- struct{}{}:
-		case <-pass.Done():
-		}
-		if pass.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-slot }()
-			addr := joinHostPort(m.Addr, m.Meta.Port)
-			c := memberCheck{addr: addr, name: m.Name, at: time.Now()}
-			c.ok = n.checkMember(pass, m, addr) == nil
-			if ctx.Err() != nil {
-				return // the loop is ending: no verdict
-			}
-			n.leaderMu.Lock()
-			n.checked[m.Meta.ID] = c
-			n.leaderMu.Unlock()
-			if c.ok {
-				mu.Lock()
-				out = append(out, m)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return out
 }
 
 // maxMemberChecks bounds the members checked at once, memberCheckTimeout

@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/cluster/agent"
 	"github.com/shoal-edge/shoal/cluster/apiserver"
 	"github.com/shoal-edge/shoal/cluster/pki"
@@ -59,6 +58,9 @@ type Node struct {
 
 	mat        *material
 	cakey      *caKeeper // the CA's private key, on voters
+	trust      *trust
+	certs      *voterCerts
+	caKeys     *caKeys
 	port       *port.Port
 	nodeClient *http.Client            // node protocol, to the leader
 	internal   map[string]*http.Server // by protocol: join and node
@@ -77,6 +79,9 @@ type Node struct {
 	reports   *reports
 	instances *instanceBackend
 	members   *members
+	gossip    *gossipUpkeep
+	leader    *leader
+	unplaced  *unplaced
 	images    *image.Store
 	rt        *linux.Runtime
 	monitors  *monitor.Monitors
@@ -87,12 +92,7 @@ type Node struct {
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
 
-	// relax asks watchLeadership to restart Raft with a cluster's
-	// timeouts (relaxRaft); rejoinTo to drop this node's Raft state and
-	// rejoin at a newer epoch (rejoin).
-	relax    chan struct{}
-	rejoinTo chan uint64
-	epoch    atomic.Uint64
+	epoch atomic.Uint64
 
 	// stop ends Run from inside (a node out of its cluster); Run then
 	// returns stopErr, set before stop closes.
@@ -101,11 +101,6 @@ type Node struct {
 	stopErr  error
 	// leaving: Leave is under way, and it ends the node itself.
 	leaving atomic.Bool
-
-	leaderMu   sync.Mutex // guards following
-	deadSince  map[string]time.Time
-	serverGone map[raft.ServerID]time.Time // Raft servers missing from gossip, since
-	checked    map[string]memberCheck      // by node id: gossip confirmed by a certificate
 }
 
 // New opens the data dir and every part, without starting loops. On error
@@ -141,7 +136,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), deadSince: map[string]time.Time{}, serverGone: map[raft.ServerID]time.Time{}, checked: map[string]memberCheck{}, leaderCh: make(chan bool, 16), stop: make(chan struct{}), relax: make(chan struct{}, 1), rejoinTo: make(chan uint64, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), leaderCh: make(chan bool, 16), stop: make(chan struct{})}
 	n.peerLog, n.peerLogLimit = peerLogger(n.log)
 	defer func() {
 		if err == nil {
@@ -237,8 +232,11 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.epoch.Store(epoch)
+	opening := &openingRaft{}
+	n.trust = newTrust(n.id, n.mat.ident, n.store, opening, &n.epoch, n.peerLog)
+	n.certs = newVoterCerts(n.mat.ident, n.cakey, n.store, cfg.DataDir, n.log)
 	bind := net.JoinHostPort(cfg.BindAddr, fmt.Sprint(cfg.Port))
-	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.serverTLS(), Allow: n.allow, Refuse: n.refuse, Route: routeProto, Logger: n.log}); err != nil {
+	if n.port, err = port.Listen(port.Config{Addr: bind, TLS: n.mat.serverTLS(&n.epoch), Allow: n.trust.allow, Refuse: n.trust.refuse, Route: routeProto, Logger: n.log}); err != nil {
 		return nil, fmt.Errorf("cluster port %s: %w", bind, err)
 	}
 	n.nodeClient = n.newNodeClient()
@@ -249,12 +247,18 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.raft, err = n.openRaft(n.id.ID, n.advertise, pending != nil); err != nil {
 		return nil, err
 	}
-	n.writes = newWrites(n.id.ID, n.raft, n, n)
+	opening.open(n.raft)
+	n.caKeys = newCAKeys(n.id, n.cakey, n.raft, n.store, n.certs, n, n.trust, n.log)
+	n.writes = newWrites(n.id.ID, n.raft, n, n, n.trust)
 	n.reads = newReads(n.id.ID, n.raft, n.store, n)
 	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
 		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
 		return nil, err
 	}
+	relax, rejoinTo := make(chan struct{}, 1), make(chan uint64, 1)
+	n.gossip = newGossipUpkeep(gossipUpkeepConfig{ID: n.id.ID, Advertise: n.advertise, Port: cfg.Port, GossipPort: cfg.GossipPort,
+		Seeds: n.gossipSeeds, Members: n.members, Registry: n.store, Peers: n, Epoch: &n.epoch, Leaving: &n.leaving, Rejoin: rejoinTo, Logger: n.log})
+	n.unplaced = newUnplaced(n.gossip, n.store)
 	n.agent, err = agent.New(agent.Config{
 		Node:    n.id.Name,
 		LogDir:  filepath.Join(cfg.DataDir, "logs"),
@@ -270,11 +274,20 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.backups = newBackups(n.store, n.reads, n.writes, n.log)
-	n.apps = newAppBackend(n.writes, n.store, n)
-	n.fleet = newFleetBackend(n.id, n.raft, n.store, n, n.members, n.writes, n, n.log)
-	n.reports = newReports(n.id, n.raft, n.agent, n, n, n, n.log)
-	n.instances = newInstanceBackend(instanceBackendConfig{Self: n.id, Advertise: n.advertise, CgroupParent: n.cgroupParent()},
-		n.store, n.reports, n, n.agent, n, n.ctrs)
+	n.reports = newReports(n.id, n.raft, n.agent, n.gossip, n, n.trust, n.log)
+	n.leader = newLeader(leaderConfig{
+		Notify: n.leaderCh, Relax: relax, Rejoin: rejoinTo, Restarter: n,
+		Raft: n.raft, State: n.store, Writes: n.writes, Members: n.gossip, MembersChanged: n.members.changed,
+		Autopilot: newAutopilot(cfg.Voters, cfg.DeadVoterGrace, n.raft, n.store, n, relax),
+		Records:   newClusterRecords(cfg.DataDir, n.store, n.writes, n.cakey, n.raft, n.log),
+		Reports:   n.reports,
+		Logger:    n.log,
+	})
+	n.apps = newAppBackend(n.writes, n.store, n.unplaced)
+	n.fleet = newFleetBackend(fleetConfig{Self: n.id, Raft: n.raft, State: n.store, Live: n.gossip, Departures: n.members,
+		Writes: n.writes, Leader: n, Voters: n.trust, Unplaced: n.unplaced, Logger: n.log})
+	n.instances = newInstanceBackend(instanceBackendConfig{Self: n.id, Advertise: n.advertise, CgroupParent: n.cgroupParent(),
+		State: n.store, View: n.reports, Live: n.gossip, Unplaced: n.unplaced, Local: n.agent, Voters: n.trust, Peers: n, OneOff: n.ctrs})
 	n.internal = n.internalServers()
 	n.api, err = apiserver.New(apiserver.Config{
 		Socket:     SocketPath(cfg.DataDir),
@@ -414,10 +427,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	run("api", n.api.Serve)
 	run("cluster port", n.serveInternal)
-	run("gossip", n.keepGossiping)
+	run("gossip", n.gossip.keepGossiping)
 	run("report", n.reports.run)
-	run("leadership", n.watchLeadership)
-	run("ca key", n.keepCAKey)
+	run("leadership", n.leader.run)
+	run("ca key", n.caKeys.keepCAKey)
 	run("agent", n.agent.Run)
 	run("removal", n.watchRemoved)
 	n.log.Info("node up", "id", n.id.ID, "advertise", n.advertise, "port", n.cfg.Port, "gossip_port", n.cfg.GossipPort, "socket", SocketPath(n.cfg.DataDir))

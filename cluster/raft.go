@@ -182,7 +182,13 @@ func raftConfig(id string, n *Node) *raft.Config {
 	// a slow link between voters.
 	c.HeartbeatTimeout = 500 * time.Millisecond
 	c.ElectionTimeout = 500 * time.Millisecond
-	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	// The lease as long as Raft allows (the heartbeat timeout): a leader
+	// steps down when no majority answered it within the lease, and a
+	// leader busy with a burst of container starts was seen to miss 250 ms
+	// (its followers answered after 250-305 ms) and cost an election. The
+	// followers' own timeouts decide the failover, not the lease; reads
+	// confirm the leader by a round of heartbeats, not by the lease.
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	// The FSM is durable (bbolt): no need to rebuild it from a snapshot on
 	// every start, and fewer entries between snapshots spare the flash.
 	c.NoSnapshotRestoreOnStart = true
@@ -225,7 +231,7 @@ func (n *Node) openRaft(id, advertise string, bootstrap bool) (*raftParts, error
 	// between a promotion and its new certificate, must not find its Raft
 	// connections refused when it leads.
 	if isVoterIn(stored, n.id.ID) || !existing && bootstrap {
-		n.startAsVoter()
+		n.certs.startAsVoter()
 	}
 	conf := n.raftConfigFor(p.fast)
 	if !existing && bootstrap {
@@ -432,12 +438,18 @@ func (p *raftParts) closeStores() error {
 func (p *raftParts) noCommandsIn(from, to uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.r().CommitIndex() < to {
+	return noCommandsIn(p.r(), p.wal, from, to)
+}
+
+// noCommandsIn reports whether r has committed [from, to] and no entry of
+// it, as logs holds them, is a command.
+func noCommandsIn(r *raft.Raft, logs raft.LogStore, from, to uint64) bool {
+	if r.CommitIndex() < to {
 		return false
 	}
 	var l raft.Log
 	for i := from; i <= to; i++ {
-		if err := p.wal.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+		if err := logs.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
 			return false
 		}
 	}

@@ -12,13 +12,16 @@ import (
 	"github.com/shoal-edge/shoal/internal/testutil"
 )
 
-// raftApplied is a replica whose state is Raft's own applied index (the
-// test's FSM counts every entry), polled.
-type raftApplied struct{ *raft.Raft }
+// raftApplied is a replica over a real Raft whose state is the test's
+// FSM, polled.
+type raftApplied struct{ *raftOnStream }
 
-func (r raftApplied) r() *raft.Raft                     { return r.Raft }
-func (r raftApplied) noCommandsIn(from, to uint64) bool { return false }
-func (r raftApplied) Changed() <-chan struct{}          { return nil }
+func (r raftApplied) r() *raft.Raft { return r.raftOnStream.r }
+func (r raftApplied) noCommandsIn(from, to uint64) bool {
+	return noCommandsIn(r.raftOnStream.r, r.logs, from, to)
+}
+func (r raftApplied) AppliedIndex() uint64     { return r.fsm.AppliedIndex() }
+func (r raftApplied) Changed() <-chan struct{} { return nil }
 
 // Reads alone, on a real two-voter Raft over loopback: once Linearize
 // returns on the follower, it holds a write the leader had accepted before
@@ -37,8 +40,8 @@ func TestReadsWaitForTheLeadersIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller := &loopbackCaller{readers: map[raft.ServerAddress]*reads{}}
-	ra := newReads("a", raftApplied{a.r}, raftApplied{a.r}, caller)
-	rb := newReads("b", raftApplied{b.r}, raftApplied{b.r}, caller)
+	ra := newReads("a", raftApplied{a}, raftApplied{a}, caller)
+	rb := newReads("b", raftApplied{b}, raftApplied{b}, caller)
 	caller.readers[a.trans.LocalAddr()] = ra
 	caller.readers[b.trans.LocalAddr()] = rb
 	ctx := context.Background()

@@ -39,7 +39,7 @@ type reports struct {
 	self  identity
 	raft  runningRaft
 	local localInstances
-	live  liveLister
+	live  liveGossip
 	node  leaderCaller
 	peers reportingPeers
 	log   *slog.Logger
@@ -62,10 +62,10 @@ type reportingPeers interface {
 
 var (
 	_ localInstances = (*agent.Agent)(nil)
-	_ reportingPeers = (*Node)(nil)
+	_ reportingPeers = (*trust)(nil)
 )
 
-func newReports(self identity, r runningRaft, local localInstances, live liveLister, node leaderCaller, peers reportingPeers, log *slog.Logger) *reports {
+func newReports(self identity, r runningRaft, local localInstances, live liveGossip, node leaderCaller, peers reportingPeers, log *slog.Logger) *reports {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -146,9 +146,9 @@ func (rp *reports) keep(r statusReport) {
 	rp.received[r.Node] = receivedReport{at: time.Now(), instances: r.Instances}
 }
 
-// forgetAll drops every view kept, when this node begins a term as the
-// leader.
-func (rp *reports) forgetAll() {
+// forgetReports drops the views reported to an earlier term: a new term's
+// leader hears every node's view again.
+func (rp *reports) forgetReports() {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
 	clear(rp.received)

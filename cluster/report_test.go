@@ -24,24 +24,6 @@ type ownInstances []api.InstanceStatus
 
 func (o ownInstances) Status() []api.InstanceStatus { return o }
 
-// gossip is a live set that the test changes.
-type gossip struct {
-	mu    sync.Mutex // guards following
-	names liveSet
-}
-
-func (g *gossip) set(names ...string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.names = names
-}
-
-func (g *gossip) liveMembers() []member {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.names.liveMembers()
-}
-
 // namedPeers takes the calling node from the request's Peer header, as
 // the cluster port takes it from the certificate.
 type namedPeers struct{}
@@ -107,7 +89,8 @@ func TestReportsAlone(t *testing.T) {
 		}
 		return nil
 	})
-	live := &gossip{names: liveSet{"a", "b"}}
+	live := &fakeMembers{}
+	live.set(liveSet{"a", "b"}.liveMembers()...)
 	onA := ownInstances{{App: "web", Instance: "web/0", Node: "a", State: api.StateRunning}}
 	onB := ownInstances{{App: "web", Instance: "web/1", Node: "b", State: api.StateRunning}}
 	ra := newReports(identity{Name: "a", ID: "a"}, fixedRaft{a.r}, onA, live, nil, namedPeers{}, testutil.Logger(t))
@@ -144,7 +127,7 @@ func TestReportsAlone(t *testing.T) {
 		t.Errorf("after forged reports the leader's view is %+v", view)
 	}
 
-	live.set("a")
+	live.set(liveSet{"a"}.liveMembers()...)
 	if got := ra.clusterView()["web/1"].State; got != api.StateUnknown {
 		t.Errorf("an instance of a node gossip lost is %q, want unknown", got)
 	}
@@ -158,7 +141,7 @@ func TestReportsAlone(t *testing.T) {
 		t.Errorf("cut off from the leader b still observes web/0: %+v", view)
 	}
 
-	ra.forgetAll()
+	ra.forgetReports()
 	if _, ok := ra.clusterView()["web/1"]; ok {
 		t.Errorf("a new term keeps an old term's view of b: %+v", ra.clusterView())
 	}

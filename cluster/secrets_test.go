@@ -186,11 +186,11 @@ func TestCAKeyOnlyForVoters(t *testing.T) {
 	})
 	addr := raftAddr(a.id.ID, fmt.Sprintf("127.0.0.1:%d", a.cfg.Port))
 	ctx := context.Background()
-	ans, err := b.askCAKey(ctx, addr)
+	ans, err := b.caKeys.askCAKey(ctx, addr)
 	if err != nil || ans.Refused == "" || len(ans.Key) != 0 {
 		t.Fatalf("a non-voter asked for the CA key: refused %q, %d key bytes, %v", ans.Refused, len(ans.Key), err)
 	}
-	ans, err = a.askCAKey(ctx, addr)
+	ans, err = a.caKeys.askCAKey(ctx, addr)
 	if err != nil || !bytes.Equal(ans.Key, a.cakey.get().KeyPEM()) {
 		t.Fatalf("a voter asked for the CA key: refused %q, %v", ans.Refused, err)
 	}

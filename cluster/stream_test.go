@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 type raftOnStream struct {
 	r     *raft.Raft
 	trans *raft.NetworkTransport
-	fsm   *raft.MockFSM
+	fsm   *indexedFSM
+	logs  raft.LogStore
 
 	mu     sync.Mutex // guards following
 	dialed []raft.ServerAddress
@@ -30,7 +32,7 @@ func startRaftOnStream(t *testing.T, id string) *raftOnStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &raftOnStream{fsm: &raft.MockFSM{}}
+	s := &raftOnStream{fsm: &indexedFSM{MockFSM: &raft.MockFSM{}}}
 	// Plain TCP stands in for the cluster port's TLS: what is under test
 	// is that Raft speaks through the layer, by the addresses it names.
 	dial := func(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -46,6 +48,7 @@ func startRaftOnStream(t *testing.T, id string) *raftOnStream {
 	conf.Logger = hclogFor(testutil.Logger(t), "raft")
 	conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	logs := raft.NewInmemStore()
+	s.logs = logs
 	if id == "a" {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: s.trans.LocalAddr(), Suffrage: raft.Voter}}}
 		if err := raft.BootstrapCluster(conf, logs, logs, raft.NewInmemSnapshotStore(), s.trans, cfg); err != nil {
@@ -62,6 +65,23 @@ func startRaftOnStream(t *testing.T, id string) *raftOnStream {
 	})
 	return s
 }
+
+// indexedFSM is the test's state machine: every entry, and the index of
+// the last one it applied. Raft's own AppliedIndex moves when an entry is
+// handed to the FSM, before the FSM holds it.
+type indexedFSM struct {
+	*raft.MockFSM
+	applied atomic.Uint64
+}
+
+func (f *indexedFSM) Apply(l *raft.Log) any {
+	out := f.MockFSM.Apply(l)
+	f.applied.Store(l.Index)
+	return out
+}
+
+// AppliedIndex is the index of the last entry the FSM holds.
+func (f *indexedFSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 func (s *raftOnStream) dialedTo(addr raft.ServerAddress) bool {
 	s.mu.Lock()

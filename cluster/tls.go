@@ -164,12 +164,12 @@ func pendingBootstrap(dataDir string) (*bootstrapState, error) {
 }
 
 // serverTLS is the cluster port's TLS configuration: the Raft protocol it
-// offers is the current epoch's.
-func (n *Node) serverTLS() *tls.Config {
-	base := n.mat.ident.ServerConfig()
+// offers is the epoch's at each handshake, as a rejoin moves it on.
+func (m *material) serverTLS(epoch epochSource) *tls.Config {
+	base := m.ident.ServerConfig()
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		c := n.mat.ident.ServerConfig()
-		c.NextProtos = []string{pki.RaftProto(n.epoch.Load()), pki.ProtoAPI, pki.ProtoNode, pki.ProtoJoin}
+		c := m.ident.ServerConfig()
+		c.NextProtos = []string{pki.RaftProto(epoch.Load()), pki.ProtoAPI, pki.ProtoNode, pki.ProtoJoin}
 		return c, nil
 	}
 	return base

@@ -9,15 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/cluster/pki"
 	"github.com/shoal-edge/shoal/cluster/port"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // Who may do what. The admin credential may do anything. Voters are
@@ -44,9 +47,69 @@ import (
 // A voter is a voter in this node's latest Raft configuration (isVoter),
 // read per request on the node protocol and per connection on the API.
 
+// trust holds these rules: it decides what a cluster-port peer may speak
+// (allow, refuse), who sent a node call (peerOf, isNode), and which calls
+// only voters may make (votersOnly, asNotVoter, notVoter). It keeps no
+// state of its own: each answer reads the replicated state and Raft's
+// configuration as they are, so it is safe for concurrent use.
+type trust struct {
+	self  identity
+	ident *pki.Identity
+	state trustState
+	raft  runningRaft // r() is nil until Raft opens (openingRaft)
+	epoch epochSource
+	log   *slog.Logger // bounded: strangers cause these lines
+}
+
+// trustState is what the replicated state says of trust.
+type trustState interface {
+	// Secrets holds the admitted admin keys.
+	Secrets() (store.Secrets, bool, error)
+	// Revoked says whether a node id was refused for good.
+	Revoked(id string) bool
+	// Nodes is the registry, which says which node holds a name (isNode).
+	Nodes() ([]store.NodeRecord, error)
+}
+
+// epochSource is the cluster's current epoch (epoch.go), which a rejoin
+// moves on.
+type epochSource interface {
+	Load() uint64
+}
+
+var (
+	_ trustState  = (*store.Store)(nil)
+	_ epochSource = (*atomic.Uint64)(nil)
+	_ runningRaft = (*openingRaft)(nil)
+)
+
+func newTrust(self identity, ident *pki.Identity, state trustState, r runningRaft, epoch epochSource, log *slog.Logger) *trust {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &trust{self: self, ident: ident, state: state, raft: r, epoch: epoch, log: log}
+}
+
+// openingRaft is Raft for a part that is made before Raft opens: the
+// cluster port admits connections from the moment it listens, and Raft
+// opens on it afterwards. Until open, r is nil.
+type openingRaft struct {
+	parts atomic.Pointer[raftParts]
+}
+
+// open hands over Raft once it runs.
+func (o *openingRaft) open(p *raftParts) { o.parts.Store(p) }
+
+func (o *openingRaft) r() *raft.Raft {
+	if p := o.parts.Load(); p != nil {
+		return p.r()
+	}
+	return nil
+}
+
 // adminAdmitted says whether pub is an admitted admin key.
-func (n *Node) adminAdmitted(pub ed25519.PublicKey) bool {
-	sec, ok, err := n.store.Secrets()
+func (t *trust) adminAdmitted(pub ed25519.PublicKey) bool {
+	sec, ok, err := t.state.Secrets()
 	if err != nil || !ok {
 		return false
 	}
@@ -55,8 +118,12 @@ func (n *Node) adminAdmitted(pub ed25519.PublicKey) bool {
 
 // isVoter says whether node id is a voter in this node's latest Raft
 // configuration.
-func (n *Node) isVoter(id string) bool {
-	f := n.raft.r().GetConfiguration()
+func (t *trust) isVoter(id string) bool {
+	r := t.raft.r()
+	if r == nil {
+		return false
+	}
+	f := r.GetConfiguration()
 	return f.Error() == nil && isVoterIn(f.Configuration(), id)
 }
 
@@ -64,39 +131,39 @@ func (n *Node) isVoter(id string) bool {
 // certificates (votercert.go), node calls for nodes (each node call checks
 // whom it serves), the API for the admin credential and voters, joining
 // for anyone who knows the secret (checked by the join handler).
-func (n *Node) allow(proto string, cs tls.ConnectionState) bool {
+func (t *trust) allow(proto string, cs tls.ConnectionState) bool {
 	if proto == pki.ProtoJoin {
 		return true
 	}
-	p := n.mat.ident.Peer(cs, n.adminAdmitted)
-	if p.Node != nil && n.store.Revoked(p.Node.ID) {
+	p := t.ident.Peer(cs, t.adminAdmitted)
+	if p.Node != nil && t.state.Revoked(p.Node.ID) {
 		return false
 	}
 	switch {
-	case proto == pki.RaftProto(n.epoch.Load()):
+	case proto == pki.RaftProto(t.epoch.Load()):
 		if p.Node != nil && !p.Node.Voter {
-			n.peerLog.Warn("refused Raft from a node without a voter certificate", "name", p.Node.Name, "id", p.Node.ID)
+			t.log.Warn("refused Raft from a node without a voter certificate", "name", p.Node.Name, "id", p.Node.ID)
 		}
 		return p.Node != nil && p.Node.Voter
 	case proto == pki.ProtoNode:
 		return p.Node != nil
 	case proto == pki.ProtoAPI:
-		return p.Admin || p.Node != nil && n.isVoter(p.Node.ID)
+		return p.Admin || p.Node != nil && t.isVoter(p.Node.ID)
 	}
 	return false
 }
 
 // refuse answers an HTTP peer that allow turned down, so that a remote CLI
 // says why instead of "EOF".
-func (n *Node) refuse(proto string, c net.Conn) {
+func (t *trust) refuse(proto string, c net.Conn) {
 	if proto != pki.ProtoAPI && proto != pki.ProtoNode {
 		return
 	}
-	_, hasSecrets, _ := n.store.Secrets()
+	_, hasSecrets, _ := t.state.Secrets()
 	we := api.WireError{Kind: api.KindInvalid, Message: "this node does not admit that credential: it is not an admin credential or node certificate of this cluster, or it was revoked"}
 	if tc, ok := c.(*tls.Conn); ok {
-		switch p := n.mat.ident.Peer(tc.ConnectionState(), nil); {
-		case p.Node != nil && n.store.Revoked(p.Node.ID):
+		switch p := t.ident.Peer(tc.ConnectionState(), nil); {
+		case p.Node != nil && t.state.Revoked(p.Node.ID):
 			// Said plainly, so that a node forgotten while it was away
 			// learns it (askMember) and stops its containers.
 			we = api.WireError{Kind: api.KindRemoved, Message: fmt.Sprintf(
@@ -148,12 +215,12 @@ func withPeerState(ctx context.Context, c net.Conn) context.Context {
 // peerOf is the node that sent r over the node protocol, nil if it is
 // revoked: the port checks revocation when a connection opens, and a
 // connection kept alive outlives it.
-func (n *Node) peerOf(r *http.Request) *pki.NodeIdentity {
+func (t *trust) peerOf(r *http.Request) *pki.NodeIdentity {
 	cs, ok := r.Context().Value(peerStateKey{}).(tls.ConnectionState)
 	if !ok {
 		return nil
 	}
-	if p := n.mat.ident.Peer(cs, nil).Node; p != nil && !n.store.Revoked(p.ID) {
+	if p := t.ident.Peer(cs, nil).Node; p != nil && !t.state.Revoked(p.ID) {
 		return p
 	}
 	return nil
@@ -162,15 +229,15 @@ func (n *Node) peerOf(r *http.Request) *pki.NodeIdentity {
 // votersOnly serves a node call that acts on the cluster (a forwarded
 // write, forget) for a current voter only. It is checked per request: a
 // pooled connection outlives a demotion.
-func (n *Node) votersOnly(h http.HandlerFunc) http.HandlerFunc {
+func (t *trust) votersOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		peer := n.peerOf(r)
-		if peer == nil || !n.isVoter(peer.ID) {
+		peer := t.peerOf(r)
+		if peer == nil || !t.isVoter(peer.ID) {
 			name := "?"
 			if peer != nil {
 				name = peer.Name
 			}
-			n.peerLog.Warn("refused a node call from a non-voter", "path", r.URL.Path, "node", name, "remote", r.RemoteAddr)
+			t.log.Warn("refused a node call from a non-voter", "path", r.URL.Path, "node", name, "remote", r.RemoteAddr)
 			writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: node %s is not a voter: only voters pass cluster writes on", api.ErrForbidden, name))
 			return
 		}
@@ -182,19 +249,22 @@ func (n *Node) votersOnly(h http.HandlerFunc) http.HandlerFunc {
 // a non-voter, into the error its client can act on: where the voters are.
 // A voter whose promotion the leader has not yet heard of keeps the
 // leader's word.
-func (n *Node) asNotVoter(err error) error {
+func (t *trust) asNotVoter(err error) error {
 	var nv *api.NotVoterError
-	if !errors.Is(err, api.ErrForbidden) || errors.As(err, &nv) || n.isVoter(n.id.ID) {
+	if !errors.Is(err, api.ErrForbidden) || errors.As(err, &nv) || t.isVoter(t.self.ID) {
 		return err
 	}
-	return n.notVoter()
+	return t.notVoter()
 }
 
 // notVoter refuses what only the admin credential or a voter may ask of
 // this node, naming the voters' cluster ports, the leader first.
-func (n *Node) notVoter() error {
-	e := &api.NotVoterError{Node: n.id.Name}
-	r := n.raft.r()
+func (t *trust) notVoter() error {
+	e := &api.NotVoterError{Node: t.self.Name}
+	r := t.raft.r()
+	if r == nil {
+		return e
+	}
 	leader, _ := r.LeaderWithID()
 	if leader != "" {
 		_, hp := splitRaftAddr(leader)
@@ -214,11 +284,11 @@ func (n *Node) notVoter() error {
 // isNode says whether peer is the node called name: the name its
 // certificate carries, and the registry's node of that name if it knows
 // one (a name passes to a new node only once the old one is revoked).
-func (n *Node) isNode(peer pki.NodeIdentity, name string) bool {
+func (t *trust) isNode(peer pki.NodeIdentity, name string) bool {
 	if peer.Name != name {
 		return false
 	}
-	recs, err := n.store.Nodes()
+	recs, err := t.state.Nodes()
 	if err != nil {
 		return false
 	}

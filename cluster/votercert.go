@@ -3,9 +3,12 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
+	"github.com/shoal-edge/shoal/cluster/pki"
+	"github.com/shoal-edge/shoal/store"
 )
 
 // Raft's protocol is admitted only from a voter's certificate (allow):
@@ -24,15 +27,50 @@ import (
 // A voter promoted a moment ago cannot win an election until it has the
 // key, about a second later (keepCAKey).
 
+// voterCerts gives this node the certificate its role calls for, issued
+// with the CA key it holds. It is used before Raft starts (startAsVoter)
+// and then by caKeys' loop alone, so its calls never overlap.
+type voterCerts struct {
+	ident  *pki.Identity
+	keys   caHolder
+	legacy legacyKeySource
+	path   string // DATA/tls/node.crt
+	log    *slog.Logger
+}
+
+// caHolder is this node's copy of the CA key (caKeeper).
+type caHolder interface {
+	get() *pki.CA // nil without the key
+	put(keyPEM []byte) error
+}
+
+// legacyKeySource is the previous release's secrets in the replicated
+// state, which held the CA key in clear.
+type legacyKeySource interface {
+	LegacySecrets() (store.LegacySecrets, bool, error)
+}
+
+var (
+	_ caHolder        = (*caKeeper)(nil)
+	_ legacyKeySource = (*store.Store)(nil)
+)
+
+func newVoterCerts(ident *pki.Identity, keys caHolder, legacy legacyKeySource, dataDir string, log *slog.Logger) *voterCerts {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &voterCerts{ident: ident, keys: keys, legacy: legacy, path: filepath.Join(tlsDir(dataDir), "node.crt"), log: log}
+}
+
 // settleVoterCert gives this node the certificate its role calls for, if
 // it holds the CA key to issue it. It runs before Raft starts (openRaft:
 // an upgraded voter must keep leading) and then on keepCAKey's loop only.
-func (n *Node) settleVoterCert(voter bool) error {
-	cur := n.mat.ident.Node()
+func (v *voterCerts) settleVoterCert(voter bool) error {
+	cur := v.ident.Node()
 	if cur.Voter == voter {
 		return nil
 	}
-	ca := n.cakey.get()
+	ca := v.keys.get()
 	if ca == nil {
 		if voter {
 			return errors.New("this voter has no voter certificate yet and waits for the CA key to issue one: it cannot lead until then")
@@ -44,40 +82,39 @@ func (n *Node) settleVoterCert(voter bool) error {
 	}
 	want := cur
 	want.Voter = voter
-	certPEM, err := ca.Issue(n.mat.ident.PublicKey(), want)
+	certPEM, err := ca.Issue(v.ident.PublicKey(), want)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(tlsDir(n.cfg.DataDir), "node.crt")
-	if err := writeFileAtomic(path, certPEM); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := writeFileAtomic(v.path, certPEM); err != nil {
+		return fmt.Errorf("write %s: %w", v.path, err)
 	}
-	if err := n.mat.ident.Replace(certPEM); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if err := v.ident.Replace(certPEM); err != nil {
+		return fmt.Errorf("%s: %w", v.path, err)
 	}
 	if voter {
-		n.log.Info("this voter issued itself a voter certificate")
+		v.log.Info("this voter issued itself a voter certificate")
 	} else {
-		n.log.Info("this node is no voter: it issued itself a plain node certificate")
+		v.log.Info("this node is no voter: it issued itself a plain node certificate")
 	}
 	return nil
 }
 
 // startAsVoter gives a node that its stored Raft configuration makes a
 // voter its voter certificate, before Raft starts.
-func (n *Node) startAsVoter() {
-	if n.cakey.get() == nil {
+func (v *voterCerts) startAsVoter() {
+	if v.keys.get() == nil {
 		// A cluster upgraded from the release that kept the CA key in clear
 		// in the replicated state (see migrateSecrets): its voters take the
 		// key from there, or none could lead the others to migrate it.
-		if legacy, ok, err := n.store.LegacySecrets(); err == nil && ok {
-			if err := n.cakey.put(legacy.CAKey); err != nil {
-				n.log.Warn("keep the CA key of the replicated state", "err", err)
+		if legacy, ok, err := v.legacy.LegacySecrets(); err == nil && ok {
+			if err := v.keys.put(legacy.CAKey); err != nil {
+				v.log.Warn("keep the CA key of the replicated state", "err", err)
 			}
 		}
 	}
-	if err := n.settleVoterCert(true); err != nil {
-		n.log.Warn("voter certificate", "err", err)
+	if err := v.settleVoterCert(true); err != nil {
+		v.log.Warn("voter certificate", "err", err)
 	}
 }
 

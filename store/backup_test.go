@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +172,66 @@ func TestScale(t *testing.T) {
 			t.Errorf("%s: a refused scale changed web to %d", name, a.Replicas)
 		}
 	}
+}
+
+// Revoked is asked on every connection and node call: it answers from
+// the list as of the last commit, whichever way the list changed, without
+// decoding it again while nothing changed.
+func TestRevokedFollowsTheState(t *testing.T) {
+	s := openTest(t)
+	apply(t, s, 1, Bootstrap{ClusterID: "c"})
+	if s.Revoked("a") {
+		t.Fatal("revoked before any revocation")
+	}
+	apply(t, s, 2, Revoke{ID: "a"})
+	if !s.Revoked("a") || s.Revoked("b") {
+		t.Fatalf("after revoking a: a %v b %v", s.Revoked("a"), s.Revoked("b"))
+	}
+	if allocs := testing.AllocsPerRun(100, func() { s.Revoked("a") }); allocs != 0 {
+		t.Errorf("Revoked allocates %v times a call while the state stays: it reads the list again", allocs)
+	}
+	if err := s.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Revoked("a") {
+		t.Fatal("revoked after a reset of the replicated state")
+	}
+	src := openTest(t)
+	apply(t, src, 1, Revoke{ID: "b"})
+	snapshotInto(t, src, s)
+	if s.Revoked("a") || !s.Revoked("b") {
+		t.Fatalf("after a snapshot restore: a %v b %v", s.Revoked("a"), s.Revoked("b"))
+	}
+}
+
+// A lookup racing a revocation never keeps the list it read before it.
+func TestRevokedRacingARevocation(t *testing.T) {
+	s := openTest(t)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.Revoked("x")
+				}
+			}
+		}()
+	}
+	for i := uint64(1); i <= 50; i++ {
+		id := fmt.Sprint("n", i)
+		apply(t, s, i, Revoke{ID: id})
+		if !s.Revoked(id) {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("%s not revoked right after its revocation was applied", id)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }

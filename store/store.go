@@ -117,6 +117,15 @@ type Store struct {
 	mu      sync.Mutex // guards following
 	changed chan struct{}
 	applied uint64
+	revoked revokedSet
+}
+
+// revokedSet is meta/revoked decoded, as of the commit that made changed
+// the channel at: the cluster port asks Revoked on every connection, node
+// call and dial, and the list changes seldom.
+type revokedSet struct {
+	at  chan struct{} // Store.changed when read: stale once that closes
+	ids map[string]bool
 }
 
 // Open opens or creates the state file at path and migrates it to this
@@ -278,8 +287,22 @@ func emptyReplicated(tx *bolt.Tx) error {
 	return nil
 }
 
-// Revoked reports whether a node id was refused for good.
+// Revoked reports whether a node id was refused for good. It decodes the
+// list once per change of the state, not once per call.
 func (s *Store) Revoked(id string) bool {
+	s.mu.Lock()
+	set, at := s.revoked, s.changed
+	s.mu.Unlock()
+	if set.at != at {
+		set = s.loadRevoked(at)
+	}
+	return set.ids[id]
+}
+
+// loadRevoked reads the list as of at or later: at is taken before the
+// read, so a commit the read misses closes at, and the next call reads
+// again.
+func (s *Store) loadRevoked(at chan struct{}) revokedSet {
 	var ids []string
 	s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyRevoked); v != nil {
@@ -287,7 +310,16 @@ func (s *Store) Revoked(id string) bool {
 		}
 		return nil
 	})
-	return slices.Contains(ids, id)
+	set := revokedSet{at: at, ids: make(map[string]bool, len(ids))}
+	for _, id := range ids {
+		set.ids[id] = true
+	}
+	s.mu.Lock()
+	if s.changed == at {
+		s.revoked = set
+	}
+	s.mu.Unlock()
+	return set
 }
 
 // Apps lists the apps by name.

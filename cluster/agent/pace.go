@@ -26,13 +26,19 @@ const (
 	// the node was running, and waiting behind a burst of new instances
 	// would keep it down for minutes.
 	restart priority = iota
+	// teardown: a container that ended is deleted (unmounts, its
+	// cgroup, its state). A thousand stopped at once and torn down at
+	// once stalled the node for over half a second: the leader it was
+	// stepped down. Before new instances: it gives back what they need.
+	teardown
 	// first: an instance starts for the first time on this node.
 	first
 	priorities
 )
 
-// pacer bounds the container starts under way on the node and queues the
-// others, restarts first, each priority in order of arrival. It also
+// pacer bounds the container starts and teardowns under way on the node
+// and queues the others, restarts first, each priority in order of
+// arrival. It also
 // tells whether the node is busy with starts, for health checks.
 type pacer struct {
 	slots int

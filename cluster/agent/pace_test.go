@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -73,6 +74,42 @@ func TestPacerOrder(t *testing.T) {
 		}
 		if p.busySince(time.Now()) {
 			t.Error("still busy a second after the last wait")
+		}
+	})
+}
+
+// A teardown waits behind restarts and goes before first starts.
+func TestPacerTeardownBetweenRestartsAndFirstStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPacer(1)
+		ctx := context.Background()
+		hold, err := p.acquire(ctx, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 3)
+		for _, w := range []struct {
+			name string
+			pri  priority
+		}{{"first", first}, {"teardown", teardown}, {"restart", restart}} {
+			go func() {
+				release, err := p.acquire(ctx, w.pri)
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				got <- w.name
+				release()
+			}()
+			synctest.Wait()
+		}
+		hold()
+		var order []string
+		for range 3 {
+			order = append(order, <-got)
+		}
+		if want := []string{"restart", "teardown", "first"}; !slices.Equal(order, want) {
+			t.Errorf("order %q, want %q", order, want)
 		}
 	})
 }

@@ -70,10 +70,15 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 		Detach: a.detach,
 		// Every start gets a new container id (containerID).
 		OverlapDelete: true,
-		Policy:        supervise.Policy{Restart: restartOf(app.Restart)},
-		Grace:         a.cfg.Grace,
-		OnEvent:       w.event,
-		Logger:        a.log.With("instance", al.Instance()),
+		Teardown: func() func() {
+			// Not bounded by ctx: what ended is always deleted.
+			release, _ := a.pace.acquire(context.Background(), teardown)
+			return release
+		},
+		Policy:  supervise.Policy{Restart: restartOf(app.Restart)},
+		Grace:   a.cfg.Grace,
+		OnEvent: w.event,
+		Logger:  a.log.With("instance", al.Instance()),
 	}
 	if a.cfg.Journal != nil {
 		// The restart policy let it end: remember, across restarts.

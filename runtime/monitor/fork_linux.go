@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,22 +37,19 @@ func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
 	for i, file := range files {
 		fds[i] = int(file.Fd())
 	}
-	err := f.mp.send(s.Marshal(), fds)
-	if err != nil {
-		// A spare that died a moment ago, before it got the request:
-		// once more, with a new monitor. Not once it may have got it:
-		// an init it forked might live on (one killed before its
-		// parent-death signal was set) and read the same pipes.
+	reply, unread, err := f.ask(s.Marshal(), fds)
+	if unread {
+		// A spare that died a moment ago, before it read the request:
+		// once more,
+		// with a new monitor. Not once it may have read it: an init it
+		// forked might live on (one killed before its parent-death
+		// signal was set) and read the same pipes.
 		f.mp.discard()
 		if f.mp, err = f.m.startMonitor(s.Dir); err != nil {
 			return nil, err
 		}
-		err = f.mp.send(s.Marshal(), fds)
+		reply, _, err = f.ask(s.Marshal(), fds)
 	}
-	if err != nil {
-		return nil, err
-	}
-	reply, err := f.mp.reply()
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +64,17 @@ func (f *forker) ForkInit(in linux.InitFork) (linux.RemoteInit, error) {
 	f.mp.watched = make(chan struct{})
 	go ri.watch(f.mp.sock, f.mp.watched)
 	return ri, nil
+}
+
+// ask sends the monitor the Start msg with fds and reads its answer.
+// unread says the monitor surely never read msg: the send failed, or it
+// hung up with msg, the only message it is sent, unread (ECONNRESET).
+func (f *forker) ask(msg []byte, fds []int) (reply string, unread bool, err error) {
+	if err := f.mp.send(msg, fds); err != nil {
+		return "", true, err
+	}
+	reply, err = f.mp.reply()
+	return reply, errors.Is(err, unix.ECONNRESET), err
 }
 
 // send sends the Start msg with fds. Through the raw connection, not

@@ -34,14 +34,19 @@ func spareMonitors(t *testing.T, cfg Config) []int {
 	return pids
 }
 
-// waitSpare waits for one spare monitor of cfg's and returns its pid.
-func waitSpare(t *testing.T, cfg Config) int {
+// waitSpare waits for one spare monitor of cfg's, held ready by m, and
+// returns its pid. The process shows before m holds it: a start in
+// between makes a monitor of its own.
+func waitSpare(t *testing.T, m *Monitors, cfg Config) int {
 	t.Helper()
 	var spare int
 	waitFor(t, "a spare monitor", func() error {
 		pids := spareMonitors(t, cfg)
 		if len(pids) != 1 {
 			return fmt.Errorf("spare monitors %v, want one", pids)
+		}
+		if !m.spare.Ready() {
+			return fmt.Errorf("spare monitor %d runs but is not ready yet", pids[0])
 		}
 		spare = pids[0]
 		return nil
@@ -63,7 +68,7 @@ func TestSpareMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spare := waitSpare(t, cfg)
+	spare := waitSpare(t, m, cfg)
 
 	// The next container gets it as its monitor, and is monitored as any.
 	spec := testSpec(t, cfg, "term")
@@ -106,7 +111,7 @@ func TestSpareMonitor(t *testing.T) {
 
 	// A spare killed while it waited is passed over, at once or once the
 	// start finds its socket dead.
-	next := waitSpare(t, cfg)
+	next := waitSpare(t, m, cfg)
 	if err := syscall.Kill(next, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +136,7 @@ func TestSpareMonitor(t *testing.T) {
 
 	// A spare told to stop (pkill shoal-monitor) goes, rather than keep
 	// the signal for the next container it would monitor.
-	next = waitSpare(t, cfg)
+	next = waitSpare(t, m, cfg)
 	if err := syscall.Kill(next, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +157,7 @@ func TestSpareMonitor(t *testing.T) {
 	deleteGone(t, cfg, h4)
 
 	// Close removes the spare made since, and leaves containers running.
-	waitSpare(t, cfg)
+	waitSpare(t, m, cfg)
 	m.Close()
 	if pids := spareMonitors(t, cfg); len(pids) != 0 {
 		t.Errorf("spare monitors %v after Close", pids)

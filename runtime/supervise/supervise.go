@@ -82,6 +82,10 @@ type Config struct {
 	// to running again. Only for Start funcs that give every container a
 	// new id. Run still returns only after every delete has finished.
 	OverlapDelete bool
+	// Teardown, when set, is called before a container is deleted and
+	// returns the function to call once it is: the node bounds how many
+	// containers it tears down at once, as it bounds its starts.
+	Teardown func() (done func())
 	// Detach, when closed, makes Run return at once leaving the current
 	// process running, without events: the daemon shuts down and the
 	// container outlives it. The process is released with its Close
@@ -204,6 +208,14 @@ const (
 	endDetached                // Detach closed: left running
 )
 
+// delete deletes p, once Teardown lets it.
+func (l *loop) delete(p Process) error {
+	if l.cfg.Teardown != nil {
+		defer l.cfg.Teardown()()
+	}
+	return p.Delete()
+}
+
 // once starts the container and supervises it. It reports how the run ended
 // and how long it lasted.
 func (l *loop) once(ctx context.Context) (Outcome, time.Duration, ending) {
@@ -253,7 +265,7 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 		if err := p.Stop(l.cfg.Grace); err != nil {
 			l.cfg.Logger.Error("stop container", "pid", p.Pid(), "err", err)
 			// Delete kills what Stop could not.
-			_ = p.Delete()
+			_ = l.delete(p)
 		}
 		// A process stuck in the kernel (uninterruptible sleep) may not
 		// die even from SIGKILL: give up rather than hang the caller.
@@ -270,11 +282,11 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 		l.deletes.Add(1)
 		go func() {
 			defer l.deletes.Done()
-			if err := p.Delete(); err != nil {
+			if err := l.delete(p); err != nil {
 				l.cfg.Logger.Error("delete container", "pid", p.Pid(), "err", err)
 			}
 		}()
-	} else if err := p.Delete(); err != nil {
+	} else if err := l.delete(p); err != nil {
 		l.cfg.Logger.Error("delete container", "pid", p.Pid(), "err", err)
 		errs = append(errs, err)
 	}

@@ -550,3 +550,52 @@ func TestOnEnd(t *testing.T) {
 		})
 	}
 }
+
+// Every delete, of a container that exited and of one stopped, runs
+// between Teardown and the function it returns: the node's bound on
+// teardowns holds for all of them.
+func TestTeardownAroundEveryDelete(t *testing.T) {
+	for _, overlap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("overlap=%v", overlap), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := &recorder{begin: time.Now()}
+				var mu sync.Mutex
+				var seen []string
+				note := func(s string) {
+					mu.Lock()
+					seen = append(seen, s)
+					mu.Unlock()
+				}
+				deleted := func() int {
+					n := 0
+					for _, p := range r.procs {
+						n += p.deleted
+					}
+					return n
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_ = Run(ctx, Config{
+						Start:         r.start([]step{{run: time.Second, code: 1}, {run: -1}}),
+						Policy:        Policy{Restart: Always},
+						OverlapDelete: overlap,
+						Teardown: func() func() {
+							note(fmt.Sprintf("teardown with %d deleted", deleted()))
+							return func() { note(fmt.Sprintf("done with %d deleted", deleted())) }
+						},
+						OnEvent: r.onEvent,
+					})
+				}()
+				time.Sleep(time.Minute)
+				cancel()
+				<-done
+				want := []string{"teardown with 0 deleted", "done with 1 deleted", "teardown with 1 deleted", "done with 2 deleted"}
+				if diff := cmp.Diff(want, seen); diff != "" {
+					t.Errorf("teardowns (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
