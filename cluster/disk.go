@@ -37,13 +37,13 @@ func (n *Node) checkDiskForWrite(size int) error {
 // mib is a size in MiB, for messages.
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// stallHealth is status's health line while the state file takes no
-// entry.
-func (n *Node) stallHealth(st store.Stall) string {
+// stallHealth is status's health line while the state file, in dataDir,
+// takes no entry.
+func stallHealth(dataDir string, st store.Stall) string {
 	since := st.Since.UTC().Format(time.RFC3339)
 	if errors.Is(st.Err, unix.ENOSPC) {
 		return fmt.Sprintf("degraded: disk full: no space left on the disk under the data dir %s since %s: the state file cannot take log entry %d, and this node applies no change until there is room; free some space there",
-			n.cfg.DataDir, since, st.Index)
+			dataDir, since, st.Index)
 	}
 	return fmt.Sprintf("degraded: the state file cannot take log entry %d since %s (%v): this node applies no change until it can", st.Index, since, st.Err)
 }

@@ -17,7 +17,7 @@ import (
 func TestWritesJudgedAtTheEdge(t *testing.T) {
 	n, _ := startNode(t, t.TempDir(), "n1")
 	ctx := context.Background()
-	if _, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2}}); err != nil {
+	if _, err := n.apps.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	refusals := []struct {
@@ -26,38 +26,38 @@ func TestWritesJudgedAtTheEdge(t *testing.T) {
 		says  string
 	}{
 		{"an app name the rules refuse", func() error {
-			_, err := n.Apply(ctx, []api.App{{Name: "Bad_Name", Image: "x:1"}})
+			_, err := n.apps.Apply(ctx, []api.App{{Name: "Bad_Name", Image: "x:1"}})
 			return err
 		}, `app "Bad_Name"`},
 		{"a restart policy the rules refuse", func() error {
-			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Restart: "sometimes"}})
+			_, err := n.apps.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Restart: "sometimes"}})
 			return err
 		}, `app "web"`},
 		{"update:, which this release does not honour", func() error {
-			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Update: &api.Update{MaxUnavailable: 1}}})
+			_, err := n.apps.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Update: &api.Update{MaxUnavailable: 1}}})
 			return err
 		}, "update: rolling updates are not supported yet"},
 		{"ports with network: host", func() error {
-			_, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Network: api.NetworkHost, Ports: []string{"8080"}}})
+			_, err := n.apps.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2, Network: api.NetworkHost, Ports: []string{"8080"}}})
 			return err
 		}, "ports: not with network: host"},
 		{"an app given twice", func() error {
-			_, err := n.Apply(ctx, []api.App{{Name: "dup", Image: "x:1"}, {Name: "dup", Image: "y:1"}})
+			_, err := n.apps.Apply(ctx, []api.App{{Name: "dup", Image: "x:1"}, {Name: "dup", Image: "y:1"}})
 			return err
 		}, `app "dup" is given twice`},
 		{"a spec past the size bound", func() error {
-			_, err := n.Apply(ctx, []api.App{{Name: "big", Image: "x:1", Env: map[string]string{"A": strings.Repeat("x", 300<<10)}}})
+			_, err := n.apps.Apply(ctx, []api.App{{Name: "big", Image: "x:1", Env: map[string]string{"A": strings.Repeat("x", 300<<10)}}})
 			return err
 		}, `app "big": its spec is`},
 		{"a negative replica count", func() error {
-			_, err := n.Scale(ctx, map[string]int{"web": -1})
+			_, err := n.apps.Scale(ctx, map[string]int{"web": -1})
 			return err
 		}, "web=-1"},
 		{"a label key the rules refuse", func() error {
-			return n.Label(ctx, "n1", api.LabelRequest{Set: map[string]string{"bad key": "x"}})
+			return n.fleet.Label(ctx, "n1", api.LabelRequest{Set: map[string]string{"bad key": "x"}})
 		}, "bad key"},
 		{"a label value that would forge a line of a table", func() error {
-			return n.Label(ctx, "n1", api.LabelRequest{Set: map[string]string{"site": "a\nn9  alive"}})
+			return n.fleet.Label(ctx, "n1", api.LabelRequest{Set: map[string]string{"site": "a\nn9  alive"}})
 		}, "control character"},
 		{"a backup holding a node label the rules refuse", func() error {
 			body := `{"cluster_id":"c","index":1,"taken_at":"2026-01-01T00:00:00Z","apps":[],"nodes":[{"name":"nb","labels":{"k":"line1\nline2"}}]}`

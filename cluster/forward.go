@@ -67,6 +67,9 @@ func newWrites(self string, r runningRaft, leader leaderCaller, room writeRoom, 
 	return &writes{self: self, raft: r, leader: leader, room: room, voters: voters}
 }
 
+// writeTimeout bounds a write: without a leader it fails instead of hanging.
+const writeTimeout = 5 * time.Second
+
 // forwardAnswer is the leader's answer to a forwarded command.
 type forwardAnswer struct {
 	Response json.RawMessage `json:"response,omitempty"`
@@ -256,6 +259,13 @@ func writeAnswer(w http.ResponseWriter, v any, err error, notApplied bool) {
 	writeJSONResponse(w, ans)
 }
 
+// writeWireError answers a node call with code and err in the API's wire form.
+func writeWireError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(api.Wire(err))
+}
+
 // errLeadershipMoved answers a node call meant for the leader on a node
 // that no longer is.
 var errLeadershipMoved = fmt.Errorf("%w: leadership moved; try again", api.ErrNoLeader)
@@ -291,11 +301,11 @@ func (n *Node) internalServers() map[string]*http.Server {
 	node := http.NewServeMux()
 	// Who may call what: see trust.go.
 	node.HandleFunc("POST /v1/apply", n.trust.votersOnly(n.writes.serveApply))
-	node.HandleFunc("POST /v1/forget", n.trust.votersOnly(n.serveForget))
-	node.HandleFunc("POST /v1/leave", n.serveLeave)   // the caller itself
-	node.HandleFunc("POST /v1/report", n.serveReport) // the caller's own instances
+	node.HandleFunc("POST /v1/forget", n.trust.votersOnly(n.fleet.serveForget))
+	node.HandleFunc("POST /v1/leave", n.serveLeave)     // the caller itself
+	node.HandleFunc("POST /v1/report", n.reports.serve) // the caller's own instances
 	node.HandleFunc("GET /v1/read-index", n.reads.serveReadIndex)
-	node.HandleFunc("GET /v1/ps", n.servePS)
+	node.HandleFunc("GET /v1/ps", n.reports.servePS)
 	node.HandleFunc("GET /v1/ca-key", n.caKeys.serveCAKey)
 	node.HandleFunc("GET /v1/member", n.serveMember)
 	// Joins come from anyone: a connection is held no longer than a join

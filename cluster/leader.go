@@ -130,7 +130,7 @@ var (
 	_ leaderMembers      = (*gossipUpkeep)(nil)
 	_ termPilot          = (*autopilot)(nil)
 	_ termRecords        = (*clusterRecords)(nil)
-	_ reportsForgetter   = (*Node)(nil)
+	_ reportsForgetter   = (*reports)(nil)
 )
 
 func newLeader(cfg leaderConfig) *leader {

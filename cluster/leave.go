@@ -289,7 +289,7 @@ func (n *Node) serveLeave(w http.ResponseWriter, r *http.Request) {
 			placed = append(placed, a)
 		}
 	}
-	if err := n.removeNode(req.ID, req.Name); err != nil {
+	if err := n.fleet.removeNode(req.ID, req.Name); err != nil {
 		writeWireError(w, http.StatusServiceUnavailable, err)
 		return
 	}
@@ -344,7 +344,7 @@ func (n *Node) whereMoved(node string, placed []api.Allocation) (res api.LeaveRe
 	for _, a := range allocs {
 		now[a.Instance()] = a
 	}
-	view := n.clusterView()
+	view := n.reports.clusterView()
 	for i, p := range placed {
 		in := api.LeftInstance{Instance: p.Instance()}
 		cur, ok := now[p.Instance()]

@@ -69,27 +69,28 @@ type Node struct {
 	// gossipSeeds are where to find the members when alone.
 	gossipSeeds []string
 
-	store    *store.Store
-	raft     *raftParts
-	writes   *writes
-	reads    *reads
-	backups  *backups
-	members  *members
-	gossip   *gossipUpkeep
-	leader   *leader
-	unplaced *unplaced
-	images   *image.Store
-	rt       *linux.Runtime
-	monitors *monitor.Monitors
-	ctrs     *nodeRuntime
-	agent    *agent.Agent
-	api      *apiserver.Server
-	started  time.Time
+	store     *store.Store
+	raft      *raftParts
+	writes    *writes
+	reads     *reads
+	backups   *backups
+	apps      *appBackend
+	fleet     *fleetBackend
+	reports   *reports
+	instances *instanceBackend
+	members   *members
+	gossip    *gossipUpkeep
+	leader    *leader
+	unplaced  *unplaced
+	images    *image.Store
+	rt        *linux.Runtime
+	monitors  *monitor.Monitors
+	ctrs      *nodeRuntime
+	agent     *agent.Agent
+	api       *apiserver.Server
+	started   time.Time
 	// leaderCh is raft's NotifyCh: buffered so raft never blocks on it.
 	leaderCh chan bool
-
-	reportsMu sync.Mutex                // guards following
-	reports   map[string]receivedReport // by node name; on the leader
 
 	epoch atomic.Uint64
 
@@ -135,7 +136,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), leaderCh: make(chan bool, 16), stop: make(chan struct{}), reports: map[string]receivedReport{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), leaderCh: make(chan bool, 16), stop: make(chan struct{})}
 	n.peerLog, n.peerLogLimit = peerLogger(n.log)
 	defer func() {
 		if err == nil {
@@ -255,7 +256,6 @@ func New(cfg Config) (_ *Node, err error) {
 	n.caKeys = newCAKeys(n.id, n.cakey, n.raft, n.store, n.certs, n, n.trust, n.log)
 	n.writes = newWrites(n.id.ID, n.raft, n, n, n.trust)
 	n.reads = newReads(n.id.ID, n.raft, n.store, n)
-	n.internal = n.internalServers()
 	if n.members, err = newMembers(membersConfig{Name: n.id.Name, ID: n.id.ID, BindAddr: cfg.BindAddr, GossipPort: cfg.GossipPort,
 		Advertise: n.advertise, Port: cfg.Port, Epoch: n.epoch.Load(), Labels: cfg.Labels, SecretKey: n.mat.gossipKey, Logger: n.peerLog}); err != nil {
 		return nil, err
@@ -264,14 +264,6 @@ func New(cfg Config) (_ *Node, err error) {
 	n.gossip = newGossipUpkeep(gossipUpkeepConfig{ID: n.id.ID, Advertise: n.advertise, Port: cfg.Port, GossipPort: cfg.GossipPort,
 		Seeds: n.gossipSeeds, Members: n.members, Registry: n.store, Peers: n, Epoch: &n.epoch, Leaving: &n.leaving, Rejoin: rejoinTo, Logger: n.log})
 	n.unplaced = newUnplaced(n.gossip, n.store)
-	n.leader = newLeader(leaderConfig{
-		Notify: n.leaderCh, Relax: relax, Rejoin: rejoinTo, HandOver: n, Restarter: n.raft,
-		Raft: n.raft, State: n.store, Writes: n.writes, Members: n.gossip, MembersChanged: n.members.changed,
-		Autopilot: newAutopilot(cfg.Voters, cfg.DeadVoterGrace, n.raft, n.store, n, relax),
-		Records:   newClusterRecords(cfg.DataDir, n.store, n.writes, n.cakey, n.raft, n.log),
-		Reports:   n,
-		Logger:    n.log,
-	})
 	n.agent, err = agent.New(agent.Config{
 		Node:    n.id.Name,
 		LogDir:  filepath.Join(cfg.DataDir, "logs"),
@@ -287,14 +279,31 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.backups = newBackups(n.store, n.reads, n.writes, n.log)
+	n.reports = newReports(n.id, n.raft, n.agent, n.gossip, n, n.trust, n.log)
+	n.leader = newLeader(leaderConfig{
+		Notify: n.leaderCh, Relax: relax, Rejoin: rejoinTo, HandOver: n, Restarter: n.raft,
+		Raft: n.raft, State: n.store, Writes: n.writes, Members: n.gossip, MembersChanged: n.members.changed,
+		Autopilot: newAutopilot(cfg.Voters, cfg.DeadVoterGrace, n.raft, n.store, n, relax),
+		Records:   newClusterRecords(cfg.DataDir, n.store, n.writes, n.cakey, n.raft, n.log),
+		Reports:   n.reports,
+		Logger:    n.log,
+	})
+	n.apps = newAppBackend(n.writes, n.store, n.unplaced)
+	n.fleet = newFleetBackend(fleetConfig{Self: n.id, Raft: n.raft, State: n.store, Live: n.gossip, Departures: n.members,
+		Writes: n.writes, Leader: n, Voters: n.trust, Unplaced: n.unplaced, Stalls: n.store, DataDir: cfg.DataDir, Logger: n.log})
+	n.instances = newInstanceBackend(instanceBackendConfig{Self: n.id, Advertise: n.advertise, CgroupParent: n.cgroupParent(),
+		State: n.store, View: n.reports, Live: n.gossip, Unplaced: n.unplaced, Local: n.agent, Voters: n.trust, Peers: n, OneOff: n.ctrs})
+	n.internal = n.internalServers()
 	n.api, err = apiserver.New(apiserver.Config{
 		Socket:     SocketPath(cfg.DataDir),
 		Remote:     n.port.Listener(pki.ProtoAPI),
-		Cluster:    n,
-		Fleet:      n,
+		Apps:       n.apps,
+		Reads:      n.reads,
+		Fleet:      n.fleet,
+		Tokens:     n,
 		Membership: n,
 		Backups:    n.backups,
-		Instances:  n,
+		Instances:  n.instances,
 		Images:     newImageBackend(n.id.Name, n.images, n.store),
 		Exec:       newExecBackend(n.id.Name, n.agent, n.store, n.ctrs),
 		Logger:     n.log,
@@ -424,7 +433,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("api", n.api.Serve)
 	run("cluster port", n.serveInternal)
 	run("gossip", n.gossip.keepGossiping)
-	run("report", n.reportStatus)
+	run("report", n.reports.run)
 	run("leadership", n.leader.run)
 	run("ca key", n.caKeys.keepCAKey)
 	run("agent", n.agent.Run)

@@ -71,14 +71,14 @@ func TestApplyScheduleAndPersist(t *testing.T) {
 	if err != nil || st.Leader != "n1" || st.Role != "voter" || st.Stale || st.ClusterID == "" {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
-	res, err := n.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2}})
+	res, err := n.apps.Apply(ctx, []api.App{{Name: "web", Image: "127.0.0.1:1/missing:1", Replicas: 2}})
 	if err != nil || len(res) != 1 || !res[0].Changed {
 		t.Fatalf("apply = %+v, %v", res, err)
 	}
 	// The scheduler places both replicas on the only node; the agent
 	// cannot start them and says why.
 	testutil.WaitFor(t, 10*time.Second, func() error {
-		ps, err := n.PS(ctx, "")
+		ps, err := n.instances.PS(ctx, "")
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func TestApplyScheduleAndPersist(t *testing.T) {
 		}
 		return nil
 	})
-	nodes, err := n.Nodes(ctx)
+	nodes, err := n.fleet.Nodes(ctx)
 	if err != nil || len(nodes) != 1 || nodes[0].State != "alive" || nodes[0].Instances != 2 || nodes[0].Role != "voter" {
 		t.Fatalf("nodes = %+v, %v", nodes, err)
 	}
@@ -108,14 +108,14 @@ func TestApplyScheduleAndPersist(t *testing.T) {
 	if _, err := n2.store.App("web"); err != nil {
 		t.Fatalf("app lost across restart: %v", err)
 	}
-	if err := n2.Delete(ctx, []string{"web"}); err != nil {
+	if err := n2.apps.Delete(ctx, []string{"web"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n2.Delete(ctx, []string{"web"}); !errors.Is(err, api.ErrNotFound) {
+	if err := n2.apps.Delete(ctx, []string{"web"}); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("second rm: %v, want not found", err)
 	}
 	testutil.WaitFor(t, 10*time.Second, func() error {
-		if ps, _ := n2.PS(ctx, ""); len(ps) != 0 {
+		if ps, _ := n2.instances.PS(ctx, ""); len(ps) != 0 {
 			return fmt.Errorf("instances left: %+v", ps)
 		}
 		return nil

@@ -16,7 +16,7 @@ func TestLinearizeAfterNonCommandEntries(t *testing.T) {
 	ctx := context.Background()
 	// The leader registers the node first.
 	testutil.WaitFor(t, 10*time.Second, func() error {
-		return n.Label(ctx, "a", api.LabelRequest{Set: map[string]string{"k": "v"}})
+		return n.fleet.Label(ctx, "a", api.LabelRequest{Set: map[string]string{"k": "v"}})
 	})
 	if err := n.raft.r().Barrier(5 * time.Second).Error(); err != nil {
 		t.Fatal(err)

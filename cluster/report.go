@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/cluster/agent"
+	"github.com/shoal-edge/shoal/cluster/pki"
 )
 
 // Instance states are observed, never written to Raft: each node is the
@@ -26,6 +30,49 @@ const (
 	refreshEvery = 30 * time.Second
 )
 
+// reports carries instance states between the nodes and the leader: run
+// sends this node's view to the leader (POST /v1/report); on the leader,
+// serve keeps the views the nodes send and servePS answers a follower's
+// `ps` with them (GET /v1/ps); observed is what this node's `ps` knows.
+// Safe for concurrent use.
+type reports struct {
+	self  identity
+	raft  runningRaft
+	local localInstances
+	live  liveGossip
+	node  leaderCaller
+	peers reportingPeers
+	log   *slog.Logger
+
+	mu       sync.Mutex                // guards following
+	received map[string]receivedReport // by node name; on the leader
+}
+
+// localInstances is this node's own view of its instances (the agent).
+type localInstances interface {
+	Status() []api.InstanceStatus
+}
+
+// reportingPeers tells which node sent a request over the node protocol,
+// and whether it is the node of a name.
+type reportingPeers interface {
+	peerOf(r *http.Request) *pki.NodeIdentity
+	isNode(peer pki.NodeIdentity, name string) bool
+}
+
+var (
+	_ localInstances = (*agent.Agent)(nil)
+	_ reportingPeers = (*trust)(nil)
+)
+
+func newReports(self identity, r runningRaft, local localInstances, live liveGossip, node leaderCaller, peers reportingPeers, log *slog.Logger) *reports {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &reports{self: self, raft: r, local: local, live: live, node: node, peers: peers, log: log,
+		received: map[string]receivedReport{}}
+}
+
 // statusReport is one node's view of its own instances.
 type statusReport struct {
 	Node      string               `json:"node"`
@@ -38,8 +85,8 @@ type receivedReport struct {
 	instances []api.InstanceStatus
 }
 
-// reportStatus sends this node's view to the leader.
-func (n *Node) reportStatus(ctx context.Context) error {
+// run sends this node's view to the leader until ctx ends.
+func (rp *reports) run(ctx context.Context) error {
 	var (
 		lastSent   []api.InstanceStatus
 		lastLeader raft.ServerID
@@ -53,22 +100,22 @@ func (n *Node) reportStatus(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		cur := n.agent.Status()
-		addr, leader := n.raft.r().LeaderWithID()
+		cur := rp.local.Status()
+		addr, leader := rp.raft.r().LeaderWithID()
 		if leader == "" {
 			continue
 		}
-		if string(leader) == n.id.ID {
-			n.keepReport(statusReport{Node: n.id.Name, Instances: cur})
+		if string(leader) == rp.self.ID {
+			rp.keep(statusReport{Node: rp.self.Name, Instances: cur})
 			lastLeader = leader
 			continue
 		}
 		if leader == lastLeader && slices.EqualFunc(cur, lastSent, sameStatus) && time.Since(lastAt) < refreshEvery {
 			continue
 		}
-		body, _ := json.Marshal(statusReport{Node: n.id.Name, Instances: cur})
-		if err := n.postNode(ctx, addr, "/v1/report", body); err != nil {
-			n.log.Debug("report instance states to the leader", "leader", addr, "err", err)
+		body, _ := json.Marshal(statusReport{Node: rp.self.Name, Instances: cur})
+		if err := rp.post(ctx, addr, "/v1/report", body); err != nil {
+			rp.log.Debug("report instance states to the leader", "leader", addr, "err", err)
 			continue
 		}
 		lastSent, lastLeader, lastAt = cur, leader, time.Now()
@@ -77,11 +124,11 @@ func (n *Node) reportStatus(ctx context.Context) error {
 
 func sameStatus(a, b api.InstanceStatus) bool { return a == b }
 
-// postNode posts body to path on the node at addr over the node protocol.
-func (n *Node) postNode(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
+// post posts body to path on the node at addr over the node protocol.
+func (rp *reports) post(ctx context.Context, addr raft.ServerAddress, path string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	resp, err := n.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
+	resp, err := rp.node.nodeRequest(ctx, http.MethodPost, addr, path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -93,22 +140,22 @@ func (n *Node) postNode(ctx context.Context, addr raft.ServerAddress, path strin
 	return nil
 }
 
-func (n *Node) keepReport(r statusReport) {
-	n.reportsMu.Lock()
-	defer n.reportsMu.Unlock()
-	n.reports[r.Node] = receivedReport{at: time.Now(), instances: r.Instances}
+func (rp *reports) keep(r statusReport) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	rp.received[r.Node] = receivedReport{at: time.Now(), instances: r.Instances}
 }
 
 // forgetReports drops the views reported to an earlier term: a new term's
 // leader hears every node's view again.
-func (n *Node) forgetReports() {
-	n.reportsMu.Lock()
-	defer n.reportsMu.Unlock()
-	n.reports = map[string]receivedReport{}
+func (rp *reports) forgetReports() {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	clear(rp.received)
 }
 
-// serveReport is the leader's side of reportStatus.
-func (n *Node) serveReport(w http.ResponseWriter, r *http.Request) {
+// serve is the leader's side of run.
+func (rp *reports) serve(w http.ResponseWriter, r *http.Request) {
 	var rep statusReport
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxForwardBody)).Decode(&rep); err != nil || rep.Node == "" {
 		writeWireError(w, http.StatusBadRequest, fmt.Errorf("%w: report: %v", api.ErrInvalid, err))
@@ -117,30 +164,30 @@ func (n *Node) serveReport(w http.ResponseWriter, r *http.Request) {
 	// A node speaks for its own instances only: the report's node, and
 	// every instance in it, since the cluster's ps takes an instance's
 	// state from whichever report names the node it is placed on.
-	if peer := n.trust.peerOf(r); peer == nil || !n.trust.isNode(*peer, rep.Node) ||
+	if peer := rp.peers.peerOf(r); peer == nil || !rp.peers.isNode(*peer, rep.Node) ||
 		slices.ContainsFunc(rep.Instances, func(s api.InstanceStatus) bool { return s.Node != rep.Node }) {
 		writeWireError(w, http.StatusForbidden, fmt.Errorf("%w: a node may only report its own instances", api.ErrForbidden))
 		return
 	}
-	n.keepReport(rep)
+	rp.keep(rep)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // clusterView is the instance states the leader knows, by instance, for
 // nodes gossip reports alive.
-func (n *Node) clusterView() map[string]api.InstanceStatus {
+func (rp *reports) clusterView() map[string]api.InstanceStatus {
 	alive := map[string]bool{}
-	for _, m := range n.liveMembers() {
+	for _, m := range rp.live.liveMembers() {
 		alive[m.Name] = true
 	}
 	out := map[string]api.InstanceStatus{}
-	n.reportsMu.Lock()
-	defer n.reportsMu.Unlock()
-	for node, rep := range n.reports {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	for node, rep := range rp.received {
 		// A node's view that has not been refreshed for long is of a node
 		// that is gone; its instances may run elsewhere by now.
 		if !alive[node] && time.Since(rep.at) > 3*refreshEvery {
-			delete(n.reports, node)
+			delete(rp.received, node)
 			continue
 		}
 		for _, s := range rep.instances {
@@ -159,37 +206,37 @@ func (n *Node) clusterView() map[string]api.InstanceStatus {
 }
 
 // servePS answers a follower's `ps` on the leader with the cluster's view.
-func (n *Node) servePS(w http.ResponseWriter, r *http.Request) {
-	if n.raft.r().State() != raft.Leader {
+func (rp *reports) servePS(w http.ResponseWriter, r *http.Request) {
+	if rp.raft.r().State() != raft.Leader {
 		writeAnswer(w, nil, errLeadershipMoved, true)
 		return
 	}
-	writeAnswer(w, n.clusterView(), nil, false)
+	writeAnswer(w, rp.clusterView(), nil, false)
 }
 
 // observed is what this node can learn of every instance's state: from the
 // leader (itself, or asked), with its own instances always its own view.
 // known is false when no leader answered: others' states are unknown.
-func (n *Node) observed(ctx context.Context) (view map[string]api.InstanceStatus, known bool) {
+func (rp *reports) observed(ctx context.Context) (view map[string]api.InstanceStatus, known bool) {
 	view = map[string]api.InstanceStatus{}
-	r := n.raft.r()
+	r := rp.raft.r()
 	if r.State() == raft.Leader {
-		view, known = n.clusterView(), true
-	} else if addr, id := r.LeaderWithID(); addr != "" && string(id) != n.id.ID {
-		if v, err := n.askPS(ctx, addr); err == nil {
+		view, known = rp.clusterView(), true
+	} else if addr, id := r.LeaderWithID(); addr != "" && string(id) != rp.self.ID {
+		if v, err := rp.askPS(ctx, addr); err == nil {
 			view, known = v, true
 		} else {
-			n.log.Debug("ask the leader for instance states", "err", err)
+			rp.log.Debug("ask the leader for instance states", "err", err)
 		}
 	}
-	for _, s := range n.agent.Status() {
+	for _, s := range rp.local.Status() {
 		view[s.Instance] = s
 	}
 	return view, known
 }
 
-func (n *Node) askPS(ctx context.Context, addr raft.ServerAddress) (map[string]api.InstanceStatus, error) {
+func (rp *reports) askPS(ctx context.Context, addr raft.ServerAddress) (map[string]api.InstanceStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return nodeGet[map[string]api.InstanceStatus](ctx, n, addr, "/v1/ps")
+	return nodeGet[map[string]api.InstanceStatus](ctx, rp.node, addr, "/v1/ps")
 }

@@ -372,12 +372,6 @@ func (c *nodeRuntime) run(ctx context.Context, req api.RunRequest, stdin io.Read
 	}
 }
 
-// RunContainer runs a one-off container outside scheduling and returns its
-// exit code. Ending ctx (the client went away) stops the container.
-func (n *Node) RunContainer(ctx context.Context, req api.RunRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	return n.ctrs.run(ctx, req, stdin, stdout, stderr)
-}
-
 // pullForRun pulls the image of a one-off container within the pull time
 // the node allows an app's image.
 func (c *nodeRuntime) pullForRun(ctx context.Context, ref string) error {

@@ -37,7 +37,7 @@ import (
 //   - the node protocol admits every node, and each call says whom it
 //     serves: forwarded writes and forget only a voter (votersOnly, in the
 //     routes of internalServers); leave and instance reports only the
-//     calling node itself (serveLeave, serveReport, with peerOf); read
+//     calling node itself (serveLeave, reports.serve, with peerOf); read
 //     index and the cluster's ps any node;
 //   - a non-voter therefore cannot pass a cluster write on, nor reach
 //     another node's API: it refuses those with api.NotVoterError, which

@@ -12,23 +12,29 @@ import (
 
 // Fleet is the cluster's nodes as the API needs them.
 type Fleet interface {
+	// Status is the cluster's health as this node sees it.
+	Status(ctx context.Context) (api.ClusterStatus, error)
 	Nodes(ctx context.Context) ([]api.Node, error)
-	// Token is the join command's token.
-	Token(ctx context.Context) (string, error)
-	// RotateToken makes a new join secret and returns its token.
-	RotateToken(ctx context.Context) (string, error)
 	Label(ctx context.Context, node string, req api.LabelRequest) error
 	// Cordon drains a node or lets it take instances again; a drain
 	// says which apps it leaves without a node.
 	Cordon(ctx context.Context, node string, cordoned bool) (api.CordonResult, error)
+	// Forget takes out a node that is gone for good.
+	Forget(ctx context.Context, node string) error
 }
 
-// Membership takes nodes out of the cluster.
+// Tokens are the cluster's join tokens.
+type Tokens interface {
+	// Token is the join command's token.
+	Token(ctx context.Context) (string, error)
+	// RotateToken makes a new join secret and returns its token.
+	RotateToken(ctx context.Context) (string, error)
+}
+
+// Membership takes this node out of the cluster.
 type Membership interface {
 	// Leave takes this node out of the cluster and stops its containers.
 	Leave(ctx context.Context, req api.LeaveRequest) (api.LeaveResult, error)
-	// Forget takes out a node that is gone for good.
-	Forget(ctx context.Context, node string) error
 }
 
 func (s *Server) fleetRoutes(mux *http.ServeMux) {
@@ -46,7 +52,7 @@ func (s *Server) linearize(w http.ResponseWriter, r *http.Request) bool {
 	if r.URL.Query().Get("consistent") == "" {
 		return true
 	}
-	if err := s.cfg.Cluster.Linearize(r.Context()); err != nil {
+	if err := s.cfg.Reads.Linearize(r.Context()); err != nil {
 		s.fail(w, r, err)
 		return false
 	}
@@ -66,7 +72,7 @@ func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	tok, err := s.cfg.Fleet.Token(r.Context())
+	tok, err := s.cfg.Tokens.Token(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -75,7 +81,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request) {
-	tok, err := s.cfg.Fleet.RotateToken(r.Context())
+	tok, err := s.cfg.Tokens.RotateToken(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -135,7 +141,7 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Membership.Forget(r.Context(), r.PathValue("name")); err != nil {
+	if err := s.cfg.Fleet.Forget(r.Context(), r.PathValue("name")); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -21,13 +21,16 @@ import (
 	"github.com/shoal-edge/shoal/api"
 )
 
-// Cluster is the replicated state as the API needs it.
-type Cluster interface {
-	Status(ctx context.Context) (api.ClusterStatus, error)
+// Apps changes the apps of the replicated state.
+type Apps interface {
 	Apply(ctx context.Context, apps []api.App) ([]api.ApplyResult, error)
 	Delete(ctx context.Context, names []string) error
 	// Scale sets replica counts of replicated apps, all or none.
 	Scale(ctx context.Context, replicas map[string]int) ([]api.ApplyResult, error)
+}
+
+// Reads makes a read of this node's replica consistent.
+type Reads interface {
 	// Linearize returns once this node's replica holds every write
 	// acknowledged before the call: a read after it is linearizable.
 	Linearize(ctx context.Context) error
@@ -50,8 +53,10 @@ type Config struct {
 	// connections (the cluster port's API protocol), served like the
 	// socket.
 	Remote     net.Listener
-	Cluster    Cluster
+	Apps       Apps
+	Reads      Reads
 	Fleet      Fleet
+	Tokens     Tokens
 	Membership Membership
 	Backups    Backups
 	Instances  Instances
@@ -163,7 +168,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st, err := s.cfg.Cluster.Status(r.Context())
+	st, err := s.cfg.Fleet.Status(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -182,7 +187,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: decode apps: %v", api.ErrInvalid, err))
 		return
 	}
-	res, err := s.cfg.Cluster.Apply(r.Context(), apps)
+	res, err := s.cfg.Apps.Apply(r.Context(), apps)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -196,7 +201,7 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.cfg.Cluster.Scale(r.Context(), req.Replicas)
+	res, err := s.cfg.Apps.Scale(r.Context(), req.Replicas)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -205,7 +210,7 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Cluster.Delete(r.Context(), r.URL.Query()["name"]); err != nil {
+	if err := s.cfg.Apps.Delete(r.Context(), r.URL.Query()["name"]); err != nil {
 		s.fail(w, r, err)
 		return
 	}

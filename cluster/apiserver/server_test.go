@@ -83,7 +83,7 @@ func (f *fake) Exec(_ context.Context, req api.ExecRequest, stdin io.Reader, std
 func serve(t *testing.T, f *fake) *client.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
-	s, err := New(Config{Socket: sock, Cluster: f, Fleet: f, Membership: f, Backups: f, Instances: f, Images: f, Exec: f})
+	s, err := New(Config{Socket: sock, Apps: f, Reads: f, Fleet: f, Tokens: f, Membership: f, Backups: f, Instances: f, Images: f, Exec: f})
 	if err != nil {
 		t.Fatal(err)
 	}
