@@ -117,9 +117,10 @@ type termRecords interface {
 	migrateSecrets(log *slog.Logger) error
 }
 
-// reportsForgetter drops the instance views reported to an earlier term.
+// reportsForgetter drops the instance views reported to a term before
+// the one given.
 type reportsForgetter interface {
-	forgetReports()
+	forgetReports(term uint64)
 }
 
 var (
@@ -212,7 +213,7 @@ func (l *leader) lead(ctx context.Context) {
 	log.Info("leading the cluster")
 	// Views reported to an earlier term of this node may be stale; the
 	// nodes send theirs again to a new leader.
-	l.reports.forgetReports()
+	l.reports.forgetReports(l.raft.r().CurrentTerm())
 	// Absences timed by an earlier term are not this term's: a node gone
 	// briefly now must not count hours of an old absence.
 	l.mu.Lock()

@@ -129,7 +129,7 @@ func (f *fakeTerm) pass(_ context.Context, _ *slog.Logger, ms []member) error {
 	f.add("autopilot pass")
 	return nil
 }
-func (f *fakeTerm) forgetReports() { f.add("forget reports") }
+func (f *fakeTerm) forgetReports(uint64) { f.add("forget reports") }
 
 // noCAKey is a node without the CA's key; the records never need it
 // without a previous release's secrets.

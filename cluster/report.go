@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -20,8 +21,9 @@ import (
 
 // Instance states are observed, never written to Raft: each node is the
 // authority on its own instances and sends its whole view to the leader
-// when it changes, when the leader changes, and every refreshEvery. The
-// leader keeps the views in memory and answers `ps` for the cluster; a
+// when it changes, when the leader or its term changes, and every
+// refreshEvery. The leader keeps the views in memory, each with the term
+// it came in, and answers `ps` for the cluster; a
 // node that cannot reach a leader answers with its own instances and
 // "unknown" for the others'.
 
@@ -82,16 +84,28 @@ type statusReport struct {
 // receivedReport is a report as the leader keeps it.
 type receivedReport struct {
 	at        time.Time
+	term      uint64 // the leader's term when it came
 	instances []api.InstanceStatus
+}
+
+// lastReport is what a node last sent the leader, and when: run sends
+// its view again when it changed, when the leader or its term changed
+// (a leader re-elected for a new term has forgotten the views of the
+// last), or every refreshEvery.
+type lastReport struct {
+	leader    raft.ServerID
+	term      uint64
+	at        time.Time
+	instances []api.InstanceStatus
+}
+
+func (l lastReport) due(leader raft.ServerID, term uint64, cur []api.InstanceStatus, now time.Time) bool {
+	return leader != l.leader || term != l.term || !slices.EqualFunc(cur, l.instances, sameStatus) || now.Sub(l.at) >= refreshEvery
 }
 
 // run sends this node's view to the leader until ctx ends.
 func (rp *reports) run(ctx context.Context) error {
-	var (
-		lastSent   []api.InstanceStatus
-		lastLeader raft.ServerID
-		lastAt     time.Time
-	)
+	var last lastReport
 	tick := time.NewTicker(reportTick)
 	defer tick.Stop()
 	for {
@@ -101,16 +115,20 @@ func (rp *reports) run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		cur := rp.local.Status()
-		addr, leader := rp.raft.r().LeaderWithID()
+		r := rp.raft.r()
+		addr, leader := r.LeaderWithID()
 		if leader == "" {
 			continue
 		}
 		if string(leader) == rp.self.ID {
 			rp.keep(statusReport{Node: rp.self.Name, Instances: cur})
-			lastLeader = leader
+			last.leader = leader
 			continue
 		}
-		if leader == lastLeader && slices.EqualFunc(cur, lastSent, sameStatus) && time.Since(lastAt) < refreshEvery {
+		// The term before the leader: a term learnt after it is sent
+		// again at the next tick.
+		term := r.CurrentTerm()
+		if !last.due(leader, term, cur, time.Now()) {
 			continue
 		}
 		body, _ := json.Marshal(statusReport{Node: rp.self.Name, Instances: cur})
@@ -118,7 +136,7 @@ func (rp *reports) run(ctx context.Context) error {
 			rp.log.Debug("report instance states to the leader", "leader", addr, "err", err)
 			continue
 		}
-		lastSent, lastLeader, lastAt = cur, leader, time.Now()
+		last = lastReport{leader: leader, term: term, at: time.Now(), instances: cur}
 	}
 }
 
@@ -143,15 +161,17 @@ func (rp *reports) post(ctx context.Context, addr raft.ServerAddress, path strin
 func (rp *reports) keep(r statusReport) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	rp.received[r.Node] = receivedReport{at: time.Now(), instances: r.Instances}
+	rp.received[r.Node] = receivedReport{at: time.Now(), term: rp.raft.r().CurrentTerm(), instances: r.Instances}
 }
 
-// forgetReports drops the views reported to an earlier term: a new term's
-// leader hears every node's view again.
-func (rp *reports) forgetReports() {
+// forgetReports drops the views reported to a term before term: a new
+// term's leader hears every node's view again. Views that came in term
+// itself are kept: a node may have sent its view to the new term before
+// the leader's loop began it.
+func (rp *reports) forgetReports(term uint64) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	clear(rp.received)
+	maps.DeleteFunc(rp.received, func(_ string, r receivedReport) bool { return r.term < term })
 }
 
 // serve is the leader's side of run.

@@ -141,8 +141,40 @@ func TestReportsAlone(t *testing.T) {
 		t.Errorf("cut off from the leader b still observes web/0: %+v", view)
 	}
 
-	ra.forgetReports()
+	term := a.r.CurrentTerm()
+	ra.forgetReports(term)
+	if _, ok := ra.clusterView()["web/1"]; !ok {
+		t.Errorf("the term's own start forgot a view sent in it: %+v", ra.clusterView())
+	}
+	ra.forgetReports(term + 1)
 	if _, ok := ra.clusterView()["web/1"]; ok {
 		t.Errorf("a new term keeps an old term's view of b: %+v", ra.clusterView())
+	}
+}
+
+// A node sends its view again when it changed, when the leader changed,
+// when the leader's term changed (re-elected, it forgot the views of its
+// last term), and every refreshEvery; not otherwise.
+func TestReportDue(t *testing.T) {
+	now := time.Now()
+	running := []api.InstanceStatus{{Instance: "web/0", State: api.StateRunning}}
+	last := lastReport{leader: "a", term: 4, at: now, instances: running}
+	for _, c := range []struct {
+		name   string
+		leader raft.ServerID
+		term   uint64
+		cur    []api.InstanceStatus
+		at     time.Time
+		want   bool
+	}{
+		{"nothing new", "a", 4, running, now.Add(time.Second), false},
+		{"another leader", "b", 4, running, now.Add(time.Second), true},
+		{"same leader, new term", "a", 5, running, now.Add(time.Second), true},
+		{"a change", "a", 4, []api.InstanceStatus{{Instance: "web/0", State: api.StateExited}}, now.Add(time.Second), true},
+		{"the refresh", "a", 4, running, now.Add(refreshEvery), true},
+	} {
+		if got := last.due(c.leader, c.term, c.cur, c.at); got != c.want {
+			t.Errorf("%s: due %v, want %v", c.name, got, c.want)
+		}
 	}
 }
