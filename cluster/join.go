@@ -222,7 +222,32 @@ func writeJSONResponse(w http.ResponseWriter, v any) {
 }
 
 // Token answers `shoal token`.
-func (n *Node) Token(ctx context.Context) (string, error) { return n.JoinToken() }
+//
+// Right after a bootstrap or a promotion a voter may not hold the
+// cluster's secrets or the CA key for a moment (the new leader commits
+// the secrets in its first term): it waits for them, up to tokenWait,
+// rather than fail a `shoal up & shoal token` that came a moment early.
+func (n *Node) Token(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, tokenWait)
+	defer cancel()
+	for {
+		changed := n.store.Changed()
+		tok, err := n.JoinToken()
+		if err == nil || !errors.Is(err, api.ErrNoLeader) {
+			return tok, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-changed:
+		case <-time.After(100 * time.Millisecond): // the CA key's copy comes without a commit
+		}
+	}
+}
+
+// tokenWait bounds how long `shoal token` waits for a voter to hold what
+// a token needs.
+const tokenWait = 10 * time.Second
 
 // errNoCAKey refuses what only a holder of the CA key can do.
 func (n *Node) errNoCAKey() error {
