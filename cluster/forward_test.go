@@ -69,23 +69,7 @@ func (g *diskGuard) asNotVoter(err error) error { return err }
 // the disk has no room for goes nowhere; without a leader a write fails
 // within writeTimeout as api.ErrNoLeader instead of hanging.
 func TestWritesReachTheLeader(t *testing.T) {
-	a := startRaftOnStream(t, "a")
-	b := startRaftOnStream(t, "b")
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		if a.r.State() != raft.Leader {
-			return fmt.Errorf("a is %s", a.r.State())
-		}
-		return nil
-	})
-	if err := a.r.AddVoter("b", b.trans.LocalAddr(), 0, 10*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		if addr, _ := b.r.LeaderWithID(); addr != a.trans.LocalAddr() {
-			return fmt.Errorf("b knows leader %q", addr)
-		}
-		return nil
-	})
+	a, b := leaderAndFollower(t, true)
 	caller := &loopbackCaller{nodes: map[raft.ServerAddress]*writes{}}
 	guard := &diskGuard{}
 	wa := newWrites("a", fixedRaft{a.r}, caller, guard, guard)

@@ -28,17 +28,7 @@ func (r raftApplied) Changed() <-chan struct{} { return nil }
 // (asked through the leader's read index); without a leader, Linearize
 // fails as api.ErrNoLeader.
 func TestReadsWaitForTheLeadersIndex(t *testing.T) {
-	a := startRaftOnStream(t, "a")
-	b := startRaftOnStream(t, "b")
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		if a.r.State() != raft.Leader {
-			return fmt.Errorf("a is %s", a.r.State())
-		}
-		return nil
-	})
-	if err := a.r.AddVoter("b", b.trans.LocalAddr(), 0, 10*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
+	a, b := leaderAndFollower(t, true)
 	caller := &loopbackCaller{readers: map[raft.ServerAddress]*reads{}}
 	ra := newReads("a", raftApplied{a}, raftApplied{a}, caller)
 	rb := newReads("b", raftApplied{b}, raftApplied{b}, caller)

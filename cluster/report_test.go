@@ -71,24 +71,8 @@ func (c *reportCaller) nodeRequest(ctx context.Context, method string, addr raft
 // reach the leader knows only its own instances; a new term forgets the
 // views of the old.
 func TestReportsAlone(t *testing.T) {
-	a := startRaftOnStream(t, "a")
-	b := startRaftOnStream(t, "b")
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		if a.r.State() != raft.Leader {
-			return fmt.Errorf("a is %s", a.r.State())
-		}
-		return nil
-	})
 	// b follows without a vote: a keeps leading however slow the test.
-	if err := a.r.AddNonvoter("b", b.trans.LocalAddr(), 0, 10*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, 10*time.Second, func() error {
-		if addr, _ := b.r.LeaderWithID(); addr != a.trans.LocalAddr() {
-			return fmt.Errorf("b knows leader %q", addr)
-		}
-		return nil
-	})
+	a, b := leaderAndFollower(t, false)
 	live := &fakeMembers{}
 	live.set(liveSet{"a", "b"}.liveMembers()...)
 	onA := ownInstances{{App: "web", Instance: "web/0", Node: "a", State: api.StateRunning}}

@@ -83,6 +83,34 @@ func (f *indexedFSM) Apply(l *raft.Log) any {
 // AppliedIndex is the index of the last entry the FSM holds.
 func (f *indexedFSM) AppliedIndex() uint64 { return f.applied.Load() }
 
+// leaderAndFollower starts a, which leads, and b, which it adds as a voter
+// (or a non-voter: then a keeps leading however slow the test), and
+// returns once b knows a as its leader.
+func leaderAndFollower(t *testing.T, voter bool) (a, b *raftOnStream) {
+	t.Helper()
+	a, b = startRaftOnStream(t, "a"), startRaftOnStream(t, "b")
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if a.r.State() != raft.Leader {
+			return fmt.Errorf("a is %s", a.r.State())
+		}
+		return nil
+	})
+	add := a.r.AddNonvoter
+	if voter {
+		add = a.r.AddVoter
+	}
+	if err := add("b", b.trans.LocalAddr(), 0, 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if addr, _ := b.r.LeaderWithID(); addr != a.trans.LocalAddr() {
+			return fmt.Errorf("b knows leader %q", addr)
+		}
+		return nil
+	})
+	return a, b
+}
+
 func (s *raftOnStream) dialedTo(addr raft.ServerAddress) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -76,10 +76,8 @@ func TestApplyOnFullDisk(t *testing.T) {
 	os.Remove(fill)
 	select {
 	case resp := <-done:
-		if resp != nil {
-			if _, isErr := resp.(error); isErr {
-				t.Fatalf("Apply with room again: %v", resp)
-			}
+		if err, isErr := resp.(error); isErr {
+			t.Fatalf("Apply with room again: %v", err)
 		}
 	case <-time.After(3 * stallMaxRetry):
 		t.Fatal("Apply did not return once there was room")
