@@ -69,11 +69,18 @@ type leaderConfig struct {
 	Logger         *slog.Logger
 }
 
-// leadershipHandOver hands leadership to another voter before Raft's
-// restart with a cluster's timeouts.
+// leadershipHandOver hands leadership to another voter (before Raft's
+// restart with a cluster's timeouts, or while this node is unfit to lead)
+// and says whether this node is unfit to lead: its state file takes no
+// entry, or its disk has no room for a write.
 type leadershipHandOver interface {
 	handOver() error
+	unfitToLead() error
 }
+
+// unfitRecheck is how often a leader unfit to lead tries again to hand
+// leadership over.
+const unfitRecheck = 5 * time.Second
 
 // raftRestarter restarts Raft between terms: with a cluster's timeouts
 // (relaxRaft), or with Raft's state dropped for a newer epoch (rejoin).
@@ -205,12 +212,39 @@ func (lr *leaderRun) stop() {
 	<-lr.done
 }
 
+// handOverWhileUnfit hands leadership to another voter whenever this node
+// is unfit to lead, until ctx ends (the term does). A voter whose disk is
+// full still wins elections (its log is as long as any), and a hand-over
+// asked once when it stalled, as a follower then, is not enough.
+func (l *leader) handOverWhileUnfit(ctx context.Context, log *slog.Logger) {
+	tick := time.NewTicker(unfitRecheck)
+	defer tick.Stop()
+	for {
+		if err := l.handOver.unfitToLead(); err != nil {
+			log.Warn("unfit to lead: handing leadership to another voter", "err", err)
+			if err := l.handOver.handOver(); err != nil {
+				log.Warn("hand leadership over", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // lead runs only on the leader: it registers members in the node
 // registry and turns apps into allocations. It starts with a barrier so it
 // plans against everything earlier leaders committed.
 func (l *leader) lead(ctx context.Context) {
 	log := l.log.With("component", "leader")
 	log.Info("leading the cluster")
+	// Before the barrier, which a state file that takes no entry never
+	// passes: such a leader answers no write, and holds up the cluster's.
+	var unfit sync.WaitGroup
+	defer unfit.Wait()
+	unfit.Go(func() { l.handOverWhileUnfit(ctx, log) })
 	// Views reported to an earlier term of this node may be stale; the
 	// nodes send theirs again to a new leader.
 	l.reports.forgetReports(l.raft.r().CurrentTerm())

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -116,9 +118,18 @@ func (c *calls) len() int {
 }
 
 // fakeTerm stands in for the restarter, autopilot and the reports.
-type fakeTerm struct{ calls }
+type fakeTerm struct {
+	calls
+	unfit atomic.Bool // the node is unfit to lead
+}
 
-func (f *fakeTerm) handOver() error  { f.add("hand over"); return nil }
+func (f *fakeTerm) handOver() error { f.add("hand over"); return nil }
+func (f *fakeTerm) unfitToLead() error {
+	if f.unfit.Load() {
+		return errors.New("disk full")
+	}
+	return nil
+}
 func (f *fakeTerm) relaxRaft() error { f.add("relax"); return nil }
 func (f *fakeTerm) rejoin(e uint64) error {
 	f.add(fmt.Sprintf("rejoin %d", e))
@@ -270,5 +281,39 @@ func TestLeaderAlone(t *testing.T) {
 			return fmt.Errorf("b gone since %v in the new term, which began at %v", since, before)
 		}
 		return nil
+	})
+}
+
+// A leader unfit to lead (a full disk) hands leadership over as its term
+// begins, before the barrier its state file may never pass, and again
+// every unfitRecheck while it leads and is unfit; a fit one does not.
+func TestLeaderUnfitHandsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		term := &fakeTerm{}
+		term.unfit.Store(true)
+		l := &leader{handOver: term, log: slog.New(slog.DiscardHandler)}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.handOverWhileUnfit(ctx, l.log)
+		}()
+		synctest.Wait()
+		if n := term.count("hand over"); n != 1 {
+			t.Errorf("%d hand-overs as the term began unfit, want 1", n)
+		}
+		time.Sleep(2 * unfitRecheck)
+		synctest.Wait()
+		if n := term.count("hand over"); n != 3 {
+			t.Errorf("%d hand-overs after two rechecks, want 3", n)
+		}
+		term.unfit.Store(false)
+		time.Sleep(2 * unfitRecheck)
+		synctest.Wait()
+		if n := term.count("hand over"); n != 3 {
+			t.Errorf("%d hand-overs once fit again, want still 3", n)
+		}
+		cancel()
+		<-done
 	})
 }

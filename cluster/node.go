@@ -249,6 +249,11 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.raft, err = openRaft(raftPartsConfig{ID: n.id.ID, DataDir: cfg.DataDir, Advertise: n.advertise, Port: cfg.Port,
 		Bootstrap: pending != nil, State: n.store, RaftPort: n.port, Dial: n, Epoch: &n.epoch,
 		AnnounceEpoch: func(e uint64) { n.members.setEpoch(e) }, Voter: n.certs, Notify: n.leaderCh,
+		LogBroken: func(err error) {
+			n.log.Error("raft's log takes no entry until it is opened again (a write failed as its file system filled up): stopping; containers keep running, and the next shoal up opens the log anew", "err", err)
+			n.stopWith(fmt.Errorf("raft's log in %s takes no entry until it is opened again (%w): a write failed as its file system filled up; free space and inodes there, and start shoal up again (containers kept running)",
+				filepath.Join(cfg.DataDir, "raft"), err))
+		},
 		Logger: n.log, PeerLogger: n.peerLog}); err != nil {
 		return nil, err
 	}

@@ -36,9 +36,12 @@ type raftParts struct {
 	epoch   epochCounter
 	// announce gossips the epoch a rejoin took.
 	announce func(epoch uint64)
-	notify   chan<- bool
-	log      *slog.Logger
-	peerLog  *slog.Logger // Raft's own lines, which peers can cause
+	// logBroken hears that Raft's log takes no entry until it is
+	// opened again (watchedLog).
+	logBroken func(error)
+	notify    chan<- bool
+	log       *slog.Logger
+	peerLog   *slog.Logger // Raft's own lines, which peers can cause
 
 	raftStores
 	cur atomic.Pointer[raft.Raft]
@@ -73,6 +76,10 @@ type raftPartsConfig struct {
 	// on a rejoin only, when gossip runs.
 	AnnounceEpoch func(epoch uint64)
 	Voter         voterStarter
+	// LogBroken is told, once, that Raft's log takes no entry until it
+	// is opened again (a write failed as its file filled up): the node
+	// stops, and its next start opens the log anew.
+	LogBroken func(error)
 	// Notify is Raft's NotifyCh.
 	Notify     chan<- bool
 	Logger     *slog.Logger
@@ -286,7 +293,7 @@ func openRaft(cfg raftPartsConfig) (*raftParts, error) {
 		cfg.PeerLogger = cfg.Logger
 	}
 	p := &raftParts{id: cfg.ID, dataDir: cfg.DataDir, state: cfg.State, port: cfg.RaftPort, dial: cfg.Dial,
-		epoch: cfg.Epoch, announce: cfg.AnnounceEpoch, notify: cfg.Notify, log: cfg.Logger, peerLog: cfg.PeerLogger}
+		epoch: cfg.Epoch, announce: cfg.AnnounceEpoch, logBroken: cfg.LogBroken, notify: cfg.Notify, log: cfg.Logger, peerLog: cfg.PeerLogger}
 	stores, err := openRaftStores(cfg.DataDir, p.log)
 	if err != nil {
 		return nil, err
@@ -340,7 +347,8 @@ func (p *raftParts) newRaft(conf *raft.Config) (*raft.Raft, error) {
 	fsm := p.state.FSM()
 	fsm.Stalled = p.applyStalled
 	p.fsm = fsm
-	return raft.NewRaft(conf, fsm, p.wal, p.wal, p.snaps, p.trans)
+	logs := &watchedLog{WAL: p.wal, broken: p.logBroken}
+	return raft.NewRaft(conf, fsm, logs, p.wal, p.snaps, p.trans)
 }
 
 // applyStalled hears from the state machine that the state file cannot
@@ -430,6 +438,29 @@ func (p *raftParts) relaxRaft() error {
 	p.cur.Store(r)
 	p.fast = false
 	return nil
+}
+
+// watchedLog is Raft's log, watched for the one failure raft-wal does not
+// recover from while it is open: a segment that filled up as the file
+// system did (out of inodes, a rotation that failed) stays sealed, and
+// every later append fails with ErrSealed, until the log is opened again.
+// Seen: a node whose log took no entry for minutes after the inodes were
+// freed, until it was restarted, while status said nothing of it.
+// broken is told of it once.
+type watchedLog struct {
+	*raftwal.WAL // and with it raft.MonotonicLogStore
+	broken       func(error)
+	once         sync.Once
+}
+
+func (w *watchedLog) StoreLog(l *raft.Log) error { return w.StoreLogs([]*raft.Log{l}) }
+
+func (w *watchedLog) StoreLogs(logs []*raft.Log) error {
+	err := w.WAL.StoreLogs(logs)
+	if errors.Is(err, raftwal.ErrSealed) && w.broken != nil {
+		w.once.Do(func() { w.broken(err) })
+	}
+	return err
 }
 
 // raftStores are Raft's stores in DATA/raft: the log (raft-wal, with its
