@@ -219,12 +219,16 @@ func (lr *leaderRun) stop() {
 func (l *leader) handOverWhileUnfit(ctx context.Context, log *slog.Logger) {
 	tick := time.NewTicker(unfitRecheck)
 	defer tick.Stop()
+	// Said once a term: a lone voter has nobody to hand over to, and
+	// would say it every few seconds.
+	warn := log.Warn
 	for {
 		if err := l.handOver.unfitToLead(); err != nil {
-			log.Warn("unfit to lead: handing leadership to another voter", "err", err)
+			warn("unfit to lead: handing leadership to another voter", "err", err)
 			if err := l.handOver.handOver(); err != nil {
-				log.Warn("hand leadership over", "err", err)
+				warn("hand leadership over", "err", err)
 			}
+			warn = log.Debug
 		}
 		select {
 		case <-ctx.Done():
