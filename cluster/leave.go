@@ -249,6 +249,9 @@ func (n *Node) stopWith(err error) {
 // handOver transfers leadership to another voter, trying again a few
 // times: a pooled connection to a peer that restarted its Raft fails once.
 func (n *Node) handOver() error {
+	if !n.otherVoters() {
+		return errors.New("no other voter to hand leadership to")
+	}
 	var err error
 	for range 3 {
 		r := n.raft.r()
@@ -261,6 +264,21 @@ func (n *Node) handOver() error {
 		n.log.Info("hand leadership over: trying again", "err", err)
 	}
 	return err
+}
+
+// otherVoters reports whether Raft's configuration has a voter other than
+// this node.
+func (n *Node) otherVoters() bool {
+	f := n.raft.r().GetConfiguration()
+	if f.Error() != nil {
+		return true // not knowing: let Raft answer
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter && string(srv.ID) != n.id.ID {
+			return true
+		}
+	}
+	return false
 }
 
 // serveLeave is the leader's side of Leave: a node asks to be removed,
