@@ -95,6 +95,8 @@ type Agent struct {
 	bg sync.WaitGroup
 	// pace queues container starts.
 	pace *pacer
+	// stops spaces out the stops of containers (4 per start slot a second).
+	stops *spacer
 	// held: the agent no longer follows the desired state (the node is
 	// leaving its cluster, whose state is no longer its own to follow);
 	// the containers it supervises keep running, and restarting, as
@@ -132,7 +134,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Starts == 0 {
 		cfg.Starts = DefaultStarts()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), poke: make(chan struct{}, 1), pace: newPacer(cfg.Starts),
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), detach: make(chan struct{}), poke: make(chan struct{}, 1), pace: newPacer(cfg.Starts), stops: &spacer{every: time.Second / time.Duration(4*max(1, cfg.Starts))},
 		status: map[string]api.InstanceStatus{}, instances: map[string]*instance{}, adopted: map[string]Adopted{}}
 	for _, ad := range cfg.Adopted {
 		name := api.InstanceName(ad.App, ad.Index)

@@ -112,3 +112,29 @@ func (p *pacer) busySince(t time.Time) bool {
 	defer p.mu.Unlock()
 	return p.queued() > 0 || !p.busyTill.Before(t)
 }
+
+// spacer spaces out events: each wait returns at least every after the
+// one before. The stops of containers go through it: a thousand stopped
+// at once made as many processes exit at once, and the node stalled for
+// over a second (the leader it was stepped down).
+type spacer struct {
+	every time.Duration
+
+	mu   sync.Mutex // guards next
+	next time.Time
+}
+
+// wait returns at the next free moment.
+func (s *spacer) wait() {
+	s.mu.Lock()
+	now := time.Now()
+	at := now
+	if s.next.After(now) {
+		at = s.next
+	}
+	s.next = at.Add(s.every)
+	s.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		time.Sleep(d)
+	}
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -73,6 +74,38 @@ func TestPacerOrder(t *testing.T) {
 		}
 		if p.busySince(time.Now()) {
 			t.Error("still busy a second after the last wait")
+		}
+	})
+}
+
+// The spacer lets one wait through every interval, in order of arrival,
+// and the first at once.
+func TestSpacer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &spacer{every: 100 * time.Millisecond}
+		begin := time.Now()
+		got := make(chan time.Duration, 5)
+		for range 5 {
+			go func() {
+				s.wait()
+				got <- time.Since(begin)
+			}()
+		}
+		var at []time.Duration
+		for range 5 {
+			at = append(at, <-got)
+		}
+		slices.Sort(at)
+		for i, d := range at {
+			if want := time.Duration(i) * 100 * time.Millisecond; d != want {
+				t.Errorf("wait %d returned after %v, want %v", i, d, want)
+			}
+		}
+		time.Sleep(time.Second)
+		began := time.Now()
+		s.wait()
+		if d := time.Since(began); d != 0 {
+			t.Errorf("a wait after a quiet second took %v, want none", d)
 		}
 	})
 }

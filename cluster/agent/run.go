@@ -70,6 +70,7 @@ func (a *Agent) supervise(ctx context.Context, w *watch, adopt supervise.Process
 		Detach: a.detach,
 		// Every start gets a new container id (containerID).
 		OverlapDelete: true,
+		BeforeStop:    a.stops.wait,
 		Policy:        supervise.Policy{Restart: restartOf(app.Restart)},
 		Grace:         a.cfg.Grace,
 		OnEvent:       w.event,

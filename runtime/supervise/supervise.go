@@ -82,6 +82,10 @@ type Config struct {
 	// to running again. Only for Start funcs that give every container a
 	// new id. Run still returns only after every delete has finished.
 	OverlapDelete bool
+	// BeforeStop, when set, is called before the container is told to
+	// stop (ctx ended), and may hold the stop back: the node spaces out
+	// the stops of many containers at once.
+	BeforeStop func()
 	// Detach, when closed, makes Run return at once leaving the current
 	// process running, without events: the daemon shuts down and the
 	// container outlives it. The process is released with its Close
@@ -250,6 +254,9 @@ func (l *loop) supervise(ctx context.Context, p Process) (Outcome, time.Duration
 		return Outcome{}, 0, endDetached
 	case <-ctx.Done():
 		end = endCancelled
+		if l.cfg.BeforeStop != nil {
+			l.cfg.BeforeStop()
+		}
 		if err := p.Stop(l.cfg.Grace); err != nil {
 			l.cfg.Logger.Error("stop container", "pid", p.Pid(), "err", err)
 			// Delete kills what Stop could not.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -549,4 +550,37 @@ func TestOnEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BeforeStop runs before the container is told to stop, and holds the
+// stop back as long as it takes.
+func TestBeforeStopHoldsTheStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{begin: time.Now()}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		var stoppedBefore []bool
+		go func() {
+			defer close(done)
+			_ = Run(ctx, Config{
+				Start:  r.start([]step{{run: -1, ignoreTerm: true}}),
+				Policy: Policy{Restart: Always},
+				Grace:  3 * time.Second,
+				BeforeStop: func() {
+					stoppedBefore = append(stoppedBefore, r.procs[0].stopped)
+					time.Sleep(2 * time.Second)
+				},
+				OnEvent: r.onEvent,
+			})
+		}()
+		time.Sleep(time.Second)
+		cancel()
+		<-done
+		if got := time.Since(r.begin); got != 6*time.Second {
+			t.Errorf("Run returned after %v, want 1s + 2s held + 3s grace", got)
+		}
+		if !slices.Equal(stoppedBefore, []bool{false}) {
+			t.Errorf("BeforeStop calls, with the process stopped already: %v, want one before the stop", stoppedBefore)
+		}
+	})
 }
