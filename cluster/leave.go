@@ -227,7 +227,7 @@ func (n *Node) leaveOnce(ctx context.Context, addr raft.ServerAddress, body []by
 // retire stops every container of this node and marks the data dir: the
 // node is out of its cluster (how), and nothing else would manage them.
 func (n *Node) retire(how string) int {
-	stopped := n.agent.Retire()
+	stopped := n.agent.Retire() + n.ctrs.stopRuns()
 	mark := time.Now().UTC().Format(time.RFC3339) + " " + how + "\n"
 	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, leftFile), []byte(mark)); err != nil {
 		n.log.Error("mark the data dir as out of its cluster", "err", err)

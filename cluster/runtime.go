@@ -47,6 +47,17 @@ type nodeRuntime struct {
 
 	// cleanups tracks one-off containers being removed after their exit.
 	cleanups sync.WaitGroup
+
+	runsMu sync.Mutex // guards runs
+	// runs stops each one-off container that runs (stopRuns).
+	runs map[*runningRun]struct{}
+}
+
+// runningRun is a one-off container that runs: cancel stops it, done
+// closes once run has returned.
+type runningRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // nodeRuntimeConfig is what nodeRuntime needs to know of its node.
@@ -349,6 +360,21 @@ func (c *nodeRuntime) run(ctx context.Context, req api.RunRequest, stdin io.Read
 		return -1, err
 	}
 	id := ctr.ID()
+	ctx, cancel := context.WithCancel(ctx)
+	rr := &runningRun{cancel: cancel, done: make(chan struct{})}
+	c.runsMu.Lock()
+	if c.runs == nil {
+		c.runs = map[*runningRun]struct{}{}
+	}
+	c.runs[rr] = struct{}{}
+	c.runsMu.Unlock()
+	defer func() {
+		cancel()
+		c.runsMu.Lock()
+		delete(c.runs, rr)
+		c.runsMu.Unlock()
+		close(rr.done)
+	}()
 	// The exit code goes back before the container is removed: the user
 	// waits for the program, not for the unmount. wait waits for these.
 	c.cleanups.Add(1)
@@ -372,6 +398,25 @@ func (c *nodeRuntime) run(ctx context.Context, req api.RunRequest, stdin io.Read
 	}
 }
 
+// stopRuns stops every one-off container that runs and returns how many
+// there were, once each is stopped: a node that leaves its cluster
+// leaves none of them behind, and counts them.
+func (c *nodeRuntime) stopRuns() int {
+	c.runsMu.Lock()
+	runs := make([]*runningRun, 0, len(c.runs))
+	for rr := range c.runs {
+		runs = append(runs, rr)
+	}
+	c.runsMu.Unlock()
+	for _, rr := range runs {
+		rr.cancel()
+	}
+	for _, rr := range runs {
+		<-rr.done
+	}
+	return len(runs)
+}
+
 // pullForRun pulls the image of a one-off container within the pull time
 // the node allows an app's image.
 func (c *nodeRuntime) pullForRun(ctx context.Context, ref string) error {
@@ -381,7 +426,7 @@ func (c *nodeRuntime) pullForRun(ctx context.Context, ref string) error {
 		defer cancel()
 	}
 	if _, err := c.images.Pull(ctx, ref, image.PullOptions{}); err != nil {
-		return fmt.Errorf("pull %s: %w%s", ref, err, limitHint(err))
+		return fmt.Errorf("%w%s", err, limitHint(err)) // the store's error names ref
 	}
 	return nil
 }

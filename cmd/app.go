@@ -106,7 +106,7 @@ func App() *cli.App {
 		HideVersion: true,
 		Flags: append([]cli.Flag{
 			dataDirFlag(),
-			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version (as `shoal version`)"},
+			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version, as shoal version does"},
 		}, remoteFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Bool("version") {

@@ -55,6 +55,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ps", "-x"}, 2, "shoal: ps: flag provided but not defined: -x; see shoal ps --help\n"},
 		{[]string{"image", "ls", "--bad"}, 2, "shoal: image ls: flag provided but not defined: -bad; see shoal image ls --help\n"},
 		{[]string{"logs"}, 2, "shoal: logs: want one APP or APP/INDEX; see shoal logs --help\n"},
+		{[]string{"ps", "web", "g"}, 2, "shoal: ps: want at most one APP; see shoal ps --help\n"},
 		{[]string{"logs", "web", "--tail"}, 2, "shoal: logs: flag needs a value: --tail; see shoal logs --help\n"},
 		{[]string{"nosuch"}, 2, "shoal: no command \"nosuch\"; see shoal --help\n"},
 		{[]string{"ps", "web", "-o", "json"}, 1, "shoal: no shoal node is serving"},

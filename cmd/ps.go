@@ -15,6 +15,9 @@ func psCommand() *cli.Command {
 		ArgsUsage: "[APP]",
 		Flags:     []cli.Flag{outputFlag()}, Before: checkOutput,
 		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usage(c, "want at most one APP")
+			}
 			st, err := apiClient(c).PS(c.Context, c.Args().First())
 			if err != nil {
 				return err

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,6 +122,21 @@ func TestLeaveStopsContainers(t *testing.T) {
 		}
 	}
 
+	// A one-off container on b too: leave stops it, and counts it.
+	var runOut syncBuffer
+	run := exec.Command(f.bin, "--data-dir", f.dirs["b"], "run", "testprog:1", "--", "/app", "-stdout", "one-off up", "-sleep", "1h")
+	run.Stdout = &runOut
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Process.Kill(); run.Wait() })
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		if !strings.Contains(runOut.String(), "one-off up") {
+			return fmt.Errorf("shoal run printed %q", runOut.String())
+		}
+		return nil
+	})
+
 	// Within the CLI helper's 30 s; the move takes a second or two.
 	began := time.Now()
 	out := f.mustCLI("b", "leave", "--wait", "20s")
@@ -127,7 +145,7 @@ func TestLeaveStopsContainers(t *testing.T) {
 		movedInst + ": running on a",
 		"agent/", "global app stays with its node: stopped",
 		"pinned/0: no other node may run it",
-		"left the cluster; 3 containers stopped",
+		"left the cluster; 4 containers stopped",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("shoal leave said %q, want %q in it", out, want)
@@ -236,4 +254,23 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(string(again), "node b was removed from its cluster") {
 		t.Errorf("shoal up on the data dir of a forgotten node: %v\n%s", err, again)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and a test's
+// reads at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
