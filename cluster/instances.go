@@ -246,7 +246,28 @@ func (b *instanceBackend) Where(ctx context.Context, app string, index int) (str
 			}
 		}
 	}
+	if !slices.ContainsFunc(allocs, func(a api.Allocation) bool { return a.App == app && a.Index == index }) {
+		if reason, ok := b.pending(app, index); ok {
+			return "", nil, fmt.Errorf("instance %s is pending: it cannot be placed: %s (shoal ps shows it): %w", api.InstanceName(app, index), reason, api.ErrNotFound)
+		}
+	}
 	return "", nil, nil
+}
+
+// pending says why app/index cannot be placed now, if it is an instance
+// no node can take.
+func (b *instanceBackend) pending(app string, index int) (string, bool) {
+	st, err := b.state.Snapshot()
+	if err != nil {
+		return "", false
+	}
+	apps := slices.DeleteFunc(st.Apps, func(a api.App) bool { return a.Name != app })
+	for _, u := range b.unplaced.unplaceable(apps, st.Allocs, st.Nodes) {
+		if u.Index == index {
+			return u.Reason, true
+		}
+	}
+	return "", false
 }
 
 // LogPath finds the log of app/index on this node.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shoal-edge/shoal/api"
 )
 
 // MaxLogLine bounds one line of AppLogs' output; a longer line is cut
@@ -37,14 +39,20 @@ func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, w, er
 		return 0, err
 	}
 	var idxs []int
+	pending := ""
 	for _, in := range insts {
 		_, idx, ok := strings.Cut(in.Instance, "/")
 		// An instance no node can take has no log anywhere.
 		if n, err := strconv.Atoi(idx); ok && err == nil && in.App == app && in.Node != "" {
 			idxs = append(idxs, n)
+		} else if in.App == app && in.State == api.StatePending && pending == "" {
+			pending = in.Error
 		}
 	}
 	if len(idxs) == 0 {
+		if pending != "" {
+			return 0, fmt.Errorf("app %s has no instance on a node yet, so no log: its instances are pending (%s; shoal ps shows them)", app, pending)
+		}
 		return 0, fmt.Errorf("app %s has no instances", app)
 	}
 	sort.Ints(idxs)
