@@ -82,6 +82,9 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 			return nil, &Error{File: file, Line: doc.line("replicas"), Field: "replicas",
 				Msg: "0 is not a spec's count (an app without replicas runs 1): to run none and keep the app, shoal scale " + app.Name + "=0; to remove it, shoal rm " + app.Name}
 		}
+		if err := explicitZeros(file, doc, app); err != nil {
+			return nil, err
+		}
 		app.Defaults()
 		err = app.Validate()
 		if err == nil {
@@ -105,6 +108,30 @@ func Parse(file string, r io.Reader) ([]api.App, error) {
 		return nil, &Error{File: file, Msg: "no apps in file"}
 	}
 	return apps, nil
+}
+
+// explicitZeros refuses a health field set to 0 where the wire form
+// cannot tell 0 from unset, and unset means the default: retries: 0 would
+// have run as 3, interval: 0 as 10s, and the user none the wiser.
+func explicitZeros(file string, d doc, app api.App) error {
+	h := app.Health
+	if h == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		field string
+		zero  bool
+		want  string
+	}{
+		{"health.retries", h.Retries == 0, "at least 1 (leave it out for 3)"},
+		{"health.interval", h.Interval == 0, "more than 0 (leave it out for 10s)"},
+		{"health.timeout", h.Timeout == 0, "more than 0 (leave it out for 5s)"},
+	} {
+		if _, set := d.lines[f.field]; set && f.zero {
+			return &Error{File: file, Line: d.line(f.field), Field: f.field, Msg: "0: want " + f.want}
+		}
+	}
+	return nil
 }
 
 // doc is one YAML document and the line of every field path in it.

@@ -95,6 +95,9 @@ func TestParseErrors(t *testing.T) {
 		{"NUL in env", "name: web\nimage: x\nenv: {A: \"x\\0y\"}\n", "f.yaml:3: env.A: contains a NUL byte"},
 		{"NUL in command", "name: web\nimage: x\ncommand: [\"/a\\0b\"]\n", "f.yaml:3: command[0]: contains a NUL byte"},
 		{"replicas 0", "name: web\nimage: x\nreplicas: 0\n", "f.yaml:3: replicas: 0 is not a spec's count"},
+		{"health retries 0", "name: web\nimage: x\nhealth:\n  tcp: 127.0.0.1:1\n  retries: 0\n", "f.yaml:5: health.retries: 0: want at least 1 (leave it out for 3)"},
+		{"health interval 0", "name: web\nimage: x\nhealth:\n  tcp: 127.0.0.1:1\n  interval: 0s\n", "f.yaml:5: health.interval: 0: want more than 0 (leave it out for 10s)"},
+		{"health timeout 0", "name: web\nimage: x\nhealth: {tcp: 127.0.0.1:1, timeout: 0s}\n", "f.yaml:3: health.timeout: 0: want more than 0 (leave it out for 5s)"},
 		{"bad duration", "name: web\nimage: x\nhealth:\n  tcp: \":80\"\n  interval: soon\n", `f.yaml:5: health.interval: invalid duration "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
