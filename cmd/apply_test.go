@@ -16,7 +16,7 @@ func TestApplySyntaxErrorLine(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"name: web\nimage: x\nresources:\n  memory: 32Mi\n cpu: 1\n", "web.yaml:5: YAML syntax: did not find expected key"},
 		{"name: web\nimage: x\n- a\n", "web.yaml:3: YAML syntax: did not find expected key"},
-		{"name: web\ncommand: [a, b\nimage: x\n", "web.yaml:2: YAML syntax: did not find expected ',' or ']'"},
+		{"name: web\ncommand: [a, b\nimage: x\n", "web.yaml:2: YAML syntax: did not find expected ',' or ']': the [ opened on this line is not closed"},
 		{"name: web\nimage: x\n\tports: 1\n", "web.yaml:3: YAML syntax: found a tab character that violates indentation"},
 	} {
 		spec := filepath.Join(dir, "web.yaml")

@@ -231,6 +231,16 @@ func syntaxError(file string, data []byte, err error) error {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
+	if strings.HasPrefix(msg, "did not find expected ',' or ") && line > 0 {
+		// A flow list or mapping left open: yaml.v3 names the line it
+		// opens, counted from 0, which is the line to look at; where the
+		// text stops parsing is further down, wherever the next key is.
+		open := "["
+		if strings.HasSuffix(msg, "'}'") {
+			open = "{"
+		}
+		return &Error{File: file, Line: line + 1, Msg: "YAML syntax: " + msg + ": the " + open + " opened on this line is not closed"}
+	}
 	if l := problemLine(data, err, line); l > 0 {
 		return &Error{File: file, Line: l, Msg: "YAML syntax: " + msg}
 	}
