@@ -331,15 +331,25 @@ func (b *fleetBackend) Cordon(ctx context.Context, node string, cordoned bool) (
 	if err != nil {
 		return res, nil // the drain is done; the warning is a courtesy
 	}
-	// This replica may not hold the write yet: the node is drained.
-	for i := range st.Nodes {
-		if st.Nodes[i].Name == node {
-			st.Nodes[i].Cordoned = true
+	// The apps the drain leaves without a node: those that cannot be
+	// placed with the node drained and could without. This replica may
+	// or may not hold the write yet: both states are set here.
+	drained := func(cordoned bool) []store.NodeRecord {
+		recs := slices.Clone(st.Nodes)
+		for i := range recs {
+			if recs[i].Name == node {
+				recs[i].Cordoned = cordoned
+			}
 		}
+		return recs
+	}
+	before := map[string]bool{}
+	for _, u := range b.unplaced.unplaceable(st.Apps, st.Allocs, drained(false)) {
+		before[u.App] = true
 	}
 	seen := map[string]bool{}
-	for _, u := range b.unplaced.unplaceable(st.Apps, st.Allocs, st.Nodes) {
-		if !seen[u.App] {
+	for _, u := range b.unplaced.unplaceable(st.Apps, st.Allocs, drained(true)) {
+		if !seen[u.App] && !before[u.App] {
 			seen[u.App] = true
 			res.Unplaced = append(res.Unplaced, api.UnplacedApp{App: u.App, Reason: u.Reason})
 		}
