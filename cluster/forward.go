@@ -113,7 +113,9 @@ func (w *writes) applyRaw(data []byte, timeout time.Duration) (any, error) {
 	f := w.raft.r().Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		switch {
-		case errors.Is(err, raft.ErrNotLeader):
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Refused before it reached the log: sent again to the
+			// leader there is once the hand-over is done.
 			return nil, raft.ErrNotLeader
 		case errors.Is(err, raft.ErrLeadershipLost):
 			return nil, fmt.Errorf("%w: leadership was lost while the write was in flight: it may or may not be applied; read before retrying", api.ErrNoLeader)
