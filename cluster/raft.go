@@ -599,10 +599,16 @@ func (p *raftParts) noCommandsIn(from, to uint64) bool {
 }
 
 // noCommandsIn reports whether r has committed [from, to] and no entry of
-// it, as logs holds them, is a command.
+// it, as logs holds them, is a command. Entries before the log's first
+// are in a snapshot the state file holds: a follower that installed one
+// has no log below it, and the state file's index is the last command's,
+// which may be below the snapshot's.
 func noCommandsIn(r *raft.Raft, logs raft.LogStore, from, to uint64) bool {
 	if r.CommitIndex() < to {
 		return false
+	}
+	if first, err := logs.FirstIndex(); err == nil && first > from {
+		from = first
 	}
 	var l raft.Log
 	for i := from; i <= to; i++ {

@@ -60,3 +60,31 @@ func TestReadsWaitForTheLeadersIndex(t *testing.T) {
 		t.Errorf("linearize without a leader: %v, want api.ErrNoLeader", err)
 	}
 }
+
+// Entries below the log's first (a follower that installed a snapshot
+// keeps none below it) hold no command the state file lacks; a command
+// the log holds still counts.
+func TestNoCommandsBelowTheLog(t *testing.T) {
+	a, _ := leaderAndFollower(t, true)
+	for i := range 4 {
+		if err := a.r.Apply([]byte(fmt.Sprint("entry ", i)), 5*time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := a.r.CommitIndex()
+	logs := raft.NewInmemStore()
+	for i := to - 1; i <= to; i++ {
+		if err := logs.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogNoop}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !noCommandsIn(a.r, logs, 1, to) {
+		t.Errorf("entries 1 to %d, the log holding no-ops from %d: a command taken as missing", to, to-1)
+	}
+	if err := logs.StoreLog(&raft.Log{Index: to, Term: 1, Type: raft.LogCommand}); err != nil {
+		t.Fatal(err)
+	}
+	if noCommandsIn(a.r, logs, 1, to) {
+		t.Errorf("a command at %d in the log not counted", to)
+	}
+}
