@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,7 +121,7 @@ func TestLeaveStopsContainers(t *testing.T) {
 	}
 
 	// A one-off container on b too: leave stops it, and counts it.
-	var runOut syncBuffer
+	var runOut testutil.SyncBuffer
 	run := exec.Command(f.bin, "--data-dir", f.dirs["b"], "run", "testprog:1", "--", "/app", "-stdout", "one-off up", "-sleep", "1h")
 	run.Stdout = &runOut
 	if err := run.Start(); err != nil {
@@ -254,23 +252,4 @@ func TestForgottenNodeStopsContainers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(string(again), "node b was removed from its cluster") {
 		t.Errorf("shoal up on the data dir of a forgotten node: %v\n%s", err, again)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and a test's
-// reads at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
