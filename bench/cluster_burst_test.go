@@ -220,10 +220,7 @@ func burstOnce(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var terms uint64
-	for _, n := range lc.names {
-		terms = max(terms, after[n]-before[n])
-	}
+	terms := mostTerms(before, after)
 	logRaftLeadership(b, lc, logFrom)
 	b.Logf("%d replicas on %s (the %s): all running after %v, terms %v -> %v, restarts %d, unhealthy %d, load max %.1f, its status slowest %v",
 		*burstReplicas, busy, *burstNode, took.Round(time.Second), before, after, restarts, len(unhealthy), loadMax, apiMax.Round(time.Millisecond))
@@ -244,10 +241,7 @@ func burstOnce(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var rmTerms uint64
-	for _, n := range lc.names {
-		rmTerms = max(rmTerms, final[n]-after[n])
-	}
+	rmTerms := mostTerms(after, final)
 	logRaftLeadership(b, lc, logFrom)
 	b.Logf("removal: every container gone after %v, terms %v -> %v", rmTook.Round(time.Second), after, final)
 	b.ReportMetric(rmTook.Seconds(), "rm-s")
@@ -301,6 +295,16 @@ func load1() float64 {
 	}
 	f, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
 	return f
+}
+
+// mostTerms is the most Raft terms any node began from before to after:
+// the elections in between.
+func mostTerms(before, after map[string]uint64) uint64 {
+	var most uint64
+	for n, t := range after {
+		most = max(most, t-before[n])
+	}
+	return most
 }
 
 // logSizes is how far each node's log goes now.
