@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -349,9 +350,10 @@ func TestAddressChange(t *testing.T) {
 	})
 	// The registry's address comes from the node; Raft's from the
 	// leader's autopilot, which says so in its log a moment later (on
-	// whichever node leads by then).
+	// whichever node leads by then: the moved node too, whose log is
+	// the lab node "moved"'s).
 	testutil.WaitFor(t, 30*time.Second, func() error {
-		for _, n := range all {
+		for _, n := range append(slices.Clone(all), "moved") {
 			log, _ := os.ReadFile(f.lab.LogPath(n))
 			for _, l := range strings.Split(string(log), "\n") {
 				if strings.Contains(l, `msg="autopilot: voter"`) && strings.Contains(l, "@"+newIP+":") {
