@@ -16,12 +16,8 @@ import (
 // A data dir whose file system has blocks to spare but (almost) no free
 // inodes takes no write: Raft's log could not start its next segment.
 func TestWriteRefusedWithoutInodes(t *testing.T) {
-	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64m,nr_inodes=200"); err != nil {
-		t.Fatalf("mount a small tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	testutil.MountTmpfs(t, dir, "size=64m,nr_inodes=200")
 	n := &Node{cfg: Config{DataDir: dir}, id: identity{Name: "a"}}
 	if err := n.checkDiskForWrite(1 << 10); err != nil {
 		t.Fatalf("an empty file system: %v", err)

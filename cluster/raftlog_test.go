@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/shoal-edge/shoal/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // Raft's log on a file system out of inodes: the segment that filled up
@@ -18,12 +17,8 @@ import (
 // every later entry, also once inodes are free again; the node hears of
 // it once (and stops, for its next start to open the log anew).
 func TestWatchedLogTellsOfASealedSegment(t *testing.T) {
-	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64m,nr_inodes=64"); err != nil {
-		t.Fatalf("mount a small tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	testutil.MountTmpfs(t, dir, "size=64m,nr_inodes=64")
 	wal, err := raftwal.Open(dir, raftwal.WithSegmentSize(64<<10))
 	if err != nil {
 		t.Fatal(err)

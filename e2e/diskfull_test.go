@@ -25,15 +25,9 @@ func TestFollowerDiskFull(t *testing.T) {
 	// b's data dir on a small file system of its own, filled up below.
 	f.add("b")
 	dir := f.dirs["b"]
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64m"); err != nil {
-		t.Fatal(err)
-	}
-	// Before the lab's teardown, whose kill -9 leaves b's files to read.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
+	// Unmounted before the lab's teardown, whose kill -9 leaves b's
+	// files to read.
+	testutil.MountTmpfs(t, dir, "size=64m")
 	t.Cleanup(func() {
 		f.lab.Stop("b", 30*time.Second)
 		// The tmpfs goes before add's cleanup reads b's id.

@@ -20,16 +20,8 @@ import (
 // Apply returns without writing, writes no later entry, and Snapshot
 // refuses; the next FSM of the store applies the entry.
 func TestApplyOnFullDisk(t *testing.T) {
-	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Error(err)
-		}
-	})
+	testutil.MountTmpfs(t, dir, "size=4m")
 	s, err := Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -160,16 +160,8 @@ func (zeroReader) Read(p []byte) (int, error) {
 // mounts and unmounts.
 func tmpfsStore(t *testing.T, size string) *Store {
 	t.Helper()
-	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
+	testutil.MountTmpfs(t, dir, "size="+size)
 	s, err := New(Config{Root: filepath.Join(dir, "images")})
 	if err != nil {
 		t.Fatal(err)
