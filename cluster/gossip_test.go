@@ -5,16 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/store"
+	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // certChecks confirms the members it was told to and counts the checks.
@@ -38,20 +37,6 @@ func (c *certChecks) checks(name string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.checked[name]
-}
-
-// applyTo commits cmd to st as Raft would.
-func applyTo(t *testing.T, st *store.Store, index uint64, cmd any) {
-	t.Helper()
-	data, err := store.Encode(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res := st.FSM().Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}); res != nil {
-		if err, ok := res.(error); ok {
-			t.Fatal(err)
-		}
-	}
 }
 
 func names(ms []member) []string {
@@ -80,14 +65,10 @@ func TestGossipUpkeepAlone(t *testing.T) {
 			m.close()
 		}
 	})
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for i, m := range []*members{a, b, c} {
+	st, apply := storetest.Fed(t)
+	for _, m := range []*members{a, b, c} {
 		n := m.ml.LocalNode()
-		applyTo(t, st, uint64(i+1), store.NodeFacts{Node: store.NodeRecord{Name: n.Name, ID: "id-" + n.Name,
+		apply(store.NodeFacts{Node: store.NodeRecord{Name: n.Name, ID: "id-" + n.Name,
 			Address: "127.0.0.1", Port: 7000, GossipPort: int(n.Port), Arch: goarch(), OS: "linux"}})
 	}
 	peers := &certChecks{ok: map[string]bool{"b": true}, checked: map[string]int{}}
@@ -122,7 +103,7 @@ func TestGossipUpkeepAlone(t *testing.T) {
 		t.Errorf("checks %v, want b and c once each and not this node", peers.checked)
 	}
 
-	applyTo(t, st, 4, store.Revoke{ID: "id-c"})
+	apply(store.Revoke{ID: "id-c"})
 	if got := names(g.liveMembers()); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("live %v once c is revoked, want [a b]", got)
 	}

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 	"github.com/shoal-edge/shoal/store"
+	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // fixedView is what the leader told of every instance.
@@ -60,23 +60,7 @@ func (r *recordedRuns) run(_ context.Context, req api.RunRequest, _ io.Reader, _
 // and the way to an instance go by where it is placed; a non-voter does
 // not pass a request on; a one-off run goes to the node runtime.
 func TestInstanceBackendAlone(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	var index uint64
-	apply := func(cmd any) {
-		t.Helper()
-		data, err := store.Encode(cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index++
-		if err, ok := st.FSM().Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(error); ok {
-			t.Fatal(err)
-		}
-	}
+	st, apply := storetest.Fed(t)
 	apply(store.NodeFacts{Node: store.NodeRecord{Name: "a", ID: "ida", Address: "10.0.0.1", Port: 7000, Arch: goruntime.GOARCH, OS: "linux"}})
 	apply(store.NodeFacts{Node: store.NodeRecord{Name: "b", ID: "idb", Address: "10.0.0.2", Port: 7001, Arch: goruntime.GOARCH, OS: "linux"}})
 	apps := []api.App{

@@ -1,12 +1,12 @@
 package cluster
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/store"
+	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // The unplaced reasons alone, over a real state file and gossip set by
@@ -14,13 +14,9 @@ import (
 // why; one whose only fitting node is gone from gossip is unplaced until
 // the node is back; an app any live node takes is placed.
 func TestUnplacedAlone(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	applyTo(t, st, 1, store.NodeFacts{Node: store.NodeRecord{Name: "a", ID: "id-a", Address: "127.0.0.1", Arch: "amd64", OS: "linux"}})
-	applyTo(t, st, 2, store.NodeFacts{Node: store.NodeRecord{Name: "b", ID: "id-b", Address: "127.0.0.2", Arch: "amd64", OS: "linux",
+	st, apply := storetest.Fed(t)
+	apply(store.NodeFacts{Node: store.NodeRecord{Name: "a", ID: "id-a", Address: "127.0.0.1", Arch: "amd64", OS: "linux"}})
+	apply(store.NodeFacts{Node: store.NodeRecord{Name: "b", ID: "id-b", Address: "127.0.0.2", Arch: "amd64", OS: "linux",
 		Labels: map[string]string{"zone": "x"}}})
 	app := func(name string, p api.Placement) api.App {
 		a := api.App{Name: name, Image: "busybox", Placement: p}

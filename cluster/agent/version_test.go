@@ -3,15 +3,14 @@ package agent
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/internal/testutil"
 	"github.com/shoal-edge/shoal/store"
+	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // An instance runs exactly the version its allocation names. Here the
@@ -21,23 +20,7 @@ import (
 // allocation names it. The desired state is a real state file fed
 // through the FSM.
 func TestRunsTheAllocationsVersion(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	var index uint64
-	apply := func(cmd any) {
-		t.Helper()
-		data, err := store.Encode(cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index++
-		if err, ok := st.FSM().Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(error); ok {
-			t.Fatal(err)
-		}
-	}
+	st, apply := storetest.Fed(t)
 	spec := func(cmd string) api.App {
 		a := api.App{Name: "web", Image: "img", Command: []string{cmd}, Env: map[string]string{"SPEC": cmd}, Restart: api.RestartAlways}
 		a.Defaults()
