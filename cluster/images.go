@@ -129,29 +129,48 @@ func (b *imageBackend) RemoveImages(ctx context.Context, refs []string) error {
 // digest or image ID, every name of that image. Apps not placed here are not asked: should one be placed
 // here later, the node pulls its image as for any new app.
 func (b *imageBackend) imageUsers(ref string) ([]string, error) {
-	allocs, err := b.placed.Allocations()
+	placed, err := b.placedImages()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: read allocations: %w", ref, err)
 	}
 	var users []string
-	for _, a := range allocs {
-		if a.Node != b.node || slices.Contains(users, a.App) {
+	for _, p := range placed {
+		if slices.Contains(users, p.app) {
 			continue
 		}
-		app, err := b.placed.Spec(a.App, a.Version)
-		if err != nil {
-			continue
-		}
-		hit, err := b.images.RemoveTakes(ref, app.Image)
+		hit, err := b.images.RemoveTakes(ref, p.image)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
 		if hit {
-			users = append(users, a.App)
+			users = append(users, p.app)
 		}
 	}
 	slices.Sort(users)
 	return users, nil
+}
+
+// placedImage is the image an instance placed on this node runs.
+type placedImage struct{ app, image string }
+
+// placedImages are the images of the instances placed on this node, each
+// by the spec version its allocation names (two versions of an app may
+// run two images during a change).
+func (b *imageBackend) placedImages() ([]placedImage, error) {
+	allocs, err := b.placed.Allocations()
+	if err != nil {
+		return nil, err
+	}
+	var out []placedImage
+	for _, a := range allocs {
+		if a.Node != b.node {
+			continue
+		}
+		if app, err := b.placed.Spec(a.App, a.Version); err == nil {
+			out = append(out, placedImage{app: a.App, image: app.Image})
+		}
+	}
+	return out, nil
 }
 
 func appList(apps []string) string {
@@ -163,19 +182,12 @@ func appList(apps []string) string {
 
 // imageInUse says whether an instance placed on this node runs id.
 func (b *imageBackend) imageInUse(id string) bool {
-	allocs, err := b.placed.Allocations()
+	placed, err := b.placedImages()
 	if err != nil {
 		return true // when in doubt, keep the image
 	}
-	for _, a := range allocs {
-		if a.Node != b.node {
-			continue
-		}
-		app, err := b.placed.Spec(a.App, a.Version)
-		if err != nil {
-			continue
-		}
-		if img, err := b.images.Get(app.Image); err == nil && img.ID == id {
+	for _, p := range placed {
+		if img, err := b.images.Get(p.image); err == nil && img.ID == id {
 			return true
 		}
 	}
