@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/internal/testutil/storetest"
 	"github.com/shoal-edge/shoal/store"
-	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // certChecks confirms the members it was told to and counts the checks.

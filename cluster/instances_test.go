@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil/storetest"
 	"github.com/shoal-edge/shoal/runtime/supervise"
 	"github.com/shoal-edge/shoal/store"
-	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // fixedView is what the leader told of every instance.

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/shoal-edge/shoal/api"
+	"github.com/shoal-edge/shoal/internal/testutil/storetest"
 	"github.com/shoal-edge/shoal/store"
-	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // The unplaced reasons alone, over a real state file and gossip set by

@@ -9,8 +9,8 @@ import (
 
 	"github.com/shoal-edge/shoal/api"
 	"github.com/shoal-edge/shoal/internal/testutil"
+	"github.com/shoal-edge/shoal/internal/testutil/storetest"
 	"github.com/shoal-edge/shoal/store"
-	"github.com/shoal-edge/shoal/store/storetest"
 )
 
 // An instance runs exactly the version its allocation names. Here the
